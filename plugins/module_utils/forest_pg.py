@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection layer shared by the pgforest.cluster modules (psycopg 3).
+
+Every connection gets a short connect timeout and a server-side statement
+timeout, so a module never waits forever on a dead or hung node.  Failures are
+raised as ForestPgError, whose message names the node, the SQLSTATE and what the
+DBA can do about it.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+PSYCOPG_IMPORT_ERROR = None
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError:  # pragma: no cover - exercised by missing_required_lib
+    psycopg = None
+    sql = None
+    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
+
+APPLICATION_NAME = 'pgforest.cluster'
+
+# What a DBA should do for the SQLSTATEs this tool meets most.
+SQLSTATE_HINTS = {
+    '28P01': 'check the password (login_password / forest_pg_password)',
+    '28000': 'pg_hba.conf of that node rejects this client: add a scram-sha-256 entry for it',
+    '3D000': 'the database does not exist: check the name, or create it with forest_mngdb',
+    '57014': 'a query ran past statement_timeout: raise statement_timeout or retry when the node is less busy',
+    '55P03': 'a lock could not be taken in time: another session holds it, retry later',
+    '53300': 'the node has no free connection slots: close idle sessions or raise max_connections',
+    '57P03': 'the node is starting up or shutting down: wait and retry',
+}
+
+
+def connection_argument_spec():
+    """Module options every pgforest.cluster module accepts to reach a node."""
+    return dict(
+        login_host=dict(type='str', default='localhost', aliases=['host']),
+        login_port=dict(type='int', default=5432, aliases=['port']),
+        login_user=dict(type='str', default='postgres', aliases=['user']),
+        login_password=dict(type='str', no_log=True, aliases=['password'],
+                            fallback=(env_fallback, ['PGPASSWORD'])),
+        connect_timeout=dict(type='int', default=3),
+        statement_timeout=dict(type='int', default=30000),
+    )
+
+
+class ForestPgError(Exception):
+    """A connection or query failure, with the node and SQLSTATE it concerns."""
+
+    def __init__(self, node, action, detail, sqlstate=None):
+        self.node = node
+        self.action = action
+        self.detail = detail
+        self.sqlstate = sqlstate
+        super().__init__(self.describe())
+
+    @property
+    def hint(self):
+        if self.sqlstate in SQLSTATE_HINTS:
+            return SQLSTATE_HINTS[self.sqlstate]
+        return _hint_from_text(self.detail)
+
+    def describe(self):
+        state = ' [SQLSTATE %s]' % self.sqlstate if self.sqlstate else ''
+        text = '%s: %s failed%s: %s' % (self.node, self.action, state, self.detail.strip())
+        if self.hint:
+            text += ' -- what to do: %s' % self.hint
+        return text
+
+    def as_dict(self):
+        return dict(node=self.node, action=self.action, sqlstate=self.sqlstate,
+                    detail=self.detail.strip(), hint=self.hint)
+
+
+def _hint_from_text(detail):
+    """Connection failures often carry no SQLSTATE: recognise libpq's words."""
+    text = detail.lower()
+    if 'timeout expired' in text or 'timed out' in text:
+        return ('the node did not answer within connect_timeout: its server may be hung '
+                '(stopped process, full disk, network) or overloaded')
+    if 'connection refused' in text or 'no such file or directory' in text:
+        return 'no server listens there: check that PostgreSQL runs on that host and port'
+    if 'no pg_hba.conf entry' in text:
+        return SQLSTATE_HINTS['28000']
+    if 'password authentication failed' in text:
+        return SQLSTATE_HINTS['28P01']
+    if 'does not exist' in text and 'database' in text:
+        return SQLSTATE_HINTS['3D000']
+    return None
+
+
+class Node(object):
+    """How to reach one PostgreSQL server, and a label for messages."""
+
+    def __init__(self, host, port=5432, user='postgres', password=None,
+                 connect_timeout=3, statement_timeout=30000, label=None):
+        self.host = host
+        self.port = int(port)
+        self.user = user
+        self.password = password
+        self.connect_timeout = max(int(connect_timeout), 1)
+        self.statement_timeout = int(statement_timeout)
+        self.label = label or '%s:%s' % (host, self.port)
+
+    @classmethod
+    def from_params(cls, params, label=None):
+        return cls(params['login_host'], params['login_port'], params['login_user'],
+                   params.get('login_password'), params['connect_timeout'],
+                   params['statement_timeout'], label=label)
+
+    def conninfo(self, dbname):
+        """libpq keywords; the password stays in memory, never in a string or argv."""
+        info = dict(host=self.host, port=self.port, user=self.user, dbname=dbname,
+                    connect_timeout=self.connect_timeout,
+                    application_name=APPLICATION_NAME,
+                    options='-c statement_timeout=%d -c lock_timeout=%d'
+                            % (self.statement_timeout, self.statement_timeout))
+        if self.password:
+            info['password'] = self.password
+        return info
+
+    def connect(self, dbname, autocommit=True):
+        """Open a connection to dbname, or raise ForestPgError naming this node."""
+        _require_psycopg()
+        where = '%s (%s:%s/%s)' % (self.label, self.host, self.port, dbname)
+        try:
+            conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname))
+        except psycopg.Error as exc:
+            raise error_from(exc, where, 'connect')
+        conn.forest_where = where
+        return conn
+
+
+def _require_psycopg():
+    if psycopg is None:
+        raise ImportError('psycopg (version 3) is required: pip install "psycopg[binary]"')
+
+
+def error_from(exc, where, action):
+    """Turn a psycopg error into a ForestPgError for `where` (a node label)."""
+    sqlstate = getattr(exc, 'sqlstate', None)
+    diag = getattr(exc, 'diag', None)
+    detail = (diag.message_primary if diag is not None and diag.message_primary
+              else str(exc)) or exc.__class__.__name__
+    return ForestPgError(where, action, detail, sqlstate)
+
+
+def run(conn, query, params=None, action='query'):
+    """Execute and fetch all rows (as dicts); failures become ForestPgError."""
+    try:
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    except psycopg.Error as exc:
+        raise error_from(exc, getattr(conn, 'forest_where', '?'), action)
+
+
+def quote_ident(name):
+    """Quote an identifier the way PostgreSQL's quote_ident() does, always quoted.
+
+    For messages and command lines; SQL sent to a server uses psycopg.sql.Identifier.
+    """
+    if not isinstance(name, str) or name == '' or '\x00' in name:
+        raise ValueError('invalid identifier %r: it must be a non-empty string without NUL' % (name,))
+    return '"%s"' % name.replace('"', '""')
+
+
+def ident(*names):
+    """A (possibly qualified) identifier as a psycopg.sql object."""
+    _require_psycopg()
+    for name in names:
+        quote_ident(name)  # same validation as for messages
+    return sql.Identifier(*names)
