@@ -79,20 +79,33 @@ class ForestPgError(Exception):
                     detail=self.detail.strip(), hint=self.hint)
 
 
+# libpq reports a refused login as text only; the server sent these SQLSTATEs.
+CONNECT_SQLSTATES = (
+    ('password authentication failed', '28P01'),
+    ('no pg_hba.conf entry', '28000'),
+    ('database', '3D000', 'does not exist'),
+    ('too many clients', '53300'),
+    ('remaining connection slots are reserved', '53300'),
+    ('the database system is starting up', '57P03'),
+    ('the database system is shutting down', '57P03'),
+)
+
+
+def sqlstate_from_text(detail):
+    text = detail.lower()
+    for entry in CONNECT_SQLSTATES:
+        if all(word in text for word in (entry[0],) + entry[2:]):
+            return entry[1]
+    return None
+
+
 def _hint_from_text(detail):
-    """Connection failures often carry no SQLSTATE: recognise libpq's words."""
     text = detail.lower()
     if 'timeout expired' in text or 'timed out' in text:
         return ('the node did not answer within connect_timeout: its server may be hung '
                 '(stopped process, full disk, network) or overloaded')
     if 'connection refused' in text or 'no such file or directory' in text:
         return 'no server listens there: check that PostgreSQL runs on that host and port'
-    if 'no pg_hba.conf entry' in text:
-        return SQLSTATE_HINTS['28000']
-    if 'password authentication failed' in text:
-        return SQLSTATE_HINTS['28P01']
-    if 'does not exist' in text and 'database' in text:
-        return SQLSTATE_HINTS['3D000']
     return None
 
 
@@ -145,7 +158,7 @@ def _require_psycopg():
 
 def error_from(exc, where, action):
     """Turn a psycopg error into a ForestPgError for `where` (a node label)."""
-    sqlstate = getattr(exc, 'sqlstate', None)
+    sqlstate = getattr(exc, 'sqlstate', None) or sqlstate_from_text(str(exc))
     diag = getattr(exc, 'diag', None)
     detail = (diag.message_primary if diag is not None and diag.message_primary
               else str(exc)) or exc.__class__.__name__

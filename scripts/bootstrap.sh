@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create the project's virtualenv and install what the collection and its tests
+# need.  PostgreSQL itself is installed by the forest_node role when missing.
+set -euo pipefail
+python=${1:-python3}
+venv=${2:-.venv}
+
+if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
+    echo "bootstrap: $python cannot create virtualenvs; installing python3-venv" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+fi
+"$python" -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+echo "bootstrap: $("$venv/bin/ansible" --version | head -1), $("$venv/bin/python" -c 'import psycopg; print("psycopg", psycopg.__version__)')"
