@@ -75,3 +75,89 @@ def recap(output):
         host, _, counts = line.partition(':')
         result[host.strip()] = {k: int(v) for k, v in (item.split('=') for item in counts.split())}
     return result
+
+
+def module(name, host='forest0', check=False, diff=False, timeout=120, **args):
+    """Run pgforest.cluster.<name> ad hoc on an inventory host; return its result dict.
+
+    Connection options come from the inventory (the action plugin), as for a DBA."""
+    import json
+    env = ansible_env()
+    env.update(ANSIBLE_CALLBACK_RESULT_FORMAT='json')
+    cmd = [os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + name]
+    if args:
+        cmd += ['-a', json.dumps(args)]
+    if check:
+        cmd.append('--check')
+    if diff:
+        cmd.append('--diff')
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    head = '%s | ' % host
+    try:  # "forest0 | SUCCESS => {...}" (core's ad hoc output)
+        start = proc.stdout.index(head)
+        result = json.loads(proc.stdout[proc.stdout.index('{', start):])
+        if proc.stdout[start:start + 40].split('=>')[0].rstrip().endswith(('FAILED!', 'UNREACHABLE!')):
+            result['failed'] = True
+        result['_stdout'] = proc.stdout  # ad hoc output prints --diff outside the result
+        return result
+    except ValueError:
+        raise AssertionError('no result from %s: rc=%s\n%s\n%s' % (name, proc.returncode, proc.stdout, proc.stderr))
+
+
+def postmaster_pid(serverid):
+    with open(os.path.join(data_dir(serverid), 'postmaster.pid')) as handle:
+        return int(handle.readline())
+
+
+def ensure_running(serverid):
+    """Undo a fault: resume a SIGSTOPped postmaster, start a stopped one."""
+    import signal
+    import time
+    if os.path.exists(os.path.join(data_dir(serverid), 'postmaster.pid')):
+        try:
+            os.kill(postmaster_pid(serverid), signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    if pg_ctl(serverid, 'status', check=False).returncode != 0:
+        log = os.path.join(SANDBOX, NODES[serverid]['name'], 'postgresql.log')
+        pg_ctl(serverid, 'start', '-w', '-l', log)
+    for _ in range(50):
+        try:
+            query(serverid, 'SELECT 1')
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    raise AssertionError('serverid %d does not come back' % serverid)
+
+
+def reset_pair():
+    """Both management databases as provisioned: same server_info, validity 1, default config."""
+    from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb
+    for serverid in NODES:
+        ensure_running(serverid)
+        with connect(serverid, MNGDB) as conn:
+            with conn.transaction():
+                conn.execute('DELETE FROM server_info')
+                for sid, node in sorted(NODES.items()):
+                    conn.execute('INSERT INTO server_info VALUES (%s, %s, 1)',
+                                 [sid, '%s:%s/%s' % (node['host'], node['port'], USERDB)])
+                conn.execute('DELETE FROM global_config')
+                conn.execute('DELETE FROM local_config')
+                for key, (value, _range) in mngdb.GLOBAL_CONFIG.items():
+                    conn.execute('INSERT INTO global_config VALUES (%s, %s)', [key, value])
+                for key, (value, _range) in mngdb.LOCAL_CONFIG.items():
+                    conn.execute("INSERT INTO local_config VALUES ('DEFAULT', %s, %s)", [key, value])
+                conn.execute('DELETE FROM broken_log_detail')
+
+
+def set_views(view0, view1):
+    """Put validity values into each node's server_info: view = {serverid: validity}."""
+    for owner, view in ((0, view0), (1, view1)):
+        with connect(owner, MNGDB) as conn:
+            for sid, validity in view.items():
+                conn.execute('UPDATE server_info SET udb_validity = %s WHERE serverid = %s', [validity, sid])
+
+
+def mngdb_rows(serverid, table):
+    order = {'server_info': 'serverid', 'global_config': 'key', 'local_config': 'configid, key'}[table]
+    return query(serverid, 'SELECT * FROM %s ORDER BY %s' % (table, order), dbname=MNGDB)

@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read both nodes' views of the pair and merge them (seed 5.2).
+
+Each node's management database is one *view* of server_info.  For every
+serverid the effective validity is -1 if any view says -1, else 0 if any says
+0, else 1.  read_views() never waits longer than its deadline: a node that does
+not answer in time (stopped, or hung under SIGSTOP) is reported unreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
+    VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
+
+STATES = ('healthy', 'degraded', 'recovering', 'down', 'misconfigured')
+
+
+def new_view(node):
+    return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
+                mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
+                server_addr=None, broken_log=[])
+
+
+def read_view(node, mngdb, broken_log_limit):
+    """What one node serves: its server_info, version, recovery state, broken_log."""
+    view = new_view(node)
+    try:
+        conn = node.connect(mngdb)
+    except ForestPgError as exc:
+        view['error'] = exc.as_dict()
+        if exc.sqlstate == '3D000':
+            view.update(reachable=True, mngdb='missing')
+        return view
+    with conn:
+        view.update(reachable=True, server_version=conn.info.server_version)
+        try:
+            facts = run(conn, 'SELECT pg_is_in_recovery() AS in_recovery, '
+                              'host(inet_server_addr()) AS addr, inet_server_port() AS port')[0]
+            view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']))
+            missing = missing_tables(conn)
+            if missing:
+                view.update(mngdb='broken', error=dict(node=node.label, action='read management database',
+                                                       detail='missing tables: ' + ', '.join(missing),
+                                                       sqlstate='42P01', hint='re-create it with forest_mngdb'))
+                return view
+            view['server_info'] = read_server_info(conn)
+            view['broken_log'] = run(conn, 'SELECT serverid, time::text AS time, extract(epoch FROM time)::float8 '
+                                           'AS epoch, client, api_task, err_msg, err_type, err_state '
+                                           'FROM broken_log ORDER BY time DESC LIMIT %s',
+                                     [broken_log_limit], action='read broken_log')
+            view['mngdb'] = 'present'
+        except ForestPgError as exc:
+            view.update(mngdb='broken', error=exc.as_dict())
+    return view
+
+
+def read_views(nodes, mngdb, broken_log_limit, deadline):
+    """Read every node concurrently; give up on a node after `deadline` seconds."""
+    views = {}
+
+    def worker(key, node):
+        try:
+            views[key] = read_view(node, mngdb, broken_log_limit)
+        except Exception as exc:  # a bug or an odd driver error must not hang the others
+            failed = new_view(node)
+            failed['error'] = dict(node=node.label, action='read', detail=str(exc), sqlstate=None, hint=None)
+            views[key] = failed
+
+    threads = []
+    for key, node in nodes.items():
+        thread = threading.Thread(target=worker, args=(key, node), daemon=True)
+        thread.start()
+        threads.append(thread)
+    end = time.monotonic() + deadline
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    result = {}
+    for key, node in nodes.items():
+        if key in views:
+            result[key] = views[key]
+            continue
+        hung = new_view(node)
+        hung['error'] = dict(node=node.label, action='read', sqlstate=None,
+                             detail='no answer within %.1f s' % deadline,
+                             hint='the server accepts connections but does not answer: it may be hung '
+                                  '(stopped process, full disk, overloaded)')
+        result[key] = hung
+    return result
+
+
+def effective_validity(values):
+    """The seed's rule: -1 wins, then 0, else 1 (None when no view knows)."""
+    known = [value for value in values if value is not None]
+    if not known:
+        return None
+    if -1 in known:
+        return -1
+    if 0 in known:
+        return 0
+    return 1
+
+
+def _owner(view, url_rows):
+    """Which serverid a view comes from: by the address used, else by the server's own address."""
+    for row in url_rows:
+        host, port, _db = parse_udb_url(row['udb_url'])
+        if (host, port) == (view['host'], view['port']) or '%s:%s' % (host, port) == view['server_addr']:
+            return row['serverid']
+    return None
+
+
+def merge(views):
+    """Merge the views (list of read_view() dicts) into the pair's status."""
+    listed = [view for view in views if view['server_info']]
+    url_lists = [urls_of(view['server_info']) for view in listed]
+    reference = listed[0]['server_info'] if listed else []
+    problems = []
+    if any(urls != url_lists[0] for urls in url_lists[1:]):
+        problems.append('server_info differs between the nodes: '
+                        + ' | '.join('%s says %s' % (view['label'], ', '.join('%s=%s' % pair for pair in urls_of(
+                            view['server_info']))) for view in listed))
+    if reference and sorted(row['serverid'] for row in reference) != [0, 1]:
+        problems.append('server_info must list serverid 0 and 1 (found %s)'
+                        % [row['serverid'] for row in reference])
+    for view in views:
+        if view['mngdb'] == 'missing':
+            problems.append('%s: management database missing (create it: forest_mngdb with servers, '
+                            'or playbooks/provision.yml)' % view['label'])
+        elif view['mngdb'] == 'broken':
+            problems.append('%s: management database broken (%s)' % (view['label'], view['error']['detail']))
+
+    owners = dict((view['label'], _owner(view, reference)) for view in views)
+    by_owner = dict((owners[view['label']], view) for view in views if owners[view['label']] is not None)
+    nodes = []
+    for row in reference:
+        sid = row['serverid']
+        seen = dict((str(owners[view['label']]), _value_in(view, sid)) for view in listed
+                    if owners[view['label']] is not None)
+        own = by_owner.get(sid)
+        validity = effective_validity(seen.values())
+        host, port, db = parse_udb_url(row['udb_url'])
+        nodes.append(dict(
+            serverid=sid, url=row['udb_url'], host=host, port=port, userdb=db,
+            reachable=bool(own and own['reachable'] and own['error'] is None),
+            validity=validity, validity_name=VALIDITY_NAMES.get(validity, 'unknown'), views=seen,
+            server_version=own and own['server_version'], in_recovery=own and own['in_recovery'],
+            mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
+    for view in views:
+        if owners[view['label']] is None and reference:
+            problems.append('%s (%s:%s) is not one of the servers in server_info'
+                            % (view['label'], view['host'], view['port']))
+    disagreements = [dict(serverid=node['serverid'], views=node['views']) for node in nodes
+                     if len(set(node['views'].values())) > 1]
+    state, action = _state_and_action(nodes, problems, views)
+    return dict(cluster_state=state, healthy=state == 'healthy', nodes=nodes,
+                views_agree=not disagreements and not problems, disagreements=disagreements,
+                problems=problems, recommended_action=action,
+                broken_log=_merged_broken_log(listed),
+                unreached=[view['error'] for view in views if not view['reachable']])
+
+
+def _value_in(view, serverid):
+    for row in view['server_info']:
+        if row['serverid'] == serverid:
+            return row['udb_validity']
+    return None
+
+
+# A driver writes one incident to both management databases, each stamped with
+# its own server's now(): rows equal but for a time this close are one incident.
+SAME_INCIDENT_SECONDS = 5
+
+
+def _merged_broken_log(views):
+    """Both views' rows, newest first, each incident once, bounded like one view."""
+    rows = sorted((dict(row, view=view['label']) for view in views for row in view['broken_log']),
+                  key=lambda row: row['epoch'], reverse=True)
+    kept = []
+    for row in rows:
+        fields = _incident(row)
+        if not any(_incident(other) == fields and other['view'] != row['view']
+                   and abs(other['epoch'] - row['epoch']) <= SAME_INCIDENT_SECONDS for other in kept):
+            kept.append(row)
+    limit = max([len(view['broken_log']) for view in views] or [0])
+    return [dict((k, v) for k, v in row.items() if k not in ('epoch', 'view')) for row in kept[:limit]]
+
+
+def _incident(row):
+    return tuple((key, value) for key, value in sorted(row.items()) if key not in ('time', 'epoch', 'view'))
+
+
+def _state_and_action(nodes, problems, views):
+    if problems or len(nodes) != 2:
+        if not problems:
+            problems.append('no management database could be read: %s' % '; '.join(
+                '%s: %s' % (view['label'], (view['error'] or {}).get('detail')) for view in views))
+            return 'down', _action('investigate', 'no node could be read; ' + problems[0] +
+                                   ': check that both servers run and accept this client')
+        return 'misconfigured', _action('fix_configuration', '; '.join(problems) + '. Drivers misbehave on '
+                                        'such a pair: make server_info identical on both nodes (forest_mngdb '
+                                        'with servers in the same order and overwrite=true) before anything else')
+    bad = [node for node in nodes if node['validity'] == -1 or not node['reachable']]
+    if len(bad) == 2:
+        return 'down', _down_action(nodes)
+    if len(bad) == 1:
+        return 'degraded', _degraded_action(bad[0], [node for node in nodes if node is not bad[0]][0])
+    if any(node['validity'] == 0 for node in nodes):
+        suppressed = [node['serverid'] for node in nodes if node['validity'] == 0]
+        return 'recovering', _action('wait_or_cancel_recovery', 'serverid %s is write-suppressed (0): an online '
+                                     'recovery or sync is in its freeze window; if none runs, cancel it '
+                                     '(forest_recover phase=cancel) or set validity back' % suppressed)
+    return 'healthy', _action('none', 'both nodes are valid and both views agree')
+
+
+def _action(name, reason, **extra):
+    extra.update(action=name, reason=reason)
+    return extra
+
+
+def _degraded_action(broken, good):
+    what = ('is marked broken (-1)' if broken['validity'] == -1 else
+            'does not answer although it is still marked %s' % broken['validity_name'])
+    online = good['reachable'] and good['validity'] == 1 and not good['in_recovery']
+    reason = 'serverid %d %s; serverid %d is valid and serves the applications.' % (
+        broken['serverid'], what, good['serverid'])
+    if broken['validity'] != -1:
+        reason += (' Drivers mark it -1 on their next failed write; or mark it yourself '
+                   '(forest_mngdb serverid=%d validity=-1).' % broken['serverid'])
+    if online:
+        reason += ' Recover serverid %d online from serverid %d (applications keep running), ' \
+                  'or offline with the applications stopped.' % (broken['serverid'], good['serverid'])
+    else:
+        reason += ' Online recovery is not possible now (serverid %d is not a reachable primary): ' \
+                  'recover offline.' % good['serverid']
+    return _action('online_recovery' if online else 'offline_recovery', reason, target=broken['serverid'],
+                   source=good['serverid'], online_possible=online)
+
+
+def _down_action(nodes):
+    unreachable_valid = [node for node in nodes if not node['reachable'] and node['validity'] != -1]
+    if unreachable_valid:
+        node = unreachable_valid[0]
+        return _action('start_servers', 'no node is usable; serverid %d is still marked %s but does not answer: '
+                       'bring its server back first (its data may be the only valid copy), then recover the other'
+                       % (node['serverid'], node['validity_name']), source=node['serverid'])
+    return _action('restore_from_backup', 'both nodes are marked broken (-1): the service is stopped and neither '
+                   'copy can be trusted; restore both nodes from a backup (playbooks/restore.yml)')
+
+
+def summary_lines(status):
+    """One line per node, for playbooks and -v output."""
+    lines = ['cluster %s: %s' % (status['cluster_state'], status['recommended_action']['reason'])]
+    for node in status['nodes']:
+        lines.append('serverid %d %-24s %-16s %-9s %s%s' % (
+            node['serverid'], node['url'], node['validity_name'],
+            'reachable' if node['reachable'] else 'UNREACHABLE',
+            'standby ' if node['in_recovery'] else '',
+            'views %s' % node['views'] if len(set(node['views'].values())) > 1 else ''))
+    return lines

@@ -1,0 +1,393 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: forest_mngdb
+short_description: Create and keep the PostgresForest management database
+description:
+  - The C(createmngdb.sh) equivalent and the management database's keeper.
+  - With O(servers), creates the user database (optional) and C(<userdb>_pghainfo) on the node
+    it talks to, with the tables C(server_info), C(global_config), C(local_config),
+    C(broken_log_detail), the view C(broken_log) and the default rows of the seed, and registers
+    serverid 0 and 1 in the order given. An existing, correct management database is left alone;
+    one whose C(server_info) differs is refused unless O(overwrite=true).
+  - With O(global_config), changes keys on B(both) nodes to the same value (both must answer).
+  - With O(local_config), the same, but only while no driver session is connected to the user or
+    management database on either node, unless O(force=true).
+  - With O(serverid) and O(validity), sets that server's C(udb_validity) in every reachable
+    management database and notifies listening drivers.
+  - Before changing anything it reads both nodes' C(server_info); if they differ the pair is
+    misconfigured and nothing is done. Every value is validated before any connection writes.
+version_added: 0.1.0
+author: pgforest.cluster developers
+extends_documentation_fragment:
+  - pgforest.cluster.connection
+options:
+  userdb:
+    description: User database; its management database is C(<userdb>_pghainfo).
+    type: str
+    required: true
+  servers:
+    description:
+      - The pair as C(host:port), serverid 0 first. Must be in the same order on both nodes.
+      - Creates (or checks) this node's management database.
+    type: list
+    elements: str
+  create_userdb:
+    description: Create the user database too when it is missing (with O(servers)).
+    type: bool
+    default: true
+  overwrite:
+    description: Rewrite a C(server_info) that differs from O(servers) (drivers must be stopped unless O(force=true)).
+    type: bool
+    default: false
+  global_config:
+    description: C(global_config) keys to set on both nodes, validated against the seed's ranges.
+    type: dict
+  local_config:
+    description: C(local_config) keys to set on both nodes for O(configid); drivers must be stopped unless O(force=true).
+    type: dict
+  configid:
+    description: C(local_config) configuration id.
+    type: str
+    default: DEFAULT
+  serverid:
+    description: Server whose validity to set (with O(validity)).
+    type: int
+    choices: [0, 1]
+  validity:
+    description: C(1) valid, C(0) write-suppressed, C(-1) broken.
+    type: int
+    choices: [-1, 0, 1]
+  force:
+    description: Change C(local_config) or C(server_info) even while driver sessions are connected.
+    type: bool
+    default: false
+  peer_host:
+    description: Address of the other node, when this node's C(server_info) cannot tell it.
+    type: str
+  peer_port:
+    description: Port of the other node (default O(login_port)).
+    type: int
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change, changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the management database rows before and after, per node.
+requirements:
+  - psycopg >= 3.1
+notes:
+  - The seed allows changing C(server_info) and C(local_config) only while no driver runs; this
+    module checks C(pg_stat_activity) on both nodes for sessions other than its own.
+'''
+
+EXAMPLES = r'''
+- name: Create the management database on each node (same order on both)
+  pgforest.cluster.forest_mngdb:
+    userdb: userdb
+    servers: [10.0.0.11:5432, 10.0.0.12:5432]
+
+- name: Change the driver's read interval on both nodes
+  pgforest.cluster.forest_mngdb:
+    userdb: userdb
+    global_config:
+      mngdb_read_duration: 10
+  run_once: true
+
+- name: Mark serverid 1 valid again after an offline repair
+  pgforest.cluster.forest_mngdb:
+    userdb: userdb
+    serverid: 1
+    validity: 1
+  run_once: true
+'''
+
+RETURN = r'''
+changes:
+  description: What was changed (or would be, in check mode), one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["127.0.0.11:5432: global_config mngdb_read_duration 30 -> 10"]
+nodes:
+  description: Per node address, whether it was reached and its server_info after the run.
+  returned: always
+  type: dict
+driver_sessions:
+  description: Sessions other than this module's on the user and management databases, per node.
+  returned: when O(local_config) or O(overwrite) is used
+  type: dict
+'''
+
+import contextlib
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, connection_argument_spec)
+from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb as m
+
+
+class Keeper(object):
+    """Plans changes on the nodes' management databases, then applies them."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.userdb = self.params['userdb']
+        self.mngdb = m.mngdb_name(self.userdb)
+        self.this = Node.from_params(self.params)
+        self.conns = {}
+        self.changes = []
+        self.steps = []  # (node, database, function(conn)), applied in order
+        self.before = {}
+        self.after = {}
+        self.sessions = {}
+
+    # --- connections ---------------------------------------------------------
+    def conn(self, node, dbname):
+        key = (node.label, dbname)
+        if key not in self.conns:
+            self.conns[key] = node.connect(dbname)
+        return self.conns[key]
+
+    def peer_node(self, rows):
+        if self.params['peer_host']:
+            return self._node(self.params['peer_host'], self.params['peer_port'] or self.this.port)
+        this = self.this_address()
+        for row in rows:
+            host, port, _db = m.parse_udb_url(row['udb_url'])
+            if (host, port) != (self.this.host, self.this.port) and '%s:%s' % (host, port) != this:
+                return self._node(host, port)
+        return None
+
+    def this_address(self):
+        row = self.conn(self.this, 'postgres').execute(
+            'SELECT host(inet_server_addr()), inet_server_port()').fetchone()
+        return '%s:%s' % row
+
+    def _node(self, host, port):
+        return Node(host, port, self.this.user, self.this.password, self.this.connect_timeout,
+                    self.this.statement_timeout)
+
+    # --- planning ------------------------------------------------------------
+    def plan(self, node, change, step, dbname=None):
+        """Record a change; step(conn) runs on dbname (default the management database)."""
+        self.changes.append('%s: %s' % (node.label, change))
+        self.steps.append((node, dbname or self.mngdb, step))
+
+    def ensure_present(self, desired):
+        admin = self.conn(self.this, 'postgres')
+        label = self.this.label
+        if not m.database_exists(admin, self.userdb):
+            if not self.params['create_userdb']:
+                raise m.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
+                                   % (self.userdb, label))
+            self.plan(self.this, 'create database %s' % self.userdb,
+                      lambda conn: m.create_database(conn, self.userdb), 'postgres')
+        if not m.database_exists(admin, self.mngdb):
+            self.plan(self.this, 'create database %s with its tables, defaults and server_info' % self.mngdb,
+                      lambda conn: self.create_mngdb(conn, desired), 'postgres')
+            self.before[label] = ''
+            self.after[label] = self.describe(desired, m.GLOBAL_CONFIG, m.LOCAL_CONFIG)
+            return
+        conn = self.conn(self.this, self.mngdb)
+        missing = m.missing_tables(conn)
+        if missing:
+            raise m.MngdbError('%s/%s is broken: tables missing: %s. Drop it (after saving broken_log) and run '
+                               'again to re-create it' % (label, self.mngdb, ', '.join(missing)))
+        current = m.read_server_info(conn)
+        if m.urls_of(current) != m.urls_of(desired):
+            if not self.params['overwrite']:
+                raise m.MngdbError('%s/%s already registers another pair (%s) than asked (%s); nothing changed. '
+                                   'Check the order of servers, or set overwrite=true to replace it'
+                                   % (label, self.mngdb, _urls(current), _urls(desired)))
+            self.refuse_if_drivers([self.this], 'rewrite server_info')
+            kept = dict((row['serverid'], row) for row in current)
+            rows = [dict(row, udb_validity=kept[row['serverid']]['udb_validity']
+                         if row['serverid'] in kept and kept[row['serverid']]['udb_url'] == row['udb_url'] else 1)
+                    for row in desired]
+            self.before[label] = m.server_info_text(current)
+            self.after[label] = m.server_info_text(rows)
+            self.plan(self.this, 'server_info %s -> %s' % (_urls(current), _urls(rows)),
+                      lambda conn: m.write_server_info(conn, rows))
+        self.fill_defaults(conn)
+
+    def fill_defaults(self, conn):
+        for table, defaults in (('global_config', m.GLOBAL_CONFIG), ('local_config', m.LOCAL_CONFIG)):
+            present = m.read_config(conn, table)
+            absent = dict((key, spec[0]) for key, spec in defaults.items() if key not in present)
+            if absent:
+                self.before.setdefault(self.this.label, '')
+                self.after[self.this.label] = self.after.get(self.this.label, '') + ''.join(
+                    '%s %s = %s\n' % (table, key, value) for key, value in sorted(absent.items()))
+                self.plan(self.this, '%s: add default rows %s' % (table, ', '.join(sorted(absent))),
+                          lambda c, t=table, a=absent: m.write_config(c, t, a))
+
+    def create_mngdb(self, admin, desired):
+        m.create_database(admin, self.mngdb)
+        with self.this.connect(self.mngdb) as conn:
+            m.create_schema(conn)
+            with conn.transaction():
+                m.write_config(conn, 'global_config', dict((k, v[0]) for k, v in m.GLOBAL_CONFIG.items()))
+                m.write_config(conn, 'local_config', dict((k, v[0]) for k, v in m.LOCAL_CONFIG.items()))
+                m.write_server_info(conn, desired)
+
+    def describe(self, rows, global_config, local_config):
+        text = ''.join('server_info %s %s %s\n' % (r['serverid'], r['udb_url'], r.get('udb_validity', 1))
+                       for r in rows)
+        for table, values in (('global_config', global_config), ('local_config', local_config)):
+            text += ''.join('%s %s = %s\n' % (table, key, value[0] if isinstance(value, tuple) else value)
+                            for key, value in sorted(values.items()))
+        return text
+
+    def pair_views(self, require_all):
+        """This node's and its peer's management databases, whose server_info must agree."""
+        conn = self.conn(self.this, self.mngdb)
+        rows = m.read_server_info(conn)
+        views = [(self.this, conn, rows)]
+        peer = self.peer_node(rows)
+        unreached = []
+        if peer is not None:
+            try:
+                peer_conn = self.conn(peer, self.mngdb)
+                views.append((peer, peer_conn, m.read_server_info(peer_conn)))
+            except ForestPgError as exc:
+                if require_all:
+                    raise m.MngdbError('%s; this change must be made on both nodes, so nothing was changed' % exc)
+                unreached.append(exc.as_dict())
+        elif require_all:
+            raise m.MngdbError('cannot find the other node in server_info of %s: give peer_host' % self.this.label)
+        differing = [view for view in views[1:] if m.urls_of(view[2]) != m.urls_of(rows)]
+        if differing:
+            raise m.MngdbError('the pair is misconfigured: server_info differs (%s has %s, %s has %s); refusing to '
+                               'act on it. Make both identical first (servers + overwrite=true on the wrong node)'
+                               % (self.this.label, _urls(rows), differing[0][0].label, _urls(differing[0][2])))
+        return views, unreached
+
+    def refuse_if_drivers(self, nodes, what):
+        found = {}
+        for node in nodes:
+            sessions = m.driver_sessions(self.conn(node, 'postgres'), [self.userdb, self.mngdb])
+            self.sessions[node.label] = sessions
+            if sessions:
+                found[node.label] = sessions
+        if found and not self.params['force']:
+            raise m.MngdbError('cannot %s while drivers or other sessions are connected (the seed forbids it); '
+                               'stop the applications, or set force=true. Connected: %s' % (
+                                   what, ' | '.join('%s: %s' % (label, m.describe_sessions(s))
+                                                    for label, s in sorted(found.items()))))
+
+    def change_config(self, views, table, wanted):
+        for node, conn, _rows in views:
+            current = m.read_config(conn, table, self.params['configid'])
+            delta = dict((k, v) for k, v in wanted.items() if current.get(k) != v)
+            self.before.setdefault(node.label, '')
+            self.after.setdefault(node.label, '')
+            for key in sorted(delta):
+                self.before[node.label] += '%s %s = %s\n' % (table, key, current.get(key))
+                self.after[node.label] += '%s %s = %s\n' % (table, key, delta[key])
+                self.plan(node, '%s %s %s -> %s' % (table, key, current.get(key), delta[key]),
+                          lambda c, k=key, v=delta[key]: m.write_config(c, table, {k: v}, self.params['configid']))
+
+    def change_validity(self, views, serverid, validity):
+        for node, _conn, rows in views:
+            current = dict((row['serverid'], row['udb_validity']) for row in rows)
+            if serverid not in current:
+                raise m.MngdbError('serverid %d is not in server_info of %s' % (serverid, node.label))
+            if current[serverid] != validity:
+                self.before[node.label] = 'server_info serverid %d udb_validity = %s\n' % (serverid, current[serverid])
+                self.after[node.label] = 'server_info serverid %d udb_validity = %s\n' % (serverid, validity)
+                self.plan(node, 'udb_validity of serverid %d %s -> %s' % (serverid, current[serverid], validity),
+                          lambda c: m.set_validity(c, serverid, validity))
+
+    # --- applying ------------------------------------------------------------
+    def apply(self):
+        """Run the planned steps in order.  CREATE DATABASE runs on its own; the
+        management database changes of each node commit together, or not at all."""
+        with contextlib.ExitStack() as transactions:
+            open_on = set()
+            for node, dbname, step in self.steps:
+                conn = self.conn(node, dbname)
+                if dbname == self.mngdb and node.label not in open_on:
+                    transactions.enter_context(conn.transaction())
+                    open_on.add(node.label)
+                step(conn)
+        self.steps = []
+
+    def close(self):
+        for conn in self.conns.values():
+            conn.close()
+
+
+def _urls(rows):
+    return ', '.join('%s=%s' % pair for pair in m.urls_of(rows))
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        userdb=dict(type='str', required=True),
+        servers=dict(type='list', elements='str'),
+        create_userdb=dict(type='bool', default=True),
+        overwrite=dict(type='bool', default=False),
+        global_config=dict(type='dict'),
+        local_config=dict(type='dict'),
+        configid=dict(type='str', default=m.DEFAULT_CONFIGID),
+        serverid=dict(type='int', choices=[0, 1]),
+        validity=dict(type='int', choices=[-1, 0, 1]),
+        force=dict(type='bool', default=False),
+        peer_host=dict(type='str'),
+        peer_port=dict(type='int'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_together=[('serverid', 'validity')],
+                           required_one_of=[('servers', 'global_config', 'local_config', 'validity')])
+    if PSYCOPG_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    params = module.params
+    keeper = None
+    try:
+        # Everything the user gave is checked before the first connection.
+        desired = m.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
+        global_config = m.validate_settings('global_config', params['global_config'])
+        local_config = m.validate_settings('local_config', params['local_config'])
+        keeper = Keeper(module)
+        if desired:
+            keeper.ensure_present(desired)
+            if not module.check_mode:
+                keeper.apply()
+        unreached = []
+        if global_config or local_config or params['validity'] is not None:
+            views, unreached = keeper.pair_views(require_all=bool(global_config or local_config))
+            if local_config:
+                keeper.refuse_if_drivers([view[0] for view in views], 'change local_config')
+            if global_config:
+                keeper.change_config(views, 'global_config', global_config)
+            if local_config:
+                keeper.change_config(views, 'local_config', local_config)
+            if params['validity'] is not None:
+                keeper.change_validity(views, params['serverid'], params['validity'])
+            if not module.check_mode:
+                keeper.apply()
+        result = dict(changed=bool(keeper.changes), changes=keeper.changes, unreached=unreached,
+                      driver_sessions=keeper.sessions)
+        if module._diff and keeper.changes:
+            result['diff'] = [dict(before_header=label, after_header=label, before=keeper.before.get(label, ''),
+                                   after=keeper.after.get(label, '')) for label in sorted(keeper.after)]
+        module.exit_json(**result)
+    except (m.MngdbError, ForestPgError) as exc:
+        module.fail_json(msg=str(exc), changes=keeper.changes if keeper else [])
+    finally:
+        if keeper:
+            keeper.close()
+
+
+if __name__ == '__main__':
+    main()

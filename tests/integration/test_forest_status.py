@@ -1,0 +1,125 @@
+"""forest_status against the sandbox pair: seed examples, dead and hung nodes."""
+import os
+import signal
+
+import pytest
+
+import sandbox
+
+
+@pytest.fixture(autouse=True)
+def provisioned_pair():
+    sandbox.reset_pair()
+    yield
+    sandbox.reset_pair()
+
+
+def status(**args):
+    result = sandbox.module('forest_status', **args)
+    assert not result.get('failed'), result.get('msg')
+    return result
+
+
+def by_sid(result):
+    return dict((node['serverid'], node) for node in result['nodes'])
+
+
+@pytest.mark.parametrize('view0, view1, state, action, broken', [
+    ({0: 1, 1: 1}, {0: 1, 1: 1}, 'healthy', 'none', []),                      # 取得例1
+    ({0: 1, 1: -1}, {0: 1, 1: -1}, 'degraded', 'online_recovery', [1]),       # 取得例2
+    ({0: 1, 1: 1}, {0: 1, 1: -1}, 'degraded', 'online_recovery', [1]),        # 取得例3
+    ({0: -1, 1: -1}, {0: -1, 1: -1}, 'down', 'restore_from_backup', [0, 1]),  # 取得例4
+])
+def test_seed_examples_give_the_seeds_conclusions(view0, view1, state, action, broken):
+    sandbox.set_views(view0, view1)
+    result = status()
+    assert result['cluster_state'] == state
+    assert result['recommended_action']['action'] == action
+    assert [sid for sid, node in sorted(by_sid(result).items()) if node['validity'] == -1] == broken
+    assert all(node['reachable'] and node['server_version'] >= 150000 for node in result['nodes'])
+    assert result['views_agree'] == (view0 == view1)
+    if view0 != view1:
+        assert result['disagreements'] == [{'serverid': 1, 'views': {'0': 1, '1': -1}}]
+
+
+def test_each_host_reads_its_own_server_ad_hoc():
+    for host in ('forest0', 'forest1'):
+        result = sandbox.module('forest_status', host=host, userdb='userdb')
+        assert result['cluster_state'] == 'healthy'
+        assert [node['url'] for node in result['nodes']] == ['127.0.0.11:5432/userdb', '127.0.0.12:5432/userdb']
+
+
+def test_stopped_node_is_degraded_at_once():
+    sandbox.pg_ctl(1, 'stop', '-m', 'immediate')
+    result = status(connect_timeout=2)
+    assert result['cluster_state'] == 'degraded'
+    node = by_sid(result)[1]
+    assert node['reachable'] is False and 'no server listens' in node['error']['hint']
+    assert result['recommended_action']['target'] == 1
+    assert result['elapsed'] < 2 + 1
+
+
+@pytest.mark.parametrize('hung', [0, 1])
+def test_sigstopped_node_is_reported_within_connect_timeout_plus_one_second(hung):
+    pid = sandbox.postmaster_pid(hung)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = status(connect_timeout=2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result['cluster_state'] == 'degraded'
+    assert by_sid(result)[hung]['reachable'] is False
+    assert by_sid(result)[1 - hung]['reachable'] is True
+    assert result['elapsed'] < 2 + 1, result['elapsed']
+
+
+def test_fail_unless_healthy_fails_with_the_status():
+    sandbox.set_views({0: 1, 1: -1}, {0: 1, 1: -1})
+    result = sandbox.module('forest_status', fail_unless_healthy=True)
+    assert result['failed'] and result['msg'].startswith('pair is degraded: serverid 1 is marked broken')
+    assert result['cluster_state'] == 'degraded'
+
+
+def test_swapped_server_order_is_misconfigured():
+    with sandbox.connect(1, sandbox.MNGDB) as conn:
+        conn.execute("UPDATE server_info SET udb_url = CASE serverid WHEN 0 THEN '127.0.0.12:5432/userdb' "
+                     "ELSE '127.0.0.11:5432/userdb' END")
+    result = status()
+    assert result['cluster_state'] == 'misconfigured'
+    assert 'server_info differs' in result['problems'][0]
+
+
+def test_missing_and_broken_management_databases_are_misconfigured():
+    with sandbox.connect(1, sandbox.MNGDB) as conn:
+        conn.execute('ALTER TABLE global_config RENAME TO global_config_old')
+    try:
+        result = status()
+        assert result['cluster_state'] == 'misconfigured'
+        assert 'missing tables: global_config' in ' '.join(result['problems'])
+    finally:
+        with sandbox.connect(1, sandbox.MNGDB) as conn:
+            conn.execute('ALTER TABLE global_config_old RENAME TO global_config')
+
+
+def test_broken_log_rows_are_merged_newest_first_and_bounded():
+    for owner in (0, 1):
+        with sandbox.connect(owner, sandbox.MNGDB) as conn:
+            for i in range(5):
+                conn.execute("INSERT INTO broken_log_detail (serverid, time, client, err_state, err_msg) VALUES "
+                             "(1, now() - make_interval(mins => %s), '127.0.0.1', '08006', %s)", [i, 'err %d' % i])
+    result = status(broken_log_limit=3)
+    assert [row['err_msg'] for row in result['broken_log']] == ['err 0', 'err 1', 'err 2']
+
+
+def test_wrong_password_is_a_clear_error_in_the_status():
+    result = status(login_password='wrong', peer_host='127.0.0.12')
+    assert result['cluster_state'] == 'down'
+    assert {error['sqlstate'] for error in result['unreached']} == {'28P01'}
+    assert 'check the password' in result['unreached'][0]['hint']
+    assert 'wrong' not in str(result)
+
+
+def test_user_database_with_quotes_and_spaces_is_just_a_missing_mngdb():
+    result = status(userdb='odd "db"; drop')
+    assert result['cluster_state'] == 'misconfigured'
+    assert 'management database missing' in result['problems'][0]
