@@ -169,5 +169,5 @@ def test_one_incident_written_to_both_views_is_listed_once():
     zero['broken_log'] = [row(1000.2), row(900.0), row(800.0, 'other')]
     one['broken_log'] = [row(1000.9), row(700.0)]
     merged = merge([zero, one])['broken_log']
-    assert [r['time'] for r in merged] == ['1000.2', '900.0', '800.0']
+    assert [r['time'] for r in merged] == ['1000.9', '900.0', '800.0']
     assert all('epoch' not in r and 'view' not in r for r in merged)
