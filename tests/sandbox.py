@@ -63,7 +63,7 @@ def playbook(name, *args, extra_vars=None, inventory=INVENTORY, timeout=600):
             varfile.flush()
             cmd += ['-e', '@' + varfile.name]
         return subprocess.run(cmd + list(args), capture_output=True, text=True, env=ansible_env(),
-                              cwd=REPO, timeout=timeout)
+                              cwd=REPO, timeout=timeout, check=False)
 
 
 def recap(output):
@@ -72,7 +72,7 @@ def recap(output):
     for line in output.split('PLAY RECAP')[-1].splitlines()[1:]:
         if ':' not in line:
             continue
-        host, _, counts = line.partition(':')
+        host, counts = line.split(':', 1)
         result[host.strip()] = {k: int(v) for k, v in (item.split('=') for item in counts.split())}
     return result
 
@@ -91,7 +91,7 @@ def module(name, host='forest0', check=False, diff=False, timeout=120, **args):
         cmd.append('--check')
     if diff:
         cmd.append('--diff')
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
     head = '%s | ' % host
     try:  # "forest0 | SUCCESS => {...}" (core's ad hoc output)
         start = proc.stdout.index(head)
@@ -121,7 +121,7 @@ def ensure_running(serverid):
     if pg_ctl(serverid, 'status', check=False).returncode != 0:
         log = os.path.join(SANDBOX, NODES[serverid]['name'], 'postgresql.log')
         pg_ctl(serverid, 'start', '-w', '-l', log)
-    for _ in range(50):
+    for _attempt in range(50):
         try:
             query(serverid, 'SELECT 1')
             return

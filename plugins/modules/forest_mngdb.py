@@ -24,7 +24,7 @@ description:
   - Before changing anything it reads both nodes' C(server_info); if they differ the pair is
     misconfigured and nothing is done. Every value is validated before any connection writes.
 version_added: 0.1.0
-author: pgforest.cluster developers
+author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
 options:

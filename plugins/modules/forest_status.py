@@ -22,7 +22,7 @@ description:
     C(forest_pg_port), C(forest_pg_user), C(forest_pg_password), C(forest_peer_host) and
     C(forest_userdb), so C(ansible forest -m pgforest.cluster.forest_status -a userdb=userdb) works ad hoc.
 version_added: 0.1.0
-author: pgforest.cluster developers
+author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
 options:
@@ -125,7 +125,7 @@ problems:
   type: list
   elements: str
 recommended_action:
-  description: What to do now. RV(recommended_action.action) is one of C(none), C(online_recovery),
+  description: What to do now. Its C(action) is one of C(none), C(online_recovery),
     C(offline_recovery), C(wait_or_cancel_recovery), C(start_servers), C(restore_from_backup),
     C(fix_configuration), C(investigate); C(target) and C(source) name serverids for recoveries.
   returned: always

@@ -32,8 +32,8 @@ def test_creates_schema_defaults_and_server_info_on_a_new_database():
     name = 'fresh_db'
     try:
         check = mngdb(userdb=name, servers=SERVERS, check=True, diff=True)
-        assert check['changed'] and not sandbox.query(0, 'SELECT 1 FROM pg_database WHERE datname = %s',
-                                                       [name + '_pghainfo'])
+        exists = sandbox.query(0, 'SELECT 1 FROM pg_database WHERE datname = %s', [name + '_pghainfo'])
+        assert check['changed'] and not exists
         result = mngdb(userdb=name, servers=SERVERS)
         assert result['changed'], result
         rows = sandbox.query(0, 'SELECT serverid, udb_url, udb_validity FROM server_info ORDER BY 1',

@@ -130,7 +130,7 @@ def test_address_in_use_is_reported_and_nothing_is_started(spare_node):
     squatter.bind(('127.0.0.13', 5432))
     squatter.listen()
     try:
-        run = sandbox.playbook('provision.yml', inventory=write())
+        run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=write())
     finally:
         squatter.close()
     assert run.returncode != 0
@@ -147,7 +147,7 @@ def test_address_in_use_is_reported_and_nothing_is_started(spare_node):
 ])
 def test_bad_settings_fail_clearly_before_touching_the_host(spare_node, overrides, message):
     write, base = spare_node
-    run = sandbox.playbook('provision.yml', inventory=write(**overrides))
+    run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=write(**overrides))
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
     assert not os.path.exists(base)
@@ -157,8 +157,8 @@ def test_trust_over_tcp_is_written_only_when_allowed(spare_node):
     write, base = spare_node
     extra = [{'type': 'host', 'database': 'postgres', 'user': 'nobody', 'address': '10.9.9.9/32',
               'method': 'trust'}]
-    run = sandbox.playbook('provision.yml', inventory=write(forest_node_hba_extra=extra,
-                                                              forest_node_allow_trust=True))
+    inventory = write(forest_node_hba_extra=extra, forest_node_allow_trust=True)
+    run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=inventory)
     assert run.returncode == 0, run.stdout[-3000:]
     with open(os.path.join(base, 'data', 'pg_hba.conf')) as handle:
         hba = handle.read()

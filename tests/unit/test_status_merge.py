@@ -10,7 +10,8 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
 URLS = {0: '192.168.1.100:5432/userdb', 1: '192.168.1.101:5432/userdb'}
 
 
-def view(owner, values, reachable=True, urls=URLS, mngdb='present'):
+def view(owner, values, reachable=True, urls=None, mngdb='present'):
+    urls = urls or URLS
     host, port, _db = parse_udb_url(URLS[owner])
     rows = [dict(serverid=sid, udb_url=urls[sid], udb_validity=values.get(sid)) for sid in sorted(urls)]
     return dict(label='node%d' % owner, host=host, port=port, reachable=reachable,
