@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compare two user databases by content and repair the target from the source.
+
+Every table is hashed per bucket of primary keys on both nodes; only buckets
+whose (row count, hash sum) differ are read row by row, so the differing keys
+are found without moving the tables.  Row text is the type output of each
+column with the session settings pinned (PINNED_SETTINGS), so the hashes do not
+depend on either server's configuration; ROW(...)::text keeps NULL apart from
+every string and column boundaries unambiguous.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import error_from, ident, psycopg, run
+
+try:
+    from psycopg import sql
+except ImportError:  # reported by the module through PSYCOPG_IMPORT_ERROR
+    sql = None
+
+# Settings that change how values are written as text.
+PINNED_SETTINGS = (
+    ('DateStyle', 'ISO, YMD'),
+    ('IntervalStyle', 'postgres'),
+    ('TimeZone', 'UTC'),
+    ('extra_float_digits', '3'),
+    ('bytea_output', 'hex'),
+    ('lc_monetary', 'C'),
+)
+ROWS_PER_BUCKET = 1000
+MAX_BUCKETS = 65536
+
+CATALOG_SQL = r"""
+SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+       coalesce((SELECT json_agg(json_build_object('name', a.attname,
+                                                   'type', format_type(a.atttypid, a.atttypmod),
+                                                   'generated', a.attgenerated <> '') ORDER BY a.attname)
+                 FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
+       (SELECT json_agg(a.attname ORDER BY k.ord)
+          FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = c.oid AND i.indisprimary) AS pkey,
+       c.reltuples::bigint AS estimate
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY 1, 2
+"""
+
+SEQUENCES_SQL = r"""
+SELECT n.nspname AS schema, c.relname AS name
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY 1, 2
+"""
+
+
+class DbsyncError(Exception):
+    pass
+
+
+def pin_settings(conn):
+    for name, value in PINNED_SETTINGS:
+        run(conn, 'SELECT set_config(%s, %s, false)', [name, value], action='pin session settings')
+
+
+def selected(name, include, exclude):
+    """include/exclude are fnmatch patterns on 'schema.table'."""
+    if include and not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude or [])
+
+
+def read_catalog(conn, include=None, exclude=None):
+    """{'schema.table': {schema, name, kind, columns, pkey, estimate}} of the user tables."""
+    tables = {}
+    for row in run(conn, CATALOG_SQL, action='read the table catalog'):
+        key = '%s.%s' % (row['schema'], row['name'])
+        if selected(key, include, exclude):
+            tables[key] = row
+    return tables
+
+
+def schema_difference(source, target):
+    """None when both sides define the table alike, else what differs."""
+    if source['columns'] != target['columns']:
+        src = dict((c['name'], c['type'] + (' generated' if c['generated'] else '')) for c in source['columns'])
+        tgt = dict((c['name'], c['type'] + (' generated' if c['generated'] else '')) for c in target['columns'])
+        diffs = ['%s: %s on source, %s on target' % (name, src.get(name, 'absent'), tgt.get(name, 'absent'))
+                 for name in sorted(set(src) | set(tgt)) if src.get(name) != tgt.get(name)]
+        return 'columns differ: ' + '; '.join(diffs)
+    if (source['pkey'] or []) != (target['pkey'] or []):
+        return 'primary keys differ: %s on source, %s on target' % (source['pkey'], target['pkey'])
+    return None
+
+
+class TableSql(object):
+    """The SQL that hashes, lists and copies one table (columns in name order)."""
+
+    def __init__(self, table, buckets):
+        self.table = table
+        self.relation = ident(table['schema'], table['name'])
+        self.columns = [c['name'] for c in table['columns'] if not c['generated']]
+        self.types = dict((c['name'], c['type']) for c in table['columns'])
+        self.pkey = table['pkey'] or []
+        self.buckets = buckets if self.pkey else 1
+        self.column_list = sql.SQL(', ').join(ident(name) for name in self.columns)
+        row_text = sql.SQL('(ROW({})::text COLLATE "C")').format(self.column_list)
+        self.row_hash = sql.SQL('hashtextextended({}, 0)').format(row_text)
+        if self.pkey:
+            key_text = sql.SQL('(ROW({})::text COLLATE "C")').format(
+                sql.SQL(', ').join(ident(name) for name in self.pkey))
+            self.bucket = sql.SQL('mod(hashtextextended({}, 7) & 9223372036854775807, {})').format(
+                key_text, sql.Literal(self.buckets))
+        else:
+            self.bucket = sql.SQL('0')
+
+    def bucket_hashes(self):
+        return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, sum({hash}) AS h FROM {rel} GROUP BY 1').format(
+            bucket=self.bucket, hash=self.row_hash, rel=self.relation)
+
+    def row_hashes(self):
+        keys = sql.SQL(', ').join(sql.SQL('{}::text').format(ident(name)) for name in self.pkey)
+        return sql.SQL('SELECT {keys}, {hash} AS h FROM {rel} WHERE {bucket} = ANY(%s)').format(
+            keys=keys, hash=self.row_hash, rel=self.relation, bucket=self.bucket)
+
+    def keys_match(self, keys):
+        """(pk...) IN (the given key texts, cast back to the key types)."""
+        columns = list(zip(*keys)) if keys else [() for _name in self.pkey]
+        names = [ident('k%d' % i) for i in range(len(self.pkey))]
+        return sql.SQL('({pk}) IN (SELECT {casts} FROM unnest({arrays}) AS u({names}))').format(
+            pk=sql.SQL(', ').join(ident(name) for name in self.pkey),
+            casts=sql.SQL(', ').join(sql.SQL('u.{}::{}').format(alias, sql.SQL(self.types[name]))
+                                     for alias, name in zip(names, self.pkey)),
+            arrays=sql.SQL(', ').join(sql.SQL('{}::text[]').format(sql.Literal(list(column)))
+                                      for column in columns),
+            names=sql.SQL(', ').join(names))
+
+    def copy_out(self, keys=None):
+        where = sql.SQL(' WHERE {}').format(self.keys_match(keys)) if keys is not None else sql.SQL('')
+        return sql.SQL('COPY (SELECT {cols} FROM {rel}{where}) TO STDOUT (FORMAT binary)').format(
+            cols=self.column_list, rel=self.relation, where=where)
+
+    def copy_in(self):
+        return sql.SQL('COPY {rel} ({cols}) FROM STDIN (FORMAT binary)').format(
+            rel=self.relation, cols=self.column_list)
+
+    def delete(self, keys=None):
+        if keys is None:
+            return sql.SQL('DELETE FROM {}').format(self.relation)
+        return sql.SQL('DELETE FROM {rel} WHERE {match}').format(rel=self.relation, match=self.keys_match(keys))
+
+    def truncate(self):
+        return sql.SQL('TRUNCATE {}').format(self.relation)
+
+
+def bucket_count(source_table, target_table):
+    rows = max(source_table['estimate'] or 0, target_table['estimate'] or 0, 0)
+    return max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
+
+
+def bucket_hashes(conn, table_sql):
+    rows = run(conn, table_sql.bucket_hashes(), action='hash %s' % quoted(table_sql.table))
+    return dict((row['bucket'], (row['n'], row['h'])) for row in rows)
+
+
+def row_hashes(conn, table_sql, buckets):
+    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % quoted(table_sql.table))
+    width = len(table_sql.pkey)
+    result = {}
+    for row in rows:
+        values = list(row.values())
+        result[tuple(values[:width])] = values[width]
+    return result
+
+
+def quoted(table):
+    return '%s.%s' % (table['schema'], table['name'])
+
+
+def compare_buckets(source, target):
+    """Buckets whose (count, hash sum) differ."""
+    return sorted(bucket for bucket in set(source) | set(target) if source.get(bucket) != target.get(bucket))
+
+
+def localize(source_rows, target_rows):
+    """(missing on target, extra on target, changed) key lists."""
+    missing = sorted(key for key in source_rows if key not in target_rows)
+    extra = sorted(key for key in target_rows if key not in source_rows)
+    changed = sorted(key for key in source_rows if key in target_rows and source_rows[key] != target_rows[key])
+    return missing, extra, changed
+
+
+def copy_rows(source, target, table_sql, keys=None):
+    """Stream rows (all, or those with the given keys) from source to target with
+    binary COPY; returns (rows, bytes)."""
+    copied = 0
+    where = getattr(target, 'forest_where', '?')
+    try:
+        with source.cursor() as out_cur, target.cursor() as in_cur:
+            with out_cur.copy(table_sql.copy_out(keys)) as out, in_cur.copy(table_sql.copy_in()) as into:
+                for chunk in out:
+                    into.write(chunk)
+                    copied += len(chunk)
+            return max(in_cur.rowcount, 0), copied
+    except psycopg.Error as exc:
+        raise error_from(exc, where, 'copy rows of %s' % quoted(table_sql.table))
+
+
+def read_sequences(conn, include=None, exclude=None):
+    """{'schema.sequence': {schema, name, last_value, is_called}}."""
+    names = [row for row in run(conn, SEQUENCES_SQL, action='list sequences')
+             if selected('%s.%s' % (row['schema'], row['name']), include, exclude)]
+    if not names:
+        return {}
+    query = sql.SQL(' UNION ALL ').join(
+        sql.SQL('SELECT {schema} AS schema, {name} AS name, last_value, is_called FROM {seq}').format(
+            schema=sql.Literal(row['schema']), name=sql.Literal(row['name']), seq=ident(row['schema'], row['name']))
+        for row in names)
+    return dict(('%s.%s' % (row['schema'], row['name']), row)
+                for row in run(conn, query, action='read sequences'))
+
+
+def set_sequence(conn, seq):
+    run(conn, "SELECT setval(format('%%I.%%I', %s::text, %s::text)::regclass, %s, %s)",
+        [seq['schema'], seq['name'], seq['last_value'], seq['is_called']],
+        action='set sequence %s.%s' % (seq['schema'], seq['name']))
+
+
+class Timer(object):
+    """Seconds spent per phase, for the module's result."""
+
+    def __init__(self):
+        self.phases = {}
+
+    def __call__(self, phase):
+        timer = self
+
+        class _Phase(object):
+            def __enter__(self):
+                self.started = time.monotonic()
+
+            def __exit__(self, *exc):
+                timer.phases[phase] = round(timer.phases.get(phase, 0) + time.monotonic() - self.started, 3)
+        return _Phase()

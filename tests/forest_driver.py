@@ -1,0 +1,166 @@
+"""A small stand-in for the PostgresForest JDBC driver (DESIGN section 5).
+
+It reads server_info every `read_duration` seconds and at once on NOTIFY,
+writes each transaction to every valid node (commits them one after the
+other), starts none while a node is 0, and on an error whose SQLSTATE starts
+with one of broken_error_prefix marks that node -1 in the management databases
+and writes a broken_log_detail row.  It counts every write it had acknowledged.
+"""
+import random
+import threading
+import time
+
+import psycopg
+
+LOAD_DDL = """
+CREATE TABLE IF NOT EXISTS forest_load (id bigserial PRIMARY KEY, payload text NOT NULL);
+CREATE TABLE IF NOT EXISTS forest_load_items (load_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (load_id, n));
+"""
+
+
+class ForestDriver(object):
+    def __init__(self, nodes, userdb, password, read_duration=1.0, pause=0.002,
+                 broken_prefixes=('08', '53', '57P', '3D')):
+        self.nodes = nodes  # {serverid: (host, port)}
+        self.userdb = userdb
+        self.mngdb = userdb + '_pghainfo'
+        self.password = password
+        self.read_duration = read_duration
+        self.pause = pause
+        self.broken_prefixes = broken_prefixes
+        self.validity = {}
+        self.acked = []       # ids acknowledged to the "application"
+        self.errors = []
+        self.suppressed_waits = 0
+        self._stop = threading.Event()
+        self._notified = threading.Event()
+        self._conns = {}
+        self._threads = []
+
+    def connect(self, serverid, dbname, **kwargs):
+        host, port = self.nodes[serverid]
+        return psycopg.connect(host=host, port=port, user='postgres', password=self.password, dbname=dbname,
+                               connect_timeout=2, application_name='forest-driver', **kwargs)
+
+    # --- management information ---------------------------------------------
+    def read_server_info(self):
+        views = []
+        for serverid in self.nodes:
+            try:
+                with self.connect(serverid, self.mngdb, autocommit=True) as conn:
+                    views.append(dict(conn.execute('SELECT serverid, udb_validity FROM server_info').fetchall()))
+            except psycopg.Error:
+                continue
+        merged = {}
+        for serverid in self.nodes:
+            values = [view.get(serverid) for view in views if view.get(serverid) is not None]
+            merged[serverid] = -1 if -1 in values else 0 if 0 in values else 1 if values else -1
+        self.validity = merged
+        self._last_read = time.monotonic()
+
+    def _listen(self):
+        try:
+            with self.connect(0, self.mngdb, autocommit=True) as conn:
+                conn.execute('LISTEN pgforest_server_info')
+                for _note in conn.notifies(timeout=0.5):
+                    self._notified.set()
+                while not self._stop.is_set():
+                    for _note in conn.notifies(timeout=0.2, stop_after=1):
+                        self._notified.set()
+        except psycopg.Error:
+            pass  # polling still works
+
+    def mark_broken(self, serverid, exc):
+        for owner in self.nodes:
+            try:
+                with self.connect(owner, self.mngdb, autocommit=True) as conn:
+                    conn.execute('UPDATE server_info SET udb_validity = -1 WHERE serverid = %s', [serverid])
+                    conn.execute("INSERT INTO broken_log_detail (serverid, client, api_task, err_msg, err_type, "
+                                 "err_state) VALUES (%s, '127.0.0.1', 'Exec_Task', %s, %s, %s)",
+                                 [serverid, str(exc)[:200], type(exc).__name__, getattr(exc, 'sqlstate', None)])
+                    conn.execute("SELECT pg_notify('pgforest_server_info', 'broken')")
+            except psycopg.Error:
+                continue
+        self.validity[serverid] = -1
+        self._conns.pop(serverid, None)
+
+    # --- writing ----------------------------------------------------------------
+    def _conn(self, serverid):
+        if serverid not in self._conns:
+            self._conns[serverid] = self.connect(serverid, self.userdb)
+        return self._conns[serverid]
+
+    def _is_broken_error(self, exc):
+        state = getattr(exc, 'sqlstate', None) or '08'  # connection lost: no SQLSTATE
+        return any(state.startswith(prefix) for prefix in self.broken_prefixes)
+
+    def write_once(self):
+        if self._notified.is_set() or time.monotonic() - self._last_read >= self.read_duration:
+            self._notified.clear()
+            self.read_server_info()
+        if 0 in self.validity.values():
+            self.suppressed_waits += 1
+            time.sleep(0.01)
+            return None
+        valid = [sid for sid, value in sorted(self.validity.items()) if value == 1]
+        payload = 'w%d' % random.randrange(10 ** 9)
+        ids, done = set(), []
+        for serverid in valid:
+            try:
+                conn = self._conn(serverid)
+                row = conn.execute('INSERT INTO forest_load (payload) VALUES (%s) RETURNING id', [payload]).fetchone()
+                conn.execute('INSERT INTO forest_load_items (load_id, n) SELECT %s, g FROM generate_series(1, 3) g',
+                             [row[0]])
+                ids.add(row[0])
+                done.append(serverid)
+            except psycopg.Error as exc:
+                self._fail(serverid, exc)
+        for serverid in list(done):
+            try:
+                self._conns[serverid].commit()
+            except psycopg.Error as exc:
+                self._fail(serverid, exc)
+                done.remove(serverid)
+        if len(ids) > 1:
+            self.errors.append('nodes handed out different ids %s for one write' % sorted(ids))
+        if done:
+            self.acked.append((ids.pop(), payload))
+            return True
+        return None
+
+    def _fail(self, serverid, exc):
+        conn = self._conns.get(serverid)
+        if conn is not None and not conn.closed:
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                pass
+        if self._is_broken_error(exc):
+            self.mark_broken(serverid, exc)
+        else:
+            self.errors.append('serverid %d: %s' % (serverid, exc))
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.write_once()
+            time.sleep(self.pause)
+
+    def start(self):
+        with self.connect(0, self.userdb, autocommit=True) as conn:
+            conn.execute(LOAD_DDL)
+        with self.connect(1, self.userdb, autocommit=True) as conn:
+            conn.execute(LOAD_DDL)
+        self.read_server_info()
+        for target in (self._listen, self._run):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        for conn in self._conns.values():
+            conn.close()
+        return self

@@ -1,0 +1,251 @@
+"""forest_dbsync against the sandbox pair: tricky data, localization, repair, online compare."""
+import pytest
+
+import sandbox
+from forest_driver import ForestDriver
+
+SCHEMA = 'Sync Tëst'
+INCLUDE = [SCHEMA + '.*']
+
+
+def both(sql):
+    for serverid in (0, 1):
+        with sandbox.connect(serverid, sandbox.USERDB) as conn:
+            conn.execute(sql)
+
+
+def on(serverid, sql):
+    with sandbox.connect(serverid, sandbox.USERDB) as conn:
+        conn.execute(sql)
+
+
+def dbsync(**args):
+    args.setdefault('include', INCLUDE)
+    return sandbox.module('forest_dbsync', **args)
+
+
+def table(result, name):
+    return [t for t in result['tables'] if t['table'] == '%s.%s' % (SCHEMA, name)][0]
+
+
+def source_fingerprint():
+    """Everything of the schema on serverid 0, to prove the source is never written."""
+    rows = sandbox.query(0, """
+        SELECT c.relname, (xpath('/row/h/text()', query_to_xml(format(
+            'SELECT md5(coalesce(string_agg(t::text, %%L ORDER BY t::text), %%L)) AS h FROM (SELECT * FROM %%I.%%I) t',
+            '|', '', n.nspname, c.relname), false, false, '')))[1]::text
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'S') ORDER BY 1""", [SCHEMA], dbname=sandbox.USERDB)
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def fresh_schema():
+    sandbox.reset_pair()
+    both('DROP SCHEMA IF EXISTS "%s" CASCADE; CREATE SCHEMA "%s"' % (SCHEMA, SCHEMA))
+    yield
+    sandbox.reset_pair()
+    both('DROP SCHEMA IF EXISTS "%s" CASCADE' % SCHEMA)
+
+
+TRICKY = [
+    ('text', "'NULL'", 'NULL'),
+    ('text', "''", 'NULL'),
+    ('float8', "'NaN'", "'Infinity'"),
+    ('float8', "'-0'", "'0'"),
+    ('float8', "'1e308'", "'-Infinity'"),
+    ('float8', '0.1::float8 + 0.2::float8', '0.3'),
+    ('numeric', '1.0', '1.00'),
+    ('timestamptz', "'2024-03-01 12:00:00+09'", "'2024-03-01 12:00:00+08'"),
+    ('interval', "'1 day'", "'24 hours'"),
+    ('bytea', "'\\x00ff'", "'\\x00fe'"),
+    ('int[]', "'{1,2}'", "'{2,1}'"),
+    ('text[]', "'{a,NULL}'", "'{a,\"NULL\"}'"),
+    ('jsonb', "'{\"a\": 1}'", "'{\"a\": 2}'"),
+    ('json', "'{\"a\":1}'", "'{\"a\": 1}'"),
+    ('text', "E'tab\\there\\nnew line'", "E'tab here\\nnew line'"),
+    ('text', "E'back\\\\slash'", "'back/slash'"),
+    ('text', "'a,b)(\"x'", "'a,b)(x'"),
+    ('text', "'日本語'", "'日本后'"),
+]
+
+
+@pytest.mark.parametrize('kind, value, other', TRICKY)
+def test_tricky_values_compare_equal_when_equal_and_differ_when_not(kind, value, other):
+    both('CREATE TABLE "{s}".t (id int PRIMARY KEY, v {k}); '
+         'INSERT INTO "{s}".t VALUES (1, {v}), (2, {o}), (3, NULL)'.format(s=SCHEMA, k=kind, v=value, o=other))
+    assert dbsync()['equal'] is True
+    on(1, 'UPDATE "{s}".t SET v = {o} WHERE id = 1'.format(s=SCHEMA, o=other))
+    result = dbsync()
+    found = table(result, 't')
+    assert result['equal'] is False
+    assert (found['missing'], found['extra'], found['changed']) == (0, 0, 1)
+    assert found['keys'] == {'changed': [{'id': '1'}]}
+
+
+def test_timezone_of_the_servers_does_not_matter():
+    both('CREATE TABLE "%s".t (id int PRIMARY KEY, at timestamptz, d date, ts timestamp)' % SCHEMA)
+    both("INSERT INTO \"%s\".t VALUES (1, '2024-06-01 00:30:00+00', '2024-06-01', '2024-06-01 00:30')" % SCHEMA)
+    on(1, 'ALTER DATABASE userdb SET TimeZone = %s' % "'Asia/Tokyo'")
+    on(1, "ALTER DATABASE userdb SET DateStyle = 'SQL, DMY'")
+    try:
+        assert dbsync()['equal'] is True
+    finally:
+        on(1, 'ALTER DATABASE userdb RESET TimeZone')
+        on(1, 'ALTER DATABASE userdb RESET DateStyle')
+
+
+def test_row_count_equal_drift_is_found_and_repaired_without_touching_the_source():
+    both('CREATE TABLE "{s}".acc (id int PRIMARY KEY, bal int, note text);'
+         'INSERT INTO "{s}".acc SELECT g, g * 10, $$n$$ || g FROM generate_series(1, 20000) g;'
+         'CREATE SEQUENCE "{s}".ids; SELECT nextval($$"{s}".ids$$)'.format(s=SCHEMA))
+    # Same row counts: two rows' values swapped, UPDATEs, one delete + one insert.
+    on(1, 'UPDATE "{s}".acc SET bal = CASE id WHEN 10 THEN 200 ELSE 100 END WHERE id IN (10, 20);'
+          'UPDATE "{s}".acc SET note = NULL WHERE id BETWEEN 500 AND 502;'
+          'DELETE FROM "{s}".acc WHERE id = 7; INSERT INTO "{s}".acc VALUES (20001, 0, $$x$$);'
+          'SELECT nextval($$"{s}".ids$$)'.format(s=SCHEMA))
+    before = source_fingerprint()
+    result = dbsync()
+    acc = table(result, 'acc')
+    assert acc['rows_source'] == acc['rows_target'] == 20000
+    assert (acc['missing'], acc['extra'], acc['changed']) == (1, 1, 5)
+    assert sorted(k['id'] for k in acc['keys']['changed']) == ['10', '20', '500', '501', '502']
+    assert result['sequences'][0]['sequence'] == SCHEMA + '.ids'
+
+    synced = dbsync(mode='sync', source=0)
+    assert synced['changed'] and table(synced, 'acc')['status'] == 'repaired'
+    assert table(synced, 'acc')['method'] == 'keys' and table(synced, 'acc')['rows_copied'] == 6
+    assert dbsync()['equal'] is True
+    assert source_fingerprint() == before
+    assert sandbox.query(1, 'SELECT last_value FROM "%s".ids' % SCHEMA, dbname='userdb') == [(1,)]
+
+
+def test_check_mode_sync_reports_and_changes_nothing():
+    both('CREATE TABLE "%s".t (id int PRIMARY KEY, v int); INSERT INTO "%s".t VALUES (1, 1)' % (SCHEMA, SCHEMA))
+    on(1, 'UPDATE "%s".t SET v = 2' % SCHEMA)
+    result = dbsync(mode='sync', source=0, check=True)
+    assert result['changed'] and table(result, 't')['status'] == 'would_repair'
+    assert sandbox.query(1, 'SELECT v FROM "%s".t' % SCHEMA, dbname='userdb') == [(2,)]
+
+
+def test_structures_generated_partitioned_quoted_fk_cycle_and_no_pk():
+    both('''
+      CREATE TABLE "{s}"."Mixed Case Ä" ("Key Col" int PRIMARY KEY, "Val""ue" text, g int GENERATED ALWAYS AS
+        ("Key Col" * 2) STORED);
+      CREATE TABLE "{s}".part (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      CREATE TABLE "{s}".part_a PARTITION OF "{s}".part FOR VALUES IN ('a');
+      CREATE TABLE "{s}".part_b PARTITION OF "{s}".part FOR VALUES IN ('b');
+      CREATE TABLE "{s}".ca (id int PRIMARY KEY, cb int);
+      CREATE TABLE "{s}".cb (id int PRIMARY KEY, ca int REFERENCES "{s}".ca);
+      ALTER TABLE "{s}".ca ADD FOREIGN KEY (cb) REFERENCES "{s}".cb;
+      CREATE TABLE "{s}".nopk (a int, b text);
+      INSERT INTO "{s}"."Mixed Case Ä" VALUES (1, 'x'), (2, 'y');
+      INSERT INTO "{s}".part VALUES (1, 'a', 1), (2, 'b', 2);
+      INSERT INTO "{s}".ca VALUES (1, NULL); INSERT INTO "{s}".cb VALUES (1, 1); UPDATE "{s}".ca SET cb = 1;
+      INSERT INTO "{s}".nopk VALUES (1, 'a'), (1, 'a'), (2, NULL);
+    '''.format(s=SCHEMA))
+    assert dbsync()['equal'] is True
+    on(1, '''
+      UPDATE "{s}"."Mixed Case Ä" SET "Val""ue" = 'changed' WHERE "Key Col" = 2;
+      UPDATE "{s}".part SET v = 20 WHERE id = 2;
+      SET session_replication_role = replica;
+      DELETE FROM "{s}".ca; DELETE FROM "{s}".cb;
+      SET session_replication_role = DEFAULT;
+      DELETE FROM "{s}".nopk WHERE b IS NULL; INSERT INTO "{s}".nopk VALUES (2, 'NULL');
+    '''.format(s=SCHEMA))
+    result = dbsync()
+    statuses = dict((t['table'].split('.', 1)[1], t['status']) for t in result['tables'])
+    assert statuses == {'Mixed Case Ä': 'different', 'part': 'different', 'ca': 'different',
+                        'cb': 'different', 'nopk': 'different'}
+    assert table(result, 'Mixed Case Ä')['keys'] == {'changed': [{'Key Col': '2'}]}
+    assert table(result, 'nopk')['method'] == 'reload'
+    synced = dbsync(mode='sync', source=0)
+    assert not synced.get('failed'), synced.get('msg')
+    assert dbsync()['equal'] is True
+    assert sandbox.query(1, 'SELECT g FROM "%s"."Mixed Case Ä" WHERE "Key Col" = 2' % SCHEMA,
+                         dbname='userdb') == [(4,)]
+
+
+def test_schema_differences_are_reported_and_never_synced():
+    both('CREATE TABLE "{s}".t (id int PRIMARY KEY, v int); CREATE TABLE "{s}".u (id int PRIMARY KEY)'.format(
+        s=SCHEMA))
+    on(1, 'ALTER TABLE "%s".t ALTER COLUMN v TYPE bigint' % SCHEMA)
+    on(0, 'CREATE TABLE "%s".only_here (id int)' % SCHEMA)
+    result = dbsync(mode='sync', source=0)
+    assert table(result, 't')['status'] == 'schema_differs'
+    assert 'v: integer on source, bigint on target' in table(result, 't')['detail']
+    assert table(result, 'only_here')['status'] == 'only_on_source'
+    assert result['equal'] is False
+    assert sandbox.query(1, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_here'", dbname='userdb') == [(0,)]
+
+
+def test_a_failing_table_is_rolled_back_and_the_report_says_which():
+    both('CREATE TABLE "{s}".a1 (id int PRIMARY KEY, v int); CREATE TABLE "{s}".b2 (id int PRIMARY KEY, v int);'
+         'CREATE TABLE "{s}".c3 (id int PRIMARY KEY, v int);'
+         'INSERT INTO "{s}".a1 VALUES (1, 1); INSERT INTO "{s}".b2 VALUES (1, 1), (2, 5);'
+         'INSERT INTO "{s}".c3 VALUES (1, 1)'.format(s=SCHEMA))
+    on(1, 'UPDATE "{s}".a1 SET v = 9; DELETE FROM "{s}".b2 WHERE id = 2; UPDATE "{s}".b2 SET v = 2;'
+          'ALTER TABLE "{s}".b2 ADD CHECK (v < 5); UPDATE "{s}".c3 SET v = 9'.format(s=SCHEMA))
+    result = dbsync(mode='sync', source=0)
+    assert result.get('failed')
+    assert [table(result, name)['status'] for name in ('a1', 'b2', 'c3')] == ['repaired', 'failed', 'different']
+    assert 'untouched' in result['msg']
+    assert sandbox.query(1, 'SELECT id, v FROM "%s".b2 ORDER BY id' % SCHEMA, dbname='userdb') == [(1, 2)]
+    assert sandbox.query(1, 'SELECT v FROM "%s".a1' % SCHEMA, dbname='userdb') == [(1,)]
+
+
+def test_scope_all_copies_everything():
+    both('CREATE TABLE "%s".t (id int PRIMARY KEY, v int)' % SCHEMA)
+    on(0, 'INSERT INTO "%s".t SELECT g, g FROM generate_series(1, 1000) g' % SCHEMA)
+    result = dbsync(mode='sync', scope='all', source=0)
+    assert table(result, 't')['status'] == 'repaired' and table(result, 't')['rows_copied'] == 1000
+    assert dbsync()['equal'] is True
+
+
+def test_offline_compare_refuses_while_applications_are_connected():
+    both('CREATE TABLE "%s".t (id int PRIMARY KEY)' % SCHEMA)
+    node = sandbox.NODES[1]
+    with sandbox.psycopg.connect(host=node['host'], port=node['port'], user='postgres', dbname='userdb',
+                                 password=sandbox.password(), application_name='some-app'):
+        result = dbsync()
+    assert result.get('failed') and 'some-app' in result['msg'] and 'online=true' in result['msg']
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'mode': 'sync'}, 'say which node is the source'),
+    ({'source': 1, 'target': 1}, 'give two different nodes'),
+    ({'mode': 'sync', 'online': True, 'source': 0}, 'online=true is for mode=compare'),
+    ({'reload_fraction': 0}, 'reload_fraction must be above 0'),
+    ({'mode': 'resync'}, 'value of mode must be one of'),
+])
+def test_bad_input_is_refused(args, message):
+    result = dbsync(**args)
+    assert result.get('failed') and message in result['msg'], result.get('msg')
+
+
+@pytest.fixture
+def driver():
+    both('DROP TABLE IF EXISTS public.forest_load, public.forest_load_items')
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    with sandbox.connect(0, sandbox.MNGDB) as conn:
+        conn.execute("UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'")
+    load = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+    yield load
+    load.stop()
+    both('DROP TABLE IF EXISTS public.forest_load, public.forest_load_items')
+
+
+def test_online_compare_under_write_load_finds_no_false_difference(driver):
+    import time
+    time.sleep(1)
+    result = dbsync(online=True, include=['public.forest_load*'], notice_wait=1.2)
+    written = len(driver.acked)
+    time.sleep(0.5)
+    assert not result.get('failed'), result.get('msg')
+    assert result['equal'] is True, result['tables']
+    assert result['freeze_window'] < 1.2 + 1
+    assert len(driver.acked) > written, 'the driver kept writing after the freeze'
+    assert driver.suppressed_waits > 0, 'the driver saw the freeze'
+    assert not driver.errors
+    assert [row[0] for row in sandbox.mngdb_rows(0, 'server_info')] == [0, 1]
+    assert [row[2] for row in sandbox.mngdb_rows(1, 'server_info')] == [1, 1]
