@@ -32,8 +32,11 @@ PINNED_SETTINGS = (
     ('bytea_output', 'hex'),
     ('lc_monetary', 'C'),
 )
-ROWS_PER_BUCKET = 1000
-MAX_BUCKETS = 65536
+# Small buckets: drift spread over a table still leaves most rows unread when localizing.
+ROWS_PER_BUCKET = 16
+MAX_BUCKETS = 1 << 18
+# Our own sessions group many buckets in memory (HashAggregate).
+SESSION_WORK_MEM = '128MB'
 
 CATALOG_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
@@ -68,7 +71,7 @@ class DbsyncError(Exception):
 
 
 def pin_settings(conn):
-    for name, value in PINNED_SETTINGS:
+    for name, value in PINNED_SETTINGS + (('work_mem', SESSION_WORK_MEM), ('jit', 'off')):
         run(conn, 'SELECT set_config(%s, %s, false)', [name, value], action='pin session settings')
 
 
@@ -102,35 +105,76 @@ def schema_difference(source, target):
     return None
 
 
-class TableSql(object):
-    """The SQL that hashes, lists and copies one table (columns in name order)."""
+INTEGER_TYPES = ('smallint', 'integer', 'bigint')
 
-    def __init__(self, table, buckets):
+
+class TableSql(object):
+    """The SQL that hashes, lists and copies one table (columns in name order).
+
+    Rows are grouped in buckets of about ROWS_PER_BUCKET rows: by key range
+    (pk >> shift) for a single integer key, so a bucket is read back through the
+    index; by a hash of the key otherwise; tables without a key are one bucket.
+    Both nodes must use the same TableSql so their buckets line up.
+    """
+
+    def __init__(self, table, rows, key_range=None):
         self.table = table
         self.relation = ident(table['schema'], table['name'])
         self.columns = [c['name'] for c in table['columns'] if not c['generated']]
         self.types = dict((c['name'], c['type']) for c in table['columns'])
         self.pkey = table['pkey'] or []
-        self.buckets = buckets if self.pkey else 1
         self.column_list = sql.SQL(', ').join(ident(name) for name in self.columns)
         row_text = sql.SQL('(ROW({})::text COLLATE "C")').format(self.column_list)
         self.row_hash = sql.SQL('hashtextextended({}, 0)').format(row_text)
-        if self.pkey:
+        self.buckets = max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
+        if not self.pkey:
+            self.strategy = 'whole'
+            self.bucket = sql.SQL('0')
+        elif key_range is not None and self.integer_key():
+            self.strategy = 'range'
+            span = max(1, key_range[1] - key_range[0] + 1)
+            self.shift = max(0, (span // self.buckets).bit_length())
+            self.bucket = sql.SQL('({}::int8 >> {})').format(ident(self.pkey[0]), sql.Literal(self.shift))
+        else:
+            self.strategy = 'hash'
             key_text = sql.SQL('(ROW({})::text COLLATE "C")').format(
                 sql.SQL(', ').join(ident(name) for name in self.pkey))
             self.bucket = sql.SQL('mod(hashtextextended({}, 7) & 9223372036854775807, {})').format(
                 key_text, sql.Literal(self.buckets))
-        else:
-            self.bucket = sql.SQL('0')
 
-    def bucket_hashes(self):
-        return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, sum({hash}) AS h FROM {rel} GROUP BY 1').format(
-            bucket=self.bucket, hash=self.row_hash, rel=self.relation)
+    def integer_key(self):
+        return len(self.pkey) == 1 and self.types[self.pkey[0]] in INTEGER_TYPES
+
+    def bucket_hashes(self, only=False):
+        # Keys are unique, so XOR of the row hashes is exact; without a key, equal
+        # rows would cancel under XOR: sum them instead.
+        combine = 'bit_xor({})' if self.pkey else 'sum({}::numeric)'
+        return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, {combined} AS h FROM {rows} GROUP BY 1').format(
+            bucket=self.bucket, combined=sql.SQL(combine).format(self.row_hash), rows=self.rows(only))
+
+    def rows(self, only):
+        """FROM clause: the table, or only the rows of the buckets in parameter %s (int8[])."""
+        if not only:
+            return self.relation
+        if self.strategy == 'range':
+            # LATERAL ... OFFSET 0 (never flattened): one index range scan per bucket,
+            # whatever the planner guesses about the array or the table's statistics.
+            key = ident(self.pkey[0])
+            return sql.SQL('unnest(%s::int8[]) AS pgforest_wanted(pgforest_bucket) CROSS JOIN LATERAL '
+                           '(SELECT * FROM {rel} WHERE {key} >= (pgforest_bucket << {shift}) '
+                           'AND {key} < ((pgforest_bucket + 1) << {shift}) OFFSET 0) AS pgforest_rows').format(
+                rel=self.relation, key=key, shift=sql.Literal(self.shift))
+        return sql.SQL('{rel} WHERE {bucket} IN (SELECT unnest(%s::int8[]))').format(
+            rel=self.relation, bucket=self.bucket)
 
     def row_hashes(self):
         keys = sql.SQL(', ').join(sql.SQL('{}::text').format(ident(name)) for name in self.pkey)
-        return sql.SQL('SELECT {keys}, {hash} AS h FROM {rel} WHERE {bucket} = ANY(%s)').format(
-            keys=keys, hash=self.row_hash, rel=self.relation, bucket=self.bucket)
+        return sql.SQL('SELECT {keys}, {hash} AS h FROM {rows}').format(
+            keys=keys, hash=self.row_hash, rows=self.rows(True))
+
+    def key_range(self):
+        return sql.SQL('SELECT min({key})::int8 AS low, max({key})::int8 AS high FROM {rel}').format(
+            key=ident(self.pkey[0]), rel=self.relation)
 
     def keys_match(self, keys):
         """(pk...) IN (the given key texts, cast back to the key types)."""
@@ -145,9 +189,11 @@ class TableSql(object):
             names=sql.SQL(', ').join(names))
 
     def copy_out(self, keys=None):
-        where = sql.SQL(' WHERE {}').format(self.keys_match(keys)) if keys is not None else sql.SQL('')
-        return sql.SQL('COPY (SELECT {cols} FROM {rel}{where}) TO STDOUT (FORMAT binary)').format(
-            cols=self.column_list, rel=self.relation, where=where)
+        if keys is None:  # the whole table: COPY's own fast path
+            return sql.SQL('COPY {rel} ({cols}) TO STDOUT (FORMAT binary)').format(
+                rel=self.relation, cols=self.column_list)
+        return sql.SQL('COPY (SELECT {cols} FROM {rel} WHERE {match}) TO STDOUT (FORMAT binary)').format(
+            cols=self.column_list, rel=self.relation, match=self.keys_match(keys))
 
     def copy_in(self):
         return sql.SQL('COPY {rel} ({cols}) FROM STDIN (FORMAT binary)').format(
@@ -162,13 +208,28 @@ class TableSql(object):
         return sql.SQL('TRUNCATE {}').format(self.relation)
 
 
-def bucket_count(source_table, target_table):
+def table_sql_for(source_conn, target_conn, source_table, target_table):
+    """One TableSql for both nodes, sized from both sides' statistics and key ranges."""
     rows = max(source_table['estimate'] or 0, target_table['estimate'] or 0, 0)
-    return max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
+    probe = TableSql(source_table, rows)
+    if not probe.integer_key():
+        return probe
+    ranges = [run(conn, probe.key_range(), action='read key range of %s' % quoted(source_table))[0]
+              for conn in (source_conn, target_conn)]
+    lows = [r['low'] for r in ranges if r['low'] is not None]
+    if not lows:
+        return probe
+    key_range = (min(lows), max(r['high'] for r in ranges if r['high'] is not None))
+    if rows <= 0:  # never analyzed: assume dense keys
+        rows = key_range[1] - key_range[0] + 1
+    return TableSql(source_table, rows, key_range)
 
 
-def bucket_hashes(conn, table_sql):
-    rows = run(conn, table_sql.bucket_hashes(), action='hash %s' % quoted(table_sql.table))
+def bucket_hashes(conn, table_sql, buckets=None):
+    """{bucket: (rows, hash)}, of every bucket or only of the given ones."""
+    params = [sorted(buckets)] if buckets is not None else None
+    rows = run(conn, table_sql.bucket_hashes(only=buckets is not None), params,
+               action='hash %s' % quoted(table_sql.table))
     return dict((row['bucket'], (row['n'], row['h'])) for row in rows)
 
 

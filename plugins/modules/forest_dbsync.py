@@ -163,6 +163,11 @@ sequences:
   returned: always
   type: list
   elements: dict
+report:
+  description: One readable line per table and per differing sequence.
+  returned: always
+  type: list
+  elements: str
 summary:
   description: Counts of tables per status, rows and bytes copied.
   returned: always
@@ -346,7 +351,7 @@ class Sync(object):
         if problem:
             result.update(status='schema_differs', detail=problem)
             return result
-        table_sql = d.TableSql(src, d.bucket_count(src, tgt))
+        table_sql = d.table_sql_for(self.src_peer, self.tgt, src, tgt)
         result['_sql'] = table_sql
         if self.p['scope'] == 'all' and self.p['mode'] == 'sync':
             result.update(status='different', method='reload', detail='scope=all: copied without comparing')
@@ -357,6 +362,7 @@ class Sync(object):
         result['rows_target'] = sum(n for n, _h in tgt_buckets.values())
         differing = d.compare_buckets(src_buckets, tgt_buckets)
         result['_src_buckets'] = src_buckets
+        result['_differing'] = differing
         if not differing:
             return result
         result['status'] = 'different'
@@ -462,7 +468,14 @@ class Sync(object):
                 raise d.DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
                                                                                result['rows_copied']))
             return
-        if d.bucket_hashes(writer, result['_sql']) != result['_src_buckets']:
+        table_sql = result['_sql']
+        if result['method'] == 'keys':  # only the repaired buckets can have changed
+            wanted = result['_differing']
+            expected = dict((b, result['_src_buckets'][b]) for b in wanted if b in result['_src_buckets'])
+            ok = d.bucket_hashes(writer, table_sql, wanted) == expected
+        else:
+            ok = d.bucket_hashes(writer, table_sql) == result['_src_buckets']
+        if not ok:
             raise d.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
                                 % result['table'])
 
@@ -489,13 +502,35 @@ def report(sync, failed=False):
     sequences = [dict((k, v) for k, v in seq.items() if k != 'seq') for seq in sync.sequences]
     settled = ('equal', 'repaired')
     equal = not failed and all(t['status'] in settled for t in tables) and all(s['status'] == 'set' for s in sequences)
-    return dict(equal=equal, source=sync.source and sync.source['serverid'],
+    return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
                 target=sync.target and sync.target['serverid'], tables=tables,
                 sequences=sequences, freeze_window=sync.freeze_window, phases=sync.timer.phases,
                 progress=sync.progress,
                 summary=dict(tables=counts, rows_copied=sum(t['rows_copied'] for t in tables),
                              bytes_copied=sum(t['bytes_copied'] for t in tables),
                              seconds=round(time.monotonic() - sync.started, 3)))
+
+
+def report_lines(tables, sequences):
+    """One readable line per table (and differing sequence)."""
+    lines = []
+    for t in tables:
+        line = '%-40s %-15s' % (t['table'], t['status'])
+        if 'rows_source' in t:
+            line += ' rows %s/%s' % (t['rows_source'], t['rows_target'])
+        if t['missing'] or t['extra'] or t['changed']:
+            line += ' missing %d extra %d changed %d' % (t['missing'], t['extra'], t['changed'])
+        if t['rows_copied']:
+            line += ' copied %d rows %d bytes (%s)' % (t['rows_copied'], t['bytes_copied'], t.get('method'))
+        for kind, keys in sorted(t['keys'].items()):
+            line += ' %s: %s' % (kind, ', '.join(','.join('%s=%s' % kv for kv in sorted(k.items())) for k in keys[:5]))
+        if t.get('detail') and t['status'] != 'repaired':
+            line += ' -- %s' % t['detail']
+        lines.append(line)
+    for seq in sequences:
+        lines.append('%-40s %-15s source %s target %s' % (seq['sequence'], 'sequence ' + seq['status'],
+                                                          seq['source'], seq['target']))
+    return lines
 
 
 def main():
