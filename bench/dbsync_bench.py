@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """forest_dbsync against the seed's jma-dbsync methods, measured in the same run.
 
 Builds a pgbench database (`benchdb`, scale 20 = 2 M accounts by default) on
@@ -151,7 +150,7 @@ def main():
     lines.append(('full copy', 'pg_dump | psql (empty db)', full_time, '%.1f MB' % (full_bytes / 1e6),
                   'forest_dbsync scope=all', all_result['summary']['seconds'], all_wall,
                   '%.1f MB; re-compare %s' % (all_result['summary']['bytes_copied'] / 1e6,
-                                               'equal' if after['equal'] else 'NOT EQUAL')))
+                                              'equal' if after['equal'] else 'NOT EQUAL')))
 
     print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
         'task', 'seed method', 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))

@@ -14,11 +14,48 @@ from __future__ import annotations
 import threading
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    ForestPgError, Node, connection_argument_spec, run)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
 
 STATES = ('healthy', 'degraded', 'recovering', 'down', 'misconfigured')
+# A read gets connect_timeout plus this long before its node is called unreachable.
+READ_MARGIN = 0.75
+
+
+def pair_argument_spec():
+    """Options of the modules that act on the pair (doc fragment pgforest.cluster.pair)."""
+    spec = connection_argument_spec()
+    spec.update(userdb=dict(type='str', required=True), peer_host=dict(type='str'), peer_port=dict(type='int'))
+    return spec
+
+
+def read_pair(params, mngdb, broken_log_limit=0):
+    """Both nodes' views: this node and peer_host at once; without peer_host, the
+    peer is taken from this node's server_info and read right after."""
+    this = Node.from_params(params)
+    nodes = {(this.host, this.port): this}
+    if params['peer_host']:
+        peer = this.sibling(params['peer_host'], params['peer_port'] or this.port)
+        nodes[(peer.host, peer.port)] = peer
+    deadline = params['connect_timeout'] + READ_MARGIN
+    views = read_views(nodes, mngdb, broken_log_limit, deadline)
+    for view in list(views.values()):
+        more = dict((key, this.sibling(*key)) for key in _unread_servers(view, views))
+        if more:
+            views.update(read_views(more, mngdb, broken_log_limit, deadline))
+    return views
+
+
+def _unread_servers(view, read):
+    """(host, port) of the servers a view lists that are not read yet."""
+    found = []
+    for row in view['server_info'] or []:
+        host, port, _db = parse_udb_url(row['udb_url'])
+        if (host, port) not in read and '%s:%s' % (host, port) != view['server_addr']:
+            found.append((host, port))
+    return found
 
 
 def new_view(node):

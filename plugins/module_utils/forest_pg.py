@@ -128,6 +128,10 @@ class Node(object):
                    params.get('login_password'), params['connect_timeout'],
                    params['statement_timeout'], label=label)
 
+    def sibling(self, host, port):
+        """The same credentials and timeouts, for another node."""
+        return Node(host, port, self.user, self.password, self.connect_timeout, self.statement_timeout)
+
     def conninfo(self, dbname):
         """libpq keywords; the password stays in memory, never in a string or argv."""
         info = dict(host=self.host, port=self.port, user=self.user, dbname=dbname,

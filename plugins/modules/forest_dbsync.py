@@ -31,11 +31,8 @@ version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
+  - pgforest.cluster.pair
 options:
-  userdb:
-    description: User database of the pair.
-    type: str
-    required: true
   mode:
     description: C(compare) changes nothing; C(sync) repairs the target from the source.
     type: str
@@ -91,12 +88,6 @@ options:
     description: Seconds to wait for open transactions to end inside the freeze before giving up.
     type: float
     default: 20
-  peer_host:
-    description: Address of the other node, when this node's C(server_info) cannot tell it.
-    type: str
-  peer_port:
-    description: Port of the other node (default O(login_port)).
-    type: int
 attributes:
   check_mode:
     support: full
@@ -192,9 +183,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_views
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
+    merge, pair_argument_spec, read_pair)
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, connection_argument_spec, run)
+    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, psycopg, run)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     MngdbError, describe_sessions, driver_sessions, mngdb_name, read_config)
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce, QuiesceError
@@ -222,10 +214,6 @@ class Sync(object):
         self.progress.append(line)
         self.module.log(line)
 
-    def node(self, host, port):
-        return Node(host, port, self.p['login_user'], self.p['login_password'], self.p['connect_timeout'],
-                    self.p['statement_timeout'], label='%s:%s' % (host, port))
-
     def connect(self, node, dbname):
         conn = node.connect(dbname)
         self.conns.append(conn)
@@ -233,25 +221,14 @@ class Sync(object):
 
     # --- who is source, who is target ---------------------------------------
     def pair(self):
-        nodes = {(self.p['login_host'], self.p['login_port']): Node.from_params(self.p)}
-        if self.p['peer_host']:
-            key = (self.p['peer_host'], self.p['peer_port'] or self.p['login_port'])
-            nodes[key] = self.node(*key)
-        views = read_views(nodes, self.mngdb, 0, self.p['connect_timeout'] + 0.75)
-        if len(views) == 1:
-            first = list(views.values())[0]
-            for row in first['server_info'] or []:
-                host, port = row['udb_url'].split('/', 1)[0].rsplit(':', 1)
-                if (host, int(port)) not in nodes:
-                    nodes[(host, int(port))] = self.node(host, int(port))
-            views = read_views(nodes, self.mngdb, 0, self.p['connect_timeout'] + 0.75)
-        status = merge(list(views.values()))
+        status = merge(list(read_pair(self.p, self.mngdb).values()))
         if status['cluster_state'] == 'misconfigured':
             raise d.DbsyncError('the pair is misconfigured, refusing to compare: %s' % '; '.join(status['problems']))
         by_sid = dict((node['serverid'], node) for node in status['nodes'])
         unreachable = [sid for sid, node in by_sid.items() if not node['reachable']]
-        if unreachable:
-            raise d.DbsyncError('serverid %s cannot be reached: %s' % (unreachable[0], by_sid[unreachable[0]]['error']))
+        if unreachable or len(by_sid) != 2:
+            raise d.DbsyncError('both nodes must answer: %s' % (
+                [by_sid[sid]['error'] for sid in unreachable] or status['recommended_action']['reason']))
         source, target = self.choose(by_sid)
         self.source, self.target = by_sid[source], by_sid[target]
 
@@ -280,7 +257,9 @@ class Sync(object):
 
     # --- snapshots -------------------------------------------------------------
     def open_snapshots(self, source, target):
-        src_node, tgt_node = self.node(source['host'], source['port']), self.node(target['host'], target['port'])
+        this = Node.from_params(self.p)
+        src_node = this.sibling(source['host'], source['port'])
+        tgt_node = this.sibling(target['host'], target['port'])
         self.src = self.connect(src_node, source['userdb'])
         self.tgt = self.connect(tgt_node, target['userdb'])
         self.src_peer = self.connect(src_node, source['userdb'])  # hashes the source beside self.src
@@ -416,8 +395,11 @@ class Sync(object):
                 with self.timer('repair'):
                     self.repair_table(writer, result)
                 result['status'] = 'repaired'
-            except (ForestPgError, d.DbsyncError) as exc:
-                result.update(status='failed', detail=str(exc))
+            except (ForestPgError, d.DbsyncError, psycopg.Error) as exc:
+                # psycopg.Error: the rollback itself failed because the connection is gone.
+                result.update(status='failed', detail=str(exc) if not isinstance(exc, psycopg.Error) else
+                              '%s: connection lost during the repair (%s); its transaction did not commit'
+                              % (result['table'], exc))
                 self.say('%s: repair failed and was rolled back: %s' % (result['table'], exc))
                 break
             result['seconds'] = round(time.monotonic() - started, 3)
@@ -534,9 +516,8 @@ def report_lines(tables, sequences):
 
 
 def main():
-    argument_spec = connection_argument_spec()
+    argument_spec = pair_argument_spec()
     argument_spec.update(
-        userdb=dict(type='str', required=True),
         mode=dict(type='str', choices=['compare', 'sync'], default='compare'),
         scope=dict(type='str', choices=['diff', 'all'], default='diff'),
         source=dict(type='int', choices=[0, 1]),
@@ -548,8 +529,6 @@ def main():
         reload_fraction=dict(type='float', default=0.5),
         notice_wait=dict(type='float'),
         idle_wait_timeout=dict(type='float', default=20),
-        peer_host=dict(type='str'),
-        peer_port=dict(type='int'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if PSYCOPG_IMPORT_ERROR:
@@ -570,7 +549,7 @@ def main():
             sync.open_snapshots(source, target)
         sync.compare()
         if module.params['mode'] == 'sync':
-            sync.repair(sync.node(target['host'], target['port']))
+            sync.repair(Node.from_params(module.params).sibling(target['host'], target['port']))
         result = report(sync)
         changed = any(t['status'] in ('repaired', 'would_repair') for t in result['tables']) or \
             any(s['status'] in ('set', 'would_set') for s in result['sequences'])

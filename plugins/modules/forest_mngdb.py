@@ -27,11 +27,8 @@ version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
+  - pgforest.cluster.pair
 options:
-  userdb:
-    description: User database; its management database is C(<userdb>_pghainfo).
-    type: str
-    required: true
   servers:
     description:
       - The pair as C(host:port), serverid 0 first. Must be in the same order on both nodes.
@@ -68,12 +65,6 @@ options:
     description: Change C(local_config) or C(server_info) even while driver sessions are connected.
     type: bool
     default: false
-  peer_host:
-    description: Address of the other node, when this node's C(server_info) cannot tell it.
-    type: str
-  peer_port:
-    description: Port of the other node (default O(login_port)).
-    type: int
 attributes:
   check_mode:
     support: full
@@ -129,8 +120,9 @@ driver_sessions:
 import contextlib
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, connection_argument_spec)
+    PSYCOPG_IMPORT_ERROR, ForestPgError, Node)
 from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb as m
 
 
@@ -159,22 +151,18 @@ class Keeper(object):
 
     def peer_node(self, rows):
         if self.params['peer_host']:
-            return self._node(self.params['peer_host'], self.params['peer_port'] or self.this.port)
+            return self.this.sibling(self.params['peer_host'], self.params['peer_port'] or self.this.port)
         this = self.this_address()
         for row in rows:
             host, port, _db = m.parse_udb_url(row['udb_url'])
             if (host, port) != (self.this.host, self.this.port) and '%s:%s' % (host, port) != this:
-                return self._node(host, port)
+                return self.this.sibling(host, port)
         return None
 
     def this_address(self):
         row = self.conn(self.this, 'postgres').execute(
             'SELECT host(inet_server_addr()), inet_server_port()').fetchone()
         return '%s:%s' % row
-
-    def _node(self, host, port):
-        return Node(host, port, self.this.user, self.this.password, self.this.connect_timeout,
-                    self.this.statement_timeout)
 
     # --- planning ------------------------------------------------------------
     def plan(self, node, change, step, dbname=None):
@@ -331,9 +319,8 @@ def _urls(rows):
 
 
 def main():
-    argument_spec = connection_argument_spec()
+    argument_spec = pair_argument_spec()
     argument_spec.update(
-        userdb=dict(type='str', required=True),
         servers=dict(type='list', elements='str'),
         create_userdb=dict(type='bool', default=True),
         overwrite=dict(type='bool', default=False),
@@ -343,8 +330,6 @@ def main():
         serverid=dict(type='int', choices=[0, 1]),
         validity=dict(type='int', choices=[-1, 0, 1]),
         force=dict(type='bool', default=False),
-        peer_host=dict(type='str'),
-        peer_port=dict(type='int'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=[('serverid', 'validity')],

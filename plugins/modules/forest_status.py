@@ -25,20 +25,8 @@ version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
+  - pgforest.cluster.pair
 options:
-  userdb:
-    description: User database of the pair; its management database is C(<userdb>_pghainfo).
-    type: str
-    required: true
-  peer_host:
-    description:
-      - Address of the other node. Read at the same time as this node, so its status is known
-        even when this node does not answer.
-      - Defaults to the other entry of this node's C(server_info).
-    type: str
-  peer_port:
-    description: Port of the other node (default O(login_port)).
-    type: int
   broken_log_limit:
     description: How many of the most recent C(broken_log) rows to return.
     type: int
@@ -157,32 +145,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
-    merge, read_views, summary_lines)
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, Node, connection_argument_spec)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    MngdbError, mngdb_name, parse_udb_url)
-
-# A read gets connect_timeout plus this long before its node is called unreachable.
-READ_MARGIN = 0.75
-
-
-def peers_from(view, known):
-    """Nodes listed in a view's server_info that are not yet read."""
-    found = {}
-    for row in view['server_info'] or []:
-        host, port, _db = parse_udb_url(row['udb_url'])
-        if (host, port) not in known and '%s:%s' % (host, port) != view['server_addr']:
-            found[(host, port)] = host
-    return found
+    merge, pair_argument_spec, read_pair, summary_lines)
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError, mngdb_name
 
 
 def main():
-    argument_spec = connection_argument_spec()
+    argument_spec = pair_argument_spec()
     argument_spec.update(
-        userdb=dict(type='str', required=True),
-        peer_host=dict(type='str'),
-        peer_port=dict(type='int'),
         broken_log_limit=dict(type='int', default=10),
         fail_unless_healthy=dict(type='bool', default=False),
     )
@@ -196,21 +166,7 @@ def main():
         module.fail_json(msg=str(exc))
 
     started = time.monotonic()
-    deadline = params['connect_timeout'] + READ_MARGIN
-    nodes = {(params['login_host'], params['login_port']): Node.from_params(params)}
-    if params['peer_host']:
-        peer = (params['peer_host'], params['peer_port'] or params['login_port'])
-        nodes[peer] = Node(peer[0], peer[1], params['login_user'], params['login_password'],
-                           params['connect_timeout'], params['statement_timeout'])
-    views = read_views(nodes, mngdb, params['broken_log_limit'], deadline)
-    for view in list(views.values()):
-        more = dict((key, Node(key[0], key[1], params['login_user'], params['login_password'],
-                               params['connect_timeout'], params['statement_timeout']))
-                    for key in peers_from(view, views))
-        if more:
-            views.update(read_views(more, mngdb, params['broken_log_limit'], deadline))
-
-    status = merge(list(views.values()))
+    status = merge(list(read_pair(params, mngdb, params['broken_log_limit']).values()))
     status['summary'] = summary_lines(status)
     status['elapsed'] = round(time.monotonic() - started, 3)
     for line in status['summary']:

@@ -249,3 +249,23 @@ def test_online_compare_under_write_load_finds_no_false_difference(driver):
     assert not driver.errors
     assert [row[0] for row in sandbox.mngdb_rows(0, 'server_info')] == [0, 1]
     assert [row[2] for row in sandbox.mngdb_rows(1, 'server_info')] == [1, 1]
+
+
+def test_target_connection_lost_midway_leaves_each_table_repaired_or_untouched():
+    both('CREATE TABLE "{s}".a1 (id int PRIMARY KEY, v int); CREATE TABLE "{s}".b2 (id int PRIMARY KEY, v int);'
+         'CREATE TABLE "{s}".c3 (id int PRIMARY KEY, v int);'
+         'INSERT INTO "{s}".a1 VALUES (1, 1); INSERT INTO "{s}".b2 SELECT g, g FROM generate_series(1, 500) g;'
+         'INSERT INTO "{s}".c3 VALUES (1, 1)'.format(s=SCHEMA))
+    # The target dies under the sync while it copies b2: an ALWAYS trigger fires even in replica mode.
+    on(1, '''UPDATE "{s}".a1 SET v = 9; DELETE FROM "{s}".b2 WHERE id > 100; UPDATE "{s}".c3 SET v = 9;
+             CREATE FUNCTION "{s}".die() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END$$;
+             CREATE TRIGGER die BEFORE INSERT ON "{s}".b2 FOR EACH ROW EXECUTE FUNCTION "{s}".die();
+             ALTER TABLE "{s}".b2 ENABLE ALWAYS TRIGGER die;'''.format(s=SCHEMA))
+    result = dbsync(mode='sync', source=0)
+    assert result.get('failed')
+    assert [table(result, name)['status'] for name in ('a1', 'b2', 'c3')] == ['repaired', 'failed', 'different']
+    assert 'untouched' in result['msg']
+    assert sandbox.query(1, 'SELECT v FROM "%s".a1' % SCHEMA, dbname='userdb') == [(1,)]
+    assert sandbox.query(1, 'SELECT count(*) FROM "%s".b2' % SCHEMA, dbname='userdb') == [(100,)]
+    assert sandbox.query(1, 'SELECT v FROM "%s".c3' % SCHEMA, dbname='userdb') == [(9,)]
