@@ -19,7 +19,6 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import 
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
 
-STATES = ('healthy', 'degraded', 'recovering', 'down', 'misconfigured')
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
 

@@ -14,6 +14,10 @@ every string and column boundaries unambiguous.
 from __future__ import annotations
 
 import fnmatch
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import error_from, ident, psycopg, run
@@ -71,7 +75,9 @@ class DbsyncError(Exception):
 
 
 def pin_settings(conn):
-    for name, value in PINNED_SETTINGS + (('work_mem', SESSION_WORK_MEM), ('jit', 'off')):
+    # Hashing and copying take as long as the data needs: no statement_timeout;
+    # lock waits stay bounded by lock_timeout (the module's statement_timeout).
+    for name, value in PINNED_SETTINGS + (('work_mem', SESSION_WORK_MEM), ('jit', 'off'), ('statement_timeout', '0')):
         run(conn, 'SELECT set_config(%s, %s, false)', [name, value], action='pin session settings')
 
 
@@ -106,6 +112,23 @@ def schema_difference(source, target):
 
 
 INTEGER_TYPES = ('smallint', 'integer', 'bigint')
+# Types whose equality means the very same value, so their own hash function is
+# exact.  Others (numeric 1.0 = 1.00, float -0 = 0, interval '1 day' = '24 hours',
+# jsonb, arrays, ...) are hashed as their text with the pinned settings.
+NATIVE_HASH_TYPES = INTEGER_TYPES + ('oid', 'boolean', 'bytea', 'date', 'uuid', 'text', 'character varying',
+                                     'time without time zone', 'timestamp without time zone',
+                                     'timestamp with time zone')
+COLLATED_TYPES = ('text', 'character varying', 'character')
+
+
+def hash_input(name, type_name):
+    """A column as it enters the row hash."""
+    base = type_name.split('(')[0]
+    if base in NATIVE_HASH_TYPES or (base == 'character' and '(' in type_name):
+        if base in COLLATED_TYPES:  # byte-wise, whatever the column's collation
+            return sql.SQL('{} COLLATE "C"').format(ident(name))
+        return ident(name)
+    return sql.SQL('({}::text COLLATE "C")').format(ident(name))
 
 
 class TableSql(object):
@@ -124,8 +147,8 @@ class TableSql(object):
         self.types = dict((c['name'], c['type']) for c in table['columns'])
         self.pkey = table['pkey'] or []
         self.column_list = sql.SQL(', ').join(ident(name) for name in self.columns)
-        row_text = sql.SQL('(ROW({})::text COLLATE "C")').format(self.column_list)
-        self.row_hash = sql.SQL('hashtextextended({}, 0)').format(row_text)
+        self.row_hash = sql.SQL('hash_record_extended(ROW({}), 0)').format(
+            sql.SQL(', ').join(hash_input(name, self.types[name]) for name in self.columns))
         self.buckets = max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
         if not self.pkey:
             self.strategy = 'whole'
@@ -195,9 +218,11 @@ class TableSql(object):
         return sql.SQL('COPY (SELECT {cols} FROM {rel} WHERE {match}) TO STDOUT (FORMAT binary)').format(
             cols=self.column_list, rel=self.relation, match=self.keys_match(keys))
 
-    def copy_in(self):
-        return sql.SQL('COPY {rel} ({cols}) FROM STDIN (FORMAT binary)').format(
-            rel=self.relation, cols=self.column_list)
+    def copy_in(self, freeze=False):
+        # FREEZE (only into a table truncated in the same transaction): rows land
+        # frozen, so the first reads after the copy do not rewrite every page.
+        return sql.SQL('COPY {rel} ({cols}) FROM STDIN (FORMAT binary{freeze})').format(
+            rel=self.relation, cols=self.column_list, freeze=sql.SQL(', FREEZE' if freeze else ''))
 
     def delete(self, keys=None):
         if keys is None:
@@ -274,6 +299,81 @@ def copy_rows(source, target, table_sql, keys=None):
             return max(in_cur.rowcount, 0), copied
     except psycopg.Error as exc:
         raise error_from(exc, where, 'copy rows of %s' % quoted(table_sql.table))
+
+
+PIPE_BLOCK = 1 << 20
+
+
+def find_psql(copy_with):
+    """psql's path when whole tables should be piped psql to psql, else None (Python copies)."""
+    if copy_with == 'python':
+        return None
+    found = shutil.which('psql')
+    if copy_with == 'psql' and not found:
+        raise DbsyncError('copy_with=psql, but psql is not on PATH: install the PostgreSQL client or use '
+                          'copy_with=python')
+    return found
+
+
+def referenced_by_foreign_keys(conn, table):
+    return bool(run(conn, "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = "
+                          "format('%%I.%%I', %s::text, %s::text)::regclass LIMIT 1",
+                    [table['schema'], table['name']], action='look for foreign keys to %s' % quoted(table)))
+
+
+def pipe_table(psql, source, target, snapshot, table_sql, truncate, context):
+    """Copy a whole table as `psql COPY TO STDOUT | psql -1 COPY FROM STDIN`: C at both
+    ends, Python only moves 1 MB blocks.  The source side reads the exported
+    snapshot; the target side empties and fills the table in one transaction
+    (with triggers and FK checks off), so it is fully replaced or untouched.
+    source/target: (Node, dbname).  Returns (rows, bytes moved)."""
+    def as_text(query):
+        return query.as_string(context)
+
+    script = ('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n%s;\n%s;\nCOMMIT;\n' % (
+        as_text(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot))), as_text(table_sql.copy_out())))
+    common = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1']
+    out_cmd = common + ['--dbname=' + source[0].conninfo_string(source[1])]
+    empty = table_sql.truncate() if truncate else table_sql.delete()
+    freeze = truncate and table_sql.table['kind'] == 'r'
+    # Not --quiet: its last line is COPY's tag, "COPY <rows>".
+    in_cmd = [psql, '--no-psqlrc', '--set=ON_ERROR_STOP=1', '--single-transaction',
+              '--dbname=' + target[0].conninfo_string(target[1]),
+              '--command=SET LOCAL session_replication_role = replica', '--command=' + as_text(empty),
+              '--command=' + as_text(table_sql.copy_in(freeze))]
+    moved = 0
+    with tempfile.TemporaryFile() as out_err, tempfile.TemporaryFile() as in_err, \
+            tempfile.TemporaryFile() as in_out:
+        reader = subprocess.Popen(out_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=out_err,
+                                  env=source[0].child_env(os.environ))
+        writer = subprocess.Popen(in_cmd, stdin=subprocess.PIPE, stdout=in_out, stderr=in_err,
+                                  env=target[0].child_env(os.environ))
+        try:
+            reader.stdin.write(script.encode('utf-8'))
+            reader.stdin.close()
+            for block in iter(lambda: reader.stdout.read(PIPE_BLOCK), b''):
+                writer.stdin.write(block)
+                moved += len(block)
+            writer.stdin.close()
+        except BrokenPipeError:
+            pass  # the writer died: its exit status and stderr say why
+        finally:
+            statuses = (reader.wait(), writer.wait())
+        if any(statuses):
+            errors = []
+            for name, status, err in (('reading from ' + source[0].label, statuses[0], out_err),
+                                      ('writing to ' + target[0].label, statuses[1], in_err)):
+                err.seek(0)
+                if status:
+                    errors.append('%s: %s' % (name, err.read().decode('utf-8', 'replace').strip()[-500:]))
+            raise DbsyncError('copy of %s failed (the target table was left as it was): %s'
+                              % (quoted(table_sql.table), '; '.join(errors)))
+        in_out.seek(0)
+        tags = [line.split() for line in in_out.read().decode('utf-8', 'replace').splitlines()]
+    rows = [int(tag[1]) for tag in tags if len(tag) == 2 and tag[0] == 'COPY' and tag[1].isdigit()]
+    if not rows:
+        raise DbsyncError('copy of %s: psql reported no row count' % quoted(table_sql.table))
+    return rows[-1], moved
 
 
 def read_sequences(conn, include=None, exclude=None):

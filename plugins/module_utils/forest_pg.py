@@ -143,6 +143,22 @@ class Node(object):
             info['password'] = self.password
         return info
 
+    def conninfo_string(self, dbname, **overrides):
+        """A libpq connection string for child programs (psql), without the password."""
+        info = self.conninfo(dbname)
+        info.pop('password', None)
+        info.update(overrides)
+        return ' '.join("%s='%s'" % (key, str(value).replace('\\', '\\\\').replace("'", "\\'"))
+                        for key, value in sorted(info.items()))
+
+    def child_env(self, base):
+        """Environment for a child program: the password in PGPASSWORD, never in argv."""
+        env = dict(base)
+        env.pop('PGPASSWORD', None)
+        if self.password:
+            env['PGPASSWORD'] = self.password
+        return env
+
     def connect(self, dbname, autocommit=True):
         """Open a connection to dbname, or raise ForestPgError naming this node."""
         _require_psycopg()

@@ -29,14 +29,25 @@ def table(result, name):
 
 
 def source_fingerprint():
-    """Everything of the schema on serverid 0, to prove the source is never written."""
+    """Everything of the schema on serverid 0 (data, sequences, columns, constraints),
+    to prove the source is never written."""
+    ddl = sandbox.query(0, """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE n.nspname = %s AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), NULL, NULL
+        FROM pg_constraint WHERE connamespace = %s::regnamespace ORDER BY 1, 2""",
+                        [SCHEMA, '"%s"' % SCHEMA], dbname=sandbox.USERDB)
     rows = sandbox.query(0, """
         SELECT c.relname, (xpath('/row/h/text()', query_to_xml(format(
             'SELECT md5(coalesce(string_agg(t::text, %%L ORDER BY t::text), %%L)) AS h FROM (SELECT * FROM %%I.%%I) t',
             '|', '', n.nspname, c.relname), false, false, '')))[1]::text
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'S') ORDER BY 1""", [SCHEMA], dbname=sandbox.USERDB)
-    return rows
+    return ddl, rows
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +116,7 @@ def test_row_count_equal_drift_is_found_and_repaired_without_touching_the_source
           'DELETE FROM "{s}".acc WHERE id = 7; INSERT INTO "{s}".acc VALUES (20001, 0, $$x$$);'
           'SELECT nextval($$"{s}".ids$$)'.format(s=SCHEMA))
     before = source_fingerprint()
+    assert len(before[0]) >= 4 and len(before[1]) == 2, before  # columns + pkey; table + sequence
     result = dbsync()
     acc = table(result, 'acc')
     assert acc['rows_source'] == acc['rows_target'] == 20000
@@ -194,12 +206,28 @@ def test_a_failing_table_is_rolled_back_and_the_report_says_which():
     assert sandbox.query(1, 'SELECT v FROM "%s".a1' % SCHEMA, dbname='userdb') == [(1,)]
 
 
-def test_scope_all_copies_everything():
+@pytest.mark.parametrize('copy_with, method', [('psql', 'reload (psql)'), ('python', 'reload')])
+def test_scope_all_copies_everything(copy_with, method):
+    both('CREATE TABLE "{s}".t (id int PRIMARY KEY, v int); CREATE TABLE "{s}".r (id int REFERENCES "{s}".t)'.format(
+        s=SCHEMA))
+    on(0, 'INSERT INTO "{s}".t SELECT g, g FROM generate_series(1, 1000) g; INSERT INTO "{s}".r VALUES (5)'.format(
+        s=SCHEMA))
+    on(1, 'INSERT INTO "%s".t VALUES (5000, 1)' % SCHEMA)
+    result = dbsync(mode='sync', scope='all', source=0, copy_with=copy_with)
+    assert not result.get('failed'), result.get('msg')
+    assert table(result, 't')['status'] == 'repaired' and table(result, 't')['rows_copied'] == 1000
+    assert table(result, 't')['method'] == method and table(result, 't')['bytes_copied'] > 1000 * 8
+    assert dbsync()['equal'] is True
+
+
+def test_piped_copy_that_fails_leaves_the_table_untouched():
     both('CREATE TABLE "%s".t (id int PRIMARY KEY, v int)' % SCHEMA)
     on(0, 'INSERT INTO "%s".t SELECT g, g FROM generate_series(1, 1000) g' % SCHEMA)
-    result = dbsync(mode='sync', scope='all', source=0)
-    assert table(result, 't')['status'] == 'repaired' and table(result, 't')['rows_copied'] == 1000
-    assert dbsync()['equal'] is True
+    on(1, 'INSERT INTO "{s}".t VALUES (1, 1); ALTER TABLE "{s}".t ADD CHECK (v < 500)'.format(s=SCHEMA))
+    result = dbsync(mode='sync', scope='all', source=0, copy_with='psql')
+    assert result.get('failed') and table(result, 't')['status'] == 'failed'
+    assert 'violates check constraint' in table(result, 't')['detail']
+    assert sandbox.query(1, 'SELECT id, v FROM "%s".t' % SCHEMA, dbname='userdb') == [(1, 1)]
 
 
 def test_offline_compare_refuses_while_applications_are_connected():

@@ -1,0 +1,43 @@
+"""Pure logic of forest_dbsync: which hash a column gets, table selection, localizing."""
+import pytest
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import (
+    compare_buckets, hash_input, localize, schema_difference, selected)
+
+
+@pytest.mark.parametrize('type_name, native', [
+    ('integer', True), ('bigint', True), ('text', True), ('character varying(20)', True), ('character(84)', True),
+    ('timestamp with time zone', True), ('bytea', True), ('uuid', True),
+    ('numeric', False), ('numeric(10,2)', False), ('double precision', False), ('real', False),
+    ('jsonb', False), ('json', False), ('interval', False), ('integer[]', False), ('character', False),
+    ('timestamp(3) with time zone', False), ('money', False),
+])
+def test_only_types_whose_equality_is_identity_use_their_own_hash(type_name, native):
+    """numeric 1.0 = 1.00, float -0 = 0, interval '1 day' = '24 hours': those go through text."""
+    rendered = repr(hash_input('col', type_name))
+    assert ('::text' not in rendered) == native, rendered
+
+
+def test_include_and_exclude_patterns():
+    assert selected('public.orders', ['public.*'], None)
+    assert not selected('audit.log', ['public.*'], None)
+    assert not selected('public.tmp_x', None, ['*.tmp_*'])
+    assert selected('public.x', None, None)
+
+
+def test_buckets_and_rows_are_localized_to_missing_extra_changed():
+    assert compare_buckets({1: (2, 10), 2: (1, 5)}, {1: (2, 10), 3: (1, 7)}) == [2, 3]
+    source = {('1',): 11, ('2',): 22, ('3',): 33}
+    target = {('2',): 22, ('3',): 34, ('4',): 44}
+    assert localize(source, target) == ([('1',)], [('4',)], [('3',)])
+
+
+def test_schema_differences_are_described_not_guessed():
+    def table(*columns, pkey=('id',)):
+        return dict(columns=[dict(name=n, type=t, generated=False) for n, t in columns], pkey=list(pkey))
+    same = table(('id', 'integer'), ('v', 'text'))
+    assert schema_difference(same, table(('id', 'integer'), ('v', 'text'))) is None
+    assert schema_difference(same, table(('id', 'integer'), ('v', 'varchar'))) == \
+        'columns differ: v: text on source, varchar on target'
+    assert 'absent on target' in schema_difference(same, table(('id', 'integer')))
+    assert 'primary keys differ' in schema_difference(same, table(('id', 'integer'), ('v', 'text'), pkey=('v',)))
