@@ -1,0 +1,368 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One forest_dbsync run: choose source and target, open consistent snapshots
+(offline, or inside a quiesce), compare, repair.  Shared by forest_dbsync and
+the recovery that repairs a node with it; no Ansible here."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node, psycopg, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
+    describe_sessions, driver_sessions, mngdb_name, read_config)
+from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
+
+
+def _ignore(_text):
+    return None
+
+
+class Sync(object):
+    """One compare (and repair) of the target's user database against the source's.
+
+    params: the forest_dbsync options; log(line) and warn(text) report progress.
+    """
+
+    def __init__(self, params, check_mode=False, log=None, warn=None):
+        self.p = params
+        self.check_mode = check_mode
+        self.log = log or _ignore
+        self.warn = warn or _ignore
+        self.userdb = self.p['userdb']
+        self.mngdb = mngdb_name(self.userdb)
+        self.started = time.monotonic()
+        self.timer = d.Timer()
+        self.progress = []
+        self.conns = []
+        self.freeze_window = None
+        self.source = self.target = None
+        self.results = []
+        self.sequences = []
+
+    def say(self, text):
+        line = '%7.2fs %s' % (time.monotonic() - self.started, text)
+        self.progress.append(line)
+        self.log(line)
+
+    def connect(self, node, dbname):
+        conn = node.connect(dbname)
+        self.conns.append(conn)
+        return conn
+
+    # --- who is source, who is target ---------------------------------------
+    def pair(self):
+        status = merge(list(read_pair(self.p, self.mngdb).values()))
+        if status['cluster_state'] == 'misconfigured':
+            raise d.DbsyncError('the pair is misconfigured, refusing to compare: %s' % '; '.join(status['problems']))
+        by_sid = dict((node['serverid'], node) for node in status['nodes'])
+        unreachable = [sid for sid, node in by_sid.items() if not node['reachable']]
+        if unreachable or len(by_sid) != 2:
+            raise d.DbsyncError('both nodes must answer: %s' % (
+                [by_sid[sid]['error'] for sid in unreachable] or status['recommended_action']['reason']))
+        source, target = self.choose(by_sid)
+        self.source, self.target = by_sid[source], by_sid[target]
+
+    def choose(self, by_sid):
+        source, target = self.p['source'], self.p['target']
+        if source is None and target is None:
+            valid = [sid for sid, node in by_sid.items() if node['validity'] == 1]
+            if len(valid) == 1:
+                source = valid[0]
+            elif self.p['mode'] == 'sync':
+                raise d.DbsyncError('%s: say which node is the source (source=0 or source=1); this module does '
+                                    'not guess which copy is right' % (
+                                        'both nodes are valid' if len(valid) == 2 else 'no node is valid'))
+            else:
+                source = 0
+        if source is None:
+            source = 1 - target
+        if target is None:
+            target = 1 - source
+        if source == target:
+            raise d.DbsyncError('source and target are both serverid %d: give two different nodes' % source)
+        if self.p['mode'] == 'sync' and by_sid[source]['validity'] == -1 and by_sid[target]['validity'] == 1:
+            self.warn('syncing from serverid %d, which is marked broken (-1), onto serverid %d, which is '
+                      'valid' % (source, target))
+        return source, target
+
+    # --- snapshots -------------------------------------------------------------
+    def open_snapshots(self, source, target):
+        this = Node.from_params(self.p)
+        src_node = this.sibling(source['host'], source['port'])
+        tgt_node = this.sibling(target['host'], target['port'])
+        self.src_node, self.tgt_node = src_node, tgt_node
+        self.src = self.connect(src_node, source['userdb'])
+        self.tgt = self.connect(tgt_node, target['userdb'])
+        self.src_peer = self.connect(src_node, source['userdb'])  # hashes the source beside self.src
+        for conn in (self.src, self.tgt, self.src_peer):
+            d.pin_settings(conn)
+        if self.p['online']:
+            self.snapshot_in_freeze(src_node, tgt_node, target['serverid'])
+        else:
+            self.refuse_if_sessions()
+            self.begin_snapshots()
+
+    def refuse_if_sessions(self):
+        own = [conn.info.backend_pid for conn in self.conns]
+        found = []
+        for conn in (self.src, self.tgt):
+            found += [s for s in driver_sessions(conn, [self.userdb]) if s['pid'] not in own]
+        if found:
+            raise d.DbsyncError('applications are connected to %s (%s): stop them, or compare with online=true '
+                                '(a short write freeze); nothing was read or changed'
+                                % (self.userdb, describe_sessions(found)))
+
+    def begin_snapshots(self):
+        for conn in (self.src, self.tgt):
+            run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+            run(conn, 'SELECT 1')  # takes the snapshot now
+        # The second source connection shares the first one's snapshot.
+        snapshot = self.snapshot = run(self.src, 'SELECT pg_export_snapshot() AS id')[0]['id']
+        run(self.src_peer, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+        run(self.src_peer, d.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(d.sql.Literal(snapshot)))
+
+    def snapshot_in_freeze(self, src_node, tgt_node, target_sid):
+        mngdbs = {}
+        for node in (src_node, tgt_node):
+            mngdbs[node.label] = self.connect(node, self.mngdb)
+        notice = self.p['notice_wait']
+        if notice is None:
+            notice = float(read_config(mngdbs[src_node.label], 'global_config').get('mngdb_read_duration', 30))
+        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
+        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.p['idle_wait_timeout'])
+        with freeze:
+            self.begin_snapshots()
+        self.freeze_window = freeze.window
+        self.say('write freeze released after %.3fs (snapshots open on both nodes)' % freeze.window)
+
+    # --- comparing ---------------------------------------------------------------
+    def compare(self):
+        with self.timer('catalog'):
+            src_tables = d.read_catalog(self.src, self.p['include'], self.p['exclude'])
+            tgt_tables = d.read_catalog(self.tgt, self.p['include'], self.p['exclude'])
+            src_seqs = d.read_sequences(self.src, self.p['include'], self.p['exclude'])
+            tgt_seqs = d.read_sequences(self.tgt, self.p['include'], self.p['exclude'])
+        self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
+        self.results = []
+        for name in sorted(set(src_tables) | set(tgt_tables)):
+            self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
+        self.sequences = [dict(sequence=name, source=_seq_state(src_seqs.get(name)),
+                               target=_seq_state(tgt_seqs.get(name)), status='different', seq=src_seqs.get(name))
+                          for name in sorted(set(src_seqs) | set(tgt_seqs))
+                          if _seq_state(src_seqs.get(name)) != _seq_state(tgt_seqs.get(name))]
+
+    def compare_table(self, name, src, tgt):
+        result = dict(table=name, status='equal', missing=0, extra=0, changed=0, keys={},
+                      rows_copied=0, bytes_copied=0)
+        if src is None or tgt is None:
+            result['status'] = 'only_on_target' if src is None else 'only_on_source'
+            return result
+        problem = d.schema_difference(src, tgt)
+        if problem:
+            result.update(status='schema_differs', detail=problem)
+            return result
+        table_sql = d.table_sql_for(self.src_peer, self.tgt, src, tgt)
+        result['_sql'] = table_sql
+        if self.p['scope'] == 'all' and self.p['mode'] == 'sync':
+            result.update(status='different', method='reload', detail='scope=all: copied without comparing')
+            return result
+        with self.timer('hash'):
+            src_buckets, tgt_buckets = self.both(d.bucket_hashes, table_sql)
+        result['rows_source'] = sum(n for n, _h in src_buckets.values())
+        result['rows_target'] = sum(n for n, _h in tgt_buckets.values())
+        differing = d.compare_buckets(src_buckets, tgt_buckets)
+        result['_src_buckets'] = src_buckets
+        result['_differing'] = differing
+        if not differing:
+            return result
+        result['status'] = 'different'
+        if not table_sql.pkey:
+            result.update(method='reload', detail='no primary key: compared and repaired whole')
+            return result
+        with self.timer('localize'):
+            src_rows, tgt_rows = self.both(d.row_hashes, table_sql, differing)
+        missing, extra, changed = d.localize(src_rows, tgt_rows)
+        result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
+                      keys=dict((kind, [dict(zip(table_sql.pkey, key)) for key in keys[:self.p['sample_size']]])
+                                for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
+                                if keys))
+        wrong = len(missing) + len(extra) + len(changed)
+        result['method'] = 'reload' if wrong > self.p['reload_fraction'] * max(result['rows_source'], 1) else 'keys'
+        self.say('%s: %d missing, %d extra, %d changed of %d rows'
+                 % (name, len(missing), len(extra), len(changed), result['rows_source']))
+        return result
+
+    def both(self, function, *args):
+        """Run function(conn, *args) on the source and the target at the same time."""
+        out = {}
+
+        def work(key, conn):
+            try:
+                out[key] = function(conn, *args)
+            except Exception as exc:  # re-raised below in the module's thread
+                out[key] = exc
+        thread = threading.Thread(target=work, args=('source', self.src_peer))
+        thread.start()
+        work('target', self.tgt)
+        thread.join()
+        for key in ('source', 'target'):
+            if isinstance(out[key], Exception):
+                raise out[key]
+        return out['source'], out['target']
+
+    # --- repairing ---------------------------------------------------------------
+    def repair(self, target_node):
+        run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
+        self.psql = d.find_psql(self.p['copy_with'])
+        writer = self.connect(target_node, self.userdb)
+        d.pin_settings(writer)
+        for result in self.results:
+            if result['status'] != 'different':
+                continue
+            if self.check_mode:
+                result['status'] = 'would_repair'
+                continue
+            started = time.monotonic()
+            try:
+                with self.timer('repair'):
+                    self.repair_table(writer, result)
+                result['status'] = 'repaired'
+            except (ForestPgError, d.DbsyncError, psycopg.Error) as exc:
+                # psycopg.Error: the rollback itself failed because the connection is gone.
+                result.update(status='failed', detail=str(exc) if not isinstance(exc, psycopg.Error) else
+                              '%s: connection lost during the repair (%s); its transaction did not commit'
+                              % (result['table'], exc))
+                self.say('%s: repair failed and was rolled back: %s' % (result['table'], exc))
+                break
+            result['seconds'] = round(time.monotonic() - started, 3)
+            self.say('%s: repaired (%s), %d rows / %d bytes copied' % (
+                result['table'], result['method'], result['rows_copied'], result['bytes_copied']))
+        if self.check_mode:
+            for seq in self.sequences:
+                seq['status'] = 'would_set'
+        elif self.sequences and not self.failed():
+            with writer.transaction():
+                for seq in self.sequences:
+                    if seq['seq'] is not None and seq['target'] is not None:
+                        d.set_sequence(writer, seq['seq'])
+                        seq['status'] = 'set'
+
+    def repair_table(self, writer, result):
+        table_sql = result['_sql']
+        if result['method'] == 'reload' and self.psql:
+            return self.pipe_table(writer, result)
+        with writer.transaction():
+            run(writer, 'SET LOCAL session_replication_role = replica', action='disable triggers')
+            if result['method'] == 'reload':
+                self.empty(writer, table_sql)
+                self.copy(writer, table_sql, result, None)
+            else:
+                missing, extra, changed = result['_keys']
+                if extra or changed:
+                    run(writer, table_sql.delete(extra + changed), action='delete rows of %s' % result['table'])
+                if missing or changed:
+                    self.copy(writer, table_sql, result, missing + changed)
+            self.verify(writer, result)
+
+    def pipe_table(self, writer, result):
+        """Whole table through psql | psql, checked after its transaction committed."""
+        table_sql = result['_sql']
+        truncate = not d.referenced_by_foreign_keys(writer, table_sql.table)
+        rows, size = d.pipe_table(self.psql, (self.src_node, self.source['userdb']),
+                                  (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer)
+        result.update(rows_copied=rows, bytes_copied=size, method='reload (psql)')
+        try:
+            self.verify(writer, result)
+        except d.DbsyncError as exc:
+            raise d.DbsyncError('%s; the copy had committed, so run the sync again' % exc)
+
+    def empty(self, writer, table_sql):
+        # TRUNCATE refuses tables that other tables reference, even with FK checks off.
+        if d.referenced_by_foreign_keys(writer, table_sql.table):
+            run(writer, table_sql.delete(), action='delete %s' % d.quoted(table_sql.table))
+        else:
+            run(writer, table_sql.truncate(), action='truncate %s' % d.quoted(table_sql.table))
+
+    def copy(self, writer, table_sql, result, keys):
+        rows, size = d.copy_rows(self.src_peer, writer, table_sql, keys)
+        result['rows_copied'] += rows
+        result['bytes_copied'] += size
+
+    def verify(self, writer, result):
+        """Inside the repair's transaction: the target must now hash like the source."""
+        if '_src_buckets' not in result and result['method'] == 'reload (psql)':
+            return  # scope=all through psql: COPY loaded every row it was sent, or nothing
+        if '_src_buckets' not in result:  # scope=all: the source was not hashed, compare counts
+            count = run(writer, d.sql.SQL('SELECT count(*) AS n FROM {}').format(result['_sql'].relation))[0]['n']
+            if count != result['rows_copied']:
+                raise d.DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
+                                                                               result['rows_copied']))
+            return
+        table_sql = result['_sql']
+        if result['method'] == 'keys':  # only the repaired buckets can have changed
+            wanted = result['_differing']
+            expected = dict((b, result['_src_buckets'][b]) for b in wanted if b in result['_src_buckets'])
+            ok = d.bucket_hashes(writer, table_sql, wanted) == expected
+        else:
+            ok = d.bucket_hashes(writer, table_sql) == result['_src_buckets']
+        if not ok:
+            raise d.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
+                                % result['table'])
+
+    def failed(self):
+        return any(result['status'] == 'failed' for result in self.results)
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection must not hide the real error
+                pass
+
+
+def _seq_state(seq):
+    return None if seq is None else [seq['last_value'], seq['is_called']]
+
+
+def report(sync, failed=False):
+    tables = [dict((k, v) for k, v in result.items() if not k.startswith('_')) for result in sync.results]
+    counts = {}
+    for table in tables:
+        counts[table['status']] = counts.get(table['status'], 0) + 1
+    sequences = [dict((k, v) for k, v in seq.items() if k != 'seq') for seq in sync.sequences]
+    settled = ('equal', 'repaired')
+    equal = not failed and all(t['status'] in settled for t in tables) and all(s['status'] == 'set' for s in sequences)
+    return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
+                target=sync.target and sync.target['serverid'], tables=tables,
+                sequences=sequences, freeze_window=sync.freeze_window, phases=sync.timer.phases,
+                progress=sync.progress,
+                summary=dict(tables=counts, rows_copied=sum(t['rows_copied'] for t in tables),
+                             bytes_copied=sum(t['bytes_copied'] for t in tables),
+                             seconds=round(time.monotonic() - sync.started, 3)))
+
+
+def report_lines(tables, sequences):
+    """One readable line per table (and differing sequence)."""
+    lines = []
+    for t in tables:
+        line = '%-40s %-15s' % (t['table'], t['status'])
+        if 'rows_source' in t:
+            line += ' rows %s/%s' % (t['rows_source'], t['rows_target'])
+        if t['missing'] or t['extra'] or t['changed']:
+            line += ' missing %d extra %d changed %d' % (t['missing'], t['extra'], t['changed'])
+        if t['rows_copied']:
+            line += ' copied %d rows %d bytes (%s)' % (t['rows_copied'], t['bytes_copied'], t.get('method'))
+        for kind, keys in sorted(t['keys'].items()):
+            line += ' %s: %s' % (kind, ', '.join(','.join('%s=%s' % kv for kv in sorted(k.items())) for k in keys[:5]))
+        if t.get('detail') and t['status'] != 'repaired':
+            line += ' -- %s' % t['detail']
+        lines.append(line)
+    for seq in sequences:
+        lines.append('%-40s %-15s source %s target %s' % (seq['sequence'], 'sequence ' + seq['status'],
+                                                          seq['source'], seq['target']))
+    return lines
