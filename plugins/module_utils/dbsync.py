@@ -321,59 +321,75 @@ def referenced_by_foreign_keys(conn, table):
                     [table['schema'], table['name']], action='look for foreign keys to %s' % quoted(table)))
 
 
+class Pipe(object):
+    """`reader | writer` between two child programs (pg_dump, psql); Python only
+    moves 1 MB blocks and counts them.  Passwords go through each child's
+    environment (Node.child_env), never its arguments."""
+
+    def __init__(self, reader_cmd, reader_env, writer_cmd, writer_env, reader_input=None):
+        self.cmds = (reader_cmd, writer_cmd)
+        self.envs = (reader_env, writer_env)
+        self.reader_input = reader_input
+        self.moved = 0
+        self.writer_output = ''
+
+    def run(self, what):
+        with tempfile.TemporaryFile() as out_err, tempfile.TemporaryFile() as in_err, \
+                tempfile.TemporaryFile() as in_out:
+            reader = subprocess.Popen(self.cmds[0], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=out_err,
+                                      env=self.envs[0])
+            writer = subprocess.Popen(self.cmds[1], stdin=subprocess.PIPE, stdout=in_out, stderr=in_err,
+                                      env=self.envs[1])
+            try:
+                reader.stdin.write(self.reader_input or b'')
+                reader.stdin.close()
+                for block in iter(lambda: reader.stdout.read(PIPE_BLOCK), b''):
+                    writer.stdin.write(block)
+                    self.moved += len(block)
+                writer.stdin.close()
+            except BrokenPipeError:
+                pass  # the writer died: its exit status and stderr say why
+            finally:
+                statuses = (reader.wait(), writer.wait())
+            if any(statuses):
+                raise DbsyncError('%s failed: %s' % (what, '; '.join(
+                    '%s exited %d: %s' % (os.path.basename(cmd[0]), status, _tail(err))
+                    for cmd, status, err in zip(self.cmds, statuses, (out_err, in_err)) if status)))
+            in_out.seek(0)
+            self.writer_output = in_out.read().decode('utf-8', 'replace')
+        return self
+
+
+def _tail(handle):
+    handle.seek(0)
+    return handle.read().decode('utf-8', 'replace').strip()[-500:]
+
+
 def pipe_table(psql, source, target, snapshot, table_sql, truncate, context):
-    """Copy a whole table as `psql COPY TO STDOUT | psql -1 COPY FROM STDIN`: C at both
-    ends, Python only moves 1 MB blocks.  The source side reads the exported
-    snapshot; the target side empties and fills the table in one transaction
-    (with triggers and FK checks off), so it is fully replaced or untouched.
-    source/target: (Node, dbname).  Returns (rows, bytes moved)."""
+    """Copy a whole table as `psql COPY TO STDOUT | psql -1 COPY FROM STDIN`: the
+    source side reads the exported snapshot; the target side empties and fills
+    the table in one transaction (triggers and FK checks off), so it is fully
+    replaced or untouched.  source/target: (Node, dbname).  Returns (rows, bytes)."""
     def as_text(query):
         return query.as_string(context)
 
-    script = ('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n%s;\n%s;\nCOMMIT;\n' % (
-        as_text(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot))), as_text(table_sql.copy_out())))
-    common = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1']
-    out_cmd = common + ['--dbname=' + source[0].conninfo_string(source[1])]
+    script = 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n%s;\n%s;\nCOMMIT;\n' % (
+        as_text(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot))), as_text(table_sql.copy_out()))
     empty = table_sql.truncate() if truncate else table_sql.delete()
     freeze = truncate and table_sql.table['kind'] == 'r'
-    # Not --quiet: its last line is COPY's tag, "COPY <rows>".
-    in_cmd = [psql, '--no-psqlrc', '--set=ON_ERROR_STOP=1', '--single-transaction',
+    reader = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname=' + source[0].conninfo_string(source[1])]
+    # Not --quiet: the writer's last line is COPY's tag, "COPY <rows>".
+    writer = [psql, '--no-psqlrc', '--set=ON_ERROR_STOP=1', '--single-transaction',
               '--dbname=' + target[0].conninfo_string(target[1]),
               '--command=SET LOCAL session_replication_role = replica', '--command=' + as_text(empty),
               '--command=' + as_text(table_sql.copy_in(freeze))]
-    moved = 0
-    with tempfile.TemporaryFile() as out_err, tempfile.TemporaryFile() as in_err, \
-            tempfile.TemporaryFile() as in_out:
-        reader = subprocess.Popen(out_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=out_err,
-                                  env=source[0].child_env(os.environ))
-        writer = subprocess.Popen(in_cmd, stdin=subprocess.PIPE, stdout=in_out, stderr=in_err,
-                                  env=target[0].child_env(os.environ))
-        try:
-            reader.stdin.write(script.encode('utf-8'))
-            reader.stdin.close()
-            for block in iter(lambda: reader.stdout.read(PIPE_BLOCK), b''):
-                writer.stdin.write(block)
-                moved += len(block)
-            writer.stdin.close()
-        except BrokenPipeError:
-            pass  # the writer died: its exit status and stderr say why
-        finally:
-            statuses = (reader.wait(), writer.wait())
-        if any(statuses):
-            errors = []
-            for name, status, err in (('reading from ' + source[0].label, statuses[0], out_err),
-                                      ('writing to ' + target[0].label, statuses[1], in_err)):
-                err.seek(0)
-                if status:
-                    errors.append('%s: %s' % (name, err.read().decode('utf-8', 'replace').strip()[-500:]))
-            raise DbsyncError('copy of %s failed (the target table was left as it was): %s'
-                              % (quoted(table_sql.table), '; '.join(errors)))
-        in_out.seek(0)
-        tags = [line.split() for line in in_out.read().decode('utf-8', 'replace').splitlines()]
+    pipe = Pipe(reader, source[0].child_env(os.environ), writer, target[0].child_env(os.environ),
+                script.encode('utf-8')).run('copy of %s (the target table was left as it was)' % quoted(table_sql.table))
+    tags = [line.split() for line in pipe.writer_output.splitlines()]
     rows = [int(tag[1]) for tag in tags if len(tag) == 2 and tag[0] == 'COPY' and tag[1].isdigit()]
     if not rows:
         raise DbsyncError('copy of %s: psql reported no row count' % quoted(table_sql.table))
-    return rows[-1], moved
+    return rows[-1], pipe.moved
 
 
 def read_sequences(conn, include=None, exclude=None):

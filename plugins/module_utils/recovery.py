@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bringing a broken node back (seed section 8).
+
+Offline recovery (8.1): the applications are stopped; the broken node (-1) is
+repaired from the valid one, by forest_dbsync (`diff`, only what differs) or the
+seed's way (`dump`: drop and `pg_dump | psql` both databases), then marked
+valid in both management databases.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
+from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
+    create_database, describe_sessions, driver_sessions, mngdb_name, set_validity)
+
+# One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
+LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
+
+# What to do instead, by cluster state.
+RIGHT_TOOL = {
+    'healthy': 'Nothing to recover.',
+    'down': 'There is no valid node to recover from: restore both nodes from a backup, or bring the valid '
+            'node back first.',
+    'recovering': 'A recovery or sync is running, or was interrupted: let it finish or cancel it, then retry.',
+    'misconfigured': 'Make server_info identical on both nodes first (forest_mngdb servers=... overwrite=true).',
+}
+
+
+class RecoveryError(Exception):
+    pass
+
+
+class OfflineRecovery(object):
+    """One offline recovery of the broken node from the valid one."""
+
+    def __init__(self, params, check_mode=False, log=None):
+        self.p = params
+        self.check_mode = check_mode
+        self.log_line = log
+        self.userdb = params['userdb']
+        self.mngdb = mngdb_name(self.userdb)
+        self.started = time.monotonic()
+        self.phases = {}
+        self.progress = []
+        self.conns = []
+        self.bytes_copied = 0
+        self.source = self.target = None
+        self.sync_result = None
+
+    def say(self, text):
+        line = '%7.2fs %s' % (time.monotonic() - self.started, text)
+        self.progress.append(line)
+        if self.log_line:
+            self.log_line(line)
+
+    def phase(self, name, function, *args):
+        started = time.monotonic()
+        try:
+            return function(*args)
+        finally:
+            self.phases[name] = round(time.monotonic() - started, 3)
+
+    # --- preconditions -------------------------------------------------------------
+    def choose(self):
+        """(source, target) node dicts from the merged status, or a clear refusal."""
+        status = merge(list(read_pair(self.p, self.mngdb).values()))
+        state = status['cluster_state']
+        if state != 'degraded':
+            detail = '; '.join(status['problems']) or status['recommended_action']['reason']
+            raise RecoveryError('cannot recover: the pair is %s (%s). %s Nothing was changed.'
+                                % (state, detail, RIGHT_TOOL[state]))
+        by_sid = dict((node['serverid'], node) for node in status['nodes'])
+        broken = [sid for sid, node in by_sid.items() if node['validity'] == -1]
+        if len(broken) != 1:
+            raise RecoveryError('cannot recover: a node does not answer but is not marked broken; mark it first '
+                                '(forest_mngdb serverid=N validity=-1) once you know it is the broken one. %s'
+                                % status['recommended_action']['reason'])
+        target, source = by_sid[broken[0]], by_sid[1 - broken[0]]
+        if self.p['target'] is not None and self.p['target'] != target['serverid']:
+            raise RecoveryError('serverid %d is valid and serverid %d is broken: recovering serverid %d from the '
+                                'broken node would copy the wrong data; nothing was changed'
+                                % (source['serverid'], target['serverid'], self.p['target']))
+        if not target['reachable']:
+            raise RecoveryError('serverid %d (the broken node) does not answer: start its PostgreSQL first, then '
+                                'recover it (its data will be replaced)' % target['serverid'])
+        self.source, self.target = source, target
+        return source, target
+
+    def connect(self, node_dict, dbname):
+        node = Node.from_params(self.p).sibling(node_dict['host'], node_dict['port'])
+        conn = node.connect(dbname)
+        self.conns.append(conn)
+        return node, conn
+
+    def lock_pair(self):
+        _node, conn = self.connect(self.source, self.mngdb)
+        if not run(conn, LOCK_SQL)[0]['locked']:
+            raise RecoveryError('another recovery of this pair is running (advisory lock held on serverid %d); '
+                                'nothing was changed' % self.source['serverid'])
+
+    def refuse_if_applications(self):
+        own = [conn.info.backend_pid for conn in self.conns]
+        found = []
+        for node in (self.source, self.target):
+            _n, conn = self.connect(node, 'postgres')
+            found += [s for s in driver_sessions(conn, [self.userdb, self.mngdb]) if s['pid'] not in own]
+        if found:
+            raise RecoveryError('offline recovery needs the applications stopped, but these sessions are connected: '
+                                '%s. Stop them (or recover online); nothing was changed' % describe_sessions(found))
+
+    # --- repair ------------------------------------------------------------------------
+    def repair_by_diff(self):
+        params = dict(self.p, mode='sync', scope='diff', online=False, source=self.source['serverid'],
+                      target=self.target['serverid'], include=None, exclude=None)
+        sync = Sync(params, self.check_mode, self.log_line)
+        try:
+            sync.pair()
+            sync.open_snapshots(sync.source, sync.target)
+            sync.compare()
+            sync.repair(Node.from_params(self.p).sibling(self.target['host'], self.target['port']))
+            self.sync_result = report(sync)
+        finally:
+            sync.close()
+        self.bytes_copied = self.sync_result['summary']['bytes_copied']
+        if sync.failed() or (not self.check_mode and not self.sync_result['equal']):
+            raise RecoveryError('the repair did not make serverid %d equal to serverid %d (%s); it stays marked '
+                                'broken' % (self.target['serverid'], self.source['serverid'],
+                                            '; '.join(self.sync_result['report'])))
+        self.say('repaired by diff: %s' % self.sync_result['summary'])
+
+    def repair_by_dump(self):
+        """The seed's way: drop both databases on the target, pg_dump | psql them from the source."""
+        pg_dump, psql = shutil.which('pg_dump'), shutil.which('psql')
+        if not pg_dump or not psql:
+            raise RecoveryError('method=dump needs pg_dump and psql on PATH; install the PostgreSQL client, or use '
+                                'method=diff')
+        if self.check_mode:
+            self.say('would drop %s and %s on serverid %d and restore them from serverid %d'
+                     % (self.userdb, self.mngdb, self.target['serverid'], self.source['serverid']))
+            return
+        for conn in self.conns:  # our own sessions on the databases about to be dropped
+            conn.close()
+        self.conns = []
+        src_node, _c = self.connect(self.source, 'postgres')
+        tgt_node, admin = self.connect(self.target, 'postgres')
+        for dbname in (self.userdb, self.mngdb):
+            run(admin, d.sql.SQL('DROP DATABASE IF EXISTS {}').format(d.ident(dbname)), action='drop ' + dbname)
+            create_database(admin, dbname)
+            reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname)]
+            writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
+                      '--dbname=' + tgt_node.conninfo_string(dbname)]
+            pipe = d.Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ)).run(
+                'pg_dump | psql of %s (serverid %d now has it empty or partial; it stays marked broken: run the '
+                'recovery again)' % (dbname, self.target['serverid']))
+            self.bytes_copied += pipe.moved
+            self.say('%s: %d bytes dumped from serverid %d and restored'
+                     % (dbname, pipe.moved, self.source['serverid']))
+        self.lock_pair()  # the source's lock went with the closed session
+
+    def mark_valid(self):
+        if self.check_mode:
+            self.say('would set udb_validity of serverid %d to 1 on both nodes' % self.target['serverid'])
+            return
+        for node in (self.source, self.target):
+            _n, conn = self.connect(node, self.mngdb)
+            set_validity(conn, self.target['serverid'], 1)
+        self.say('serverid %d marked valid (1) on both nodes' % self.target['serverid'])
+
+    def run(self):
+        self.choose()
+        self.say('offline recovery of serverid %d from serverid %d by %s'
+                 % (self.target['serverid'], self.source['serverid'], self.p['method']))
+        self.lock_pair()
+        self.refuse_if_applications()
+        if self.p['method'] == 'dump':
+            self.phase('copy', self.repair_by_dump)
+        else:
+            self.phase('copy', self.repair_by_diff)
+        self.phase('validity', self.mark_valid)
+        return self.result()
+
+    def result(self):
+        return dict(mode='offline', method=self.p['method'],
+                    source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
+                    phases=self.phases, bytes_copied=self.bytes_copied, progress=self.progress,
+                    dbsync=self.sync_result, seconds=round(time.monotonic() - self.started, 3))
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection must not hide the real error
+                pass
