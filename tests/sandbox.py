@@ -161,3 +161,13 @@ def set_views(view0, view1):
 def mngdb_rows(serverid, table):
     order = {'server_info': 'serverid', 'global_config': 'key', 'local_config': 'configid, key'}[table]
     return query(serverid, 'SELECT * FROM %s ORDER BY %s' % (table, order), dbname=MNGDB)
+
+
+def on(serverid, sql, dbname=USERDB):
+    with connect(serverid, dbname) as conn:
+        conn.execute(sql)
+
+
+def both(sql, dbname=USERDB):
+    for serverid in NODES:
+        on(serverid, sql, dbname)

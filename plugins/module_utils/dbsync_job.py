@@ -12,7 +12,8 @@ import time
 
 from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node, psycopg, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    ForestPgError, Node, close_all, psycopg, run)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     describe_sessions, driver_sessions, mngdb_name, read_config)
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
@@ -318,11 +319,7 @@ class Sync(object):
         return any(result['status'] == 'failed' for result in self.results)
 
     def close(self):
-        for conn in self.conns:
-            try:
-                conn.close()
-            except Exception:  # closing a broken connection must not hide the real error
-                pass
+        close_all(self.conns)
 
 
 def _seq_state(seq):

@@ -171,6 +171,15 @@ class Node(object):
         return conn
 
 
+def close_all(conns):
+    """Close connections, some possibly broken already, without hiding the error that ended the work."""
+    for conn in conns:
+        try:
+            conn.close()
+        except Exception:  # a broken connection must not hide the error that ended the work
+            pass
+
+
 def _require_psycopg():
     if psycopg is None:
         raise ImportError('psycopg (version 3) is required: pip install "psycopg[binary]"')

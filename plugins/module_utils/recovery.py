@@ -18,7 +18,7 @@ import time
 from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, close_all, run
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     create_database, describe_sessions, driver_sessions, mngdb_name, set_validity)
 
@@ -195,8 +195,4 @@ class OfflineRecovery(object):
                     dbsync=self.sync_result, seconds=round(time.monotonic() - self.started, 3))
 
     def close(self):
-        for conn in self.conns:
-            try:
-                conn.close()
-            except Exception:  # closing a broken connection must not hide the real error
-                pass
+        close_all(self.conns)

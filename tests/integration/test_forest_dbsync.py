@@ -8,15 +8,7 @@ SCHEMA = 'Sync Tëst'
 INCLUDE = [SCHEMA + '.*']
 
 
-def both(sql):
-    for serverid in (0, 1):
-        with sandbox.connect(serverid, sandbox.USERDB) as conn:
-            conn.execute(sql)
-
-
-def on(serverid, sql):
-    with sandbox.connect(serverid, sandbox.USERDB) as conn:
-        conn.execute(sql)
+both, on = sandbox.both, sandbox.on
 
 
 def dbsync(**args):

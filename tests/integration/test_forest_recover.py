@@ -7,15 +7,7 @@ import sandbox
 SCHEMA = 'Recover Tëst'
 
 
-def both(sql):
-    for serverid in (0, 1):
-        with sandbox.connect(serverid, sandbox.USERDB) as conn:
-            conn.execute(sql)
-
-
-def on(serverid, sql):
-    with sandbox.connect(serverid, sandbox.USERDB) as conn:
-        conn.execute(sql)
+both, on = sandbox.both, sandbox.on
 
 
 @pytest.fixture(autouse=True)
