@@ -5,11 +5,7 @@ import pytest
 import sandbox
 
 
-@pytest.fixture(autouse=True)
-def provisioned_pair():
-    sandbox.reset_pair()
-    yield
-    sandbox.reset_pair()
+pytestmark = pytest.mark.usefixtures('provisioned_pair')
 
 
 def mngdb(**args):
