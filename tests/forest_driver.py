@@ -164,3 +164,31 @@ class ForestDriver(object):
         for conn in self._conns.values():
             conn.close()
         return self
+
+
+def lost_or_duplicated(driver, connect):
+    """Problems with the driver's acknowledged writes on each node: [] when every one is there exactly once.
+
+    connect(serverid) opens a connection to that node's user database."""
+    ids = [write_id for write_id, _payload in driver.acked]
+    expected = dict(driver.acked)
+    problems = []
+    for serverid in sorted(driver.nodes):
+        with connect(serverid) as conn:
+            rows = conn.execute('SELECT l.id, l.payload, (SELECT count(*) FROM forest_load_items i '
+                                'WHERE i.load_id = l.id) FROM forest_load l WHERE l.id = ANY(%s)', [ids]).fetchall()
+            twice = conn.execute('SELECT payload, count(*) FROM forest_load WHERE payload = ANY(%s) '
+                                 'GROUP BY payload HAVING count(*) > 1', [list(expected.values())]).fetchall()
+        found = dict((row[0], row[1:]) for row in rows)
+        missing = [write_id for write_id in ids if write_id not in found]
+        wrong = [write_id for write_id, (payload, items) in found.items()
+                 if payload != expected[write_id] or items != 3]
+        if missing:
+            problems.append('serverid %d lost %d acknowledged writes, e.g. ids %s' % (serverid, len(missing),
+                                                                                     missing[:5]))
+        if wrong:
+            problems.append('serverid %d has %d writes with other contents, e.g. ids %s' % (serverid, len(wrong),
+                                                                                          wrong[:5]))
+        if twice:
+            problems.append('serverid %d applied %d writes twice, e.g. %s' % (serverid, len(twice), twice[:3]))
+    return problems

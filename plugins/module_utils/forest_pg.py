@@ -148,8 +148,7 @@ class Node(object):
         info = self.conninfo(dbname)
         info.pop('password', None)
         info.update(overrides)
-        return ' '.join("%s='%s'" % (key, str(value).replace('\\', '\\\\').replace("'", "\\'"))
-                        for key, value in sorted(info.items()))
+        return libpq_conninfo(**info)
 
     def child_env(self, base):
         """Environment for a child program: the password in PGPASSWORD, never in argv."""
@@ -169,6 +168,12 @@ class Node(object):
             raise error_from(exc, where, 'connect')
         conn.forest_where = where
         return conn
+
+
+def libpq_conninfo(**keywords):
+    """A libpq connection string, every value quoted (None leaves a keyword out)."""
+    return ' '.join("%s='%s'" % (key, str(value).replace('\\', '\\\\').replace("'", "\\'"))
+                    for key, value in sorted(keywords.items()) if value is not None)
 
 
 def close_all(conns):

@@ -3,10 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Bringing a broken node back (seed section 8).
 
-Offline recovery (8.1): the applications are stopped; the broken node (-1) is
-repaired from the valid one, by forest_dbsync (`diff`, only what differs) or the
-seed's way (`dump`: drop and `pg_dump | psql` both databases), then marked
-valid in both management databases.
+What both modes share (Recovery): the preconditions from the merged status, the
+per-pair lock, progress lines.  Offline recovery (8.1, OfflineRecovery): the
+applications are stopped; the broken node (-1) is repaired from the valid one,
+by forest_dbsync (`diff`, only what differs) or the seed's way (`dump`: drop and
+`pg_dump | psql` both databases), then marked valid in both management
+databases.  Online recovery is in online_recovery.py.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ class RecoveryError(Exception):
     pass
 
 
-class OfflineRecovery(object):
-    """One offline recovery of the broken node from the valid one."""
+class Recovery(object):
+    """What offline and online recovery share: preconditions, lock, connections, progress."""
 
     def __init__(self, params, check_mode=False, log=None):
         self.p = params
@@ -70,8 +72,12 @@ class OfflineRecovery(object):
             self.phases[name] = round(time.monotonic() - started, 3)
 
     # --- preconditions -------------------------------------------------------------
-    def choose(self):
-        """(source, target) node dicts from the merged status, or a clear refusal."""
+    def choose(self, online=False):
+        """(source, target) node dicts from the merged status, or a clear refusal.
+
+        Offline recovery repairs the target over SQL, so it must answer; online
+        recovery replaces its data directory, so it may be down, but the source
+        must be a primary that can stream to it."""
         status = merge(list(read_pair(self.p, self.mngdb).values()))
         state = status['cluster_state']
         if state != 'degraded':
@@ -89,23 +95,36 @@ class OfflineRecovery(object):
             raise RecoveryError('serverid %d is valid and serverid %d is broken: recovering serverid %d from the '
                                 'broken node would copy the wrong data; nothing was changed'
                                 % (source['serverid'], target['serverid'], self.p['target']))
-        if not target['reachable']:
+        if online and source['in_recovery']:
+            raise RecoveryError('serverid %d is a standby: online recovery copies from a primary. Recover offline, '
+                                'or promote serverid %d first' % (source['serverid'], source['serverid']))
+        if not target['reachable'] and not online:
             raise RecoveryError('serverid %d (the broken node) does not answer: start its PostgreSQL first, then '
                                 'recover it (its data will be replaced)' % target['serverid'])
         self.source, self.target = source, target
         return source, target
 
     def connect(self, node_dict, dbname):
-        node = Node.from_params(self.p).sibling(node_dict['host'], node_dict['port'])
+        node = self.node(node_dict)
         conn = node.connect(dbname)
         self.conns.append(conn)
         return node, conn
+
+    def node(self, node_dict):
+        return Node.from_params(self.p).sibling(node_dict['host'], node_dict['port'])
 
     def lock_pair(self):
         _node, conn = self.connect(self.source, self.mngdb)
         if not run(conn, LOCK_SQL)[0]['locked']:
             raise RecoveryError('another recovery of this pair is running (advisory lock held on serverid %d); '
                                 'nothing was changed' % self.source['serverid'])
+
+    def close(self):
+        close_all(self.conns)
+
+
+class OfflineRecovery(Recovery):
+    """One offline recovery of the broken node from the valid one, applications stopped."""
 
     def refuse_if_applications(self):
         own = [conn.info.backend_pid for conn in self.conns]
@@ -126,7 +145,7 @@ class OfflineRecovery(object):
             sync.pair()
             sync.open_snapshots(sync.source, sync.target)
             sync.compare()
-            sync.repair(Node.from_params(self.p).sibling(self.target['host'], self.target['port']))
+            sync.repair(self.node(self.target))
             self.sync_result = report(sync)
         finally:
             sync.close()
@@ -193,6 +212,3 @@ class OfflineRecovery(object):
                     source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
                     phases=self.phases, bytes_copied=self.bytes_copied, progress=self.progress,
                     dbsync=self.sync_result, seconds=round(time.monotonic() - self.started, 3))
-
-    def close(self):
-        close_all(self.conns)

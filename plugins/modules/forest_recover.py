@@ -8,19 +8,28 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: forest_recover
-short_description: Bring the broken node of a PostgresForest pair back (offline)
+short_description: Bring the broken node of a PostgresForest pair back, offline or online
 description:
-  - Offline recovery (seed 8.1) of the node marked broken (C(-1)) from the valid one, with the
-    applications stopped (checked on both nodes, no other session on the user or management
-    database), then C(udb_validity=1) for it in both management databases.
-  - O(method=diff) repairs only what differs, with the forest_dbsync engine (content hashes,
-    one verified transaction per table, sequences), and refuses to mark the node valid unless
-    the pair then compares equal. O(method=dump) is the seed's way, drop and C(pg_dump | psql)
-    of the user and management databases.
-  - Preconditions come from the merged status, exactly one node effectively C(-1), the other C(1),
-    identical C(server_info). Anything else is refused with the state and the right tool, and
-    changes nothing. Two recoveries of the same pair cannot run at once (advisory lock).
-  - Online recovery (applications keep running) is not part of this version.
+  - Recovers the node marked broken (C(-1)) from the valid one and marks it valid (C(1)) in both
+    management databases. Preconditions come from the merged status, exactly one node effectively
+    C(-1), the other C(1), identical C(server_info). Anything else is refused with the state and the
+    right tool, and changes nothing. Two recoveries of the same pair cannot run at once (advisory lock).
+  - O(mode=offline) (seed 8.1) needs the applications stopped (checked on both nodes, no other session
+    on the user or management database). O(method=diff) repairs only what differs with the
+    forest_dbsync engine and refuses to mark the node valid unless the pair then compares equal;
+    O(method=dump) is the seed's way, drop and C(pg_dump | psql) of both databases.
+  - O(mode=online) (seed 8.2, DESIGN section 3) lets the applications keep writing. It runs on the
+    broken node's host (delegate the task there) and replaces that node's data directory, keeping
+    its own C(postgresql.conf), C(postgresql.auto.conf), C(pg_hba.conf), C(pg_ident.conf) and
+    C(forest.conf). Phase C(base) copies the source with C(pg_basebackup -X stream) through a
+    replication slot and starts the node as a streaming standby; C(cut) freezes the writes (the
+    node to C(0), NOTIFY, wait until no transaction is open on the source), waits until the standby
+    has replayed everything, promotes it, checks that no transaction wrote to the source
+    meanwhile, copies every sequence and sets the node C(1) on both; C(cleanup) drops the slot,
+    takes the standby settings out and removes the old data directory. O(phase=all) runs the three.
+  - Any failure in C(base) or C(cut) rolls back to the state before (the old data directory back,
+    the node C(-1), no slot, no standby settings) and says what happened; O(phase=cancel) does the
+    same by hand. Passwords go to a 0600 passfile in the recovery's workspace, removed at the end.
 version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
@@ -28,12 +37,20 @@ extends_documentation_fragment:
   - pgforest.cluster.pair
 options:
   mode:
-    description: C(offline) is the only mode of this version.
+    description: C(offline) with the applications stopped, C(online) while they keep writing.
     type: str
-    choices: [offline]
+    choices: [offline, online]
     default: offline
+  phase:
+    description:
+      - With O(mode=online), which step to run. C(all) runs C(base), C(cut) and C(cleanup).
+      - C(cancel) undoes a recovery that has not reached its cut.
+      - O(mode=offline) has only C(all).
+    type: str
+    choices: [all, base, cut, cleanup, cancel]
+    default: all
   method:
-    description: C(diff) copies only what differs; C(dump) re-copies both databases whole.
+    description: With O(mode=offline), C(diff) copies only what differs; C(dump) re-copies both databases whole.
     type: str
     choices: [diff, dump]
     default: diff
@@ -41,6 +58,49 @@ options:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
     choices: [0, 1]
+  data_dir:
+    description: With O(mode=online), the broken node's data directory on this host (required).
+    type: path
+  pg_bindir:
+    description: Directory of pg_ctl and pg_basebackup; default C(/usr/lib/postgresql/<source major>/bin).
+    type: path
+  os_user:
+    description: OS user that owns the data directory and runs the server.
+    type: str
+    default: postgres
+  log_file:
+    description: Server log for C(pg_ctl start); default C(postgresql.log) beside the data directory.
+    type: path
+  service_manager:
+    description: How the node's server is stopped and started, as the forest_node role set it up.
+    type: str
+    choices: [pg_ctl, systemd]
+    default: pg_ctl
+  service_name:
+    description: The systemd unit of the node, with O(service_manager=systemd).
+    type: str
+  max_rate:
+    description: Limit for the base copy's read rate on the source (C(pg_basebackup --max-rate), e.g. C(50M)).
+    type: str
+  notice_wait:
+    description: Seconds the drivers need to notice C(udb_validity=0); default C(mngdb_read_duration).
+    type: float
+  idle_wait_timeout:
+    description: How long the freeze waits for open transactions on the source to end before it gives up.
+    type: float
+    default: 20
+  catch_up_timeout:
+    description: Seconds the standby may take to come within 1 MB of the source before the freeze.
+    type: float
+    default: 3600
+  replay_wait_timeout:
+    description: Seconds the standby may take, inside the freeze, to replay the source's last position.
+    type: float
+    default: 30
+  start_timeout:
+    description: Seconds to wait for the node's server to start, stream and be promoted.
+    type: int
+    default: 60
   copy_with:
     description: How forest_dbsync copies whole tables with O(method=diff) (see M(pgforest.cluster.forest_dbsync)).
     type: str
@@ -57,13 +117,14 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Checks the preconditions and, with O(method=diff), reports what would be repaired.
+    description: Checks the preconditions (and disk space, versions, directories online) and reports what would be done.
   diff_mode:
     support: none
-    description: The repair report is in RV(dbsync).
+    description: The repair report is in RV(dbsync); the online phases in RV(progress).
 requirements:
   - psycopg >= 3.1
   - pg_dump and psql on PATH for O(method=dump)
+  - pg_basebackup and pg_ctl of the source's major version for O(mode=online), run as root or O(os_user)
 '''
 
 EXAMPLES = r'''
@@ -78,7 +139,30 @@ EXAMPLES = r'''
     userdb: userdb
     method: dump
     target: 1
-  run_once: true
+
+- name: Recover serverid 1 online, on its own host
+  pgforest.cluster.forest_recover:
+    userdb: userdb
+    mode: online
+    target: 1
+    data_dir: /var/lib/pgforest/node1/data
+  delegate_to: forest1
+  become: true
+  register: recovery
+
+- name: Step by step, like PGHARecovery.sh -base, then -cut and -cleanup later
+  pgforest.cluster.forest_recover:
+    mode: online
+    phase: base
+    data_dir: /var/lib/pgforest/node1/data
+  delegate_to: forest1
+
+- name: Undo a recovery that failed or was stopped before its cut
+  pgforest.cluster.forest_recover:
+    mode: online
+    phase: cancel
+    data_dir: /var/lib/pgforest/node1/data
+  delegate_to: forest1
 '''
 
 RETURN = r'''
@@ -90,14 +174,32 @@ target:
   description: Serverid recovered.
   returned: success
   type: int
+stage:
+  description: With O(mode=online), where the recovery stands now (C(standby) after base, C(promoted) after cut,
+    C(done) after cleanup, C(cancelled), C(none)).
+  returned: success
+  type: str
 phases:
-  description: Seconds per phase (copy, validity).
+  description: Seconds per phase (copy and validity offline; base, cut, cleanup or cancel online).
   returned: success
   type: dict
 bytes_copied:
   description: Bytes moved from the source to the target.
   returned: success
   type: int
+freeze_window:
+  description: With O(mode=online), seconds from udb_validity 0 to 1 (the writes' pause).
+  returned: success
+  type: float
+cut:
+  description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), replay_wait_seconds,
+    promote_seconds, sequences_copied, freeze_window.
+  returned: success
+  type: dict
+cleanup:
+  description: With O(mode=online), target_settings (the node's own lock_timeout and listen_addresses after cleanup).
+  returned: success
+  type: dict
 dbsync:
   description: With O(method=diff), the forest_dbsync result of the repair (tables, sequences, report).
   returned: success
@@ -114,29 +216,52 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status im
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import DbsyncError
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServerError
+from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import OnlineRecovery
+from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import QuiesceError
 from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import OfflineRecovery, RecoveryError
 
 
 def main():
     argument_spec = pair_argument_spec()
     argument_spec.update(
-        mode=dict(type='str', choices=['offline'], default='offline'),
+        mode=dict(type='str', choices=['offline', 'online'], default='offline'),
+        phase=dict(type='str', choices=['all', 'base', 'cut', 'cleanup', 'cancel'], default='all'),
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),
+        data_dir=dict(type='path'),
+        pg_bindir=dict(type='path'),
+        os_user=dict(type='str', default='postgres'),
+        log_file=dict(type='path'),
+        service_manager=dict(type='str', choices=['pg_ctl', 'systemd'], default='pg_ctl'),
+        service_name=dict(type='str'),
+        max_rate=dict(type='str'),
+        notice_wait=dict(type='float'),
+        idle_wait_timeout=dict(type='float', default=20),
+        catch_up_timeout=dict(type='float', default=3600),
+        replay_wait_timeout=dict(type='float', default=30),
+        start_timeout=dict(type='int', default=60),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
         sample_size=dict(type='int', default=20),
         reload_fraction=dict(type='float', default=0.5),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('mode', 'online', ['data_dir'])])
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
-    params = dict(module.params, notice_wait=None, idle_wait_timeout=20)
-    recovery = OfflineRecovery(params, module.check_mode, module.log)
+    if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
+        module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
+                         % module.params['phase'])
+    if module.params['mode'] == 'online':
+        recovery = OnlineRecovery(module.params, module.check_mode, module.log)
+    else:
+        recovery = OfflineRecovery(module.params, module.check_mode, module.log)
     try:
         result = recovery.run()
-        module.exit_json(changed=True, **result)
-    except (RecoveryError, DbsyncError, MngdbError, ForestPgError) as exc:
-        module.fail_json(msg=str(exc), progress=recovery.progress)
+        result.setdefault('changed', True)
+        module.exit_json(**result)
+    except (RecoveryError, DbsyncError, MngdbError, ForestPgError, QuiesceError, LocalServerError) as exc:
+        module.fail_json(msg=str(exc), progress=recovery.progress, phases=recovery.phases)
     finally:
         recovery.close()
 

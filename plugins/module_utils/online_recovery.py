@@ -1,0 +1,571 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Online recovery (DESIGN section 3, the modern form of seed 8.2): the
+applications keep writing to the valid node S while the broken node T, on the
+host this runs on, is rebuilt from it.
+
+base     stop T, move its data directory aside (its own configuration files
+         saved), pg_basebackup -X stream from S through a replication slot, put
+         T's files back, start T as a streaming standby of S;
+cut      inside the write freeze (quiesce): wait until T has replayed S's WAL,
+         promote T, check that nothing wrote to S meanwhile, copy every
+         sequence, udb_validity of T := 1 on both nodes;
+cleanup  drop the slot, take the standby settings out, remove the old data
+         directory and the private password file;
+cancel   from any failed step back to the state before: T on its old data
+         directory, -1, S untouched and valid, no slot, nothing left behind.
+
+Each phase can run on its own (the seed's PGHARecovery.sh -base/-cleanup/...):
+what a later phase needs is kept in a state file in the workspace next to the
+data directory (never a password; that is in a 0600 passfile removed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    ForestPgError, close_all, libpq_conninfo, run)
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
+    LocalServer, LocalServerError, tree_size)
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import read_config, set_validity
+from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
+from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery, RecoveryError
+
+# The target's own configuration, kept across the copy (forest.conf: the forest_node role's include).
+KEEP_FILES = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf', 'forest.conf']
+STANDBY_MARK = '# pgforest.cluster online recovery: standby settings (removed at cleanup)'
+APPLICATION = 'pgforest_recovery'
+NEXT_PHASE = {'base': 'cancel', 'standby': 'cut', 'promoted': 'cleanup', 'cancel_pending': 'cancel'}
+WAL_POSITION_SQL = """
+SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal_lsn()::text AS lsn
+"""
+ROLLBACK_RETRY_SECONDS = 30
+# What the node's configuration files say (our own session overrides lock_timeout).
+OWN_SETTINGS_SQL = """
+SELECT name, setting FROM pg_file_settings
+WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo', 'primary_slot_name')
+"""
+
+
+class Workspace(object):
+    """<data_dir>.pgforest-recovery: the state file, saved config files, the old data directory, the passfile."""
+
+    def __init__(self, server):
+        self.server = server
+        self.path = server.data_dir.rstrip('/') + '.pgforest-recovery'
+        self.state_file = os.path.join(self.path, 'state.json')
+        self.conf_dir = os.path.join(self.path, 'conf')
+        self.old_data = os.path.join(self.path, 'old-data')
+        self.passfile = os.path.join(self.path, 'pgpass')
+
+    def load(self):
+        try:
+            with open(self.state_file) as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise RecoveryError('cannot read the recovery state %s (%s): fix or remove it by hand' %
+                                (self.state_file, exc))
+
+    def save(self, state):
+        state['updated'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+        temporary = self.state_file + '.new'
+        with open(temporary, 'w') as handle:
+            json.dump(state, handle, indent=1, sort_keys=True)
+        os.replace(temporary, self.state_file)
+
+    def create(self):
+        os.mkdir(self.path, 0o700)
+        self.server.own(self.path, 0o700)  # the server's user reads the passfile in it
+        os.mkdir(self.conf_dir, 0o700)
+
+    def write_passfile(self, node):
+        """A libpq passfile for the source, for pg_basebackup and the standby's primary_conninfo."""
+        def escape(value):
+            return str(value).replace('\\', '\\\\').replace(':', '\\:')
+        self.server.write_private(self.passfile, '%s:%s:*:%s:%s\n' % (
+            escape(node.host), node.port, escape(node.user), escape(node.password or '')))
+
+    def remove(self):
+        if os.path.exists(self.passfile):
+            os.remove(self.passfile)  # first: the only file with a secret
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class OnlineRecovery(Recovery):
+    """The phases of one online recovery of the broken node, run on its host."""
+
+    def __init__(self, params, check_mode=False, log=None):
+        super().__init__(params, check_mode, log)
+        self.server = None
+        self.workspace = None
+        self.state = None
+        self.freeze_window = None
+        self.cut_report = {}
+        self.cleanup_report = {}
+        self.basebackup = None  # the running pg_basebackup, killed by a rollback
+
+    # --- driving the phases --------------------------------------------------------------
+    def run(self):
+        phase = self.p['phase']
+        if phase == 'cancel':
+            return self.cancel()
+        if phase in ('all', 'base'):
+            self.start_new()
+            self.guarded('base', self.base)
+            if phase == 'base' or self.check_mode:
+                return self.result()
+        else:
+            self.resume(phase)
+            if self.check_mode:
+                self.say('would run phase %s of the recovery of serverid %d' % (phase, self.target['serverid']))
+                return self.result(changed=True)
+        if phase in ('all', 'cut'):
+            self.guarded('cut', self.cut)
+        if phase in ('all', 'cleanup'):
+            self.phase('cleanup', self.cleanup_phase)
+        return self.result()
+
+    def guarded(self, name, function):
+        """Run a phase; on failure roll everything back and say what happened and what was undone."""
+        try:
+            self.phase(name, function)
+        except Exception as exc:  # any failure: undo, then report the cause
+            if self.check_mode or self.state is None:
+                raise
+            cause = '%s failed: %s' % (name, exc)
+            self.say(cause)
+            try:
+                self.rollback()
+            except Exception as undo:  # the cause first, then what is left to undo
+                raise RecoveryError('%s. The rollback did not finish: %s' % (cause, undo))
+            raise RecoveryError('%s. Rolled back: serverid %d is on its old data directory again and marked '
+                                'broken (-1), serverid %d is untouched and valid, the replication slot and the '
+                                'standby settings are gone. Fix the cause and run the recovery again'
+                                % (cause, self.state['target']['serverid'], self.state['source']['serverid']))
+
+    def start_new(self):
+        source, target = self.choose(online=True)
+        self.lock_pair()
+        self.local_server(source)
+        state = self.workspace.load()
+        if state:
+            raise RecoveryError('an online recovery of serverid %d is in progress here (stage %s, last step %s): '
+                                'continue with phase=%s or undo it with phase=cancel'
+                                % (state['target']['serverid'], state['stage'], state['updated'],
+                                   NEXT_PHASE.get(state['stage'], 'cancel')))
+        self.say('online recovery of serverid %d from serverid %d; data directory %s'
+                 % (target['serverid'], source['serverid'], self.server.data_dir))
+
+    def resume(self, phase):
+        """phase=cut or cleanup: the state the earlier phase left."""
+        self.local_server(None)
+        state = self.workspace.load()
+        wanted = {'cut': 'standby', 'cleanup': 'promoted'}[phase]
+        if not state or state['stage'] != wanted:
+            raise RecoveryError('phase=%s needs an online recovery at stage %s, but %s: run %s. Nothing was changed'
+                                % (phase, wanted, 'none is in progress here' if not state else
+                                   'it is at stage %s' % state['stage'],
+                                   'phase=base first' if not state else 'phase=%s' % NEXT_PHASE[state['stage']]))
+        self.state = state
+        self.source, self.target = state['source'], state['target']
+        self.lock_pair()
+
+    def local_server(self, source):
+        """This host's server; the binaries must match the source's major version."""
+        major = None
+        if source is not None:
+            _node, admin = self.connect(source, 'postgres')
+            major = int(run(admin, 'SHOW server_version_num')[0]['server_version_num']) // 10000
+        self.server = LocalServer(self.p['data_dir'], self.p['pg_bindir'], self.p['os_user'], self.p['log_file'],
+                                  self.p['service_manager'], self.p['service_name'], self.p['start_timeout'], major)
+        self.workspace = Workspace(self.server)
+        if major is not None and self.server.major_version() != major:
+            raise RecoveryError('serverid %d runs PostgreSQL %d but %s here is %d: a physical copy needs the same '
+                                'major version; install it or set pg_bindir. Nothing was changed'
+                                % (source['serverid'], major, self.server.bindir, self.server.major_version()))
+
+    # --- base: the physical copy -----------------------------------------------------------
+    def check_base(self, admin):
+        """Refuse what would fail later: wrong directory, tablespaces, too little disk space."""
+        data_dir = self.server.data_dir
+        if not self.server.initialized():
+            raise RecoveryError('%s is not an initialized data directory: online recovery keeps the target\'s own '
+                                'configuration files, so provision the node first (playbooks/provision.yml --limit '
+                                '<host>), then recover. Nothing was changed' % data_dir)
+        source_dir = run(admin, 'SHOW data_directory')[0]['data_directory']
+        if os.path.realpath(source_dir) == os.path.realpath(data_dir):
+            raise RecoveryError('%s is the data directory of serverid %d, the valid source: run the recovery on '
+                                'the broken node\'s host with its data_dir. Nothing was changed'
+                                % (data_dir, self.source['serverid']))
+        if os.path.ismount(data_dir):
+            raise RecoveryError('%s is a mount point and cannot be moved aside: mount the parent directory '
+                                'instead. Nothing was changed' % data_dir)
+        spaces = run(admin, "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
+        if spaces:
+            raise RecoveryError('serverid %d has tablespaces (%s): online recovery copies only the data directory; '
+                                'recover offline. Nothing was changed'
+                                % (self.source['serverid'], ', '.join(row['spcname'] for row in spaces)))
+        needed = run(admin, 'SELECT sum(pg_database_size(oid))::bigint AS size FROM pg_database')[0]['size']
+        needed = int(needed * 1.1) + (256 << 20)  # WAL written meanwhile
+        free = shutil.disk_usage(os.path.dirname(data_dir)).free
+        if free < needed:
+            raise RecoveryError('%s has %d MB free but the copy needs about %d MB (the old data directory stays '
+                                'until cleanup): free some space. Nothing was changed'
+                                % (os.path.dirname(data_dir), free >> 20, needed >> 20))
+        return needed
+
+    def base(self):
+        src_node, admin = self.connect(self.source, 'postgres')
+        needed = self.check_base(admin)
+        slot = 'pgforest_recovery_%d' % self.target['serverid']
+        if self.check_mode:
+            self.say('would stop the server of %s, copy serverid %d (about %d MB) into it and start it as a standby'
+                     % (self.server.data_dir, self.source['serverid'], needed >> 20))
+            return
+        self.drop_slot(admin, slot, leftover=True)
+        state = dict(stage='base', source=self.source, target=self.target, slot=slot,
+                     data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
+                     source_view_of_target=self.source_view_of_target())
+        self.workspace.create()
+        self.state = state
+        self.workspace.save(self.state)
+        if self.server.stop():
+            self.say('stopped the server of %s' % self.server.data_dir)
+        self.move_aside()
+        self.workspace.write_passfile(src_node)
+        self.base_backup(src_node, slot)
+        self.put_back_own_config(standby=src_node)
+        self.server.start()
+        self.wait_streaming(admin)
+        self.state['stage'] = 'standby'
+        self.workspace.save(self.state)
+
+    def source_view_of_target(self):
+        _node, mngdb = self.connect(self.source, self.mngdb)
+        rows = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target['serverid']])
+        return rows[0]['udb_validity'] if rows else None
+
+    def move_aside(self):
+        for name in KEEP_FILES:
+            path = os.path.join(self.server.data_dir, name)
+            if os.path.isfile(path):
+                shutil.copy2(path, os.path.join(self.workspace.conf_dir, name))
+        os.rename(self.server.data_dir, self.workspace.old_data)
+        self.state['moved_aside'] = True
+        self.workspace.save(self.state)
+        self.say('moved the old data directory aside to %s (its configuration files saved)'
+                 % self.workspace.old_data)
+
+    def base_backup(self, src_node, slot):
+        argv = [self.server.tool('pg_basebackup'), '--pgdata=' + self.server.data_dir, '--wal-method=stream',
+                '--checkpoint=fast', '--create-slot', '--slot=' + slot, '--progress', '--no-password',
+                '--dbname=' + src_node.conninfo_string('postgres', application_name='pgforest_basebackup',
+                                                       options='-c statement_timeout=0')]
+        if self.p['max_rate']:
+            argv.append('--max-rate=' + self.p['max_rate'])
+        env = dict(os.environ, PGPASSFILE=self.workspace.passfile)
+        env.pop('PGPASSWORD', None)
+        self.say('pg_basebackup from serverid %d (slot %s)' % (self.source['serverid'], slot))
+        started = time.monotonic()
+        process = subprocess.Popen(self.server.as_user(argv), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        self.basebackup = process
+        last = self.follow_progress(process)
+        if process.wait() != 0:
+            raise RecoveryError('pg_basebackup from serverid %d failed (exit %s): %s'
+                                % (self.source['serverid'], process.returncode, last[-600:]))
+        self.bytes_copied = tree_size(self.server.data_dir)
+        seconds = time.monotonic() - started
+        self.say('base backup done: %d MB in %.1fs (%.0f MB/s)'
+                 % (self.bytes_copied >> 20, seconds, (self.bytes_copied >> 20) / max(seconds, 0.001)))
+
+    def follow_progress(self, process, every=10.0):
+        """Log pg_basebackup's --progress line every `every` seconds; return its last output."""
+        tail = ['']
+        shown = [time.monotonic()]
+
+        def reader():
+            buffer = b''
+            for chunk in iter(lambda: process.stderr.read1(4096), b''):
+                buffer = (buffer + chunk)[-4096:]
+                parts = [part for part in buffer.replace(b'\r', b'\n').split(b'\n') if part.strip()]
+                if parts:
+                    tail[0] = parts[-1].decode('utf-8', 'replace').strip()
+                    if 'kB' in tail[0] and time.monotonic() - shown[0] >= every:
+                        shown[0] = time.monotonic()
+                        self.say('pg_basebackup: %s' % tail[0])
+            tail.append(buffer.decode('utf-8', 'replace'))
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        thread.join()
+        return tail[-1].strip()
+
+    def put_back_own_config(self, standby=None):
+        """T's own files over the source's copies; with `standby`, stream from it."""
+        for name in sorted(os.listdir(self.workspace.conf_dir)):
+            destination = os.path.join(self.server.data_dir, name)
+            shutil.copy2(os.path.join(self.workspace.conf_dir, name), destination)
+            self.server.own(destination, 0o600)
+        if standby is None:
+            return
+        conninfo = libpq_conninfo(host=standby.host, port=standby.port, user=standby.user,
+                                  passfile=self.workspace.passfile, application_name=APPLICATION,
+                                  connect_timeout=standby.connect_timeout)
+        auto_conf = os.path.join(self.server.data_dir, 'postgresql.auto.conf')
+        with open(auto_conf, 'a') as handle:
+            handle.write('%s\nprimary_conninfo = \'%s\'\nprimary_slot_name = \'%s\'\n'
+                         % (STANDBY_MARK, conninfo.replace("'", "''"), self.state['slot']))
+        self.server.own(auto_conf, 0o600)
+        signal_file = os.path.join(self.server.data_dir, 'standby.signal')
+        open(signal_file, 'w').close()
+        self.server.own(signal_file, 0o600)
+        self.say('own configuration files back in place; starting as a standby of serverid %d'
+                 % self.source['serverid'])
+
+    def wait_streaming(self, admin):
+        deadline = time.monotonic() + self.p['start_timeout']
+        while True:
+            rows = run(admin, 'SELECT state FROM pg_stat_replication WHERE application_name = %s', [APPLICATION])
+            if rows and rows[0]['state'] == 'streaming':
+                self.say('serverid %d streams from serverid %d' % (self.target['serverid'], self.source['serverid']))
+                return
+            if time.monotonic() > deadline:
+                raise RecoveryError('serverid %d started as a standby but does not stream from serverid %d after %ss '
+                                    '(see %s)' % (self.target['serverid'], self.source['serverid'],
+                                                  self.p['start_timeout'], self.server.log_file))
+            time.sleep(0.2)
+
+    # --- cut: promotion inside the write freeze ---------------------------------------------
+    def cut(self):
+        _s, src_admin = self.connect(self.source, 'postgres')
+        _s, src_user = self.connect(self.source, self.userdb)
+        _s, src_mngdb = self.connect(self.source, self.mngdb)
+        _t, tgt_admin = self.connect(self.target, 'postgres')
+        if not run(tgt_admin, 'SELECT pg_is_in_recovery() AS standby')[0]['standby']:
+            raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
+                                % self.target['serverid'])
+        self.catch_up(src_admin, tgt_admin)
+        notice = self.p['notice_wait']
+        if notice is None:
+            notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
+        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (self.target['serverid'],
+                                                                                        notice))
+        freeze = Quiesce({'serverid %d' % self.source['serverid']: src_mngdb}, [src_user], self.target['serverid'],
+                         notice, self.p['idle_wait_timeout'], final_validity=1)
+        try:
+            with freeze:
+                self.promote_in_freeze(src_admin, src_user, tgt_admin)
+        finally:
+            self.freeze_window = self.cut_report['freeze_window'] = freeze.window
+        self.state['stage'] = 'promoted'
+        self.workspace.save(self.state)
+        self.say('write freeze released after %.3fs: serverid %d is valid (1) on both nodes'
+                 % (freeze.window, self.target['serverid']))
+
+    def lag(self, src_admin, tgt_admin):
+        replayed = run(tgt_admin, "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text AS lsn")[0]['lsn']
+        return int(run(src_admin, 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint AS lag',
+                       [replayed])[0]['lag'])
+
+    def catch_up(self, src_admin, tgt_admin, close_enough=1 << 20):
+        """Before freezing: let the standby come within a megabyte of the source."""
+        deadline = time.monotonic() + self.p['catch_up_timeout']
+        lag = self.lag(src_admin, tgt_admin)
+        self.cut_report['lag_before_freeze'] = lag
+        while lag > close_enough:
+            if time.monotonic() > deadline:
+                raise RecoveryError('serverid %d is still %d MB behind serverid %d after %ss: the source writes '
+                                    'faster than the standby replays; retry when the load is lower or raise '
+                                    'catch_up_timeout' % (self.target['serverid'], lag >> 20,
+                                                          self.source['serverid'], self.p['catch_up_timeout']))
+            time.sleep(0.2)
+            lag = self.lag(src_admin, tgt_admin)
+
+    def promote_in_freeze(self, src_admin, src_user, tgt_admin):
+        position = run(src_admin, WAL_POSITION_SQL)[0]
+        self.cut_report['lag_at_cut'] = self.lag(src_admin, tgt_admin)
+        self.wait_replayed(tgt_admin, position['lsn'])
+        promoted = time.monotonic()
+        if not run(tgt_admin, 'SELECT pg_promote(true, %s) AS done', [self.p['start_timeout']])[0]['done']:
+            raise RecoveryError('serverid %d did not finish promotion within %ss (see %s)'
+                                % (self.target['serverid'], self.p['start_timeout'], self.server.log_file))
+        self.cut_report['promote_seconds'] = round(time.monotonic() - promoted, 3)
+        after = run(src_admin, WAL_POSITION_SQL)[0]
+        if after['next_xid'] != position['next_xid']:
+            raise RecoveryError('a transaction wrote to serverid %d during the write freeze (transaction ids %s to '
+                                '%s), after the position serverid %d had replayed: a client ignores udb_validity=0 '
+                                '(not a PostgresForest driver, or its notice time is longer than notice_wait)'
+                                % (self.source['serverid'], position['next_xid'], after['next_xid'],
+                                   self.target['serverid']))
+        _t, tgt_user = self.connect(self.target, self.userdb)
+        _t, tgt_mngdb = self.connect(self.target, self.mngdb)
+        _s, src_mngdb_seq = self.connect(self.source, self.mngdb)
+        copied = self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdb_seq, tgt_mngdb)
+        self.cut_report['sequences_copied'] = copied
+        set_validity(tgt_mngdb, self.target['serverid'], 1)
+
+    def wait_replayed(self, tgt_admin, lsn):
+        started = time.monotonic()
+        while not run(tgt_admin, 'SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn AS done', [lsn])[0]['done']:
+            if time.monotonic() - started > self.p['replay_wait_timeout']:
+                raise RecoveryError('serverid %d did not replay up to %s within %ss inside the write freeze'
+                                    % (self.target['serverid'], lsn, self.p['replay_wait_timeout']))
+            time.sleep(0.01)
+        self.cut_report['replay_wait_seconds'] = round(time.monotonic() - started, 3)
+
+    @staticmethod
+    def copy_sequences(source, target):
+        """WAL logs sequences ahead: a promoted copy would hand out other ids than the source."""
+        sequences = d.read_sequences(source)
+        for seq in sequences.values():
+            d.set_sequence(target, seq)
+        return len(sequences)
+
+    # --- cleanup ---------------------------------------------------------------------------
+    def cleanup_phase(self):
+        try:
+            self.cleanup()
+        except Exception as exc:  # the node serves already: never roll back now
+            raise RecoveryError('serverid %d is recovered and valid, but the cleanup did not finish: %s. Run '
+                                'phase=cleanup again' % (self.target['serverid'], exc))
+
+    def cleanup(self):
+        _s, src_admin = self.connect(self.source, 'postgres')
+        self.drop_slot(src_admin, self.state['slot'])
+        self.put_back_own_config()
+        _t, tgt_admin = self.connect(self.target, 'postgres')
+        run(tgt_admin, 'SELECT pg_reload_conf()')
+        self.wait_standby_settings_gone(tgt_admin)
+        for leftover in ('standby.signal', 'recovery.signal'):
+            path = os.path.join(self.server.data_dir, leftover)
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(self.workspace.old_data, ignore_errors=True)
+        self.workspace.remove()
+        self.state['stage'] = 'done'
+        settings = dict((row['name'], row['setting']) for row in run(tgt_admin, OWN_SETTINGS_SQL))
+        self.cleanup_report = dict(target_settings=settings)
+        self.say('cleanup done: slot dropped, standby settings and old data directory removed; serverid %d runs '
+                 'with its own configuration (lock_timeout %s)' % (self.target['serverid'], settings.get('lock_timeout')))
+
+    def wait_standby_settings_gone(self, tgt_admin, timeout=10):
+        deadline = time.monotonic() + timeout
+        while run(tgt_admin, "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'")[0]['setting']:
+            if time.monotonic() > deadline:
+                raise RecoveryError('serverid %d still has primary_conninfo set after a reload' %
+                                    self.target['serverid'])
+            time.sleep(0.1)
+
+    def drop_slot(self, admin, slot, leftover=False, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = run(admin, 'SELECT active FROM pg_replication_slots WHERE slot_name = %s', [slot])
+            if not rows:
+                return
+            if not rows[0]['active']:
+                run(admin, 'SELECT pg_drop_replication_slot(%s)', [slot])
+                self.say('dropped %sreplication slot %s on serverid %d'
+                         % ('the leftover ' if leftover else '', slot, self.source['serverid']))
+                return
+            if time.monotonic() > deadline:
+                raise RecoveryError('replication slot %s on serverid %d is still in use by a standby: stop it, then '
+                                    'run this again' % (slot, self.source['serverid']))
+            time.sleep(0.2)
+
+    # --- cancel and rollback --------------------------------------------------------------
+    def cancel(self):
+        self.local_server(None)
+        self.state = self.workspace.load()
+        if not self.state:
+            self.say('no online recovery in progress for %s: nothing to cancel' % self.server.data_dir)
+            return self.result(changed=False)
+        if self.state['stage'] == 'promoted':
+            raise RecoveryError('the cut is done: serverid %d is valid and the applications write to it, so '
+                                'cancelling would lose their writes; finish with phase=cleanup'
+                                % self.state['target']['serverid'])
+        self.source, self.target = self.state['source'], self.state['target']
+        try:
+            self.lock_pair()
+        except ForestPgError as exc:
+            self.say('serverid %d does not answer (%s): cancelling here without the pair lock'
+                     % (self.source['serverid'], exc))
+        if not self.check_mode:
+            self.phase('cancel', self.rollback)
+        return self.result()
+
+    def rollback(self):
+        """Back to the state before the recovery; every step may be repeated."""
+        state = self.state
+        if not state.get('target_restored'):
+            self.kill_basebackup()
+            if self.server.stop():
+                self.say('stopped the server of %s' % self.server.data_dir)
+            if state.get('moved_aside') and os.path.exists(self.workspace.old_data):
+                if os.path.exists(self.server.data_dir):
+                    shutil.rmtree(self.server.data_dir)
+                os.rename(self.workspace.old_data, self.server.data_dir)
+                self.say('the old data directory is back in %s' % self.server.data_dir)
+            if state.get('was_running'):
+                self.server.start()
+                self.say('started the server of %s again, as before' % self.server.data_dir)
+            state['target_restored'] = True
+            state['stage'] = 'cancel_pending'
+            self.workspace.save(state)
+        self.reset_source()
+        self.workspace.remove()
+        state['stage'] = 'cancelled'
+        self.say('cancelled: serverid %d as before the recovery, no slot on serverid %d'
+                 % (self.target['serverid'], self.source['serverid']))
+
+    def kill_basebackup(self):
+        if self.basebackup is not None and self.basebackup.poll() is None:
+            self.basebackup.kill()
+            self.basebackup.wait()
+
+    def reset_source(self):
+        """Slot dropped and the freeze's 0 undone on the source; retried while it does not answer."""
+        deadline = time.monotonic() + ROLLBACK_RETRY_SECONDS
+        while True:
+            try:
+                _s, admin = self.connect(self.source, 'postgres')
+                self.drop_slot(admin, self.state['slot'])
+                _s, mngdb = self.connect(self.source, self.mngdb)
+                current = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s',
+                              [self.target['serverid']])
+                before = self.state.get('source_view_of_target')
+                if current and current[0]['udb_validity'] == 0 and before is not None:
+                    set_validity(mngdb, self.target['serverid'], before)
+                    self.say('udb_validity of serverid %d set back to %s on serverid %d'
+                             % (self.target['serverid'], before, self.source['serverid']))
+                return
+            except (ForestPgError, RecoveryError) as exc:
+                close_all(self.conns)
+                self.conns = []
+                if time.monotonic() > deadline:
+                    raise RecoveryError('serverid %d is back on its old data directory, but serverid %d did not '
+                                        'answer for %ss, so its replication slot %s and the write freeze may '
+                                        'remain (%s). When it answers, run phase=cancel again'
+                                        % (self.target['serverid'], self.source['serverid'],
+                                           ROLLBACK_RETRY_SECONDS, self.state['slot'], exc))
+                time.sleep(1)
+
+    # --- result ------------------------------------------------------------------------------
+    def result(self, changed=None):
+        state = self.state or {}
+        return dict(mode='online', phase=self.p['phase'], changed=bool(state) if changed is None else changed,
+                    stage=state.get('stage', 'none'),
+                    source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
+                    phases=self.phases, bytes_copied=self.bytes_copied, freeze_window=self.freeze_window,
+                    cut=self.cut_report, cleanup=self.cleanup_report, progress=self.progress,
+                    seconds=round(time.monotonic() - self.started, 3))

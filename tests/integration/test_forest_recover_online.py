@@ -1,0 +1,239 @@
+"""forest_recover mode=online against the sandbox pair: under the reference driver's
+load, step by step, and with a failure injected in each phase."""
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+import sandbox
+from forest_driver import ForestDriver, lost_or_duplicated
+
+TARGET = 1
+SLOT = 'pgforest_recovery_%d' % TARGET
+WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
+
+
+def recover(**args):
+    args.update(mode='online', data_dir=sandbox.data_dir(TARGET))
+    args.setdefault('notice_wait', 0.3)
+    return sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, **args)
+
+
+MARKER = os.path.join(sandbox.data_dir(TARGET), 'old-data-directory.marker')
+
+
+def on_old_data():
+    """The target still runs on the data directory it had before (a copy of the source has no marker)."""
+    return os.path.exists(MARKER)
+
+
+def slots():
+    return sandbox.query(0, 'SELECT slot_name FROM pg_replication_slots')
+
+
+def file_setting(serverid, name):
+    rows = sandbox.query(serverid, 'SELECT setting FROM pg_file_settings WHERE applied AND name = %s', [name])
+    return rows[0][0] if rows else None
+
+
+@pytest.fixture(autouse=True)
+def broken_target():
+    """serverid 1 stopped (immediate) after a table both nodes had; marked -1 by serverid 0's view."""
+    sandbox.reset_pair()
+    sandbox.both('DROP TABLE IF EXISTS online_orders; CREATE TABLE online_orders (id serial PRIMARY KEY, item text);'
+                 'INSERT INTO online_orders (item) SELECT $$item$$ || g FROM generate_series(1, 2000) g')
+    sandbox.set_views({TARGET: -1}, {TARGET: -1})
+    with open(MARKER, 'w') as handle:
+        handle.write('written by the test before the recovery\n')
+    yield
+    subprocess.run(['pkill', '-9', '-f', 'pg_basebackup.*' + SLOT], check=False)
+    for phase in ('cancel', 'cleanup'):  # whatever a failed test left: undo it, or finish it after a cut
+        if os.path.exists(WORKSPACE):
+            recover(phase=phase)
+    sandbox.reset_pair()
+    sandbox.both('DROP TABLE IF EXISTS online_orders; DROP TABLE IF EXISTS forest_load_items; '
+                 'DROP TABLE IF EXISTS forest_load')
+
+
+def stop_target():
+    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+
+
+def assert_rolled_back(running):
+    """The state before the recovery: old data directory, -1, no slot, nothing left behind."""
+    assert on_old_data()
+    assert not os.path.exists(WORKSPACE)
+    assert not os.path.exists(os.path.join(sandbox.data_dir(TARGET), 'standby.signal'))
+    assert slots() == []
+    assert sandbox.query(0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
+                         dbname=sandbox.MNGDB) == [(-1,)]
+    assert (sandbox.pg_ctl(TARGET, 'status', check=False).returncode == 0) is running
+
+
+def assert_recovered(result):
+    assert not result.get('failed'), result.get('msg')
+    assert (result['source'], result['target'], result['stage']) == (0, TARGET, 'done')
+    assert not on_old_data()
+    status = sandbox.module('forest_status')
+    assert status['cluster_state'] == 'healthy', status['recommended_action']
+    compared = sandbox.module('forest_dbsync')
+    assert compared['equal'] is True, compared['report']
+    assert slots() == [] and not os.path.exists(WORKSPACE)
+    # Its own configuration, not the source's: lock_timeout differs per node.
+    assert (file_setting(TARGET, 'lock_timeout'), file_setting(0, 'lock_timeout')) == ('31s', '30s')
+    assert file_setting(TARGET, 'primary_conninfo') is None
+    assert result['cleanup']['target_settings']['lock_timeout'] == '31s'
+    # Sequences hand out the same next values on both nodes.
+    nextval = "SELECT nextval('online_orders_id_seq')"
+    assert sandbox.query(0, nextval, dbname=sandbox.USERDB) == sandbox.query(TARGET, nextval, dbname=sandbox.USERDB)
+
+
+def test_online_recovery_under_load_loses_and_duplicates_nothing():
+    for serverid in (0, 1):
+        sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
+                   dbname=sandbox.MNGDB)
+    sandbox.set_views({TARGET: 1}, {TARGET: 1})
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+    try:
+        time.sleep(1)
+        stop_target()
+        deadline = time.time() + 10
+        while driver.validity.get(TARGET) != -1 and time.time() < deadline:
+            time.sleep(0.1)
+        assert driver.validity[TARGET] == -1, 'the driver did not mark the stopped node broken'
+        acked_while_degraded = len(driver.acked)
+        result = recover(notice_wait=None)  # the drivers' notice time: mngdb_read_duration = 1 s
+        time.sleep(1.5)
+    finally:
+        driver.stop()
+    assert_recovered(result)
+    assert driver.errors == []
+    assert len(driver.acked) > acked_while_degraded > 0
+    assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
+    # The driver wrote to both nodes again after the cut: its last writes are on the recovered node.
+    assert driver.validity == {0: 1, 1: 1}
+    cut = result['cut']
+    assert 1.0 <= result['freeze_window'] < 2.0 + 1.0, cut
+    assert cut['sequences_copied'] >= 2 and cut['lag_at_cut'] >= 0
+    assert result['bytes_copied'] > 10 * 2 ** 20
+    assert set(result['phases']) == {'base', 'cut', 'cleanup'}
+
+
+def test_step_by_step_and_cancel_refused_after_the_cut():
+    stop_target()
+    assert recover(phase='cut')['msg'].startswith('phase=cut needs an online recovery at stage standby, but none')
+    base = recover(phase='base')
+    assert not base.get('failed'), base.get('msg')
+    assert base['stage'] == 'standby' and os.path.exists(WORKSPACE)
+    status = sandbox.module('forest_status')
+    node = status['nodes'][TARGET]
+    assert (status['cluster_state'], node['in_recovery'], node['reachable']) == ('degraded', True, True)
+    assert slots() == [(SLOT,)]
+    again = recover()
+    assert 'in progress here (stage standby' in again['msg'] and 'phase=cut' in again['msg']
+    sandbox.on(0, "INSERT INTO online_orders (item) VALUES ('while a standby')")
+    cut = recover(phase='cut')
+    assert not cut.get('failed'), cut.get('msg')
+    assert cut['stage'] == 'promoted' and cut['freeze_window'] < 2
+    refused = recover(phase='cancel')
+    assert refused.get('failed') and 'finish with phase=cleanup' in refused['msg']
+    assert sandbox.query(TARGET, "SELECT count(*) FROM online_orders WHERE item = 'while a standby'",
+                         dbname=sandbox.USERDB) == [(1,)]
+    assert not on_old_data()
+    assert_recovered(recover(phase='cleanup'))
+
+
+def test_cancel_after_base_restores_the_state_before():
+    assert not recover(phase='base').get('failed')
+    cancelled = recover(phase='cancel')
+    assert not cancelled.get('failed'), cancelled.get('msg')
+    assert cancelled['stage'] == 'cancelled'
+    assert_rolled_back(running=True)
+    assert recover(phase='cancel')['changed'] is False  # nothing left to cancel
+    assert_recovered(recover())
+
+
+def test_target_killed_during_base_copy_rolls_back_then_recovery_succeeds():
+    sandbox.on(0, 'CREATE TABLE bulk AS SELECT g, repeat($$x$$, 200) AS pad FROM generate_series(1, 100000) g')
+    stop_target()
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(recover(max_rate='2M')))
+    worker.start()
+    killed = False
+    for _attempt in range(100):
+        time.sleep(0.1)
+        if subprocess.run(['pkill', '-9', '-f', 'pg_basebackup.*' + SLOT], check=False).returncode == 0:
+            killed = True
+            break
+    worker.join()
+    sandbox.on(0, 'DROP TABLE bulk')
+    assert killed, 'pg_basebackup never ran'
+    assert outcome.get('failed') and 'base failed: pg_basebackup from serverid 0 failed' in outcome['msg']
+    assert 'Rolled back' in outcome['msg']
+    assert_rolled_back(running=False)
+    assert_recovered(recover())
+
+
+def test_source_unreachable_during_cut_rolls_back_then_recovery_succeeds():
+    assert not recover(phase='base').get('failed')
+    holder = sandbox.connect(0, sandbox.USERDB, autocommit=False)  # keeps the freeze waiting
+    holder.execute('SELECT count(*) FROM online_orders')
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', idle_wait_timeout=15)))
+    worker.start()
+    deadline = time.time() + 30
+    while sandbox.query(0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
+                        dbname=sandbox.MNGDB) != [(0,)]:
+        assert time.time() < deadline, 'the freeze never started'
+        time.sleep(0.05)
+    sandbox.pg_ctl(0, 'stop', '-m', 'immediate')
+    time.sleep(3)
+    sandbox.ensure_running(0)
+    worker.join()
+    holder.close()
+    assert outcome.get('failed') and outcome['msg'].startswith('cut failed:'), outcome.get('msg')
+    assert 'Rolled back' in outcome['msg'], outcome['msg']
+    assert_rolled_back(running=True)
+    assert_recovered(recover())
+
+
+def test_quiesce_timeout_rolls_back_and_names_the_session():
+    stop_target()
+    holder = sandbox.connect(0, sandbox.USERDB, autocommit=False)
+    holder.execute("SELECT 'held open by the test'")
+    try:
+        result = recover(idle_wait_timeout=1)
+    finally:
+        holder.close()
+    assert result.get('failed') and 'quiesce timed out' in result['msg'], result.get('msg')
+    assert "held open by the test" in result['msg'] and 'Rolled back' in result['msg']
+    assert_rolled_back(running=False)
+    assert_recovered(recover())
+
+
+def test_check_mode_and_wrong_input_change_nothing():
+    stop_target()
+    checked = sandbox.module('forest_recover', host='forest1', check=True, mode='online',
+                             data_dir=sandbox.data_dir(TARGET))
+    assert not checked.get('failed'), checked.get('msg')
+    assert any('would stop the server' in line for line in checked['progress'])
+    wrong_dir = sandbox.module('forest_recover', host='forest1', mode='online', data_dir=sandbox.data_dir(0))
+    assert 'is the data directory of serverid 0, the valid source' in wrong_dir['msg']
+    assert recover(phase='cleanup')['msg'].startswith('phase=cleanup needs an online recovery at stage promoted')
+    offline_phase = sandbox.module('forest_recover', phase='base')
+    assert 'offline recovery has one step' in offline_phase['msg']
+    no_dir = sandbox.module('forest_recover', mode='online')
+    assert 'data_dir' in no_dir['msg']
+    assert_rolled_back(running=False)
+    assert sandbox.pg_ctl(0, 'status', check=False).returncode == 0
+
+
+def test_both_broken_is_refused_online():
+    sandbox.set_views({0: -1}, {0: -1})
+    result = recover()
+    assert result.get('failed') and 'restore both nodes from a backup' in result['msg']
+    assert not os.path.exists(WORKSPACE)
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode == 0
