@@ -23,7 +23,7 @@ sandbox-down:
 	bash scripts/sandbox-down.sh
 
 demo: sandbox
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/demo.yml
+	$(BIN)/python scripts/demo.py
 
 test: unit integration molecule sanity lint
 

@@ -237,3 +237,19 @@ def test_both_broken_is_refused_online():
     assert result.get('failed') and 'restore both nodes from a backup' in result['msg']
     assert not os.path.exists(WORKSPACE)
     assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode == 0
+
+
+def test_recover_playbook_offline_then_refuses_a_healthy_pair():
+    sandbox.on(TARGET, "UPDATE online_orders SET item = 'drifted' WHERE id <= 3")
+    done = sandbox.playbook('recover.yml', extra_vars=dict(mode='offline'))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert 'serverid 1 recovered offline (diff) from serverid 0' in done.stdout
+    assert 'cluster healthy: both nodes are valid' in done.stdout  # the status printed afterwards
+    assert on_old_data()  # offline repairs in place
+    assert sandbox.query(TARGET, "SELECT count(*) FROM online_orders WHERE item = 'drifted'",
+                         dbname=sandbox.USERDB) == [(0,)]
+    again = sandbox.playbook('recover.yml')
+    assert again.returncode != 0
+    assert 'Nothing to recover: the pair is healthy' in again.stdout
+    step = sandbox.playbook('recover.yml', extra_vars=dict(phase='cleanup'))
+    assert step.returncode != 0 and 'needs the serverid being recovered, e.g. -e target=1' in step.stdout
