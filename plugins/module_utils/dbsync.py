@@ -13,10 +13,12 @@ every string and column boundaries unambiguous.
 
 from __future__ import annotations
 
+import array
 import fnmatch
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -251,21 +253,32 @@ def table_sql_for(source_conn, target_conn, source_table, target_table):
 
 
 def bucket_hashes(conn, table_sql, buckets=None):
-    """{bucket: (rows, hash)}, of every bucket or only of the given ones."""
+    """{bucket: (rows, hash)}, of every bucket or only of the given ones.
+
+    With a key there are up to MAX_BUCKETS buckets: they travel as one bytea of
+    big-endian int8 triples (bucket, rows, hash), which Python unpacks in C,
+    instead of a result row each (most of the compare's client time otherwise)."""
     params = [sorted(buckets)] if buckets is not None else None
-    rows = run(conn, table_sql.bucket_hashes(only=buckets is not None), params,
-               action='hash %s' % quoted(table_sql.table))
-    return dict((row['bucket'], (row['n'], row['h'])) for row in rows)
+    query = table_sql.bucket_hashes(only=buckets is not None)
+    action = 'hash %s' % quoted(table_sql.table)
+    if not table_sql.pkey:  # one bucket, its hash a numeric sum
+        return dict((bucket, (count, digest)) for bucket, count, digest in run(conn, query, params, action,
+                                                                                tuples=True))
+    packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea "
+                     "ORDER BY bucket) FROM ({}) AS pgforest_buckets").format(query)
+    blob = run(conn, packed, params, action, tuples=True)[0][0] or b''
+    values = array.array('q')
+    values.frombytes(bytes(blob))
+    if sys.byteorder == 'little':
+        values.byteswap()
+    return dict(zip(values[0::3], zip(values[1::3], values[2::3])))
 
 
 def row_hashes(conn, table_sql, buckets):
-    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % quoted(table_sql.table))
+    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % quoted(table_sql.table),
+               tuples=True)
     width = len(table_sql.pkey)
-    result = {}
-    for row in rows:
-        values = list(row.values())
-        result[tuple(values[:width])] = values[width]
-    return result
+    return dict((row[:width], row[width]) for row in rows)
 
 
 def quoted(table):

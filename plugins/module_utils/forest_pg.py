@@ -199,10 +199,12 @@ def error_from(exc, where, action):
     return ForestPgError(where, action, detail, sqlstate)
 
 
-def run(conn, query, params=None, action='query'):
-    """Execute and fetch all rows (as dicts); failures become ForestPgError."""
+def run(conn, query, params=None, action='query', tuples=False):
+    """Execute and fetch all rows (as dicts; as tuples in binary format, faster for
+    large results, with tuples=True); failures become ForestPgError."""
     try:
-        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cursor = conn.cursor(binary=True) if tuples else conn.cursor(row_factory=psycopg.rows.dict_row)
+        with cursor as cur:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
     except psycopg.Error as exc:

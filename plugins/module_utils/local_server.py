@@ -140,7 +140,8 @@ class LocalServer(object):
         """A file only the server's OS user can read (mode 0600), written before anything is in it."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fchown(fd, self.uid, self.gid) if os.geteuid() == 0 else None
+            if os.geteuid() == 0:
+                os.fchown(fd, self.uid, self.gid)
             os.write(fd, text.encode('utf-8'))
         finally:
             os.close(fd)
