@@ -120,8 +120,8 @@ def offline_round(fraction):
 
 def report(online, offline, fraction):
     print('\nonline recovery under the reference driver (notice time %.0f s):' % NOTICE)
-    print('  %-7s %9s %10s %10s %7s %9s %9s %8s %s' % ('scale', 'user db', 'bare copy', 'online', 'ratio',
-                                                     'freeze', 'goal', 'lag@cut', 'driver'))
+    heading = ('scale', 'user db', 'bare copy', 'online', 'ratio', 'freeze', 'goal', 'lag@cut', 'driver')
+    print('  %-7s %9s %10s %10s %7s %9s %9s %8s %s' % heading)
     for row in online:
         print('  %-7d %7.0fMB %9.1fs %9.1fs %6.2fx %8.3fs %8s %7dB %s' % (
             row['scale'], row['size'] / 2 ** 20, row['bare'], row['online'], row['online'] / row['bare'],

@@ -184,11 +184,11 @@ def lost_or_duplicated(driver, connect):
         wrong = [write_id for write_id, (payload, items) in found.items()
                  if payload != expected[write_id] or items != 3]
         if missing:
-            problems.append('serverid %d lost %d acknowledged writes, e.g. ids %s' % (serverid, len(missing),
-                                                                                     missing[:5]))
+            problems.append('serverid %d lost %d acknowledged writes, e.g. ids %s'
+                            % (serverid, len(missing), missing[:5]))
         if wrong:
-            problems.append('serverid %d has %d writes with other contents, e.g. ids %s' % (serverid, len(wrong),
-                                                                                          wrong[:5]))
+            problems.append('serverid %d has %d writes with other contents, e.g. ids %s'
+                            % (serverid, len(wrong), wrong[:5]))
         if twice:
             problems.append('serverid %d applied %d writes twice, e.g. %s' % (serverid, len(twice), twice[:3]))
     return problems

@@ -262,8 +262,8 @@ def bucket_hashes(conn, table_sql, buckets=None):
     query = table_sql.bucket_hashes(only=buckets is not None)
     action = 'hash %s' % quoted(table_sql.table)
     if not table_sql.pkey:  # one bucket, its hash a numeric sum
-        return dict((bucket, (count, digest)) for bucket, count, digest in run(conn, query, params, action,
-                                                                                tuples=True))
+        rows = run(conn, query, params, action, tuples=True)
+        return dict((bucket, (count, digest)) for bucket, count, digest in rows)
     packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea "
                      "ORDER BY bucket) FROM ({}) AS pgforest_buckets").format(query)
     blob = run(conn, packed, params, action, tuples=True)[0][0] or b''

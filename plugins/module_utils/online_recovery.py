@@ -33,8 +33,7 @@ import time
 from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
     ForestPgError, close_all, libpq_conninfo, run)
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
-    LocalServer, LocalServerError, tree_size)
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServer, tree_size
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import read_config, set_validity
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
 from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery, RecoveryError
@@ -359,8 +358,8 @@ class OnlineRecovery(Recovery):
         notice = self.p['notice_wait']
         if notice is None:
             notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
-        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (self.target['serverid'],
-                                                                                        notice))
+        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice'
+                 % (self.target['serverid'], notice))
         freeze = Quiesce({'serverid %d' % self.source['serverid']: src_mngdb}, [src_user], self.target['serverid'],
                          notice, self.p['idle_wait_timeout'], final_validity=1)
         try:
@@ -370,8 +369,8 @@ class OnlineRecovery(Recovery):
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
         self.state['stage'] = 'promoted'
         self.workspace.save(self.state)
-        self.say('write freeze released after %.3fs: serverid %d is valid (1) on both nodes'
-                 % (freeze.window, self.target['serverid']))
+        self.say('write freeze released after %ss: serverid %d is valid (1) on both nodes'
+                 % (self.freeze_window, self.target['serverid']))
 
     def lag(self, src_admin, tgt_admin):
         replayed = run(tgt_admin, "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text AS lsn")[0]['lsn']
