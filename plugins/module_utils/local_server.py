@@ -21,6 +21,19 @@ class LocalServerError(Exception):
     pass
 
 
+def local_server_argument_spec():
+    """Options of the modules that drive this host's server (doc fragment pgforest.cluster.local_server)."""
+    return dict(
+        data_dir=dict(type='path'),
+        pg_bindir=dict(type='path'),
+        os_user=dict(type='str', default='postgres'),
+        log_file=dict(type='path'),
+        service_manager=dict(type='str', choices=['pg_ctl', 'systemd'], default='pg_ctl'),
+        service_name=dict(type='str'),
+        start_timeout=dict(type='int', default=60),
+    )
+
+
 class LocalServer(object):
     """One node's server on this host, managed by pg_ctl or by a systemd unit."""
 

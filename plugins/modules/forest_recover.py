@@ -27,6 +27,7 @@ description:
     has replayed everything, promotes it, checks that no transaction wrote to the source
     meanwhile, copies every sequence and sets the node C(1) on both; C(cleanup) drops the slot,
     takes the standby settings out and removes the old data directory. O(phase=all) runs the three.
+    O(data_dir) is required with O(mode=online).
   - Any failure in C(base) or C(cut) rolls back to the state before (the old data directory back,
     the node C(-1), no slot, no standby settings) and says what happened; O(phase=cancel) does the
     same by hand. Passwords go to a 0600 passfile in the recovery's workspace, removed at the end.
@@ -35,6 +36,7 @@ author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
   - pgforest.cluster.pair
+  - pgforest.cluster.local_server
 options:
   mode:
     description: C(offline) with the applications stopped, C(online) while they keep writing.
@@ -58,27 +60,6 @@ options:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
     choices: [0, 1]
-  data_dir:
-    description: With O(mode=online), the broken node's data directory on this host (required).
-    type: path
-  pg_bindir:
-    description: Directory of pg_ctl and pg_basebackup; default C(/usr/lib/postgresql/<source major>/bin).
-    type: path
-  os_user:
-    description: OS user that owns the data directory and runs the server.
-    type: str
-    default: postgres
-  log_file:
-    description: Server log for C(pg_ctl start); default C(postgresql.log) beside the data directory.
-    type: path
-  service_manager:
-    description: How the node's server is stopped and started, as the forest_node role set it up.
-    type: str
-    choices: [pg_ctl, systemd]
-    default: pg_ctl
-  service_name:
-    description: The systemd unit of the node, with O(service_manager=systemd).
-    type: str
   max_rate:
     description: Limit for the base copy's read rate on the source (C(pg_basebackup --max-rate), e.g. C(50M)).
     type: str
@@ -97,10 +78,6 @@ options:
     description: Seconds the standby may take, inside the freeze, to replay the source's last position.
     type: float
     default: 30
-  start_timeout:
-    description: Seconds to wait for the node's server to start, stream and be promoted.
-    type: int
-    default: 60
   copy_with:
     description: How forest_dbsync copies whole tables with O(method=diff) (see M(pgforest.cluster.forest_dbsync)).
     type: str
@@ -216,7 +193,8 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status im
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import DbsyncError
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServerError
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
+    LocalServerError, local_server_argument_spec)
 from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import OnlineRecovery
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import QuiesceError
 from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import OfflineRecovery, RecoveryError
@@ -224,23 +202,17 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import O
 
 def main():
     argument_spec = pair_argument_spec()
+    argument_spec.update(local_server_argument_spec())
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='offline'),
         phase=dict(type='str', choices=['all', 'base', 'cut', 'cleanup', 'cancel'], default='all'),
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),
-        data_dir=dict(type='path'),
-        pg_bindir=dict(type='path'),
-        os_user=dict(type='str', default='postgres'),
-        log_file=dict(type='path'),
-        service_manager=dict(type='str', choices=['pg_ctl', 'systemd'], default='pg_ctl'),
-        service_name=dict(type='str'),
         max_rate=dict(type='str'),
         notice_wait=dict(type='float'),
         idle_wait_timeout=dict(type='float', default=20),
         catch_up_timeout=dict(type='float', default=3600),
         replay_wait_timeout=dict(type='float', default=30),
-        start_timeout=dict(type='int', default=60),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
         sample_size=dict(type='int', default=20),
         reload_fraction=dict(type='float', default=0.5),

@@ -1,0 +1,506 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Taking and restoring backups of the pair (seed sections 6 and 7).
+
+Logical (one run for the pair): pg_dump in directory format (-j) of the user and
+management databases from a valid node, in one exported snapshot that the row
+counts of the manifest come from too.  The restore loads both databases into
+fresh databases on both nodes at once, checks their row counts, and only then
+swaps them in by renaming: until the swap, a failure changes nothing.
+
+Physical (one run per node, on its host): the node's server is stopped, its data
+directory copied, the server started again; the restore stops it, swaps in a copy
+of the backup's data directory and starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils import backup as b
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair, read_view
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, ident, run, sql
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServer, find_bindir
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
+    database_exists, describe_sessions, driver_sessions, parse_udb_url, set_validity)
+from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery
+
+# Ordinary tables (partitions included, extension members left out, as pg_dump does).
+TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY 1"""
+# Roles that own or were granted something in the current database (a restore needs them).
+ROLES_SQL = """SELECT DISTINCT pg_get_userbyid(refobjid) AS name FROM pg_shdepend
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND refclassid = 'pg_authid'::regclass
+UNION SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database() ORDER BY 1"""
+DATABASE_SQL = ('SELECT to_jsonb(d) AS row, pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) '
+                'AS encoding, pg_database_size(d.oid) AS size FROM pg_database d WHERE datname = %s')
+# Databases a restore loads into first, and the old ones between swap and drop (per key).
+LOADING = {'userdb': 'pgforest_restore_userdb', 'mngdb': 'pgforest_restore_mngdb'}
+REPLACED = {'userdb': 'pgforest_replaced_userdb', 'mngdb': 'pgforest_replaced_mngdb'}
+DUMP_DIRS = ('userdb', 'mngdb')
+
+
+def row_counts(conn):
+    """{schema.table: rows} of the database conn is on (exact counts)."""
+    return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
+        ident(row['nspname'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
+        for row in run(conn, TABLES_SQL, action='list tables'))
+
+
+def database_facts(conn, dbname):
+    """Owner, encoding, locale and size of a database, and the roles its objects need."""
+    found = run(conn, DATABASE_SQL, [dbname], action='read pg_database')[0]
+    row = found['row']
+    provider = row.get('datlocprovider', 'c')
+    return dict(name=dbname, owner=found['owner'], encoding=found['encoding'], collate=row['datcollate'],
+                ctype=row['datctype'], locale_provider='icu' if provider == 'i' else 'libc',
+                icu_locale=row.get('daticulocale') or row.get('datlocale'), size_bytes=found['size'],
+                roles=[r['name'] for r in run(conn, ROLES_SQL, action='list roles')])
+
+
+def bindir(params):
+    """Client programs: pg_bindir, else the newest installed (it reads older servers too)."""
+    return params.get('pg_bindir') or find_bindir()
+
+
+def run_tool(argv, env, what):
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise b.BackupError('%s failed (exit %d): %s' % (what, done.returncode, done.stderr.strip()[-800:]))
+    return done
+
+
+class Job(Recovery):
+    """Progress, phases and connections, as recovery has them."""
+
+    def tool(self, name):
+        return os.path.join(bindir(self.p), name)
+
+    def backup_dir(self):
+        if not self.p['backup_dir']:
+            raise b.BackupError('backup_dir is required: the directory that holds the backups '
+                                '(inventory variable forest_backup_dir in the playbooks)')
+        return os.path.abspath(self.p['backup_dir'])
+
+
+# --- logical ------------------------------------------------------------------------------
+
+class LogicalBackup(Job):
+    def run(self):
+        status = merge(list(read_pair(self.p, self.mngdb).values()))
+        self.source = b.choose_source(status['nodes'], self.p['source'], self.p['allow_invalid_source'])
+        name = self.p['name'] or b.backup_name('logical')
+        final = os.path.join(self.backup_dir(), name)
+        if os.path.exists(final):
+            raise b.BackupError('%s exists already: choose another name' % final)
+        self.say('logical backup %s of serverid %d (%s)' % (name, self.source['serverid'],
+                                                             self.source['validity_name']))
+        if self.check_mode:
+            return self.result(name, final, None, [])
+        b.make_private_dir(self.backup_dir())
+        partial = final + '.partial'
+        b.remove_tree(partial)
+        os.mkdir(partial, 0o700)
+        try:
+            databases = dict((key, self.phase('dump ' + key, self.dump, key, dbname, partial))
+                             for key, dbname in (('userdb', self.userdb), ('mngdb', self.mngdb)))
+            manifest = self.phase('checksums', self.manifest, name, partial, databases, status)
+            os.rename(partial, final)
+        except BaseException:
+            b.remove_tree(partial)
+            raise
+        removed = b.prune(self.backup_dir(), self.p['keep'], 'logical')
+        self.say('%d files, %d bytes; retention (keep %s) removed %s' % (
+            len(manifest['files']), manifest['total_bytes'], self.p['keep'], ', '.join(removed) or 'nothing'))
+        return self.result(name, final, manifest, removed)
+
+    def dump(self, key, dbname, folder):
+        """pg_dump -Fd -j of dbname, in a snapshot the row counts are read in too."""
+        node, conn = self.connect(self.source, dbname)
+        run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
+        run(conn, 'SET LOCAL statement_timeout = 0')
+        snapshot = run(conn, 'SELECT pg_export_snapshot() AS id')[0]['id']
+        facts = database_facts(conn, dbname)
+        facts.update(tables=row_counts(conn), dir=key, server_version=conn.info.server_version)
+        run_tool([self.tool('pg_dump'), '--no-password', '--format=directory', '--jobs=%d' % self.p['jobs'],
+                  '--snapshot=' + snapshot, '--file=' + os.path.join(folder, key),
+                  '--dbname=' + node.conninfo_string(dbname, options=None)],
+                 node.child_env(os.environ), 'pg_dump of %s on serverid %d' % (dbname, self.source['serverid']))
+        run(conn, 'COMMIT')
+        self.say('%s: %d tables, %d rows dumped from serverid %d' % (
+            dbname, len(facts['tables']), sum(facts['tables'].values()), self.source['serverid']))
+        return facts
+
+    def manifest(self, name, folder, databases, status):
+        files = b.file_checksums(folder)
+        manifest = dict(
+            format=b.FORMAT, kind='logical', name=name, created=b.utc_now(),
+            source=dict((k, self.source[k]) for k in ('serverid', 'host', 'port', 'validity')),
+            cluster_state=status['cluster_state'],
+            server_info=[dict(serverid=n['serverid'], url=n['url']) for n in status['nodes']],
+            server_version=databases['userdb']['server_version'],
+            pg_dump=run_tool([self.tool('pg_dump'), '--version'], None, 'pg_dump --version').stdout.strip(),
+            databases=databases, files=files, total_bytes=sum(f['size'] for f in files.values()))
+        b.write_manifest(folder, manifest)
+        return manifest
+
+    def result(self, name, path, manifest, removed):
+        return dict(changed=not self.check_mode, kind='logical', name=name, backup=path,
+                    source=self.source['serverid'], removed=removed, phases=self.phases, progress=self.progress,
+                    total_bytes=manifest and manifest['total_bytes'],
+                    row_counts=manifest and dict((k, v['tables']) for k, v in manifest['databases'].items()),
+                    seconds=round(time.monotonic() - self.started, 3))
+
+
+class LogicalRestore(Job):
+    def run(self):
+        path = b.resolve(self.p['backup'], self.p['backup_dir'])
+        manifest = b.read_manifest(path)
+        if manifest['kind'] != 'logical':
+            raise b.BackupError('%s is a %s backup: restore it with kind=physical' % (path, manifest['kind']))
+        self.check_files(path, manifest)
+        targets = self.targets(manifest)
+        self.say('restore of %s (from serverid %d, %s) onto serverid %s' % (
+            manifest['name'], manifest['source']['serverid'], manifest['created'],
+            ' and '.join(str(t['serverid']) for t in targets)))
+        refuse_without_confirmation(self.p, self.check_mode, 'drops %s and %s on both nodes' % (
+            self.userdb, self.mngdb))
+        admins = [self.check_target(target, manifest) for target in targets]
+        if self.check_mode:
+            return self.result(path, manifest, targets)
+        try:
+            self.phase('load', self.load, targets, admins, path, manifest)
+            self.phase('verify', self.verify, targets, manifest)
+        except BaseException:
+            self.drop(admins, LOADING)
+            raise
+        self.phase('swap', self.swap, targets, admins)
+        self.phase('validity', self.mark_valid, targets)
+        self.drop(admins, REPLACED)
+        return self.result(path, manifest, targets)
+
+    def check_files(self, path, manifest):
+        problems = self.phase('checksums', b.verify_files, path, manifest['files'])
+        if problems:
+            raise b.BackupError('backup %s is damaged, nothing was changed: %s' % (path, '; '.join(problems[:10])))
+        self.say('%d files match their SHA-256' % len(manifest['files']))
+
+    def targets(self, manifest):
+        """Both nodes of the backup's server_info, which this pair's must equal."""
+        backup_urls = sorted((n['serverid'], n['url']) for n in manifest['server_info'])
+        status = merge(list(read_pair(self.p, self.mngdb).values()))
+        now = sorted((n['serverid'], n['url']) for n in status['nodes'])
+        if now and now != backup_urls:
+            raise b.BackupError('this backup belongs to the pair %s, but these nodes list %s in server_info: '
+                                'restore it where it came from (nothing was changed)' % (backup_urls, now))
+        targets = []
+        for sid, url in backup_urls:
+            host, port, _db = parse_udb_url(url)
+            targets.append(dict(serverid=sid, host=host, port=port))
+        return targets
+
+    def check_target(self, target, manifest):
+        """The node's admin connection, once it passed every check."""
+        _node, admin = self.connect(target, 'postgres')
+        where = 'serverid %d' % target['serverid']
+        facts = run(admin, 'SELECT pg_is_in_recovery() AS standby, current_setting(%s)::int AS version',
+                    ['server_version_num'])[0]
+        if facts['standby']:
+            raise b.BackupError('%s is a standby (an online recovery is under way?): finish or cancel it first'
+                                % where)
+        if facts['version'] // 10000 < manifest['server_version'] // 10000:
+            raise b.BackupError('%s runs PostgreSQL %d, the backup comes from %d: restore onto the same or a newer '
+                                'major version' % (where, facts['version'] // 10000,
+                                                   manifest['server_version'] // 10000))
+        own = [conn.info.backend_pid for conn in self.conns]
+        sessions = [s for s in driver_sessions(admin, [self.userdb, self.mngdb]) if s['pid'] not in own]
+        if sessions:
+            raise b.BackupError('%s has sessions on the databases a restore drops: %s. Stop the applications '
+                                'first; nothing was changed' % (where, describe_sessions(sessions)))
+        needed = set(r for db in manifest['databases'].values() for r in db['roles'])
+        present = set(r['rolname'] for r in run(admin, 'SELECT rolname FROM pg_roles'))
+        if needed - present:
+            raise b.BackupError('%s lacks the roles %s that own or were granted objects in the backup: create them '
+                                '(CREATE ROLE) first; nothing was changed' % (where, sorted(needed - present)))
+        leftover = [name for name in REPLACED.values() if database_exists(admin, name)]
+        if leftover:
+            raise b.BackupError('%s has %s from an earlier restore that did not finish (the databases as they were '
+                                'before it): rename them back or drop them, then retry' % (where, leftover))
+        return admin
+
+    def load(self, targets, admins, path, manifest):
+        """Both databases into fresh databases on both nodes, all four pg_restore at once."""
+        self.drop(admins, LOADING)
+        children = []
+        for target, admin in zip(targets, admins):
+            node = self.node(target)
+            for key in DUMP_DIRS:
+                create_like(admin, LOADING[key], manifest['databases'][key])
+                argv = [self.tool('pg_restore'), '--no-password', '--exit-on-error', '--jobs=%d' % self.p['jobs'],
+                        '--dbname=' + node.conninfo_string(LOADING[key], options=None),
+                        os.path.join(path, manifest['databases'][key]['dir'])]
+                children.append(('%s on serverid %d' % (manifest['databases'][key]['name'], target['serverid']),
+                                 subprocess.Popen(argv, env=node.child_env(os.environ), stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.PIPE, text=True)))
+        failures = []
+        for what, child in children:
+            _out, err = child.communicate()
+            if child.returncode:
+                failures.append('%s: pg_restore exited %d: %s' % (what, child.returncode, err.strip()[-600:]))
+            else:
+                self.say('%s loaded' % what)
+        if failures:
+            raise b.BackupError('the restore failed and changed nothing (the loaded copies were dropped): %s'
+                                % '; '.join(failures))
+
+    def verify(self, targets, manifest):
+        problems = []
+        for target in targets:
+            for key in DUMP_DIRS:
+                _node, conn = self.connect(target, LOADING[key])
+                problems += b.compare_counts(manifest['databases'][key]['tables'], row_counts(conn),
+                                             'serverid %d %s' % (target['serverid'], manifest['databases'][key]['name']))
+                conn.close()
+        if problems:
+            raise b.BackupError('the loaded copies do not have the backup\'s row counts, nothing was changed: %s'
+                                % '; '.join(problems[:10]))
+        self.say('row counts equal to the manifest on both nodes')
+
+    def swap(self, targets, admins):
+        """Old databases aside, loaded ones in under the real names; undone on a failure."""
+        done = []
+        names = {'userdb': self.userdb, 'mngdb': self.mngdb}
+        try:
+            for target, admin in zip(targets, admins):
+                for key in DUMP_DIRS:
+                    if database_exists(admin, names[key]):
+                        rename_database(admin, names[key], REPLACED[key])
+                        done.append((admin, names[key], REPLACED[key]))
+                    rename_database(admin, LOADING[key], names[key])
+                    done.append((admin, LOADING[key], names[key]))
+        except BaseException:
+            for admin, old, new in reversed(done):
+                rename_database(admin, new, old)
+            raise
+        self.say('restored databases in place on both nodes')
+
+    def mark_valid(self, targets):
+        for target in targets:
+            _node, conn = self.connect(target, self.mngdb)
+            for other in targets:
+                set_validity(conn, other['serverid'], 1)
+        self.say('udb_validity 1 for both nodes on both nodes')
+
+    def drop(self, admins, names):
+        for admin in admins:
+            for name in names.values():
+                run(admin, sql.SQL('DROP DATABASE IF EXISTS {}').format(ident(name)), action='drop ' + name)
+
+    def result(self, path, manifest, targets):
+        return dict(changed=not self.check_mode, kind='logical', name=manifest['name'], backup=path,
+                    restored=[t['serverid'] for t in targets], created=manifest['created'],
+                    row_counts=dict((k, v['tables']) for k, v in manifest['databases'].items()),
+                    phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
+
+
+def refuse_without_confirmation(params, check_mode, what):
+    if not params['confirm'] and not check_mode:
+        raise b.BackupError('a restore %s; nothing was changed. Re-run with confirm=true (playbook: '
+                            '-e confirm_restore=true) once the applications are stopped' % what)
+
+
+def create_like(admin, name, facts):
+    """An empty database with the backup's owner, encoding and locale."""
+    query = 'CREATE DATABASE {} TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}'
+    args = [ident(name), ident(facts['owner']), sql.Literal(facts['encoding']), sql.Literal(facts['collate']), sql.Literal(facts['ctype'])]
+    if facts['locale_provider'] == 'icu':
+        query += ' LOCALE_PROVIDER icu ICU_LOCALE {}'
+        args.append(sql.Literal(facts['icu_locale']))
+    run(admin, sql.SQL(query).format(*args), action='create database ' + name)
+
+
+def rename_database(admin, old, new):
+    run(admin, sql.SQL('ALTER DATABASE {} RENAME TO {}').format(ident(old), ident(new)),
+        action='rename database %s to %s' % (old, new))
+
+
+# --- physical -----------------------------------------------------------------------------
+
+class PhysicalJob(Job):
+    """One node's server, on this host."""
+
+    def server(self):
+        return LocalServer(self.p['data_dir'], self.p['pg_bindir'], self.p['os_user'], self.p['log_file'],
+                           self.p['service_manager'], self.p['service_name'], self.p['start_timeout'])
+
+    def local_node(self):
+        """This host's node as the merged status of its own view names it (serverid, validity)."""
+        status = merge([read_view(Node.from_params(self.p), self.mngdb, 0)])
+        mine = [node for node in status['nodes'] if node['reachable']]
+        if not mine:
+            raise b.BackupError('%s:%s does not answer as a node of the pair (%s): start it, or check login_host'
+                                % (self.p['login_host'], self.p['login_port'], '; '.join(status['problems'])))
+        return mine[0]
+
+    def refuse_if_applications(self, node_dict):
+        """An admin connection to the node, once no application is connected."""
+        _node, conn = self.connect(node_dict, 'postgres')
+        own = [c.info.backend_pid for c in self.conns]
+        found = [s for s in driver_sessions(conn, [self.userdb, self.mngdb]) if s['pid'] not in own]
+        if found:
+            raise b.BackupError('a physical backup or restore stops the server, but these sessions are connected: '
+                                '%s. Stop the applications first; nothing was changed' % describe_sessions(found))
+        return conn
+
+    def counts(self, node_dict):
+        counts = {}
+        for key, dbname in (('userdb', self.userdb), ('mngdb', self.mngdb)):
+            _node, conn = self.connect(node_dict, dbname)
+            counts[key] = dict(name=dbname, tables=row_counts(conn))
+            conn.close()
+        return counts
+
+
+class PhysicalBackup(PhysicalJob):
+    def run(self):
+        node = self.local_node()
+        sid = node['serverid']
+        if node['validity'] != 1 and not self.p['allow_invalid_source']:
+            raise b.BackupError('serverid %d is %s: a physical backup of it would not restore to a valid pair. '
+                                'Recover it first, or set allow_invalid_source=true' % (sid, node['validity_name']))
+        version = self.refuse_if_applications(node).info.server_version
+        server = self.server()
+        if os.listdir(os.path.join(server.data_dir, 'pg_tblspc')):
+            raise b.BackupError('%s uses tablespaces, which a physical backup does not follow: take a logical '
+                                'backup' % server.data_dir)
+        name = self.p['name'] or b.backup_name('physical')
+        final = os.path.join(self.backup_dir(), name, b.part_dir(sid))
+        if os.path.exists(final):
+            raise b.BackupError('%s exists already: choose another name' % final)
+        self.say('physical backup %s of serverid %d (%s)' % (name, sid, server.data_dir))
+        if self.check_mode:
+            return self.result(name, final, sid, None)
+        databases = self.counts(node)
+        self.close()
+        partial = final + '.partial'
+        b.make_private_dir(os.path.dirname(final))
+        b.remove_tree(partial)
+        try:
+            self.phase('copy', self.copy, server, partial)
+            files = self.phase('checksums', b.file_checksums, partial)
+            manifest = dict(format=b.FORMAT, kind='physical', name=name, created=b.utc_now(),
+                            node=dict((k, node[k]) for k in ('serverid', 'host', 'port', 'validity')),
+                            data_dir=server.data_dir, server_version=version, databases=databases,
+                            files=files, total_bytes=sum(f['size'] for f in files.values()))
+            b.write_manifest(partial, manifest)
+            os.rename(partial, final)
+        except BaseException:
+            b.remove_tree(partial)
+            raise
+        removed = b.prune(self.backup_dir(), self.p['keep'], 'physical')
+        return self.result(name, final, sid, manifest, removed)
+
+    def copy(self, server, partial):
+        """Stop, copy the data directory, start again (also when the copy failed)."""
+        os.mkdir(partial, 0o700)
+        server.stop()
+        self.say('server stopped')
+        try:
+            shutil.copytree(server.data_dir, os.path.join(partial, 'data'),
+                            ignore=shutil.ignore_patterns('postmaster.pid', 'postmaster.opts'))
+        finally:
+            server.start()
+            self.say('server started')
+
+    def result(self, name, path, sid, manifest, removed=()):
+        return dict(changed=not self.check_mode, kind='physical', name=name, backup=path, source=sid,
+                    removed=list(removed), total_bytes=manifest and manifest['total_bytes'],
+                    row_counts=manifest and dict((k, v['tables']) for k, v in manifest['databases'].items()),
+                    phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
+
+
+class PhysicalRestore(PhysicalJob):
+    def run(self):
+        sid = self.p['serverid']
+        if sid is None:
+            raise b.BackupError('a physical restore needs serverid (this host\'s forest_serverid): each node gets '
+                                'its own part of the backup')
+        path = b.resolve(self.p['backup'], self.p['backup_dir'])
+        part = os.path.join(path, b.part_dir(sid))
+        manifest = b.read_manifest(part)
+        node = dict(serverid=sid, host=self.p['login_host'], port=self.p['login_port'])
+        if (manifest['node']['host'], manifest['node']['port']) != (node['host'], node['port']):
+            raise b.BackupError('the part of serverid %d was taken from %s:%s, not %s:%s: restore it on its own '
+                                'node (nothing was changed)' % (sid, manifest['node']['host'],
+                                                                manifest['node']['port'], node['host'], node['port']))
+        problems = self.phase('checksums', b.verify_files, part, manifest['files'])
+        if problems:
+            raise b.BackupError('backup %s is damaged, nothing was changed: %s' % (part, '; '.join(problems[:10])))
+        refuse_without_confirmation(self.p, self.check_mode, 'replaces the data directory of serverid %d' % sid)
+        server = self.server()
+        if server.running():
+            self.refuse_if_applications(node)
+            self.close()
+        self.say('restore of %s onto serverid %d (%s)' % (manifest['name'], sid, server.data_dir))
+        if self.check_mode:
+            return self.result(path, manifest)
+        staging = server.data_dir + '.pgforest-restoring'
+        self.phase('copy', self.stage, part, staging, server)
+        self.phase('swap', self.swap, server, staging)
+        problems = []
+        for key, counted in self.counts(node).items():
+            problems += b.compare_counts(manifest['databases'][key]['tables'], counted['tables'],
+                                         'serverid %d %s' % (sid, counted['name']))
+        if problems:
+            raise b.BackupError('serverid %d runs on the restored data directory but its row counts differ from '
+                                'the manifest (the old one is in %s.pgforest-replaced): %s'
+                                % (sid, server.data_dir, '; '.join(problems[:10])))
+        if not self.p['keep_replaced']:
+            b.remove_tree(server.data_dir + '.pgforest-replaced')
+        self.say('row counts equal to the manifest')
+        return self.result(path, manifest)
+
+    def stage(self, part, staging, server):
+        """A copy of the backup's data directory beside the live one, owned by the server's user."""
+        b.remove_tree(staging)
+        shutil.copytree(os.path.join(part, 'data'), staging)
+        for folder, dirs, files in os.walk(staging):
+            for name in dirs + files:
+                os.lchown(os.path.join(folder, name), server.uid, server.gid)
+        server.own(staging, 0o700)
+
+    def swap(self, server, staging):
+        aside = server.data_dir + '.pgforest-replaced'
+        if os.path.exists(aside):
+            raise b.BackupError('%s exists (left by an earlier restore): remove it or move it away, then retry'
+                                % aside)
+        server.stop()
+        had_one = os.path.exists(server.data_dir)  # both nodes lost: there may be none left
+        if had_one:
+            os.rename(server.data_dir, aside)
+        os.rename(staging, server.data_dir)
+        try:
+            server.start()
+        except BaseException:
+            if had_one:
+                b.remove_tree(server.data_dir)
+                os.rename(aside, server.data_dir)
+                server.start()
+            raise
+        self.say('server started on the restored data directory')
+
+    def result(self, path, manifest):
+        return dict(changed=not self.check_mode, kind='physical', name=manifest['name'], backup=path,
+                    restored=[self.p['serverid']], created=manifest['created'],
+                    row_counts=dict((k, v['tables']) for k, v in manifest['databases'].items()),
+                    phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
