@@ -77,14 +77,14 @@ def recap(output):
     return result
 
 
-def module(name, host='forest0', check=False, diff=False, timeout=120, **args):
+def module(module_name, host='forest0', check=False, diff=False, timeout=120, **args):
     """Run pgforest.cluster.<name> ad hoc on an inventory host; return its result dict.
 
     Connection options come from the inventory (the action plugin), as for a DBA."""
     import json
     env = ansible_env()
     env.update(ANSIBLE_CALLBACK_RESULT_FORMAT='json')
-    cmd = [os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + name]
+    cmd = [os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + module_name]
     if args:
         cmd += ['-a', json.dumps(args)]
     if check:
@@ -101,7 +101,7 @@ def module(name, host='forest0', check=False, diff=False, timeout=120, **args):
         result['_stdout'] = proc.stdout  # ad hoc output prints --diff outside the result
         return result
     except ValueError:
-        raise AssertionError('no result from %s: rc=%s\n%s\n%s' % (name, proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError('no result from %s: rc=%s\n%s\n%s' % (module_name, proc.returncode, proc.stdout, proc.stderr))
 
 
 def postmaster_pid(serverid):

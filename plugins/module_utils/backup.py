@@ -220,14 +220,13 @@ def compare_counts(expected, found, where):
     """Lines naming each table whose row count differs from the manifest's."""
     lines = []
     for table in sorted(set(expected) | set(found)):
-        if expected.get(table) != found.get(table):
-            lines.append('%s: %s has %s rows, the backup %s' % (where, table, _rows(found.get(table)),
-                                                                _rows(expected.get(table))))
+        if table not in found:
+            lines.append('%s: table %s is missing (the backup has %d rows)' % (where, table, expected[table]))
+        elif table not in expected:
+            lines.append('%s: table %s is not in the backup' % (where, table))
+        elif expected[table] != found[table]:
+            lines.append('%s: %s has %d rows, the backup %d' % (where, table, found[table], expected[table]))
     return lines
-
-
-def _rows(count):
-    return 'no table' if count is None else count
 
 
 def utc_now():
