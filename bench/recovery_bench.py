@@ -24,22 +24,14 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, '..', 'tests'), os.path.join(HERE, '..', 'collections')]
+sys.path.insert(0, HERE)
 
-import sandbox  # noqa: E402  (the tests' view of the sandbox)
+from pgbench_data import PGBENCH_TABLES, env, fill, host_args, sandbox  # noqa: E402
 from forest_driver import ForestDriver, lost_or_duplicated  # noqa: E402
 
 TARGET = 1
 NOTICE = 1.0
 BARE_DIR = os.path.join(sandbox.SANDBOX, 'bench-bare-copy')
-
-
-def env():
-    return dict(os.environ, PGPASSWORD=sandbox.password(), PGUSER='postgres', PGCONNECT_TIMEOUT='5')
-
-
-def host_args(serverid):
-    return ['-h', sandbox.NODES[serverid]['host'], '-p', str(sandbox.NODES[serverid]['port'])]
 
 
 def set_target(validity):
@@ -50,17 +42,6 @@ def set_target(validity):
                    dbname=sandbox.MNGDB)
     except Exception:  # the target may be down; the source's view is what counts
         pass
-
-
-def fill(scale):
-    """pgbench tables in the user database of serverid 0 (without the vacuum step, for speed)."""
-    started = time.monotonic()
-    subprocess.run([sandbox.PG_BIN + '/pgbench', '-i', '-q', '-I', 'dtgp', '-s', str(scale), *host_args(0),
-                    sandbox.USERDB], env=env(), check=True, capture_output=True)
-    size = sandbox.query(0, 'SELECT pg_database_size(current_database())', dbname=sandbox.USERDB)[0][0]
-    print('  filled serverid 0: pgbench scale %d, user database %.0f MB (%.0fs)'
-          % (scale, size / 2 ** 20, time.monotonic() - started), flush=True)
-    return size
 
 
 def bare_copy():
@@ -156,8 +137,7 @@ def main():
             offline.append(offline_round(args.drift))
     finally:
         sandbox.reset_pair()
-        sandbox.both('DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history, '
-                     'forest_load_items, forest_load')
+        sandbox.both('DROP TABLE IF EXISTS %s, forest_load_items, forest_load' % PGBENCH_TABLES)
         shutil.rmtree(BARE_DIR, ignore_errors=True)
     report(online, offline, args.drift)
 

@@ -103,8 +103,8 @@ class LogicalBackup(Job):
         final = os.path.join(self.backup_dir(), name)
         if os.path.exists(final):
             raise b.BackupError('%s exists already: choose another name' % final)
-        self.say('logical backup %s of serverid %d (%s)' % (name, self.source['serverid'],
-                                                             self.source['validity_name']))
+        self.say('logical backup %s of serverid %d (%s)'
+                 % (name, self.source['serverid'], self.source['validity_name']))
         if self.check_mode:
             return self.result(name, final, None, [])
         b.make_private_dir(self.backup_dir())
