@@ -185,8 +185,13 @@ class LogicalRestore(Job):
             self.drop(admins, LOADING)
             raise
         self.phase('swap', self.swap, targets, admins)
-        self.phase('validity', self.mark_valid, targets)
-        self.drop(admins, REPLACED)
+        try:
+            self.phase('validity', self.mark_valid, targets)
+            self.drop(admins, REPLACED)
+        except Exception as exc:
+            raise b.BackupError('the backup is restored on both nodes, but the last step failed: %s. Set both nodes '
+                                'valid (forest_mngdb serverid=N validity=1) and drop %s on each node by hand'
+                                % (exc, ' and '.join(REPLACED.values())))
         return self.result(path, manifest, targets)
 
     def check_files(self, path, manifest):
