@@ -294,8 +294,8 @@ class LogicalRestore(Job):
                     rename_database(admin, LOADING[key], names[key])
                     done.append((admin, LOADING[key], names[key]))
         except BaseException:
-            for admin, old, new in reversed(done):
-                rename_database(admin, new, old)
+            for admin, before, after in reversed(done):  # undo: each rename back
+                rename_database(admin, after, before)
             raise
         self.say('restored databases in place on both nodes')
 
