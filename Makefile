@@ -1,6 +1,7 @@
 # pgforest.cluster — quick start on a fresh Debian machine:
 #   make demo    set everything up and run the main job on the local two-node sandbox
-#   make test    set everything up and run every test (unit, integration, molecule, sanity, lint)
+#   make test    set everything up and run every test (unit, integration, reliability, molecule, sanity, lint)
+#   make soak    24 online recoveries in a row under load (docs/RELIABILITY.md is written from the run)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ INVENTORY := sandbox/inventory.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test unit integration molecule sanity lint sandbox sandbox-down venv clean
+.PHONY: demo test unit integration reliability soak molecule sanity lint sandbox sandbox-down venv clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
@@ -25,13 +26,20 @@ sandbox-down:
 demo: sandbox
 	$(BIN)/python scripts/demo.py
 
-test: unit integration molecule sanity lint
+test: unit integration reliability molecule sanity lint
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
 integration: sandbox
 	$(BIN)/pytest tests/integration
+
+# Faults, bad input, split brain, secrets and 4 recoveries under load; writes docs/RELIABILITY.md.
+reliability: sandbox
+	$(BIN)/pytest tests/reliability
+
+soak: sandbox
+	FOREST_SOAK_RECOVERIES=24 $(BIN)/pytest tests/reliability/test_soak.py
 
 molecule: sandbox
 	$(BIN)/molecule test --all

@@ -57,6 +57,9 @@ class ForestDriver(object):
             merged[serverid] = -1 if -1 in values else 0 if 0 in values else 1 if values else -1
         self.validity = merged
         self._last_read = time.monotonic()
+        for serverid, value in merged.items():  # a node taken out: its sessions are stale when it comes back
+            if value != 1 and serverid in self._conns:
+                self._conns.pop(serverid).close()
 
     def _listen(self):
         try:

@@ -23,6 +23,7 @@ import time
 
 from ansible_collections.pgforest.cluster.plugins.module_utils import backup as b
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair, read_view
+from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import row_counts
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, ident, run, sql
 from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServer, find_bindir
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
@@ -30,13 +31,6 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
 from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery
 
 # Ordinary tables (partitions included, extension members left out, as pg_dump does).
-TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'e')
-ORDER BY 1"""
 # Roles that own or were granted something in the current database (a restore needs them).
 ROLES_SQL = """SELECT DISTINCT pg_get_userbyid(refobjid) AS name FROM pg_shdepend
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -48,13 +42,6 @@ DATABASE_SQL = ('SELECT to_jsonb(d) AS row, pg_get_userbyid(d.datdba) AS owner, 
 LOADING = {'userdb': 'pgforest_restore_userdb', 'mngdb': 'pgforest_restore_mngdb'}
 REPLACED = {'userdb': 'pgforest_replaced_userdb', 'mngdb': 'pgforest_replaced_mngdb'}
 DUMP_DIRS = ('userdb', 'mngdb')
-
-
-def row_counts(conn):
-    """{schema.table: rows} of the database conn is on (exact counts)."""
-    return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
-        ident(row['nspname'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
-        for row in run(conn, TABLES_SQL, action='list tables'))
 
 
 def database_facts(conn, dbname):

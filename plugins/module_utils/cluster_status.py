@@ -241,6 +241,15 @@ def _state_and_action(nodes, problems, views):
         return 'misconfigured', _action('fix_configuration', '; '.join(problems) + '. Drivers misbehave on '
                                         'such a pair: make server_info identical on both nodes (forest_mngdb '
                                         'with servers in the same order and overwrite=true) before anything else')
+    if _split_brain(nodes):
+        return 'split_brain', _action('resolve_split_brain', 'each node marks itself valid and the other broken '
+                                      '(%s): applications cut off from each other wrote to different nodes, so '
+                                      'both may hold writes the other lacks (seed 11.1.2). Nothing picks a source '
+                                      'for you: stop the applications, compare the user databases (forest_dbsync '
+                                      'mode=compare source=N), copy what must survive from the node you give up, '
+                                      'mark that node broken on both (forest_mngdb serverid=N validity=-1), then '
+                                      'recover it' % '; '.join('serverid %d is seen as %s' % (
+                                          node['serverid'], node['views']) for node in nodes))
     bad = [node for node in nodes if node['validity'] == -1 or not node['reachable']]
     if len(bad) == 2:
         return 'down', _down_action(nodes)
@@ -252,6 +261,14 @@ def _state_and_action(nodes, problems, views):
                                      'recovery or sync is in its freeze window; if none runs, cancel it '
                                      '(forest_recover phase=cancel) or set validity back' % suppressed)
     return 'healthy', _action('none', 'both nodes are valid and both views agree')
+
+
+def _split_brain(nodes):
+    """Each node's own view: itself 1, the other -1 (and both nodes answered)."""
+    if sorted(node['serverid'] for node in nodes) != [0, 1] or not all(node['reachable'] for node in nodes):
+        return False
+    by_sid = dict((node['serverid'], node['views']) for node in nodes)
+    return all(by_sid[sid].get(str(sid)) == 1 and by_sid[1 - sid].get(str(sid)) == -1 for sid in (0, 1))
 
 
 def _action(name, reason, **extra):

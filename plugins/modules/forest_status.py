@@ -31,6 +31,17 @@ options:
     description: How many of the most recent C(broken_log) rows to return.
     type: int
     default: 10
+  compare:
+    description:
+      - C(counts) also counts the rows of every user table on both nodes (one C(count(*)) per table and
+        node, up to three rounds). A pair whose views say C(healthy) but whose counts differ the same way
+        in every round is C(diverged) (split brain, seed 11.1.2 and 11.2); RV(user_databases) names the tables.
+      - C(none) reads only the management databases.
+      - A table scan per table: cheap on small databases, use it with care on big ones.
+        M(pgforest.cluster.forest_dbsync) with O(pgforest.cluster.forest_dbsync#module:mode=compare) names the rows.
+    type: str
+    choices: [none, counts]
+    default: none
   fail_unless_healthy:
     description: Fail (after returning everything) when RV(cluster_state) is not C(healthy), for monitoring and CI.
     type: bool
@@ -70,7 +81,9 @@ EXAMPLES = r'''
 RETURN = r'''
 cluster_state:
   description: C(healthy), C(degraded) (one node -1 or unreachable), C(recovering) (a node is 0),
-    C(down) (no usable node) or C(misconfigured) (server_info differs, or a management database is missing or broken).
+    C(down) (no usable node), C(misconfigured) (server_info differs, or a management database is missing or broken),
+    C(split_brain) (each node marks itself valid and the other broken) or, with O(compare=counts),
+    C(diverged) (both valid, user databases differ).
   returned: always
   type: str
   sample: degraded
@@ -97,6 +110,14 @@ nodes:
       in_recovery: false
       mngdb: present
       error: null
+user_databases:
+  description:
+    - With O(compare=counts), the comparison of the user databases. C(equal) is C(null) when a node does not answer.
+    - C(differences) maps each table whose counts differ in every round to the counts per serverid.
+  returned: when O(compare=counts)
+  type: dict
+  sample: {"compared": "counts", "equal": false, "rounds": 3, "tables_compared": 4,
+           "differences": {"public.orders": {"0": 1200, "1": 1187}}}
 views_agree:
   description: Whether both views hold the same server_info, values included.
   returned: always
@@ -115,6 +136,7 @@ problems:
 recommended_action:
   description: What to do now. Its C(action) is one of C(none), C(online_recovery),
     C(offline_recovery), C(wait_or_cancel_recovery), C(start_servers), C(restore_from_backup),
+    C(resolve_split_brain), C(compare_and_repair),
     C(fix_configuration), C(investigate); C(target) and C(source) name serverids for recoveries.
   returned: always
   type: dict
@@ -146,7 +168,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
     merge, pair_argument_spec, read_pair, summary_lines)
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR
+from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import compare_row_counts, flag_divergence
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError, mngdb_name
 
 
@@ -154,6 +177,7 @@ def main():
     argument_spec = pair_argument_spec()
     argument_spec.update(
         broken_log_limit=dict(type='int', default=10),
+        compare=dict(type='str', default='none', choices=['none', 'counts']),
         fail_unless_healthy=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -167,6 +191,11 @@ def main():
 
     started = time.monotonic()
     status = merge(list(read_pair(params, mngdb, params['broken_log_limit']).values()))
+    if params['compare'] == 'counts':
+        try:
+            flag_divergence(status, compare_row_counts(params, status))
+        except ForestPgError as exc:
+            module.fail_json(msg='could not compare the user databases: %s' % exc, **status)
     status['summary'] = summary_lines(status)
     status['elapsed'] = round(time.monotonic() - started, 3)
     for line in status['summary']:

@@ -172,3 +172,22 @@ def test_one_incident_written_to_both_views_is_listed_once():
     merged = merge([zero, one])['broken_log']
     assert [r['time'] for r in merged] == ['1000.9', '900.0', '800.0']
     assert all('epoch' not in r and 'view' not in r for r in merged)
+
+
+# Seed 11.1.2: applications cut off from each other each marked the other node broken.
+def test_each_node_marking_the_other_broken_is_split_brain_not_down():
+    status = merge([view(0, {0: 1, 1: -1}), view(1, {0: -1, 1: 1})])
+    assert status['cluster_state'] == 'split_brain'
+    action = status['recommended_action']
+    assert action['action'] == 'resolve_split_brain' and 'target' not in action and 'source' not in action
+    assert 'forest_dbsync mode=compare' in action['reason']
+
+
+def test_both_broken_in_both_views_is_still_down():
+    status = merge([view(0, {0: 1, 1: -1}), view(1, {0: -1, 1: -1})])
+    assert status['cluster_state'] == 'down'
+
+
+def test_split_brain_needs_both_nodes_answering():
+    status = merge([view(0, {0: 1, 1: -1}), view(1, {0: -1, 1: 1}, reachable=False)])
+    assert status['cluster_state'] != 'split_brain'

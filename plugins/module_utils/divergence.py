@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cheap split-brain check: exact row counts of every user table on both nodes.
+
+A driver commits each transaction on one node, then the other, so under load the
+counts of the two nodes differ for an instant.  Only a difference that is the
+same in every round is reported; forest_dbsync mode=compare gives the exact
+rows (it compares content in snapshots taken in one short freeze)."""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, close_all, ident, run, sql
+
+TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY 1"""
+
+
+def row_counts(conn):
+    """{schema.table: rows} of the database conn is on (exact counts)."""
+    return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
+        ident(row['nspname'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
+        for row in run(conn, TABLES_SQL, action='list tables'))
+
+
+def differences(counts):
+    """{table: {serverid: rows}} for the tables whose counts differ ({} when equal); counts = {sid: {table: n}}."""
+    tables = sorted(set().union(*[set(found) for found in counts.values()]))
+    found = dict((table, dict((str(sid), counts[sid].get(table)) for sid in sorted(counts))) for table in tables)
+    return dict((table, rows) for table, rows in found.items() if len(set(rows.values())) > 1)
+
+
+def stable(rounds):
+    """The differences seen, with the same counts, in every round."""
+    first = rounds[0]
+    return dict((table, rows) for table, rows in first.items() if all(other.get(table) == rows for other in rounds[1:]))
+
+
+def compare_row_counts(params, status, rounds=3, pause=0.5):
+    """Count the rows of every table on both nodes `rounds` times; stop at the first equal round."""
+    nodes = dict((node['serverid'], Node.from_params(params).sibling(node['host'], node['port']))
+                 for node in status['nodes'] if node['reachable'])
+    if len(nodes) != 2:
+        return dict(compared='counts', equal=None, rounds=0, differences={}, tables_compared=0,
+                    reason='both nodes must answer to be compared')
+    conns = dict((sid, node.connect(params['userdb'])) for sid, node in nodes.items())
+    seen, tables = [], set()
+    try:
+        for number in range(rounds):
+            if number:
+                time.sleep(pause)
+            counts = dict((sid, row_counts(conn)) for sid, conn in conns.items())
+            tables.update(*[set(found) for found in counts.values()])
+            seen.append(differences(counts))
+            if not seen[-1]:
+                break
+    finally:
+        close_all(conns.values())
+    lasting = stable(seen)
+    return dict(compared='counts', equal=not lasting, rounds=len(seen), differences=lasting,
+                tables_compared=len(tables))
+
+
+def flag_divergence(status, comparison):
+    """A healthy pair whose user databases differ is diverged (seed 11.1.2, 11.2)."""
+    status['user_databases'] = comparison
+    if status['cluster_state'] != 'healthy' or comparison['equal'] is not False:
+        return status
+    tables = ', '.join('%s %s' % (table, rows) for table, rows in sorted(comparison['differences'].items())[:5])
+    status.update(cluster_state='diverged', healthy=False, recommended_action=dict(
+        action='compare_and_repair',
+        reason='both nodes are valid but their user databases differ in %d table(s), the same in %d reads '
+               '(%s): applications wrote to one node only (split brain, seed 11.1.2/11.2) or around the driver. '
+               'Find the rows with forest_dbsync mode=compare, decide which node is right, then repair the other '
+               '(forest_dbsync mode=sync source=N)' % (len(comparison['differences']), comparison['rounds'], tables)))
+    return status

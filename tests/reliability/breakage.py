@@ -1,0 +1,112 @@
+"""Ways to break a sandbox node, and the checks every recovery must pass afterwards."""
+import os
+import signal
+import subprocess
+import time
+
+import sandbox
+from forest_driver import ForestDriver, lost_or_duplicated
+
+KINDS = ('stopped', 'killed', 'diverged', 'hung then killed')
+
+
+def server_pids(serverid):
+    """The postmaster and every process it started."""
+    pid = sandbox.postmaster_pid(serverid)
+    children = subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    return [pid] + [int(child) for child in children]
+
+
+def signal_server(serverid, signum):
+    for pid in server_pids(serverid):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def kill_server(serverid):
+    """An instance crash: SIGKILL to the postmaster and all its processes."""
+    pids = server_pids(serverid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 10
+    while any(os.path.exists('/proc/%d' % pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def break_node(kind, serverid):
+    """Break serverid the way `kind` says; return what was done, for the record."""
+    if kind == 'stopped':
+        sandbox.pg_ctl(serverid, 'stop', '-m', 'fast')
+    elif kind == 'killed':
+        kill_server(serverid)
+    elif kind == 'diverged':
+        # Writes around the driver on this node only (no sequence used: the driver's ids stay aligned),
+        # then the DBA marks it broken.
+        sandbox.on(serverid, "UPDATE forest_load SET payload = 'diverged' WHERE id IN (SELECT id FROM forest_load "
+                   "ORDER BY id LIMIT 50); DELETE FROM forest_load_items WHERE n = 3 AND load_id < 20")
+        marked = sandbox.module('forest_mngdb', serverid=serverid, validity=-1)
+        assert not marked.get('failed'), marked.get('msg')
+    elif kind == 'hung then killed':
+        signal_server(serverid, signal.SIGSTOP)
+        time.sleep(2)
+        kill_server(serverid)
+    else:
+        raise ValueError(kind)
+
+
+def driver_nodes():
+    return dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+
+
+def start_driver():
+    return ForestDriver(driver_nodes(), sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+
+
+def wait_marked_broken(driver, serverid, timeout=15):
+    deadline = time.time() + timeout
+    while driver.validity.get(serverid) != -1 and time.time() < deadline:
+        time.sleep(0.05)
+    return driver.validity.get(serverid) == -1
+
+
+def recover_online(target, **args):
+    args.update(mode='online', data_dir=sandbox.data_dir(target))
+    return sandbox.module('forest_recover', host=sandbox.NODES[target]['name'], timeout=600, **args)
+
+
+def sequences(serverid):
+    return sandbox.query(serverid, "SELECT format('%I.%I', schemaname, sequencename), last_value "
+                         'FROM pg_sequences ORDER BY 1', dbname=sandbox.USERDB)
+
+
+def pair_checks(driver=None):
+    """What must hold after any recovery or repair, as facts; the caller asserts them."""
+    status = sandbox.module('forest_status')
+    compared = sandbox.module('forest_dbsync')
+    facts = dict(cluster_state=status.get('cluster_state'), equal=compared.get('equal'),
+                 sequences_aligned=sequences(0) == sequences(1))
+    if driver is not None:
+        problems = lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB))
+        facts.update(acked=len(driver.acked), problems=problems, driver_errors=driver.errors[:3],
+                     lost=sum(1 for p in problems if 'lost' in p), duplicated=sum(1 for p in problems if 'twice' in p))
+    return facts
+
+
+def healthy_and_equal(facts):
+    return (facts['cluster_state'] == 'healthy' and facts['equal'] is True and facts['sequences_aligned']
+            and not facts.get('problems') and not facts.get('driver_errors'))
+
+
+def load_tables_clean():
+    sandbox.both('DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load')
+
+
+def set_read_duration(seconds):
+    for serverid in sandbox.NODES:
+        sandbox.on(serverid, "UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'"
+                   % int(seconds), dbname=sandbox.MNGDB)
