@@ -86,9 +86,11 @@ class Sync(object):
             target = 1 - source
         if source == target:
             raise d.DbsyncError('source and target are both serverid %d: give two different nodes' % source)
-        if self.p['mode'] == 'sync' and by_sid[source]['validity'] == -1 and by_sid[target]['validity'] == 1:
-            self.warn('syncing from serverid %d, which is marked broken (-1), onto serverid %d, which is '
-                      'valid' % (source, target))
+        if self.p['mode'] == 'sync' and by_sid[source]['validity'] != 1 and by_sid[target]['validity'] == 1:
+            raise d.DbsyncError('serverid %d is marked %s and serverid %d is valid: a sync from it would write its '
+                                'stale data over the valid copy. Sync from serverid %d, or recover serverid %d '
+                                '(forest_recover); nothing was changed'
+                                % (source, by_sid[source]['validity_name'], target, target, source))
         return source, target
 
     # --- snapshots -------------------------------------------------------------
@@ -149,6 +151,13 @@ class Sync(object):
             src_seqs = d.read_sequences(self.src, self.p['include'], self.p['exclude'])
             tgt_seqs = d.read_sequences(self.tgt, self.p['include'], self.p['exclude'])
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
+        names = set(src_tables) | set(tgt_tables) | set(src_seqs) | set(tgt_seqs)
+        unmatched = [pattern for pattern in self.p['include'] or [] if not any(
+            d.selected(name, [pattern], None) for name in names)]
+        if unmatched:
+            raise d.DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
+                                'e.g. public.orders, or a pattern like public.order*); nothing was compared or '
+                                'changed' % ', '.join(repr(pattern) for pattern in unmatched))
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))

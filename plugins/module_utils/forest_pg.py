@@ -170,6 +170,15 @@ class Node(object):
         return conn
 
 
+def out_of_range(params, positive=(), fractions=()):
+    """A message naming every numeric option out of range (unset ones are fine), or None."""
+    bad = ['%s must be above 0 (got %s)' % (name, params[name]) for name in positive
+           if params.get(name) is not None and params[name] <= 0]
+    bad += ['%s must be above 0 and at most 1 (got %s)' % (name, params[name]) for name in fractions
+            if params.get(name) is not None and not 0 < params[name] <= 1]
+    return '; '.join(bad) + '. Nothing was changed' if bad else None
+
+
 def libpq_conninfo(**keywords):
     """A libpq connection string, every value quoted (None leaves a keyword out)."""
     return ' '.join("%s='%s'" % (key, str(value).replace('\\', '\\\\').replace("'", "\\'"))

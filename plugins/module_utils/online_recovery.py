@@ -153,8 +153,9 @@ class OnlineRecovery(Recovery):
                                 % (cause, self.state['target']['serverid'], self.state['source']['serverid']))
 
     def start_new(self):
-        source, target = self.choose(online=True)
-        self.lock_pair()
+        self.choose(online=True)
+        self.lock_and_choose_again(online=True)
+        source, target = self.source, self.target
         self.local_server(source)
         state = self.workspace.load()
         if state:

@@ -122,6 +122,16 @@ class Recovery(object):
             raise RecoveryError('another recovery of this pair is running (advisory lock held on serverid %d); '
                                 'nothing was changed' % self.source['serverid'])
 
+    def lock_and_choose_again(self, online=False):
+        """Take the pair's lock, then read the state again: a recovery that held the lock
+        a moment ago may have finished, and this one must not run a second time."""
+        self.lock_pair()
+        target = self.target['serverid']
+        self.choose(online)
+        if self.target['serverid'] != target:
+            raise RecoveryError('the pair changed while this recovery waited for its lock (serverid %d is now the '
+                                'broken one); nothing was changed, run it again' % self.target['serverid'])
+
     def close(self):
         close_all(self.conns)
 
@@ -201,7 +211,7 @@ class OfflineRecovery(Recovery):
         self.choose()
         self.say('offline recovery of serverid %d from serverid %d by %s'
                  % (self.target['serverid'], self.source['serverid'], self.p['method']))
-        self.lock_pair()
+        self.lock_and_choose_again()
         self.refuse_if_applications()
         if self.p['method'] == 'dump':
             self.phase('copy', self.repair_by_dump)

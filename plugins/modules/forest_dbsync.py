@@ -192,7 +192,7 @@ from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as 
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, Node)
+    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, out_of_range)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import QuiesceError
 
@@ -219,8 +219,10 @@ def main():
     if module.params['online'] and module.params['mode'] == 'sync':
         module.fail_json(msg='online=true is for mode=compare: a sync needs the applications stopped. To bring a '
                              'node back while they run, use pgforest.cluster.forest_recover mode=online')
-    if not 0 < module.params['reload_fraction'] <= 1:
-        module.fail_json(msg='reload_fraction must be above 0 and at most 1 (got %s)' % module.params['reload_fraction'])
+    bad = out_of_range(module.params, positive=('sample_size', 'notice_wait', 'idle_wait_timeout'),
+                       fractions=('reload_fraction',))
+    if bad:
+        module.fail_json(msg=bad)
     sync = None
     try:
         sync = Sync(module.params, module.check_mode, module.log, module.warn)

@@ -252,6 +252,12 @@ class Keeper(object):
                 unreached.append(exc.as_dict())
         elif require_all:
             raise m.MngdbError('cannot find the other node in server_info of %s: give peer_host' % self.this.label)
+        for node, node_conn, _rows in views:
+            missing = m.missing_tables(node_conn)
+            if missing:
+                raise m.MngdbError('the management database of %s is missing %s: recreate it (forest_mngdb with '
+                                   'servers=... overwrite=true on that node, or playbooks/provision.yml) before '
+                                   'changing it; nothing was changed' % (node.label, ', '.join(missing)))
         differing = [view for view in views[1:] if m.urls_of(view[2]) != m.urls_of(rows)]
         if differing:
             raise m.MngdbError('the pair is misconfigured: server_info differs (%s has %s, %s has %s); refusing to '

@@ -188,10 +188,13 @@ progress:
   elements: str
 '''
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import DbsyncError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    PSYCOPG_IMPORT_ERROR, ForestPgError, out_of_range)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
 from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
     LocalServerError, local_server_argument_spec)
@@ -224,6 +227,14 @@ def main():
     if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
         module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
                          % module.params['phase'])
+    bad = out_of_range(module.params, positive=('notice_wait', 'idle_wait_timeout', 'catch_up_timeout',
+                                                'replay_wait_timeout', 'sample_size', 'start_timeout'),
+                       fractions=('reload_fraction',))
+    if module.params['max_rate'] and not re.match(r'^[0-9]+[kM]?$', module.params['max_rate']):
+        bad = 'max_rate must be a number of kB/s, or end in k or M like 50M (got %r). Nothing was changed' \
+            % module.params['max_rate']
+    if bad:
+        module.fail_json(msg=bad)
     if module.params['mode'] == 'online':
         recovery = OnlineRecovery(module.params, module.check_mode, module.log)
     else:

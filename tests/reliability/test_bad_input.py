@@ -1,0 +1,215 @@
+"""A catalogue of bad input across the modules and playbooks: each case must fail with a
+message that says what to do, and change nothing on either node."""
+import os
+import threading
+
+import pytest
+
+import sandbox
+
+BACKUPS = os.path.join(sandbox.SANDBOX, 'backups')
+HOSTILE = 'userdb"; DROP TABLE catalogue_orders; --'
+
+
+def fingerprint():
+    """Everything a wrong call could change: management rows, databases, user tables' contents, servers, files."""
+    state = {}
+    for sid in sandbox.NODES:
+        state[sid, 'running'] = sandbox.pg_ctl(sid, 'status', check=False).returncode == 0
+        state[sid, 'databases'] = sandbox.query(sid, 'SELECT datname FROM pg_database ORDER BY 1')
+        state[sid, 'mngdb'] = [mngdb_table(sid, table) for table in ('server_info', 'global_config', 'local_config')]
+        tables = sandbox.query(sid, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                               "WHERE schemaname = 'public' ORDER BY 1", dbname=sandbox.USERDB)
+        state[sid, 'userdb'] = [(name, sandbox.query(sid, "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY "
+                                                     "t::text), '')) FROM %s t" % name, dbname=sandbox.USERDB))
+                                for (name,) in tables]
+        state[sid, 'workspace'] = os.path.exists(sandbox.data_dir(sid) + '.pgforest-recovery')
+    state['backups'] = sorted(os.listdir(BACKUPS)) if os.path.isdir(BACKUPS) else []
+    return state
+
+
+def mngdb_table(sid, table):
+    if not sandbox.query(sid, 'SELECT to_regclass(%s) IS NOT NULL', [table], dbname=sandbox.MNGDB)[0][0]:
+        return 'missing'
+    return sandbox.query(sid, 'SELECT * FROM %s ORDER BY 1, 2' % table, dbname=sandbox.MNGDB)
+
+
+def module(name, host='forest0', **args):
+    def call():
+        result = sandbox.module(name, host=host, **args)
+        return bool(result.get('failed')), result.get('msg', ''), bool(result.get('changed'))
+    return call
+
+
+def playbook(name, **extra_vars):
+    def call():
+        done = sandbox.playbook(name, extra_vars=extra_vars)
+        return done.returncode != 0, done.stdout + done.stderr, 'changed=0' not in done.stdout.split('PLAY RECAP')[-1]
+    return call
+
+
+def hidden_table(sid, table):
+    return (lambda: sandbox.on(sid, 'ALTER TABLE %s RENAME TO %s_hidden' % (table, table), dbname=sandbox.MNGDB),
+            lambda: sandbox.on(sid, 'ALTER TABLE %s_hidden RENAME TO %s' % (table, table), dbname=sandbox.MNGDB))
+
+
+def swapped_server_info():
+    def swap():
+        sandbox.on(1, 'UPDATE server_info s SET udb_url = o.udb_url FROM server_info o '
+                   'WHERE o.serverid = 1 - s.serverid', dbname=sandbox.MNGDB)
+    return swap, swap
+
+
+def extra_server_row():
+    return (lambda: sandbox.on(0, "INSERT INTO server_info VALUES (2, '127.0.0.13:5432/userdb', 1)",
+                               dbname=sandbox.MNGDB),
+            lambda: sandbox.on(0, 'DELETE FROM server_info WHERE serverid = 2', dbname=sandbox.MNGDB))
+
+
+def views(view0, view1):
+    return (lambda: sandbox.set_views(view0, view1), sandbox.reset_pair)
+
+
+BROKEN_1 = views({1: -1}, {1: -1})
+BOTH_BROKEN = views({0: -1, 1: -1}, {0: -1, 1: -1})
+NONE = (None, None)
+
+# (case, call, words the message must contain, (set-up, undo))
+CASES = [
+    ('status: unknown option', module('forest_status', colour='red'), ['Unsupported parameters', 'colour'], NONE),
+    ('status: wrong type', module('forest_status', broken_log_limit='many'), ['broken_log_limit', 'int'], NONE),
+    ('status: compare not a choice', module('forest_status', compare='all'), ['compare', 'one of'], NONE),
+    ('status: wrong password', module('forest_status', login_password='not-the-password', fail_unless_healthy=True),
+     ['password authentication failed'], NONE),
+    ('status: unreachable node', module('forest_status', login_port=1, peer_port=1, fail_unless_healthy=True),
+     ['down', 'check that both servers run'], NONE),
+    ('status: hostile userdb name', module('forest_status', userdb=HOSTILE, fail_unless_healthy=True),
+     ['management database missing', 'create it'], NONE),
+    ('mngdb: validity not a choice', module('forest_mngdb', serverid=1, validity=2), ['validity', 'one of'], NONE),
+    ('mngdb: serverid out of range', module('forest_mngdb', serverid=5, validity=-1), ['serverid', 'one of'], NONE),
+    ('mngdb: unknown global_config key', module('forest_mngdb', global_config={'no_such_key': '1'}),
+     ['no_such_key'], NONE),
+    ('mngdb: value out of range', module('forest_mngdb', global_config={'mngdb_read_duration': '-5'}),
+     ['mngdb_read_duration'], NONE),
+    ('mngdb: value of the wrong type', module('forest_mngdb', global_config={'mngdb_read_duration': 'soon'}),
+     ['mngdb_read_duration'], NONE),
+    ('mngdb: validity without serverid', module('forest_mngdb', validity=-1), ['serverid'], NONE),
+    ('mngdb: config on a swapped server_info', module('forest_mngdb', global_config={'mngdb_read_duration': '5'}),
+     ['misconfigured', 'server_info differs'], swapped_server_info()),
+    ('mngdb: validity with a table missing', module('forest_mngdb', serverid=1, validity=-1),
+     ['global_config'], hidden_table(1, 'global_config')),
+    ('dbsync: source not a choice', module('forest_dbsync', source=3), ['source', 'one of'], NONE),
+    ('dbsync: mode not a choice', module('forest_dbsync', mode='merge'), ['mode', 'one of'], NONE),
+    ('dbsync: reload_fraction out of range', module('forest_dbsync', mode='sync', source=0, reload_fraction=0),
+     ['reload_fraction must be above 0'], NONE),
+    ('dbsync: include names no table', module('forest_dbsync', mode='sync', source=0, include=['no_such_table']),
+     ['no_such_table'], NONE),
+    ('dbsync: hostile table name', module('forest_dbsync', mode='sync', source=0,
+                                          include=['x; DROP TABLE catalogue_orders; --']), ['DROP TABLE'], NONE),
+    ('dbsync: sync from the broken node', module('forest_dbsync', mode='sync', source=1),
+     ['serverid 1'], BROKEN_1),
+    ('recover: nothing broken', module('forest_recover'), ['Nothing to recover'], NONE),
+    ('recover: both nodes broken', module('forest_recover'), ['restore both nodes from a backup'], BOTH_BROKEN),
+    ('recover: from the broken node', module('forest_recover', target=0), ['from the broken node would copy the '
+                                                                           'wrong data'], BROKEN_1),
+    ('recover: online on the wrong host', module('forest_recover', mode='online', data_dir=sandbox.data_dir(0)),
+     ['data directory of serverid 0, the valid source'], BROKEN_1),
+    ('recover: online without data_dir', module('forest_recover', mode='online'), ['data_dir'], BROKEN_1),
+    ('recover: cut before base', module('forest_recover', host='forest1', mode='online', phase='cut',
+                                        data_dir=sandbox.data_dir(1)), ['run phase=base first'], BROKEN_1),
+    ('recover: max_rate not a rate', module('forest_recover', host='forest1', mode='online', max_rate='fast',
+                                            data_dir=sandbox.data_dir(1)), ['max_rate must be'], BROKEN_1),
+    ('recover: negative timeout', module('forest_recover', idle_wait_timeout=-1), ['idle_wait_timeout must be '
+                                                                                   'above 0'], BROKEN_1),
+    ('recover: offline with a step of online', module('forest_recover', phase='cut'), ['offline recovery has one '
+                                                                                        'step'], BROKEN_1),
+    ('recover: extra row in server_info', module('forest_recover'), ['serverid 0 and 1'], extra_server_row()),
+    ('backup: kind not a choice', module('forest_backup', kind='incremental', backup_dir=BACKUPS),
+     ['kind', 'one of'], NONE),
+    ('backup: negative keep', module('forest_backup', keep=-1, backup_dir=BACKUPS), ['keep must be 0'], NONE),
+    ('backup: no backup_dir', module('forest_backup'), ['backup_dir'], NONE),
+    ('restore: no such backup', module('forest_restore', backup='forest-logical-19990101T000000Z', confirm=True,
+                                       backup_dir=BACKUPS),
+     ['forest-logical-19990101T000000Z'], NONE),
+    ('restore: hostile backup name', module('forest_restore', backup=HOSTILE, backup_dir=BACKUPS),
+     ['userdb"; DROP'], NONE),
+    ('playbook recover: unknown mode', playbook('recover.yml', mode='sideways'), ['mode'], BROKEN_1),
+    ('playbook config: nothing to change', playbook('config.yml'), ['Say what to change'], NONE),
+    ('playbook dbsync: wrong password', playbook('dbsync.yml', forest_pg_password='not-the-password'),
+     ['password authentication failed'], NONE),
+    ('playbook status: unreachable nodes', playbook('status.yml', forest_pg_port=1, fail_unless_healthy=True),
+     ['pair is down', 'check that both servers run'], NONE),
+    ('playbook config: unreachable nodes', playbook('config.yml', forest_pg_port=1, key='mngdb_read_duration',
+                                                    value='5'), ['Connection refused'], NONE),
+    ('playbook restore: no such backup', playbook('restore.yml', backup='/nonexistent/forest-logical-x'),
+     ['/nonexistent/forest-logical-x'], NONE),
+    ('playbook backup: kind not a choice', playbook('backup.yml', kind='incremental'), ['kind'], NONE),
+]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def catalogue_data():
+    sandbox.reset_pair()
+    sandbox.both('DROP TABLE IF EXISTS catalogue_orders; CREATE TABLE catalogue_orders (id int PRIMARY KEY, item '
+                 "text); INSERT INTO catalogue_orders SELECT g, 'item ' || g FROM generate_series(1, 500) g")
+    yield
+    sandbox.reset_pair()
+    sandbox.both('DROP TABLE IF EXISTS catalogue_orders')
+
+
+@pytest.mark.parametrize('name, call, words, setup_undo', CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_refused_clearly_and_changes_nothing(name, call, words, setup_undo, record):
+    setup, undo = setup_undo
+    if setup:
+        setup()
+    try:
+        before = fingerprint()
+        failed, message, changed = call()
+        after = fingerprint()
+    finally:
+        if undo:
+            undo()
+    shown = message if len(message) < 400 else '...' + message[message.find(words[0]) - 150:][:400]
+    record(message=shown.strip())
+    assert failed, 'accepted: %s' % message[-2000:]
+    for word in words:
+        assert word in message, 'message lacks %r: %s' % (word, message[-3000:])
+    assert not changed
+    assert after == before, [key for key in before if before[key] != after.get(key)]
+
+
+def test_two_recoveries_at_once_one_refuses(record):
+    """Two offline recoveries of the same pair started together: one repairs, the other is refused by the lock."""
+    sandbox.reset_pair()
+    sandbox.on(1, "UPDATE catalogue_orders SET item = 'drifted' WHERE id <= 200")
+    sandbox.set_views({1: -1}, {1: -1})
+    results = []
+    starters = [threading.Thread(target=lambda: results.append(sandbox.module('forest_recover'))) for _ in range(2)]
+    for thread in starters:
+        thread.start()
+    for thread in starters:
+        thread.join()
+    succeeded = [r for r in results if not r.get('failed')]
+    refused = [r for r in results if r.get('failed')]
+    record(messages=[r.get('msg') for r in refused])
+    assert len(succeeded) == 1 and len(refused) == 1, results
+    assert ('another recovery of this pair is running' in refused[0]['msg']
+            or 'Nothing to recover' in refused[0]['msg']), refused[0]['msg']
+    assert sandbox.module('forest_dbsync')['equal'] is True
+    sandbox.reset_pair()
+
+
+def test_a_held_recovery_lock_refuses_a_second_recovery(record):
+    """The lock a running recovery holds (taken here by the test) makes another refuse, changing nothing."""
+    sandbox.set_views({1: -1}, {1: -1})
+    holder = sandbox.connect(0, sandbox.MNGDB)
+    try:
+        holder.execute("SELECT pg_advisory_lock(hashtext('pgforest.cluster recovery'))")
+        before = fingerprint()
+        result = sandbox.module('forest_recover')
+        assert fingerprint() == before
+    finally:
+        holder.close()
+        sandbox.reset_pair()
+    record(message=result.get('msg'))
+    assert result.get('failed') and 'another recovery of this pair is running' in result['msg']
