@@ -77,10 +77,8 @@ def recap(output):
     return result
 
 
-def module(module_name, host='forest0', check=False, diff=False, timeout=120, **args):
-    """Run pgforest.cluster.<name> ad hoc on an inventory host; return its result dict.
-
-    Connection options come from the inventory (the action plugin), as for a DBA."""
+def module_command(module_name, host='forest0', check=False, diff=False, **args):
+    """argv and environment of an ad hoc run of pgforest.cluster.<module_name> with JSON output."""
     import json
     env = ansible_env()
     env.update(ANSIBLE_CALLBACK_RESULT_FORMAT='json')
@@ -91,9 +89,14 @@ def module(module_name, host='forest0', check=False, diff=False, timeout=120, **
         cmd.append('--check')
     if diff:
         cmd.append('--diff')
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
+    return cmd, env
+
+
+def module_result(host, proc, what='the module'):
+    """The result dict from an ad hoc run's output ("forest0 | SUCCESS => {...}")."""
+    import json
     head = '%s | ' % host
-    try:  # "forest0 | SUCCESS => {...}" (core's ad hoc output)
+    try:
         start = proc.stdout.index(head)
         result = json.loads(proc.stdout[proc.stdout.index('{', start):])
         if proc.stdout[start:start + 40].split('=>')[0].rstrip().endswith(('FAILED!', 'UNREACHABLE!')):
@@ -101,7 +104,16 @@ def module(module_name, host='forest0', check=False, diff=False, timeout=120, **
         result['_stdout'] = proc.stdout  # ad hoc output prints --diff outside the result
         return result
     except ValueError:
-        raise AssertionError('no result from %s: rc=%s\n%s\n%s' % (module_name, proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError('no result from %s: rc=%s\n%s\n%s' % (what, proc.returncode, proc.stdout, proc.stderr))
+
+
+def module(module_name, host='forest0', check=False, diff=False, timeout=120, **args):
+    """Run pgforest.cluster.<name> ad hoc on an inventory host; return its result dict.
+
+    Connection options come from the inventory (the action plugin), as for a DBA."""
+    cmd, env = module_command(module_name, host, check, diff, **args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
+    return module_result(host, proc, module_name)
 
 
 def postmaster_pid(serverid):
