@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write docs/RELIABILITY.md from docs/reliability/results.json (written by tests/reliability).
 
 Every figure in the document comes from the recorded runs; nothing here is typed by hand."""
@@ -85,8 +84,8 @@ def main():
         if name not in results:
             continue
         section = results[name]
-        out += ['', '## ' + title, '', description, '', 'Run at %s on commit %s.' % (section['run_at'],
-                                                                                   section['commit'])]
+        out += ['', '## ' + title, '', description, '',
+                'Run at %s on commit %s.' % (section['run_at'], section['commit'])]
         if name.startswith('soak'):
             out += soak_lines(section['cases'])
         out += [''] + case_table(section['cases'])

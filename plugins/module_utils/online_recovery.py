@@ -138,10 +138,10 @@ class OnlineRecovery(Recovery):
         """Run a phase; on failure roll everything back and say what happened and what was undone."""
         try:
             self.phase(name, function)
-        except Exception as exc:  # any failure: undo, then report the cause
+        except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
             if self.check_mode or self.state is None:
                 raise
-            cause = '%s failed: %s' % (name, exc)
+            cause = '%s failed: %s' % (name, exc or 'interrupted (SIGINT)')
             self.say(cause)
             try:
                 self.rollback()
@@ -444,13 +444,16 @@ class OnlineRecovery(Recovery):
         _s, src_admin = self.connect(self.source, 'postgres')
         self.drop_slot(src_admin, self.state['slot'])
         self.put_back_own_config()
-        _t, tgt_admin = self.connect(self.target, 'postgres')
-        run(tgt_admin, 'SELECT pg_reload_conf()')
-        self.wait_standby_settings_gone(tgt_admin)
         for leftover in ('standby.signal', 'recovery.signal'):
             path = os.path.join(self.server.data_dir, leftover)
             if os.path.exists(path):
                 os.remove(path)
+        if not self.server.running():  # it crashed or was stopped after the cut: it is a primary now
+            self.server.start()
+            self.say('started the server of %s (it was not running)' % self.server.data_dir)
+        _t, tgt_admin = self.connect(self.target, 'postgres')
+        run(tgt_admin, 'SELECT pg_reload_conf()')
+        self.wait_standby_settings_gone(tgt_admin)
         shutil.rmtree(self.workspace.old_data, ignore_errors=True)
         self.workspace.remove()
         self.state['stage'] = 'done'

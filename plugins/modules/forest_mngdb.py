@@ -312,7 +312,13 @@ class Keeper(object):
                 if dbname == self.mngdb and node.label not in open_on:
                     transactions.enter_context(conn.transaction())
                     open_on.add(node.label)
-                step(conn)
+                try:
+                    step(conn)
+                except ForestPgError as exc:  # leaving the block rolls back every node's transaction
+                    if dbname != self.mngdb:
+                        raise
+                    raise m.MngdbError('%s; the management database changes were rolled back on every node: run '
+                                       'it again once both nodes answer' % exc)
         self.steps = []
 
     def close(self):

@@ -37,7 +37,7 @@ options:
         node, up to three rounds). A pair whose views say C(healthy) but whose counts differ the same way
         in every round is C(diverged) (split brain, seed 11.1.2 and 11.2); RV(user_databases) names the tables.
       - C(none) reads only the management databases.
-      - A table scan per table: cheap on small databases, use it with care on big ones.
+      - A table scan per table, cheap on small databases, a real cost on big ones.
         M(pgforest.cluster.forest_dbsync) with O(pgforest.cluster.forest_dbsync#module:mode=compare) names the rows.
     type: str
     choices: [none, counts]

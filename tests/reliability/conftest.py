@@ -62,6 +62,9 @@ def pytest_sessionfinish(session):
         results = {}
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
                             cwd=sandbox.REPO, check=False).stdout.strip()
+    edited = subprocess.run(['git', 'status', '--porcelain', '--', 'plugins', 'roles', 'playbooks', 'tests'],
+                            capture_output=True, text=True, cwd=sandbox.REPO, check=False).stdout.strip()
+    commit += ' (with uncommitted changes)' if edited else ''
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     for section in _sections:
         cases = [dict(entry, section=None) for nodeid, entry in sorted(_cases.items()) if section_of(nodeid) == section]

@@ -121,8 +121,8 @@ CASES = [
                                             data_dir=sandbox.data_dir(1)), ['max_rate must be'], BROKEN_1),
     ('recover: negative timeout', module('forest_recover', idle_wait_timeout=-1), ['idle_wait_timeout must be '
                                                                                    'above 0'], BROKEN_1),
-    ('recover: offline with a step of online', module('forest_recover', phase='cut'), ['offline recovery has one '
-                                                                                        'step'], BROKEN_1),
+    ('recover: offline with a step of online', module('forest_recover', phase='cut'),
+     ['offline recovery has one step'], BROKEN_1),
     ('recover: extra row in server_info', module('forest_recover'), ['serverid 0 and 1'], extra_server_row()),
     ('backup: kind not a choice', module('forest_backup', kind='incremental', backup_dir=BACKUPS),
      ['kind', 'one of'], NONE),
@@ -184,7 +184,7 @@ def test_two_recoveries_at_once_one_refuses(record):
     sandbox.on(1, "UPDATE catalogue_orders SET item = 'drifted' WHERE id <= 200")
     sandbox.set_views({1: -1}, {1: -1})
     results = []
-    starters = [threading.Thread(target=lambda: results.append(sandbox.module('forest_recover'))) for _ in range(2)]
+    starters = [threading.Thread(target=lambda: results.append(sandbox.module('forest_recover'))) for _attempt in range(2)]
     for thread in starters:
         thread.start()
     for thread in starters:

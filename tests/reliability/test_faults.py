@@ -165,7 +165,7 @@ STEPS = {
     'mngdb config': dict(
         prepare=lambda: None,
         start=lambda: Run('forest_mngdb', global_config={'mngdb_read_duration': '7'}),
-        running=lambda: tool_query_running(TARGET, 'UPDATE%global_config%'),
+        running=lambda: tool_query_running(TARGET, '%global_config%'),
         finish=lambda: sandbox.module('forest_mngdb', global_config={'mngdb_read_duration': '7'})),
 }
 
@@ -180,11 +180,11 @@ def fault_pair():
                  'ALTER TABLE fault_bulk ADD PRIMARY KEY (g)' % MARKERS)
     yield
     remove_filler()
-    for sid in sandbox.NODES:
-        signal_server(SOURCE, signal.SIGCONT)
-        sandbox.ensure_running(sid)
+    signal_server(SOURCE, signal.SIGCONT)
+    sandbox.ensure_running(SOURCE)
     if os.path.exists(WORKSPACE):
         finish_recovery()
+    sandbox.ensure_running(TARGET)
     sandbox.reset_pair()
     sandbox.both('DROP TABLE IF EXISTS fault_markers; DROP TABLE IF EXISTS fault_bulk')
 
@@ -200,18 +200,21 @@ def inject(step, fault):
     """Start the step, wait until it runs, inject the fault, undo it; return (result, seconds to the fault)."""
     STEPS[step]['prepare']()
     holder = hold_mngdb_row() if step == 'mngdb config' else None
-    started = time.monotonic()
-    run = STEPS[step]['start']()
-    while not STEPS[step]['running']():
-        assert run.process.poll() is None, 'the step ended before the fault: %s' % run.wait()
-        assert time.monotonic() - started < 120, 'the step never ran'
-        time.sleep(0.02)
-    at = round(time.monotonic() - started, 2)
-    injector = threading.Thread(target=FAULTS[fault], args=(run,))
-    injector.start()
-    if holder is not None:
-        time.sleep(0.5)
-        holder.close()
+    try:
+        started = time.monotonic()
+        run = STEPS[step]['start']()
+        while not STEPS[step]['running']():
+            assert run.process.poll() is None, 'the step ended before the fault: %s' % run.wait()
+            assert time.monotonic() - started < 120, 'the step never ran'
+            time.sleep(0.02)
+        at = round(time.monotonic() - started, 2)
+        injector = threading.Thread(target=FAULTS[fault], args=(run,))
+        injector.start()
+        if holder is not None:
+            time.sleep(0.5)
+    finally:
+        if holder is not None:
+            holder.close()
     injector.join()
     result = run.wait()
     remove_filler()
@@ -227,9 +230,11 @@ def test_fault(step, fault, fault_pair, record):
     saved = mount_target_on_tmpfs(size_mb=int(sandbox_usage_mb() + 700)) if fault == 'target disk full' else None
     try:
         result, at = inject(step, fault)
+        wait_tool_gone()
         state_after = sandbox.module('forest_status')
-        for sid in sandbox.NODES:
-            sandbox.ensure_running(sid)
+        sandbox.ensure_running(SOURCE)
+        if not os.path.exists(WORKSPACE):  # else the recovery owns the target's directory: cancel or finish it
+            sandbox.ensure_running(TARGET)
         status = sandbox.module('forest_status')
         markers = sandbox.query(SOURCE, 'SELECT count(*) FROM fault_markers', dbname=sandbox.USERDB)[0][0]
         rerun = STEPS[step]['finish']()
@@ -248,6 +253,14 @@ def test_fault(step, fault, fault_pair, record):
     values = [sandbox.query(sid, "SELECT value FROM global_config WHERE key = 'mngdb_read_duration'",
                             dbname=sandbox.MNGDB) for sid in sandbox.NODES]
     assert values[0] == values[1], 'the management databases disagree: %s' % values
+
+
+def wait_tool_gone(timeout=120):
+    """An interrupted module may still be rolling back after Ansible returned."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(['pgrep', '-f', 'AnsiballZ_forest_'], capture_output=True, check=False).returncode == 0:
+        assert time.monotonic() < deadline, 'a module process is still running'
+        time.sleep(0.2)
 
 
 def sandbox_usage_mb():
