@@ -6,9 +6,9 @@ other), starts none while a node is 0, and on an error whose SQLSTATE starts
 with one of broken_error_prefix marks that node -1 in the management databases
 and writes a broken_log_detail row.  It counts every write it had acknowledged.
 """
-import random
 import threading
 import time
+import uuid
 
 import psycopg
 
@@ -106,7 +106,7 @@ class ForestDriver(object):
             time.sleep(0.01)
             return None
         valid = [sid for sid, value in sorted(self.validity.items()) if value == 1]
-        payload = 'w%d' % random.randrange(10 ** 9)
+        payload = uuid.uuid4().hex  # unique: a repeated payload means a write applied twice
         ids, done = set(), []
         for serverid in valid:
             try:
