@@ -34,12 +34,14 @@ def cell(value):
     return text.replace('|', '\\|').replace('\n', ' ')
 
 
-def case_table(cases):
-    lines = ['| case | outcome | s | what happened |', '|---|---|---|---|']
+def case_table(cases, section):
+    lines = ['| case | outcome | s | what happened | run at, commit |', '|---|---|---|---|---|']
     for case in cases:
         facts = dict((k, v) for k, v in case['facts'].items() if k != 'recoveries')
-        lines.append('| %s | %s | %s | %s |' % (cell(case['case']), case['outcome'], case.get('seconds', ''),
-                                                '<br>'.join('%s: %s' % (k, cell(v)) for k, v in sorted(facts.items()))))
+        lines.append('| %s | %s | %s | %s | %s %s |' % (
+            cell(case['case']), case['outcome'], case.get('seconds', ''),
+            '<br>'.join('%s: %s' % (k, cell(v)) for k, v in sorted(facts.items())),
+            case.get('run_at', section['run_at']), case.get('commit', section['commit'])))
     return lines
 
 
@@ -75,7 +77,7 @@ def main():
            'in `tests/reliability/` writes at the end of each run (`make test` runs it with a short soak, '
            '`make soak` with 24 recoveries). Do not edit by hand.', '']
     totals = [(name, results[name]) for name, _t, _d in SECTIONS if name in results]
-    out += ['| section | cases | passed | run at (UTC) | commit |', '|---|---|---|---|---|']
+    out += ['| section | cases | passed | last run (UTC) | commit |', '|---|---|---|---|---|']
     for name, section in totals:
         passed = sum(1 for case in section['cases'] if case['outcome'] == 'passed')
         out.append('| %s | %d | %d | %s | %s |' % (name, len(section['cases']), passed, section['run_at'],
@@ -88,7 +90,7 @@ def main():
                 'Run at %s on commit %s.' % (section['run_at'], section['commit'])]
         if name.startswith('soak'):
             out += soak_lines(section['cases'])
-        out += [''] + case_table(section['cases'])
+        out += [''] + case_table(section['cases'], section)
     with open(DOC, 'w') as handle:
         handle.write('\n'.join(out) + '\n')
 

@@ -11,8 +11,11 @@ KINDS = ('stopped', 'killed', 'diverged', 'hung then killed')
 
 
 def server_pids(serverid):
-    """The postmaster and every process it started."""
-    pid = sandbox.postmaster_pid(serverid)
+    """The postmaster and every process it started ([] when the server is not running)."""
+    try:
+        pid = sandbox.postmaster_pid(serverid)
+    except FileNotFoundError:
+        return []
     children = subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True, check=False).stdout.split()
     return [pid] + [int(child) for child in children]
 

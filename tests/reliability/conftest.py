@@ -66,10 +66,12 @@ def pytest_sessionfinish(session):
                             capture_output=True, text=True, cwd=sandbox.REPO, check=False).stdout.strip()
     commit += ' (with uncommitted changes)' if edited else ''
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    for section in _sections:
-        cases = [dict(entry, section=None) for nodeid, entry in sorted(_cases.items()) if section_of(nodeid) == section]
-        results[section] = dict(run_at=when, commit=commit, cases=[
-            dict((k, v) for k, v in case.items() if k != 'section') for case in cases])
+    for section in _sections:  # a partial run (-k) updates its cases and keeps the others
+        kept = dict((case['case'], case) for case in results.get(section, {}).get('cases', []))
+        for nodeid, entry in _cases.items():
+            if section_of(nodeid) == section and entry['outcome'] != 'not run':
+                kept[entry['case']] = dict(entry, run_at=when, commit=commit)
+        results[section] = dict(run_at=when, commit=commit, cases=[kept[name] for name in sorted(kept)])
     with open(RESULTS, 'w') as handle:
         json.dump(results, handle, indent=1, sort_keys=True)
     subprocess.run([sys.executable, os.path.join(sandbox.REPO, 'scripts', 'reliability_report.py')], check=False)

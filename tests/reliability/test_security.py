@@ -151,6 +151,7 @@ def test_pg_hba_has_no_trust_over_tcp_and_only_single_host_entries(record):
 
 HOSTILE_SCHEMA = "s'q"
 HOSTILE_TABLE = 'we"ird; DROP TABLE victim; --'
+HOSTILE_CONFIGID = "x'); DELETE FROM server_info; --"
 
 
 def test_hostile_identifiers_are_data_not_sql(provisioned_pair, record):
@@ -165,16 +166,20 @@ def test_hostile_identifiers_are_data_not_sql(provisioned_pair, record):
         synced = sandbox.module('forest_dbsync', mode='sync', source=0,
                                 include=['%s.%s' % (HOSTILE_SCHEMA, HOSTILE_TABLE)])
         compared = sandbox.module('forest_dbsync')
-        config = sandbox.module('forest_mngdb', configid="x'); DELETE FROM server_info; --",
-                                local_config={'lock_timeout': '5'})
+        config = sandbox.module('forest_mngdb', configid=HOSTILE_CONFIGID, local_config={'api_exec_timeout': '5'})
+        stored = [sandbox.query(sid, 'SELECT value FROM local_config WHERE configid = %s', [HOSTILE_CONFIGID],
+                                dbname=sandbox.MNGDB) for sid in sandbox.NODES]
         victims = [sandbox.query(sid, "SELECT to_regclass('public.victim') IS NOT NULL", dbname=sandbox.USERDB)
                    for sid in sandbox.NODES]
         server_info = [len(sandbox.mngdb_rows(sid, 'server_info')) for sid in sandbox.NODES]
     finally:
         sandbox.both('DROP SCHEMA IF EXISTS "s\'q" CASCADE; DROP TABLE IF EXISTS victim')
     record(table='%s.%s' % (HOSTILE_SCHEMA, HOSTILE_TABLE), sync=synced.get('msg') or 'repaired',
-           compare_equal=compared.get('equal'), configid_result=config.get('msg') or 'stored as data')
+           compare_equal=compared.get('equal'), configid=HOSTILE_CONFIGID,
+           configid_result=config.get('msg') or 'stored as data: %s' % stored)
     assert not synced.get('failed'), synced.get('msg')
     assert [t['status'] for t in synced['tables']] == ['repaired']
     assert compared['equal'] is True
+    assert not config.get('failed'), config.get('msg')
+    assert stored == [[('5',)], [('5',)]]
     assert victims == [[(True,)], [(True,)]] and server_info == [2, 2]
