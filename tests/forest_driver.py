@@ -61,9 +61,10 @@ class ForestDriver(object):
             if value != 1 and serverid in self._conns:
                 self._conns.pop(serverid).close()
 
-    def _listen(self):
+    def _listen(self, serverid):
+        """NOTIFY from either management database wakes the writer (one listener per node)."""
         try:
-            with self.connect(0, self.mngdb, autocommit=True) as conn:
+            with self.connect(serverid, self.mngdb, autocommit=True) as conn:
                 conn.execute('LISTEN pgforest_server_info')
                 for _note in conn.notifies(timeout=0.5):
                     self._notified.set()
@@ -154,8 +155,8 @@ class ForestDriver(object):
         with self.connect(1, self.userdb, autocommit=True) as conn:
             conn.execute(LOAD_DDL)
         self.read_server_info()
-        for target in (self._listen, self._run):
-            thread = threading.Thread(target=target, daemon=True)
+        for target, args in [(self._listen, (sid,)) for sid in sorted(self.nodes)] + [(self._run, ())]:
+            thread = threading.Thread(target=target, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
         return self

@@ -40,6 +40,10 @@ def one_recovery(target, kind):
         both_valid = driver.validity == {0: 1, 1: 1}
     finally:
         driver.stop()
+    if result.get('failed'):  # rolled back: the target is as broken as before, record why
+        return dict(target=target, kind=kind, ok=False, recovery_msg=result.get('msg'), acked=len(driver.acked),
+                    lost=0, duplicated=0, equal=False, sequences_aligned=False, problems=[], driver_errors=[],
+                    freeze_window=None, seconds=round(time.monotonic() - started, 1))
     facts = pair_checks(driver)
     facts.update(target=target, kind=kind, seconds=round(time.monotonic() - started, 1),
                  freeze_window=result.get('freeze_window'), recovery_msg=result.get('msg'),
