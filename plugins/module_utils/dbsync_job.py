@@ -26,14 +26,13 @@ def _ignore(_text):
 class Sync(object):
     """One compare (and repair) of the target's user database against the source's.
 
-    params: the forest_dbsync options; log(line) and warn(text) report progress.
+    params: the forest_dbsync options; log(line) reports progress.
     """
 
-    def __init__(self, params, check_mode=False, log=None, warn=None):
+    def __init__(self, params, check_mode=False, log=None):
         self.p = params
         self.check_mode = check_mode
         self.log = log or _ignore
-        self.warn = warn or _ignore
         self.userdb = self.p['userdb']
         self.mngdb = mngdb_name(self.userdb)
         self.started = time.monotonic()

@@ -35,7 +35,6 @@ RIGHT_TOOL = {
     'recovering': 'A recovery or sync is running, or was interrupted: let it finish or cancel it, then retry.',
     'split_brain': 'Decide which node keeps its writes (see the reason), mark the other broken on both nodes, '
                    'then recover it.',
-    'diverged': 'Both nodes are valid: compare and repair with forest_dbsync instead.',
     'misconfigured': 'Make server_info identical on both nodes first (forest_mngdb servers=... overwrite=true).',
 }
 

@@ -49,6 +49,7 @@ options:
     description:
       - Serverid read from. Defaults to the valid node when exactly one is valid.
       - Needed for O(mode=sync) when both nodes are valid, or both broken.
+      - A sync from a node that is not valid onto the valid one is refused (it would overwrite the good copy).
     type: int
     choices: [0, 1]
   target:
@@ -64,7 +65,9 @@ options:
     type: bool
     default: false
   include:
-    description: Only tables and sequences whose C(schema.name) matches one of these shell patterns.
+    description:
+      - Only tables and sequences whose C(schema.name) matches one of these shell patterns.
+      - A pattern that matches nothing on either node is refused.
     type: list
     elements: str
   exclude:
@@ -225,7 +228,7 @@ def main():
         module.fail_json(msg=bad)
     sync = None
     try:
-        sync = Sync(module.params, module.check_mode, module.log, module.warn)
+        sync = Sync(module.params, module.check_mode, module.log)
         sync.pair()
         source, target = sync.source, sync.target
         sync.say('source serverid %d (%s), target serverid %d (%s)' % (
