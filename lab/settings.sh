@@ -1,0 +1,12 @@
+# The lab's names and addresses, shared by lab/lab.sh and lab/exec (bash).
+# Everything lives in namespaces the lab creates, so private addresses never
+# meet this machine's own network.
+LAB_NS=${FOREST_LAB_NS:-pgforest-lab}
+# The image is cached machine-wide so fresh clones (CI) reuse it; the nodes'
+# disks and keys are per run and removed by `lab/lab.sh down`.
+LAB_CACHE=${FOREST_LAB_CACHE:-/var/cache/pgforest-lab}
+LAB_STATE=${FOREST_LAB_STATE:-/var/lib/pgforest-lab}
+LAB_BRIDGE_ADDR=10.77.0.1
+LAB_ARCHIVE_HOST=deb.debian.org
+declare -A LAB_NODES=([node0]=10.77.0.11 [node1]=10.77.0.12)
+declare -A LAB_APPS=([appa]=10.77.0.21 [appb]=10.77.0.22)
