@@ -10,7 +10,7 @@ INVENTORY := sandbox/inventory.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test unit integration reliability soak molecule sanity lint sandbox sandbox-down venv clean
+.PHONY: demo test unit integration reliability soak molecule sanity lint sandbox sandbox-down venv clean lab-up lab-down lab-test
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
 	touch $@
 
 sandbox: venv
+	bash scripts/sandbox-dir.sh
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/provision.yml
 
 sandbox-down:
@@ -52,3 +53,15 @@ lint: venv
 
 clean: sandbox-down
 	rm -rf $(VENV) tests/output
+
+# The two-machine lab (docs/lab.md): systemd-nspawn machines node0/node1 reached over SSH.
+lab-up: venv
+	bash lab/lab.sh up
+
+lab-down:
+	bash lab/lab.sh down
+
+# The multi-host suite and the multihost molecule scenario on the lab; the lab is
+# left down afterwards (make lab-up brings it back in seconds from the cached image).
+lab-test: lab-up
+	lab/exec $(BIN)/pytest tests/lab; status=$$?; bash lab/lab.sh down; exit $$status

@@ -7,6 +7,7 @@
 #   lab/lab.sh status              what runs
 #   lab/lab.sh poweroff NODE       clean power-off of one machine (its disk stays)
 #   lab/lab.sh boot NODE           start one machine again and wait for SSH
+#   lab/lab.sh reset NODE          power off, throw its disk away, boot it bare from the image again
 #   lab/lab.sh link down|up NODE   pull or plug the machine's cable
 set -euo pipefail
 
@@ -231,11 +232,18 @@ case "${1:-}" in
     status) lab_status ;;
     poweroff) poweroff_node "${2:?node name}" ;;
     boot) boot_node "${2:?node name}"; wait_ssh "$2" ;;
+    reset)
+        [ -n "${LAB_NODES[${2:-}]:-}" ] || die "usage: lab/lab.sh reset node0|node1"
+        poweroff_node "$2"
+        mountpoint -q "$LAB_STATE/$2/root" && umount "$LAB_STATE/$2/root"
+        rm -rf "${LAB_STATE:?}/$2"
+        boot_node "$2"; wait_ssh "$2"
+        ;;
     link)
         [ -n "${LAB_NODES[${3:-}]:-}" ] || die "usage: lab/lab.sh link down|up node0|node1"
         ip -n "$LAB_NS" link set "vb-$3" "${2:?down or up}"
         [ "$2" = up ] && ip -n "$LAB_NS" link set "vb-$3" master br0 || true
         ;;
     image) need_tools; build_image; image_dir ;;
-    *) die "usage: lab/lab.sh up|down|status|poweroff NODE|boot NODE|link down|up NODE|image" ;;
+    *) die "usage: lab/lab.sh up|down|status|poweroff NODE|boot NODE|reset NODE|link down|up NODE|image" ;;
 esac

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Stop the sandbox servers and remove .sandbox (data, sockets, logs, secrets).
+# Stop the sandbox servers and remove the sandbox (data, sockets, logs, secrets):
+# the directory .sandbox points to (scripts/sandbox-dir.sh) and the link.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for data in .sandbox/*/data; do
+[ -e .sandbox ] || { rm -f .sandbox; echo "sandbox-down: no sandbox"; exit 0; }
+top=$(readlink -f .sandbox)
+for data in "$top"/*/data; do
     [ -f "$data/PG_VERSION" ] || continue
     bindir=/usr/lib/postgresql/$(cat "$data/PG_VERSION")/bin
     # A node left SIGSTOPped by a test would never shut down.
@@ -13,5 +16,6 @@ for data in .sandbox/*/data; do
         || runuser -u postgres -- "$bindir/pg_ctl" stop -D "$data" -m immediate -w >/dev/null 2>&1 || true
     echo "sandbox-down: stopped $(dirname "$data")"
 done
-rm -rf .sandbox
-echo "sandbox-down: removed .sandbox"
+rm -rf "$top"
+rm -f .sandbox
+echo "sandbox-down: removed $top and .sandbox"

@@ -6,6 +6,10 @@ other), starts none while a node is 0, and on an error whose SQLSTATE starts
 with one of broken_error_prefix marks that node -1 in the management databases
 and writes a broken_log_detail row.  It counts every write it had acknowledged.
 """
+import argparse
+import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -39,8 +43,12 @@ class ForestDriver(object):
 
     def connect(self, serverid, dbname, **kwargs):
         host, port = self.nodes[serverid]
+        # A cut cable must end in an error, not a write that waits for TCP's 15 minutes:
+        # unacknowledged data and silent peers fail within about 3 s, as a real driver's timeouts would.
         return psycopg.connect(host=host, port=port, user='postgres', password=self.password, dbname=dbname,
-                               connect_timeout=2, application_name='forest-driver', **kwargs)
+                               connect_timeout=2, application_name='forest-driver', tcp_user_timeout=3000,
+                               keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=2,
+                               **kwargs)
 
     # --- management information ---------------------------------------------
     def read_server_info(self):
@@ -196,3 +204,38 @@ def lost_or_duplicated(driver, connect):
         if twice:
             problems.append('serverid %d applied %d writes twice, e.g. %s' % (serverid, len(twice), twice[:3]))
     return problems
+
+
+def main(argv=None):
+    """Run the driver as a process (on an application host of the lab) until SIGTERM or SIGINT,
+    then write what it acknowledged as JSON: {acked: [[id, payload], ...], errors, validity}."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--node', action='append', required=True, help='SERVERID=HOST:PORT, once per node')
+    parser.add_argument('--userdb', default='userdb')
+    parser.add_argument('--password-file', required=True)
+    parser.add_argument('--read-duration', type=float, default=1.0)
+    parser.add_argument('--out', required=True, help='JSON file written when the driver stops')
+    args = parser.parse_args(argv)
+    nodes = {}
+    for item in args.node:
+        serverid, address = item.split('=', 1)
+        host, port = address.rsplit(':', 1)
+        nodes[int(serverid)] = (host, int(port))
+    with open(args.password_file) as handle:
+        password = handle.read().strip()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_args: stop.set())
+    driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration).start()
+    print('started', flush=True)
+    while not stop.wait(0.2):
+        pass
+    driver.stop()
+    with open(args.out + '.tmp', 'w') as handle:
+        json.dump(dict(acked=driver.acked, errors=driver.errors, validity=driver.validity,
+                       suppressed_waits=driver.suppressed_waits), handle)
+    os.replace(args.out + '.tmp', args.out)
+
+
+if __name__ == '__main__':
+    main()

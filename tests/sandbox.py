@@ -6,7 +6,7 @@ import tempfile
 import psycopg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SANDBOX = os.path.join(REPO, '.sandbox')
+SANDBOX = os.path.realpath(os.path.join(REPO, '.sandbox'))  # a link to where postgres can reach
 INVENTORY = os.path.join(REPO, 'sandbox', 'inventory.yml')
 BIN = os.path.join(REPO, '.venv', 'bin')
 PG_BIN = '/usr/lib/postgresql/15/bin'

@@ -7,7 +7,7 @@ import pytest
 import sandbox
 from breakage import (KINDS, break_node, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
                       set_read_duration, start_driver, wait_marked_broken)
-from conftest import soak_recoveries
+from recorder import soak_recoveries
 
 
 def plan(count):

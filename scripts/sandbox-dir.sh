@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Give this checkout its sandbox directory where the postgres OS user can reach
+# it, whatever the checkout's own path (a clone under /root is not searchable
+# by postgres): /var/lib/pgforest-sandbox/<hash of the checkout's path>, with
+# .sandbox in the checkout a link to it.  Idempotent; sandbox-down removes both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .sandbox ] && [ ! -L .sandbox ]; then
+    echo "sandbox-dir: .sandbox is a directory of an older layout; run 'make sandbox-down' to move to the new one" >&2
+    exit 0
+fi
+dir=/var/lib/pgforest-sandbox/$(pwd -P | sha256sum | cut -c1-12)
+mkdir -p "$dir"
+chmod 755 /var/lib/pgforest-sandbox "$dir"
+[ "$(readlink .sandbox 2>/dev/null)" = "$dir" ] || ln -sfn "$dir" .sandbox
+# What checkout it belongs to, for whoever finds it.
+pwd -P > "$dir/checkout"

@@ -1,0 +1,47 @@
+"""The multi-host suite on the lab (make lab-test): records each case like the
+reliability suite (tests/recorder.py), and provides a provisioned, healthy pair."""
+import pytest
+
+import lab
+from recorder import pytest_runtest_logreport, pytest_sessionfinish, record  # noqa: F401
+
+
+def pytest_configure(config):
+    if not lab.in_lab():
+        raise pytest.UsageError('the lab suite runs inside the lab: make lab-test (or lab/exec .venv/bin/pytest '
+                                'tests/lab after make lab-up)')
+
+
+_provisioned = []
+
+
+@pytest.fixture
+def pair():
+    """Both nodes provisioned (once per run), up, valid and equal in the load tables, nftables healed."""
+    lab.heal()
+    for serverid in lab.NODES:
+        lab.link('up', serverid)
+    if not _provisioned:
+        proc = lab.playbook('provision.yml')
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        _provisioned.append(True)
+    for serverid in lab.NODES:
+        lab.ssh(serverid, 'systemctl start pgforest-node%d' % serverid)
+    for view in lab.NODES:
+        with lab.connect(view, lab.MNGDB) as conn:
+            conn.execute('UPDATE server_info SET udb_validity = 1')
+    for serverid in lab.NODES:
+        with lab.connect(serverid, lab.USERDB) as conn:
+            conn.execute('DROP TABLE IF EXISTS forest_load, forest_load_items')
+    set_read_duration(1)
+    yield
+    lab.heal()
+    for serverid in lab.NODES:
+        lab.link('up', serverid)
+
+
+def set_read_duration(seconds):
+    """The drivers' notice time on both management databases (config.yml is tested in test_playbooks)."""
+    for serverid in lab.NODES:
+        with lab.connect(serverid, lab.MNGDB) as conn:
+            conn.execute("UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'", [str(seconds)])

@@ -1,0 +1,216 @@
+"""The two-machine lab as the tests see it (lab/lab.sh, lab/inventory.yml).
+
+The tests run inside the lab's network namespace (make lab-test runs them
+through lab/exec), as the DBA's workstation 10.77.0.1: playbooks go to the
+nodes over SSH, and the checks connect to both servers over the network."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
+INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
+LAB = os.path.join(REPO, 'lab', 'lab.sh')
+BIN = os.path.join(REPO, '.venv', 'bin')
+NS = os.environ.get('FOREST_LAB_NS', 'pgforest-lab')
+NODES = {0: dict(name='node0', host='10.77.0.11'), 1: dict(name='node1', host='10.77.0.12')}
+APPS = {'appa': '10.77.0.21', 'appb': '10.77.0.22'}
+CONTROLLER = '10.77.0.1'
+USERDB = 'userdb'
+MNGDB = USERDB + '_pghainfo'
+PASSWORD_FILE = os.path.join(STATE, 'secrets', 'postgres.password')
+
+
+def in_lab():
+    """True when this process runs inside the lab's namespace (it has the bridge's address)."""
+    out = subprocess.run(['ip', '-o', 'addr', 'show'], capture_output=True, text=True, check=False).stdout
+    return (' %s/' % CONTROLLER) in out
+
+
+def password():
+    with open(PASSWORD_FILE) as handle:
+        return handle.read().strip()
+
+
+def connect(serverid, dbname='postgres', timeout=3, **kwargs):
+    kwargs.setdefault('autocommit', True)
+    return psycopg.connect(host=NODES[serverid]['host'], port=5432, user='postgres', password=password(),
+                           dbname=dbname, connect_timeout=timeout, **kwargs)
+
+
+def query(serverid, sql, params=None, dbname=USERDB):
+    with connect(serverid, dbname) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else None
+
+
+def validity(serverid, view):
+    """server_info.udb_validity of serverid as node `view`'s management database says."""
+    return query(view, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [serverid], dbname=MNGDB)[0][0]
+
+
+def env():
+    result = dict(os.environ)
+    result['ANSIBLE_CONFIG'] = os.path.join(REPO, 'ansible.cfg')
+    result['PATH'] = BIN + os.pathsep + result.get('PATH', '')
+    result['ANSIBLE_NOCOLOR'] = '1'
+    result['FOREST_LAB_STATE'] = STATE
+    return result
+
+
+def run(cmd, timeout=900, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO, timeout=timeout, check=False,
+                          **kwargs)
+
+
+def playbook(name, *args, extra_vars=None, timeout=900):
+    """playbooks/<name> against the lab over SSH; extra vars through a private file."""
+    cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', INVENTORY, os.path.join(REPO, 'playbooks', name)]
+    with tempfile.NamedTemporaryFile('w', suffix='.json') as varfile:
+        if extra_vars:
+            json.dump(extra_vars, varfile)
+            varfile.flush()
+            cmd += ['-e', '@' + varfile.name]
+        return run(cmd + list(args), timeout=timeout)
+
+
+def module(name, host='node0', timeout=300, **args):
+    """An ad hoc module run on one node (as `ansible node0 -m ...`); its result as a dict."""
+    proc = run([os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + name,
+                '-a', json.dumps(args), '-o'], timeout=timeout)
+    text = proc.stdout.strip()
+    for marker in ('=> ', '| FAILED! => ', '| SUCCESS => ', '| CHANGED => ', '| UNREACHABLE! => '):
+        if marker in text:
+            try:
+                return json.loads(text.split(marker, 1)[1])
+            except ValueError:
+                continue
+    return dict(failed=True, msg=text + proc.stderr)
+
+
+def recap(output):
+    result = {}
+    for line in output.split('PLAY RECAP')[-1].splitlines()[1:]:
+        if ':' not in line:
+            continue
+        host, counts = line.split(':', 1)
+        result[host.strip()] = {k: int(v) for k, v in (item.split('=') for item in counts.split())}
+    return result
+
+
+def ssh(serverid, command, timeout=60, check=True):
+    """A shell command on a node as root (through the deploy user's sudo)."""
+    proc = subprocess.run(['ssh', '-i', os.path.join(STATE, 'ssh', 'id_ed25519'),
+                           '-o', 'UserKnownHostsFile=' + os.path.join(STATE, 'ssh', 'known_hosts'),
+                           '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5',
+                           'deploy@' + NODES[serverid]['host'], 'sudo sh -c ' + _quote(command)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError('on node%d: %s -> %d %s' % (serverid, command, proc.returncode, proc.stderr))
+    return proc
+
+
+def _quote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def lab(*args, timeout=300):
+    """lab/lab.sh: power a machine off or on, reset it."""
+    proc = subprocess.run(['bash', LAB] + list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise AssertionError('lab/lab.sh %s: %s' % (' '.join(args), proc.stderr))
+    return proc
+
+
+def nft(script):
+    """nftables inside the lab's namespace (this process is there)."""
+    proc = subprocess.run(['nft', '-f', '-'], input=script, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AssertionError('nft: %s\n%s' % (proc.stderr, script))
+
+
+def drop(pairs):
+    """Silent drop in the bridge for each (a, b) address pair, both directions: packets vanish."""
+    rules = '\n'.join('  ip saddr %s ip daddr %s drop\n  ip saddr %s ip daddr %s drop' % (a, b, b, a)
+                      for a, b in pairs)
+    heal()
+    nft('table bridge lab {\n chain forward {\n  type filter hook forward priority 0;\n%s\n }\n}\n' % rules)
+
+
+def heal():
+    subprocess.run(['nft', 'delete', 'table', 'bridge', 'lab'], capture_output=True, check=False)
+
+
+def link(state, serverid):
+    proc = subprocess.run(['ip', 'link', 'set', 'vb-' + NODES[serverid]['name'], state], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    if state == 'up':
+        subprocess.run(['ip', 'link', 'set', 'vb-' + NODES[serverid]['name'], 'master', 'br0'], check=False)
+
+
+class AppDriver(object):
+    """The reference driver (tests/forest_driver.py) on an application host, as its own process."""
+
+    def __init__(self, app, read_duration=1.0):
+        self.app = app
+        self.out = tempfile.mktemp(prefix='driver-%s-' % app, suffix='.json')
+        cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
+               os.path.join(REPO, 'tests', 'forest_driver.py'), '--userdb', USERDB,
+               '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out]
+        for serverid, node in NODES.items():
+            cmd += ['--node', '%d=%s:5432' % (serverid, node['host'])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if 'started' not in line:
+            raise AssertionError('driver on %s did not start: %s %s' % (app, line, self.proc.stderr.read()))
+        self.result = None
+
+    def stop(self):
+        if self.result is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+            with open(self.out) as handle:
+                data = json.load(handle)
+            os.unlink(self.out)
+            self.result = Acked(data)
+        return self.result
+
+
+class Acked(object):
+    """What a driver acknowledged, in the shape forest_driver.lost_or_duplicated reads."""
+
+    def __init__(self, data):
+        self.acked = [tuple(item) for item in data['acked']]
+        self.errors = data['errors']
+        self.validity = dict((int(k), v) for k, v in data['validity'].items())
+        self.nodes = NODES
+
+
+def lost_or_duplicated(*drivers):
+    sys.path.insert(0, os.path.join(REPO, 'tests'))
+    from forest_driver import lost_or_duplicated as check
+    problems = []
+    for driver in drivers:
+        problems += check(driver, lambda serverid: connect(serverid, USERDB))
+    return problems
+
+
+def wait_for(predicate, timeout, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except psycopg.Error:
+            pass
+        time.sleep(step)
+    return False
