@@ -17,15 +17,17 @@ import uuid
 import psycopg
 
 LOAD_DDL = """
-CREATE TABLE IF NOT EXISTS forest_load (id bigserial PRIMARY KEY, payload text NOT NULL);
-CREATE TABLE IF NOT EXISTS forest_load_items (load_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (load_id, n));
+CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, payload text NOT NULL);
+CREATE TABLE IF NOT EXISTS {table}_items (load_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (load_id, n));
 """
 
 
 class ForestDriver(object):
     def __init__(self, nodes, userdb, password, read_duration=1.0, pause=0.002,
-                 broken_prefixes=('08', '53', '57P', '3D')):
+                 broken_prefixes=('08', '53', '57P', '3D'), table='forest_load'):
         self.nodes = nodes  # {serverid: (host, port)}
+        # Each application its own tables (and sequence), so two drivers never interleave ids.
+        self.table = table
         self.userdb = userdb
         self.mngdb = userdb + '_pghainfo'
         self.password = password
@@ -120,9 +122,10 @@ class ForestDriver(object):
         for serverid in valid:
             try:
                 conn = self._conn(serverid)
-                row = conn.execute('INSERT INTO forest_load (payload) VALUES (%s) RETURNING id', [payload]).fetchone()
-                conn.execute('INSERT INTO forest_load_items (load_id, n) SELECT %s, g FROM generate_series(1, 3) g',
-                             [row[0]])
+                row = conn.execute('INSERT INTO %s (payload) VALUES (%%s) RETURNING id' % self.table,
+                                   [payload]).fetchone()
+                conn.execute('INSERT INTO %s_items (load_id, n) SELECT %%s, g FROM generate_series(1, 3) g'
+                             % self.table, [row[0]])
                 ids.add(row[0])
                 done.append(serverid)
             except psycopg.Error as exc:
@@ -159,9 +162,9 @@ class ForestDriver(object):
 
     def start(self):
         with self.connect(0, self.userdb, autocommit=True) as conn:
-            conn.execute(LOAD_DDL)
+            conn.execute(LOAD_DDL.format(table=self.table))
         with self.connect(1, self.userdb, autocommit=True) as conn:
-            conn.execute(LOAD_DDL)
+            conn.execute(LOAD_DDL.format(table=self.table))
         self.read_server_info()
         for target, args in [(self._listen, (sid,)) for sid in sorted(self.nodes)] + [(self._run, ())]:
             thread = threading.Thread(target=target, args=args, daemon=True)
@@ -182,15 +185,16 @@ def lost_or_duplicated(driver, connect):
     """Problems with the driver's acknowledged writes on each node: [] when every one is there exactly once.
 
     connect(serverid) opens a connection to that node's user database."""
+    table = getattr(driver, 'table', 'forest_load')
     ids = [write_id for write_id, _payload in driver.acked]
     expected = dict(driver.acked)
     problems = []
     for serverid in sorted(driver.nodes):
         with connect(serverid) as conn:
-            rows = conn.execute('SELECT l.id, l.payload, (SELECT count(*) FROM forest_load_items i '
-                                'WHERE i.load_id = l.id) FROM forest_load l WHERE l.id = ANY(%s)', [ids]).fetchall()
-            twice = conn.execute('SELECT payload, count(*) FROM forest_load WHERE payload = ANY(%s) '
-                                 'GROUP BY payload HAVING count(*) > 1', [list(expected.values())]).fetchall()
+            rows = conn.execute('SELECT l.id, l.payload, (SELECT count(*) FROM %s_items i WHERE i.load_id = l.id) '
+                                'FROM %s l WHERE l.id = ANY(%%s)' % (table, table), [ids]).fetchall()
+            twice = conn.execute('SELECT payload, count(*) FROM %s WHERE payload = ANY(%%s) '
+                                 'GROUP BY payload HAVING count(*) > 1' % table, [list(expected.values())]).fetchall()
         found = dict((row[0], row[1:]) for row in rows)
         missing = [write_id for write_id in ids if write_id not in found]
         wrong = [write_id for write_id, (payload, items) in found.items()
@@ -215,6 +219,7 @@ def main(argv=None):
     parser.add_argument('--password-file', required=True)
     parser.add_argument('--read-duration', type=float, default=1.0)
     parser.add_argument('--out', required=True, help='JSON file written when the driver stops')
+    parser.add_argument('--table', default='forest_load', help='the application\'s table (and <table>_items)')
     args = parser.parse_args(argv)
     nodes = {}
     for item in args.node:
@@ -226,7 +231,7 @@ def main(argv=None):
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_args: stop.set())
-    driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration).start()
+    driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration, table=args.table).start()
     print('started', flush=True)
     while not stop.wait(0.2):
         pass

@@ -246,9 +246,10 @@ def _state_and_action(nodes, problems, views):
                                       '(%s): applications cut off from each other wrote to different nodes, so '
                                       'both may hold writes the other lacks (seed 11.1.2). Nothing picks a source '
                                       'for you: stop the applications, compare the user databases (forest_dbsync '
-                                      'mode=compare source=N), copy what must survive from the node you give up, '
-                                      'mark that node broken on both (forest_mngdb serverid=N validity=-1), then '
-                                      'recover it' % '; '.join('serverid %d is seen as %s' % (
+                                      'mode=compare source=K lists what the node you give up alone holds), copy what '
+                                      'must survive from it, mark it broken on both (forest_mngdb serverid=N '
+                                      'validity=-1) and the node you keep valid on both (forest_mngdb serverid=K '
+                                      'validity=1), then recover it' % '; '.join('serverid %d is seen as %s' % (
                                           node['serverid'], node['views']) for node in nodes))
     bad = [node for node in nodes if node['validity'] == -1 or not node['reachable']]
     if len(bad) == 2:

@@ -32,7 +32,8 @@ def pair():
             conn.execute('UPDATE server_info SET udb_validity = 1')
     for serverid in lab.NODES:
         with lab.connect(serverid, lab.USERDB) as conn:
-            conn.execute('DROP TABLE IF EXISTS forest_load, forest_load_items')
+            conn.execute('DROP TABLE IF EXISTS forest_load_appa, forest_load_appa_items, '
+                         'forest_load_appb, forest_load_appb_items')
     set_read_duration(1)
     yield
     lab.heal()

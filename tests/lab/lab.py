@@ -82,6 +82,7 @@ def playbook(name, *args, extra_vars=None, timeout=900):
 
 def module(name, host='node0', timeout=300, **args):
     """An ad hoc module run on one node (as `ansible node0 -m ...`); its result as a dict."""
+    args.setdefault('userdb', USERDB)
     proc = run([os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + name,
                 '-a', json.dumps(args), '-o'], timeout=timeout)
     text = proc.stdout.strip()
@@ -140,7 +141,10 @@ def drop(pairs):
     rules = '\n'.join('  ip saddr %s ip daddr %s drop\n  ip saddr %s ip daddr %s drop' % (a, b, b, a)
                       for a, b in pairs)
     heal()
-    nft('table bridge lab {\n chain forward {\n  type filter hook forward priority 0;\n%s\n }\n}\n' % rules)
+    # forward: between machines on the bridge; input/output: to and from this side (the controller, 10.77.0.1).
+    chains = ''.join(' chain %s {\n  type filter hook %s priority 0;\n%s\n }\n' % (hook, hook, rules)
+                     for hook in ('forward', 'input', 'output'))
+    nft('table bridge lab {\n%s}\n' % chains)
 
 
 def heal():
@@ -161,10 +165,11 @@ class AppDriver(object):
 
     def __init__(self, app, read_duration=1.0):
         self.app = app
+        self.table = 'forest_load_' + app
         self.out = tempfile.mktemp(prefix='driver-%s-' % app, suffix='.json')
         cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
                os.path.join(REPO, 'tests', 'forest_driver.py'), '--userdb', USERDB,
-               '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out]
+               '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out, '--table', self.table]
         for serverid, node in NODES.items():
             cmd += ['--node', '%d=%s:5432' % (serverid, node['host'])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
@@ -181,14 +186,15 @@ class AppDriver(object):
             with open(self.out) as handle:
                 data = json.load(handle)
             os.unlink(self.out)
-            self.result = Acked(data)
+            self.result = Acked(data, self.table)
         return self.result
 
 
 class Acked(object):
     """What a driver acknowledged, in the shape forest_driver.lost_or_duplicated reads."""
 
-    def __init__(self, data):
+    def __init__(self, data, table):
+        self.table = table
         self.acked = [tuple(item) for item in data['acked']]
         self.errors = data['errors']
         self.validity = dict((int(k), v) for k, v in data['validity'].items())
@@ -202,6 +208,14 @@ def lost_or_duplicated(*drivers):
     for driver in drivers:
         problems += check(driver, lambda serverid: connect(serverid, USERDB))
     return problems
+
+
+def end_app_sessions():
+    """The applications are stopped; sessions of hosts the network had cut off would linger until the
+    server's TCP keepalives end them (up to a minute): the DBA ends them."""
+    for serverid in NODES:
+        query(serverid, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                        "'forest-driver'", dbname='postgres')
 
 
 def wait_for(predicate, timeout, step=0.2):
