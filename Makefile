@@ -1,6 +1,7 @@
 # pgforest.cluster — quick start on a fresh Debian machine:
 #   make demo    set everything up and run the main job on the local two-node sandbox
-#   make test    set everything up and run every test (unit, integration, reliability, molecule, sanity, lint)
+#   make test    set everything up and run every test (unit, integration, reliability, molecule, the
+#                two-machine lab, sanity, lint)
 #   make soak    24 online recoveries in a row under load (docs/RELIABILITY.md is written from the run)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -27,7 +28,7 @@ sandbox-down:
 demo: sandbox
 	$(BIN)/python scripts/demo.py
 
-test: unit integration reliability molecule sanity lint
+test: unit integration reliability molecule lab-test sanity lint
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -42,8 +43,10 @@ reliability: sandbox
 soak: sandbox
 	FOREST_SOAK_RECOVERIES=24 $(BIN)/pytest tests/reliability/test_soak.py
 
+# The sandbox scenarios; molecule/multihost runs on the lab (make lab-test).
 molecule: sandbox
-	$(BIN)/molecule test --all
+	$(BIN)/molecule test -s default
+	$(BIN)/molecule test -s recovery
 
 sanity: venv
 	bash scripts/sanity.sh
@@ -64,4 +67,5 @@ lab-down:
 # The multi-host suite and the multihost molecule scenario on the lab; the lab is
 # left down afterwards (make lab-up brings it back in seconds from the cached image).
 lab-test: lab-up
-	lab/exec $(BIN)/pytest tests/lab; status=$$?; bash lab/lab.sh down; exit $$status
+	lab/exec $(BIN)/pytest tests/lab && lab/exec $(BIN)/molecule test -s multihost; \
+	status=$$?; bash lab/lab.sh down; exit $$status
