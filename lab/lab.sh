@@ -60,7 +60,8 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_bg() {  # pidfile logfile cmd...
     local pidfile=$1 logfile=$2; shift 2
-    setsid "$@" >"$logfile" 2>&1 </dev/null &
+    # The machines outlive this script: they must not inherit its lock (fd 8, fd 9).
+    setsid "$@" >"$logfile" 2>&1 </dev/null 8>&- 9>&- &
     echo $! >"$pidfile"
 }
 
@@ -225,6 +226,12 @@ lab_status() {
     done
     [ -e "/run/netns/$LAB_NS" ] && echo "namespace $LAB_NS" || echo "no namespace"
 }
+
+# One change to the lab at a time (two `make lab-up` at once would race on the namespace).
+case "${1:-}" in
+    status|"") ;;
+    *) exec 8>"/run/pgforest-lab.lock"; flock 8 ;;
+esac
 
 case "${1:-}" in
     up) lab_up ;;
