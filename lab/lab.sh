@@ -203,8 +203,9 @@ lab_up() {
 lab_down() {
     local name
     for name in "${!LAB_NODES[@]}"; do poweroff_node "$name"; done
+    # Each relay is its own process group (setsid): its forked per-connection children go with it.
     for pidfile in "$LAB_STATE"/relay-*.pid; do
-        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+        [ -f "$pidfile" ] && kill -- "-$(cat "$pidfile")" 2>/dev/null || true
     done
     for name in "${!LAB_NODES[@]}"; do
         mountpoint -q "$LAB_STATE/$name/root" 2>/dev/null && umount "$LAB_STATE/$name/root"
