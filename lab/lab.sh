@@ -234,21 +234,28 @@ case "${1:-}" in
     *) exec 8>"/run/pgforest-lab.lock"; flock 8 ;;
 esac
 
+node_arg() {  # the node named on the command line, or a usage error
+    [ -n "${1:-}" ] && [ -n "${LAB_NODES[$1]:-}" ] || die "name a node: ${!LAB_NODES[*]} (got '${1:-}')"
+    echo "$1"
+}
+
 case "${1:-}" in
     up) lab_up ;;
     down) lab_down ;;
     status) lab_status ;;
-    poweroff) poweroff_node "${2:?node name}" ;;
-    boot) boot_node "${2:?node name}"; wait_ssh "$2" ;;
+    poweroff) node_arg "${2:-}" >/dev/null; poweroff_node "$2" ;;
+    boot) node_arg "${2:-}" >/dev/null; boot_node "$2"; wait_ssh "$2" ;;
     reset)
-        [ -n "${LAB_NODES[${2:-}]:-}" ] || die "usage: lab/lab.sh reset node0|node1"
+        node_arg "${2:-}" >/dev/null
         poweroff_node "$2"
         mountpoint -q "$LAB_STATE/$2/root" && umount "$LAB_STATE/$2/root"
         rm -rf "${LAB_STATE:?}/$2"
         boot_node "$2"; wait_ssh "$2"
         ;;
     link)
-        [ -n "${LAB_NODES[${3:-}]:-}" ] || die "usage: lab/lab.sh link down|up node0|node1"
+        node_arg "${3:-}" >/dev/null
+        case "${2:-}" in down|up) ;; *) die "usage: lab/lab.sh link down|up NODE" ;; esac
+        alive "$LAB_STATE/$3/nspawn.pid" || die "$3 is not running: it has no cable to pull or plug"
         ip -n "$LAB_NS" link set "vb-$3" "${2:?down or up}"
         [ "$2" = up ] && ip -n "$LAB_NS" link set "vb-$3" master br0 || true
         ;;

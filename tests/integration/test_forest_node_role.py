@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import textwrap
 
 import psycopg
@@ -27,13 +28,31 @@ def test_each_node_gets_its_own_lock_timeout_and_address():
 
 
 @pytest.mark.parametrize('serverid', [0, 1])
+def test_server_files_live_where_postgres_reaches_them_wherever_the_checkout_is(serverid):
+    """A clone under /root (closed to the postgres OS user) must still run the sandbox: the servers'
+    files are outside the checkout, in a directory every parent of which postgres may search."""
+    data_dir = sandbox.query(serverid, 'SHOW data_directory')[0][0]
+    checkout = os.path.realpath(sandbox.REPO)
+    assert not data_dir.startswith(checkout + os.sep), data_dir
+    assert os.path.realpath(os.path.join(sandbox.REPO, '.sandbox')) == os.path.dirname(os.path.dirname(data_dir))
+    parents = [os.path.dirname(data_dir)]
+    while parents[-1] != '/':
+        parents.append(os.path.dirname(parents[-1]))
+    for parent in parents:
+        searchable = subprocess.run(['runuser', '-u', 'postgres', '--', 'test', '-x', parent], check=False)
+        assert searchable.returncode == 0, 'postgres cannot search %s' % parent
+
+
+@pytest.mark.parametrize('serverid', [0, 1])
 def test_cluster_settings_for_online_recovery(serverid):
     got = settings(serverid, 'wal_level', 'archive_mode', 'archive_command', 'hot_standby',
                    'max_wal_senders', 'data_checksums', 'server_encoding', 'lc_collate',
-                   'password_encryption')
+                   'password_encryption', 'tcp_keepalives_idle', 'tcp_keepalives_interval',
+                   'tcp_keepalives_count')
     assert got == {'wal_level': 'replica', 'archive_mode': 'on', 'archive_command': 'true',
                    'hot_standby': 'on', 'max_wal_senders': '10', 'data_checksums': 'on',
-                   'server_encoding': 'UTF8', 'lc_collate': 'C', 'password_encryption': 'scram-sha-256'}
+                   'server_encoding': 'UTF8', 'lc_collate': 'C', 'password_encryption': 'scram-sha-256',
+                   'tcp_keepalives_idle': '30', 'tcp_keepalives_interval': '10', 'tcp_keepalives_count': '3'}
 
 
 @pytest.mark.parametrize('serverid', [0, 1])
