@@ -7,6 +7,8 @@
 set -euo pipefail
 dir=$1
 mirror=http://deb.debian.org
+# The hooks are run by mmdebstrap, which passes the root filesystem as $1: single quotes on purpose.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --mode=root --variant=minbase \
     --include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,sudo,iproute2,procps,nftables,ca-certificates,less \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash deploy' \

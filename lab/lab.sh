@@ -177,7 +177,7 @@ poweroff_node() {
     local nspawn init; nspawn=$(cat "$dir/nspawn.pid")
     # nsenter execs nspawn, so the pid is nspawn's; the machine's PID 1 is its child.
     init=$(pgrep -P "$nspawn" | head -1 || true)
-    [ -n "$init" ] && kill -s RTMIN+4 "$init" 2>/dev/null || true
+    if [ -n "$init" ]; then kill -s RTMIN+4 "$init" 2>/dev/null || true; fi
     local deadline=$((SECONDS + 30))
     while kill -0 "$nspawn" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
     if kill -0 "$nspawn" 2>/dev/null; then
@@ -205,7 +205,7 @@ lab_down() {
     for name in "${!LAB_NODES[@]}"; do poweroff_node "$name"; done
     # Each relay is its own process group (setsid): its forked per-connection children go with it.
     for pidfile in "$LAB_STATE"/relay-*.pid; do
-        [ -f "$pidfile" ] && kill -- "-$(cat "$pidfile")" 2>/dev/null || true
+        if [ -f "$pidfile" ]; then kill -- "-$(cat "$pidfile")" 2>/dev/null || true; fi
     done
     for name in "${!LAB_NODES[@]}"; do
         mountpoint -q "$LAB_STATE/$name/root" 2>/dev/null && umount "$LAB_STATE/$name/root"
@@ -225,7 +225,7 @@ lab_status() {
         if alive "$LAB_STATE/$name/nspawn.pid"; then echo "$name ${LAB_NODES[$name]} running"
         else echo "$name ${LAB_NODES[$name]} stopped"; fi
     done
-    [ -e "/run/netns/$LAB_NS" ] && echo "namespace $LAB_NS" || echo "no namespace"
+    if [ -e "/run/netns/$LAB_NS" ]; then echo "namespace $LAB_NS"; else echo "no namespace"; fi
 }
 
 # One change to the lab at a time (two `make lab-up` at once would race on the namespace).
@@ -235,7 +235,9 @@ case "${1:-}" in
 esac
 
 node_arg() {  # the node named on the command line, or a usage error
-    [ -n "${1:-}" ] && [ -n "${LAB_NODES[$1]:-}" ] || die "name a node: ${!LAB_NODES[*]} (got '${1:-}')"
+    if [ -z "${1:-}" ] || [ -z "${LAB_NODES[$1]:-}" ]; then
+        die "name a node: ${!LAB_NODES[*]} (got '${1:-}')"
+    fi
     echo "$1"
 }
 
@@ -257,7 +259,7 @@ case "${1:-}" in
         case "${2:-}" in down|up) ;; *) die "usage: lab/lab.sh link down|up NODE" ;; esac
         alive "$LAB_STATE/$3/nspawn.pid" || die "$3 is not running: it has no cable to pull or plug"
         ip -n "$LAB_NS" link set "vb-$3" "${2:?down or up}"
-        [ "$2" = up ] && ip -n "$LAB_NS" link set "vb-$3" master br0 || true
+        if [ "$2" = up ]; then ip -n "$LAB_NS" link set "vb-$3" master br0; fi
         ;;
     image) need_tools; build_image; image_dir ;;
     *) die "usage: lab/lab.sh up|down|status|poweroff NODE|boot NODE|reset NODE|link down|up NODE|image" ;;

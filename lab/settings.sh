@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The lab's names and addresses, shared by lab/lab.sh and lab/exec (bash).
 # Everything lives in namespaces the lab creates, so private addresses never
 # meet this machine's own network.

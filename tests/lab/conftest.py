@@ -3,7 +3,7 @@ reliability suite (tests/recorder.py), and provides a provisioned, healthy pair.
 import pytest
 
 import lab
-from recorder import pytest_runtest_logreport, pytest_sessionfinish, record  # noqa: F401
+from recorder import pytest_runtest_logreport, pytest_sessionfinish, record  # noqa: F401  pylint: disable=unused-import
 
 
 def pytest_configure(config):

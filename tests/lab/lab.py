@@ -166,7 +166,8 @@ class AppDriver(object):
     def __init__(self, app, read_duration=1.0):
         self.app = app
         self.table = 'forest_load_' + app
-        self.out = tempfile.mktemp(prefix='driver-%s-' % app, suffix='.json')
+        handle, self.out = tempfile.mkstemp(prefix='driver-%s-' % app, suffix='.json')
+        os.close(handle)  # the driver replaces it when it stops
         cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
                os.path.join(REPO, 'tests', 'forest_driver.py'), '--userdb', USERDB,
                '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out, '--table', self.table]
