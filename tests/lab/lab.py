@@ -13,6 +13,9 @@ import time
 
 import psycopg
 
+# One PLAY RECAP parser for the sandbox's tests and the lab's.
+from sandbox import recap  # noqa: F401  pylint: disable=unused-import
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
 INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
@@ -93,16 +96,6 @@ def module(name, host='node0', timeout=300, **args):
             except ValueError:
                 continue
     return dict(failed=True, msg=text + proc.stderr)
-
-
-def recap(output):
-    result = {}
-    for line in output.split('PLAY RECAP')[-1].splitlines()[1:]:
-        if ':' not in line:
-            continue
-        host, counts = line.split(':', 1)
-        result[host.strip()] = {k: int(v) for k, v in (item.split('=') for item in counts.split())}
-    return result
 
 
 def ssh(serverid, command, timeout=60, check=True):
