@@ -153,6 +153,9 @@ def test_split_brain_is_named_and_no_source_is_picked(pair, record):
     assert 'DIFFERENT' in compare.stdout, compare.stdout[-3000:]
     assert 'forest_load_appa' in compare.stdout and 'forest_load_appb' in compare.stdout, compare.stdout[-3000:]
     refusals = {}
+    guess = lab.playbook('dbsync.yml', extra_vars=dict(mode='sync'))
+    assert guess.returncode != 0 and 'say which node is the source' in guess.stdout, guess.stdout[-3000:]
+    refusals['dbsync sync'] = last_failure(guess.stdout)
     for mode in ('online', 'offline'):
         proc = lab.playbook('recover.yml', extra_vars=dict(mode=mode))
         assert proc.returncode != 0
