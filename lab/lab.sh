@@ -51,8 +51,12 @@ build_image() {
     mv "$img.tmp" "$img"
     echo "$((SECONDS - start))" > "$img/.build-seconds"
     log "image built in $((SECONDS - start)) s"
-    # Older images (another recipe) are not needed any more.
-    find "$LAB_CACHE" -maxdepth 1 -name 'base-*' ! -name "$(basename "$img")" -exec rm -rf {} +
+    # Older images (another recipe) are not needed any more, unless a running lab's disks lie on them.
+    local old
+    for old in "$LAB_CACHE"/base-*; do
+        [ "$old" = "$img" ] && continue
+        if ! grep -q "lowerdir=$old[,:]" /proc/mounts; then rm -rf "$old"; fi
+    done
     flock -u 9
 }
 
