@@ -55,7 +55,7 @@ build_image() {
     local old
     for old in "$LAB_CACHE"/base-*; do
         [ "$old" = "$img" ] && continue
-        if ! grep -q "lowerdir=$old[,:]" /proc/mounts; then rm -rf "$old"; fi
+        if ! grep -qF "lowerdir=${old}," /proc/mounts && ! grep -qF "lowerdir=${old} " /proc/mounts; then rm -rf "$old"; fi
     done
     flock -u 9
 }
