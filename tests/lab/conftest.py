@@ -17,7 +17,7 @@ _provisioned = []
 
 @pytest.fixture
 def pair():
-    """Both nodes provisioned (once per run), up, valid and equal in the load tables, nftables healed."""
+    """Both nodes provisioned (once per run), up, valid, without the drivers' tables; nftables healed."""
     lab.heal()
     for serverid in lab.NODES:
         lab.link('up', serverid)

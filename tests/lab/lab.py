@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import psycopg
 
+import sandbox
+from forest_driver import lost_or_duplicated as _lost_or_duplicated
 # One PLAY RECAP parser for the sandbox's tests and the lab's.
 from sandbox import recap  # noqa: F401  pylint: disable=unused-import
 
@@ -59,10 +60,8 @@ def validity(serverid, view):
 
 
 def env():
-    result = dict(os.environ)
-    result['ANSIBLE_CONFIG'] = os.path.join(REPO, 'ansible.cfg')
-    result['PATH'] = BIN + os.pathsep + result.get('PATH', '')
-    result['ANSIBLE_NOCOLOR'] = '1'
+    """The sandbox's Ansible environment, plus where the lab keeps its keys and secrets."""
+    result = sandbox.ansible_env()
     result['FOREST_LAB_STATE'] = STATE
     return result
 
@@ -196,11 +195,9 @@ class Acked(object):
 
 
 def lost_or_duplicated(*drivers):
-    sys.path.insert(0, os.path.join(REPO, 'tests'))
-    from forest_driver import lost_or_duplicated as check
     problems = []
     for driver in drivers:
-        problems += check(driver, lambda serverid: connect(serverid, USERDB))
+        problems += _lost_or_duplicated(driver, lambda serverid: connect(serverid, USERDB))
     return problems
 
 

@@ -46,18 +46,17 @@ def freeze_of(output):
     return float(found.group(1)) if found else None
 
 
-def break_node1_under_load(how):
-    """node1 broken while the driver on appa writes; returns the driver once it has marked node1 -1."""
+def stop_node1_under_load():
+    """node1's unit stopped while the driver on appa writes; returns the driver once it has marked node1 -1."""
     driver = lab.AppDriver('appa')
     time.sleep(1.5)
-    if how == 'stop':
-        lab.ssh(1, 'systemctl stop pgforest-node1')
+    lab.ssh(1, 'systemctl stop pgforest-node1')
     assert lab.wait_for(lambda: lab.validity(1, view=0) == -1, 30), 'the driver did not mark node1 broken'
     return driver
 
 
 def test_recover_online_then_reboot(pair, record):
-    driver = break_node1_under_load('stop')
+    driver = stop_node1_under_load()
     try:
         started = time.monotonic()
         proc = ok(lab.playbook('recover.yml'))
@@ -124,8 +123,7 @@ def test_backup_restore(pair, record):
             ok(lab.playbook('backup.yml', extra_vars=dict(kind=kind)))
             for serverid in lab.NODES:
                 lab.query(serverid, 'DELETE FROM lab_backup WHERE id > 100')
-            restore = lab.playbook('restore.yml', extra_vars=dict(confirm_restore=True,
-                                                                  kind=kind))
+            restore = lab.playbook('restore.yml', extra_vars=dict(confirm_restore=True))  # the newest: this kind
             ok(restore)
             counts = [lab.query(serverid, 'SELECT count(*) FROM lab_backup')[0][0] for serverid in lab.NODES]
             assert counts == [300, 300], (kind, counts, restore.stdout[-3000:])
