@@ -113,15 +113,14 @@ class LogicalBackup(Job):
 
     def dump(self, key, dbname, folder):
         """pg_dump -Fd -j of dbname, in a snapshot the row counts are read in too."""
-        node, conn = self.connect(self.source, dbname)
+        node, conn = self.connect(self.source, dbname, bulk=True)
         run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-        run(conn, 'SET LOCAL statement_timeout = 0')
         snapshot = run(conn, 'SELECT pg_export_snapshot() AS id')[0]['id']
         facts = database_facts(conn, dbname)
         facts.update(tables=row_counts(conn), dir=key, server_version=conn.info.server_version)
         run_tool([self.tool('pg_dump'), '--no-password', '--format=directory', '--jobs=%d' % self.p['jobs'],
                   '--snapshot=' + snapshot, '--file=' + os.path.join(folder, key),
-                  '--dbname=' + node.conninfo_string(dbname, options=None)],
+                  '--dbname=' + node.conninfo_string(dbname, bulk=True)],
                  node.child_env(os.environ), 'pg_dump of %s on serverid %d' % (dbname, self.source['serverid']))
         run(conn, 'COMMIT')
         self.say('%s: %d tables, %d rows dumped from serverid %d' % (
@@ -239,7 +238,7 @@ class LogicalRestore(Job):
             for key in DUMP_DIRS:
                 create_like(admin, LOADING[key], manifest['databases'][key])
                 argv = [self.tool('pg_restore'), '--no-password', '--exit-on-error', '--jobs=%d' % self.p['jobs'],
-                        '--dbname=' + node.conninfo_string(LOADING[key], options=None),
+                        '--dbname=' + node.conninfo_string(LOADING[key], bulk=True),
                         os.path.join(path, manifest['databases'][key]['dir'])]
                 children.append(('%s on serverid %d' % (manifest['databases'][key]['name'], target['serverid']),
                                  subprocess.Popen(argv, env=node.child_env(os.environ), stdout=subprocess.DEVNULL,

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import error_from, ident, psycopg, run
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    error_from, ident, psycopg, run, shown_name)
 
 try:
     from psycopg import sql
@@ -44,19 +45,37 @@ MAX_BUCKETS = 1 << 18
 # Our own sessions group many buckets in memory (HashAggregate).
 SESSION_WORK_MEM = '128MB'
 
+# The row key: the primary key; else the replica identity index; else the first
+# (by name) unique index on plain NOT NULL columns (no expression, no predicate).
+# Key columns only (not an index's INCLUDE columns); columns in table order.
 CATALOG_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+       c.relpersistence = 'u' AS unlogged,
        coalesce((SELECT json_agg(json_build_object('name', a.attname,
                                                    'type', format_type(a.atttypid, a.atttypmod),
-                                                   'generated', a.attgenerated <> '') ORDER BY a.attname)
+                                                   'generated', a.attgenerated <> '') ORDER BY a.attnum)
                  FROM pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
        (SELECT json_agg(a.attname ORDER BY k.ord)
           FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = c.oid AND i.indisprimary) AS pkey,
+         WHERE i.indexrelid = rowkey.indexrelid AND k.ord <= i.indnkeyatts) AS row_key,
+       rowkey.via AS row_key_via,
        c.reltuples::bigint AS estimate
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+    SELECT i.indexrelid,
+           CASE WHEN i.indisprimary THEN 'primary key'
+                WHEN i.indisreplident THEN format('replica identity index %I', ic.relname)
+                ELSE format('unique index %I', ic.relname) END AS via
+    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+    WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+      AND (i.indisprimary OR NOT EXISTS (
+            SELECT 1 FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+            WHERE k.ord <= i.indnkeyatts AND NOT a.attnotnull))
+    ORDER BY i.indisprimary DESC, i.indisreplident DESC, ic.relname
+    LIMIT 1) AS rowkey ON true
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
@@ -77,40 +96,65 @@ class DbsyncError(Exception):
 
 
 def pin_settings(conn):
-    # Hashing and copying take as long as the data needs: no statement_timeout;
-    # lock waits stay bounded by lock_timeout (the module's statement_timeout).
-    for name, value in PINNED_SETTINGS + (('work_mem', SESSION_WORK_MEM), ('jit', 'off'), ('statement_timeout', '0')):
+    # Timeouts come from the connection (Node.session_options(bulk=True)).
+    for name, value in PINNED_SETTINGS + (('work_mem', SESSION_WORK_MEM), ('jit', 'off')):
         run(conn, 'SELECT set_config(%s, %s, false)', [name, value], action='pin session settings')
 
 
-def selected(name, include, exclude):
-    """include/exclude are fnmatch patterns on 'schema.table'."""
-    if include and not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+def selected(names, include, exclude):
+    """include/exclude are fnmatch patterns on 'schema.table', written plain
+    (Sales Ünïcode.Order Items) or quoted as in results ("Sales Ünïcode"."Order Items").
+    names: (schema, table)."""
+    forms = ('%s.%s' % tuple(names), shown_name(*names))
+
+    def matches(pattern):
+        return any(fnmatch.fnmatchcase(form, pattern) for form in forms)
+    if include and not any(matches(pattern) for pattern in include):
         return False
-    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude or [])
+    return not any(matches(pattern) for pattern in exclude or [])
 
 
 def read_catalog(conn, include=None, exclude=None):
-    """{'schema.table': {schema, name, kind, columns, pkey, estimate}} of the user tables."""
+    """{'schema.table': {schema, name, kind, unlogged, columns, row_key, row_key_via, estimate}} of the user tables."""
     tables = {}
     for row in run(conn, CATALOG_SQL, action='read the table catalog'):
-        key = '%s.%s' % (row['schema'], row['name'])
-        if selected(key, include, exclude):
-            tables[key] = row
+        if selected((row['schema'], row['name']), include, exclude):
+            tables[shown_name(row['schema'], row['name'])] = row
     return tables
 
 
+def _column_text(column):
+    return '%s %s%s' % (shown_name(column['name']), column['type'], ' generated' if column['generated'] else '')
+
+
 def schema_difference(source, target):
-    """None when both sides define the table alike, else what differs."""
+    """None when both sides define the table alike, else what differs.
+
+    Column order matters: a driver sends the same INSERT ... VALUES (...) without
+    a column list to both nodes, and it must land in the same columns."""
+    if source['columns'] != target['columns'] and \
+            sorted(map(_column_text, source['columns'])) == sorted(map(_column_text, target['columns'])):
+        return ('column order differs: (%s) on source, (%s) on target: an INSERT without a column list would put '
+                'values in different columns on the two nodes. Recreate the table on one node with the other\'s '
+                'column order; it is never synced as it is'
+                % (', '.join(shown_name(c['name']) for c in source['columns']),
+                   ', '.join(shown_name(c['name']) for c in target['columns'])))
     if source['columns'] != target['columns']:
         src = dict((c['name'], c['type'] + (' generated' if c['generated'] else '')) for c in source['columns'])
         tgt = dict((c['name'], c['type'] + (' generated' if c['generated'] else '')) for c in target['columns'])
         diffs = ['%s: %s on source, %s on target' % (name, src.get(name, 'absent'), tgt.get(name, 'absent'))
                  for name in sorted(set(src) | set(tgt)) if src.get(name) != tgt.get(name)]
         return 'columns differ: ' + '; '.join(diffs)
-    if (source['pkey'] or []) != (target['pkey'] or []):
-        return 'primary keys differ: %s on source, %s on target' % (source['pkey'], target['pkey'])
+    if (source['row_key'] or [], source['row_key_via']) != (target['row_key'] or [], target['row_key_via']):
+        return 'row keys differ: %s on source, %s on target' % (describe_key(source), describe_key(target))
     return None
+
+
+def describe_key(table):
+    """'primary key (id)', 'unique index "t_code_key" (code)' or 'no key'."""
+    if not table['row_key']:
+        return 'no primary key or unique NOT NULL key'
+    return '%s (%s)' % (table['row_key_via'], ', '.join(shown_name(name) for name in table['row_key']))
 
 
 INTEGER_TYPES = ('smallint', 'integer', 'bigint')
@@ -134,7 +178,7 @@ def hash_input(name, type_name):
 
 
 class TableSql(object):
-    """The SQL that hashes, lists and copies one table (columns in name order).
+    """The SQL that hashes, lists and copies one table (columns in table order).
 
     Rows are grouped in buckets of about ROWS_PER_BUCKET rows: by key range
     (pk >> shift) for a single integer key, so a bucket is read back through the
@@ -147,33 +191,33 @@ class TableSql(object):
         self.relation = ident(table['schema'], table['name'])
         self.columns = [c['name'] for c in table['columns'] if not c['generated']]
         self.types = dict((c['name'], c['type']) for c in table['columns'])
-        self.pkey = table['pkey'] or []
+        self.key = table['row_key'] or []
         self.column_list = sql.SQL(', ').join(ident(name) for name in self.columns)
         self.row_hash = sql.SQL('hash_record_extended(ROW({}), 0)').format(
             sql.SQL(', ').join(hash_input(name, self.types[name]) for name in self.columns))
         self.buckets = max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
-        if not self.pkey:
+        if not self.key:
             self.strategy = 'whole'
             self.bucket = sql.SQL('0')
         elif key_range is not None and self.integer_key():
             self.strategy = 'range'
             span = max(1, key_range[1] - key_range[0] + 1)
             self.shift = max(0, (span // self.buckets).bit_length())
-            self.bucket = sql.SQL('({}::int8 >> {})').format(ident(self.pkey[0]), sql.Literal(self.shift))
+            self.bucket = sql.SQL('({}::int8 >> {})').format(ident(self.key[0]), sql.Literal(self.shift))
         else:
             self.strategy = 'hash'
             key_text = sql.SQL('(ROW({})::text COLLATE "C")').format(
-                sql.SQL(', ').join(ident(name) for name in self.pkey))
+                sql.SQL(', ').join(ident(name) for name in self.key))
             self.bucket = sql.SQL('mod(hashtextextended({}, 7) & 9223372036854775807, {})').format(
                 key_text, sql.Literal(self.buckets))
 
     def integer_key(self):
-        return len(self.pkey) == 1 and self.types[self.pkey[0]] in INTEGER_TYPES
+        return len(self.key) == 1 and self.types[self.key[0]] in INTEGER_TYPES
 
     def bucket_hashes(self, only=False):
         # Keys are unique, so XOR of the row hashes is exact; without a key, equal
         # rows would cancel under XOR: sum them instead.
-        combine = 'bit_xor({})' if self.pkey else 'sum({}::numeric)'
+        combine = 'bit_xor({})' if self.key else 'sum({}::numeric)'
         return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, {combined} AS h FROM {rows} GROUP BY 1').format(
             bucket=self.bucket, combined=sql.SQL(combine).format(self.row_hash), rows=self.rows(only))
 
@@ -184,7 +228,7 @@ class TableSql(object):
         if self.strategy == 'range':
             # LATERAL ... OFFSET 0 (never flattened): one index range scan per bucket,
             # whatever the planner guesses about the array or the table's statistics.
-            key = ident(self.pkey[0])
+            key = ident(self.key[0])
             return sql.SQL('unnest(%s::int8[]) AS pgforest_wanted(pgforest_bucket) CROSS JOIN LATERAL '
                            '(SELECT * FROM {rel} WHERE {key} >= (pgforest_bucket << {shift}) '
                            'AND {key} < ((pgforest_bucket + 1) << {shift}) OFFSET 0) AS pgforest_rows').format(
@@ -193,22 +237,22 @@ class TableSql(object):
             rel=self.relation, bucket=self.bucket)
 
     def row_hashes(self):
-        keys = sql.SQL(', ').join(sql.SQL('{}::text').format(ident(name)) for name in self.pkey)
+        keys = sql.SQL(', ').join(sql.SQL('{}::text').format(ident(name)) for name in self.key)
         return sql.SQL('SELECT {keys}, {hash} AS h FROM {rows}').format(
             keys=keys, hash=self.row_hash, rows=self.rows(True))
 
     def key_range(self):
         return sql.SQL('SELECT min({key})::int8 AS low, max({key})::int8 AS high FROM {rel}').format(
-            key=ident(self.pkey[0]), rel=self.relation)
+            key=ident(self.key[0]), rel=self.relation)
 
     def keys_match(self, keys):
         """(pk...) IN (the given key texts, cast back to the key types)."""
-        columns = list(zip(*keys)) if keys else [() for _name in self.pkey]
-        names = [ident('k%d' % i) for i in range(len(self.pkey))]
+        columns = list(zip(*keys)) if keys else [() for _name in self.key]
+        names = [ident('k%d' % i) for i in range(len(self.key))]
         return sql.SQL('({pk}) IN (SELECT {casts} FROM unnest({arrays}) AS u({names}))').format(
-            pk=sql.SQL(', ').join(ident(name) for name in self.pkey),
+            pk=sql.SQL(', ').join(ident(name) for name in self.key),
             casts=sql.SQL(', ').join(sql.SQL('u.{}::{}').format(alias, sql.SQL(self.types[name]))
-                                     for alias, name in zip(names, self.pkey)),
+                                     for alias, name in zip(names, self.key)),
             arrays=sql.SQL(', ').join(sql.SQL('{}::text[]').format(sql.Literal(list(column)))
                                       for column in columns),
             names=sql.SQL(', ').join(names))
@@ -261,7 +305,7 @@ def bucket_hashes(conn, table_sql, buckets=None):
     params = [sorted(buckets)] if buckets is not None else None
     query = table_sql.bucket_hashes(only=buckets is not None)
     action = 'hash %s' % quoted(table_sql.table)
-    if not table_sql.pkey:  # one bucket, its hash a numeric sum
+    if not table_sql.key:  # one bucket, its hash a numeric sum
         rows = run(conn, query, params, action, tuples=True)
         return dict((bucket, (count, digest)) for bucket, count, digest in rows)
     packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea "
@@ -277,12 +321,13 @@ def bucket_hashes(conn, table_sql, buckets=None):
 def row_hashes(conn, table_sql, buckets):
     rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % quoted(table_sql.table),
                tuples=True)
-    width = len(table_sql.pkey)
+    width = len(table_sql.key)
     return dict((row[:width], row[width]) for row in rows)
 
 
 def quoted(table):
-    return '%s.%s' % (table['schema'], table['name'])
+    """schema.table as messages and results show it (quoted where SQL needs it)."""
+    return shown_name(table['schema'], table['name'])
 
 
 def compare_buckets(source, target):
@@ -390,10 +435,10 @@ def pipe_table(psql, source, target, snapshot, table_sql, truncate, context):
         as_text(sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(snapshot))), as_text(table_sql.copy_out()))
     empty = table_sql.truncate() if truncate else table_sql.delete()
     freeze = truncate and table_sql.table['kind'] == 'r'
-    reader = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname=' + source[0].conninfo_string(source[1])]
+    reader = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--dbname=' + source[0].conninfo_string(source[1], bulk=True)]
     # Not --quiet: the writer's last line is COPY's tag, "COPY <rows>".
     writer = [psql, '--no-psqlrc', '--set=ON_ERROR_STOP=1', '--single-transaction',
-              '--dbname=' + target[0].conninfo_string(target[1]),
+              '--dbname=' + target[0].conninfo_string(target[1], bulk=True),
               '--command=SET LOCAL session_replication_role = replica', '--command=' + as_text(empty),
               '--command=' + as_text(table_sql.copy_in(freeze))]
     pipe = Pipe(reader, source[0].child_env(os.environ), writer, target[0].child_env(os.environ),
@@ -408,14 +453,14 @@ def pipe_table(psql, source, target, snapshot, table_sql, truncate, context):
 def read_sequences(conn, include=None, exclude=None):
     """{'schema.sequence': {schema, name, last_value, is_called}}."""
     names = [row for row in run(conn, SEQUENCES_SQL, action='list sequences')
-             if selected('%s.%s' % (row['schema'], row['name']), include, exclude)]
+             if selected((row['schema'], row['name']), include, exclude)]
     if not names:
         return {}
     query = sql.SQL(' UNION ALL ').join(
         sql.SQL('SELECT {schema} AS schema, {name} AS name, last_value, is_called FROM {seq}').format(
             schema=sql.Literal(row['schema']), name=sql.Literal(row['name']), seq=ident(row['schema'], row['name']))
         for row in names)
-    return dict(('%s.%s' % (row['schema'], row['name']), row)
+    return dict((shown_name(row['schema'], row['name']), row)
                 for row in run(conn, query, action='read sequences'))
 
 

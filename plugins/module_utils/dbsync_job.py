@@ -49,8 +49,8 @@ class Sync(object):
         self.progress.append(line)
         self.log(line)
 
-    def connect(self, node, dbname):
-        conn = node.connect(dbname)
+    def connect(self, node, dbname, bulk=False):
+        conn = node.connect(dbname, bulk=bulk)
         self.conns.append(conn)
         return conn
 
@@ -98,9 +98,9 @@ class Sync(object):
         src_node = this.sibling(source['host'], source['port'])
         tgt_node = this.sibling(target['host'], target['port'])
         self.src_node, self.tgt_node = src_node, tgt_node
-        self.src = self.connect(src_node, source['userdb'])
-        self.tgt = self.connect(tgt_node, target['userdb'])
-        self.src_peer = self.connect(src_node, source['userdb'])  # hashes the source beside self.src
+        self.src = self.connect(src_node, source['userdb'], bulk=True)
+        self.tgt = self.connect(tgt_node, target['userdb'], bulk=True)
+        self.src_peer = self.connect(src_node, source['userdb'], bulk=True)  # hashes the source beside self.src
         for conn in (self.src, self.tgt, self.src_peer):
             d.pin_settings(conn)
         if self.p['online']:
@@ -150,7 +150,8 @@ class Sync(object):
             src_seqs = d.read_sequences(self.src, self.p['include'], self.p['exclude'])
             tgt_seqs = d.read_sequences(self.tgt, self.p['include'], self.p['exclude'])
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
-        names = set(src_tables) | set(tgt_tables) | set(src_seqs) | set(tgt_seqs)
+        names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
+                    for row in found.values())
         unmatched = [pattern for pattern in self.p['include'] or [] if not any(
             d.selected(name, [pattern], None) for name in names)]
         if unmatched:
@@ -190,14 +191,14 @@ class Sync(object):
         if not differing:
             return result
         result['status'] = 'different'
-        if not table_sql.pkey:
-            result.update(method='reload', detail='no primary key: compared and repaired whole')
+        if not table_sql.key:
+            result.update(method='reload', detail='no primary key or unique NOT NULL key: compared and repaired whole')
             return result
         with self.timer('localize'):
             src_rows, tgt_rows = self.both(d.row_hashes, table_sql, differing)
         missing, extra, changed = d.localize(src_rows, tgt_rows)
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
-                      keys=dict((kind, [dict(zip(table_sql.pkey, key)) for key in keys[:self.p['sample_size']]])
+                      keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.p['sample_size']]])
                                 for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
                                 if keys))
         wrong = len(missing) + len(extra) + len(changed)
@@ -228,7 +229,7 @@ class Sync(object):
     def repair(self, target_node):
         run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
         self.psql = d.find_psql(self.p['copy_with'])
-        writer = self.connect(target_node, self.userdb)
+        writer = self.connect(target_node, self.userdb, bulk=True)
         d.pin_settings(writer)
         for result in self.results:
             if result['status'] != 'different':

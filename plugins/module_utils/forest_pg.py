@@ -11,6 +11,7 @@ DBA can do about it.
 
 from __future__ import annotations
 
+import re
 import traceback
 
 from ansible.module_utils.basic import env_fallback
@@ -25,6 +26,8 @@ except ImportError:  # pragma: no cover - exercised by missing_required_lib
     PSYCOPG_IMPORT_ERROR = traceback.format_exc()
 
 APPLICATION_NAME = 'pgforest.cluster'
+# A name SQL reads as it is, unquoted (keywords aside).
+PLAIN_NAME = re.compile(r'^[a-z_][a-z0-9_$]*$')
 
 # What a DBA should do for the SQLSTATEs this tool meets most.
 SQLSTATE_HINTS = {
@@ -132,20 +135,30 @@ class Node(object):
         """The same credentials and timeouts, for another node."""
         return Node(host, port, self.user, self.password, self.connect_timeout, self.statement_timeout)
 
-    def conninfo(self, dbname):
+    def session_options(self, bulk=False):
+        """The one session-timeout policy of the collection (libpq `options`).
+
+        Interactive sessions (status, management database, locks, checks): every
+        statement bounded by statement_timeout.  Bulk sessions (hashing, COPY,
+        psql pipes, pg_dump, restores, pg_basebackup): statements run as long as
+        the data needs, but lock waits stay bounded, so a bulk step never hangs
+        behind another session's lock."""
+        return '-c statement_timeout=%d -c lock_timeout=%d' % (0 if bulk else self.statement_timeout,
+                                                               self.statement_timeout)
+
+    def conninfo(self, dbname, bulk=False):
         """libpq keywords; the password stays in memory, never in a string or argv."""
         info = dict(host=self.host, port=self.port, user=self.user, dbname=dbname,
                     connect_timeout=self.connect_timeout,
                     application_name=APPLICATION_NAME,
-                    options='-c statement_timeout=%d -c lock_timeout=%d'
-                            % (self.statement_timeout, self.statement_timeout))
+                    options=self.session_options(bulk))
         if self.password:
             info['password'] = self.password
         return info
 
-    def conninfo_string(self, dbname, **overrides):
-        """A libpq connection string for child programs (psql), without the password."""
-        info = self.conninfo(dbname)
+    def conninfo_string(self, dbname, bulk=False, **overrides):
+        """A libpq connection string for child programs (psql, pg_dump, pg_basebackup), without the password."""
+        info = self.conninfo(dbname, bulk)
         info.pop('password', None)
         info.update(overrides)
         return libpq_conninfo(**info)
@@ -158,12 +171,12 @@ class Node(object):
             env['PGPASSWORD'] = self.password
         return env
 
-    def connect(self, dbname, autocommit=True):
-        """Open a connection to dbname, or raise ForestPgError naming this node."""
+    def connect(self, dbname, autocommit=True, bulk=False):
+        """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node."""
         _require_psycopg()
         where = '%s (%s:%s/%s)' % (self.label, self.host, self.port, dbname)
         try:
-            conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname))
+            conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname, bulk))
         except psycopg.Error as exc:
             raise error_from(exc, where, 'connect')
         conn.forest_where = where
@@ -228,6 +241,12 @@ def quote_ident(name):
     if not isinstance(name, str) or name == '' or '\x00' in name:
         raise ValueError('invalid identifier %r: it must be a non-empty string without NUL' % (name,))
     return '"%s"' % name.replace('"', '""')
+
+
+def shown_name(*names):
+    """A (possibly qualified) name for messages and results, each part quoted only
+    where SQL needs it: orders, "Order Items", "Sales Ünïcode"."Order Items"."""
+    return '.'.join(name if PLAIN_NAME.match(name or '') else quote_ident(name) for name in names)
 
 
 def ident(*names):

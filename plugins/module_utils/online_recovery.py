@@ -269,8 +269,8 @@ class OnlineRecovery(Recovery):
     def base_backup(self, src_node, slot):
         argv = [self.server.tool('pg_basebackup'), '--pgdata=' + self.server.data_dir, '--wal-method=stream',
                 '--checkpoint=fast', '--create-slot', '--slot=' + slot, '--progress', '--no-password',
-                '--dbname=' + src_node.conninfo_string('postgres', application_name='pgforest_basebackup',
-                                                       options='-c statement_timeout=0')]
+                '--dbname=' + src_node.conninfo_string('postgres', bulk=True,
+                                                       application_name='pgforest_basebackup')]
         if self.p['max_rate']:
             argv.append('--max-rate=' + self.p['max_rate'])
         env = dict(os.environ, PGPASSFILE=self.workspace.passfile)

@@ -106,9 +106,9 @@ class Recovery(object):
         self.source, self.target = source, target
         return source, target
 
-    def connect(self, node_dict, dbname):
+    def connect(self, node_dict, dbname, bulk=False):
         node = self.node(node_dict)
-        conn = node.connect(dbname)
+        conn = node.connect(dbname, bulk=bulk)
         self.conns.append(conn)
         return node, conn
 
@@ -186,9 +186,9 @@ class OfflineRecovery(Recovery):
         for dbname in (self.userdb, self.mngdb):
             run(admin, d.sql.SQL('DROP DATABASE IF EXISTS {}').format(d.ident(dbname)), action='drop ' + dbname)
             create_database(admin, dbname)
-            reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname)]
+            reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname, bulk=True)]
             writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
-                      '--dbname=' + tgt_node.conninfo_string(dbname)]
+                      '--dbname=' + tgt_node.conninfo_string(dbname, bulk=True)]
             pipe = d.Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ)).run(
                 'pg_dump | psql of %s (serverid %d now has it empty or partial; it stays marked broken: run the '
                 'recovery again)' % (dbname, self.target['serverid']))

@@ -16,8 +16,14 @@ def dbsync(**args):
     return sandbox.module('forest_dbsync', **args)
 
 
+def shown(name):
+    """How results name a table of SCHEMA: each part quoted only where SQL needs it."""
+    part = name if name.isascii() and name.isidentifier() and name.islower() else '"%s"' % name.replace('"', '""')
+    return '"%s".%s' % (SCHEMA, part)
+
+
 def table(result, name):
-    return [t for t in result['tables'] if t['table'] == '%s.%s' % (SCHEMA, name)][0]
+    return [t for t in result['tables'] if t['table'] == shown(name)][0]
 
 
 def source_fingerprint():
@@ -114,7 +120,7 @@ def test_row_count_equal_drift_is_found_and_repaired_without_touching_the_source
     assert acc['rows_source'] == acc['rows_target'] == 20000
     assert (acc['missing'], acc['extra'], acc['changed']) == (1, 1, 5)
     assert sorted(k['id'] for k in acc['keys']['changed']) == ['10', '20', '500', '501', '502']
-    assert result['sequences'][0]['sequence'] == SCHEMA + '.ids'
+    assert result['sequences'][0]['sequence'] == shown('ids')
 
     synced = dbsync(mode='sync', source=0)
     assert synced['changed'] and table(synced, 'acc')['status'] == 'repaired'
@@ -158,7 +164,8 @@ def test_structures_generated_partitioned_quoted_fk_cycle_and_no_pk():
       DELETE FROM "{s}".nopk WHERE b IS NULL; INSERT INTO "{s}".nopk VALUES (2, 'NULL');
     '''.format(s=SCHEMA))
     result = dbsync()
-    statuses = dict((t['table'].split('.', 1)[1], t['status']) for t in result['tables'])
+    statuses = dict((name, table(result, name)['status']) for name in ('Mixed Case Ä', 'part', 'ca', 'cb', 'nopk'))
+    assert len(result['tables']) == 5
     assert statuses == {'Mixed Case Ä': 'different', 'part': 'different', 'ca': 'different',
                         'cb': 'different', 'nopk': 'different'}
     assert table(result, 'Mixed Case Ä')['keys'] == {'changed': [{'Key Col': '2'}]}
@@ -181,6 +188,61 @@ def test_schema_differences_are_reported_and_never_synced():
     assert table(result, 'only_here')['status'] == 'only_on_source'
     assert result['equal'] is False
     assert sandbox.query(1, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_here'", dbname='userdb') == [(0,)]
+
+
+def test_column_order_is_a_schema_difference_and_never_synced():
+    on(0, 'CREATE TABLE "%s".t (id int PRIMARY KEY, a int, b int)' % SCHEMA)
+    on(1, 'CREATE TABLE "%s".t (id int PRIMARY KEY, b int, a int)' % SCHEMA)
+    # What a driver sends: the same statement, no column list, to both nodes.
+    both('INSERT INTO "%s".t VALUES (1, 10, 20)' % SCHEMA)
+    result = dbsync(mode='sync', source=0)
+    assert table(result, 't')['status'] == 'schema_differs'
+    assert table(result, 't')['detail'].startswith('column order differs: (id, a, b) on source, (id, b, a) on target')
+    assert result['equal'] is False and not result['changed']
+    assert sandbox.query(1, 'SELECT a, b FROM "%s".t' % SCHEMA, dbname='userdb') == [(20, 10)]
+
+
+@pytest.mark.parametrize('key_ddl, via', [
+    ('code text NOT NULL UNIQUE', 'unique index'),
+    ('code text NOT NULL CONSTRAINT "Code Key" UNIQUE', 'unique index'),
+    ('code text NOT NULL, CONSTRAINT code_ri UNIQUE (code)', 'replica identity index'),
+])
+def test_a_unique_not_null_key_localizes_and_repairs_by_that_key(key_ddl, via):
+    both('CREATE TABLE "{s}".k (v int, {ddl}, maybe int UNIQUE)'.format(s=SCHEMA, ddl=key_ddl))
+    if via == 'replica identity index':
+        both('ALTER TABLE "%s".k REPLICA IDENTITY USING INDEX code_ri' % SCHEMA)
+    both('INSERT INTO "%s".k SELECT g, \'c\' || g FROM generate_series(1, 2000) g' % SCHEMA)
+    on(1, 'UPDATE "{s}".k SET v = -1 WHERE code = \'c7\'; DELETE FROM "{s}".k WHERE code = \'c8\';'
+          'INSERT INTO "{s}".k VALUES (0, \'extra\')'.format(s=SCHEMA))
+    result = dbsync()
+    found = table(result, 'k')
+    assert found['status'] == 'different'
+    assert found['keys'] == {'changed': [{'code': 'c7'}], 'missing': [{'code': 'c8'}], 'extra': [{'code': 'extra'}]}
+    synced = dbsync(mode='sync', source=0)
+    assert not synced.get('failed'), synced.get('msg')
+    assert table(synced, 'k')['method'] == 'keys' and table(synced, 'k')['rows_copied'] == 2
+    assert dbsync()['equal'] is True
+
+
+def test_a_unique_key_on_one_node_only_is_a_schema_difference():
+    both('CREATE TABLE "%s".k (code text NOT NULL, v int)' % SCHEMA)
+    on(1, 'ALTER TABLE "%s".k ADD UNIQUE (code)' % SCHEMA)
+    found = table(dbsync(), 'k')
+    assert found['status'] == 'schema_differs'
+    assert found['detail'] == ('row keys differ: no primary key or unique NOT NULL key on source, '
+                               'unique index k_code_key (code) on target')
+
+
+@pytest.mark.parametrize('copy_with', ['psql', 'python'])
+def test_scope_all_copy_longer_than_statement_timeout_succeeds(copy_with):
+    """Bulk copies are not bounded by statement_timeout (only their lock waits are)."""
+    both('CREATE TABLE "%s".big (id int PRIMARY KEY, pad text)' % SCHEMA)
+    on(0, 'INSERT INTO "%s".big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 600000) g' % SCHEMA)
+    result = dbsync(mode='sync', scope='all', source=0, copy_with=copy_with, statement_timeout=200, timeout=300)
+    assert not result.get('failed'), result.get('msg')
+    assert table(result, 'big')['rows_copied'] == 600000
+    assert result['summary']['seconds'] > 0.2  # the copy did outlast statement_timeout
+    assert dbsync(statement_timeout=200)['equal'] is True
 
 
 def test_a_failing_table_is_rolled_back_and_the_report_says_which():

@@ -19,10 +19,14 @@ def test_only_types_whose_equality_is_identity_use_their_own_hash(type_name, nat
 
 
 def test_include_and_exclude_patterns():
-    assert selected('public.orders', ['public.*'], None)
-    assert not selected('audit.log', ['public.*'], None)
-    assert not selected('public.tmp_x', None, ['*.tmp_*'])
-    assert selected('public.x', None, None)
+    assert selected(('public', 'orders'), ['public.*'], None)
+    assert not selected(('audit', 'log'), ['public.*'], None)
+    assert not selected(('public', 'tmp_x'), None, ['*.tmp_*'])
+    assert selected(('public', 'x'), None, None)
+    # plain or quoted as results show it
+    assert selected(('Sales Ü', 'Order Items'), ['Sales Ü.*'], None)
+    assert selected(('Sales Ü', 'Order Items'), ['"Sales Ü"."Order Items"'], None)
+    assert not selected(('Sales Ü', 'Order Items'), None, ['"Sales Ü".*'])
 
 
 def test_buckets_and_rows_are_localized_to_missing_extra_changed():
@@ -33,11 +37,24 @@ def test_buckets_and_rows_are_localized_to_missing_extra_changed():
 
 
 def test_schema_differences_are_described_not_guessed():
-    def table(*columns, pkey=('id',)):
-        return dict(columns=[dict(name=n, type=t, generated=False) for n, t in columns], pkey=list(pkey))
+    def table(*columns, pkey=('id',), via='primary key'):
+        return dict(columns=[dict(name=n, type=t, generated=False) for n, t in columns], row_key=list(pkey),
+                    row_key_via=via)
     same = table(('id', 'integer'), ('v', 'text'))
     assert schema_difference(same, table(('id', 'integer'), ('v', 'text'))) is None
     assert schema_difference(same, table(('id', 'integer'), ('v', 'varchar'))) == \
         'columns differ: v: text on source, varchar on target'
     assert 'absent on target' in schema_difference(same, table(('id', 'integer')))
-    assert 'primary keys differ' in schema_difference(same, table(('id', 'integer'), ('v', 'text'), pkey=('v',)))
+    assert schema_difference(same, table(('id', 'integer'), ('v', 'text'), pkey=('v',))) == \
+        'row keys differ: primary key (id) on source, primary key (v) on target'
+    assert 'unique index' in schema_difference(same, table(('id', 'integer'), ('v', 'text'), via='unique index "u"'))
+
+
+def test_column_order_is_a_schema_difference():
+    def table(*names):
+        return dict(columns=[dict(name=n, type='integer', generated=False) for n in names], row_key=['a'],
+                    row_key_via='primary key')
+    problem = schema_difference(table('a', 'b', 'Ö"x'), table('a', 'Ö"x', 'b'))
+    assert problem.startswith('column order differs: (a, b, "Ö""x") on source, (a, "Ö""x", b) on target')
+    assert 'never synced' in problem
+    assert schema_difference(table('a', 'b'), table('a', 'c')).startswith('columns differ')
