@@ -43,6 +43,7 @@ class Sync(object):
         self.source = self.target = None
         self.results = []
         self.sequences = []
+        self.unlogged = []
 
     def say(self, text):
         line = '%7.2fs %s' % (time.monotonic() - self.started, text)
@@ -151,7 +152,7 @@ class Sync(object):
             tgt_seqs = d.read_sequences(self.tgt, self.p['include'], self.p['exclude'])
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
         names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
-                    for row in found.values())
+                    for row in found.values()) | set([d.LARGE_OBJECTS])
         unmatched = [pattern for pattern in self.p['include'] or [] if not any(
             d.selected(name, [pattern], None) for name in names)]
         if unmatched:
@@ -161,10 +162,36 @@ class Sync(object):
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
+        self.unlogged = sorted(name for name, table in src_tables.items() if table['unlogged'])
+        if self.unlogged:
+            self.say('unlogged tables (emptied by a crash of either server, not streamed to a standby): %s'
+                     % ', '.join(self.unlogged))
+        if d.selected(d.LARGE_OBJECTS, self.p['include'], self.p['exclude']):
+            with self.timer('hash'):
+                self.results.append(self.compare_large_objects())
         self.sequences = [dict(sequence=name, source=_seq_state(src_seqs.get(name)),
                                target=_seq_state(tgt_seqs.get(name)), status='different', seq=src_seqs.get(name))
                           for name in sorted(set(src_seqs) | set(tgt_seqs))
                           if _seq_state(src_seqs.get(name)) != _seq_state(tgt_seqs.get(name))]
+
+    def compare_large_objects(self):
+        """Large objects as one entry of the report, keyed by oid."""
+        result = dict(table=d.shown_name(*d.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
+                      rows_copied=0, bytes_copied=0, method='keys')
+        src, tgt = self.both(d.large_objects)
+        missing, extra, changed = d.large_object_differences(src, tgt)
+        result.update(rows_source=len(src), rows_target=len(tgt), _catalog=src, _keys=(missing, extra, changed))
+        if missing or extra or changed:
+            sample = self.p['sample_size']
+            result.update(status='different', missing=len(missing), extra=len(extra), changed=len(changed),
+                          keys=dict((kind, [dict(oid=str(oid)) for oid in oids[:sample]])
+                                    for kind, oids in (('missing', missing), ('extra', extra), ('changed', changed))
+                                    if oids),
+                          detail='; '.join('large object %d: %s' % (oid, d.describe_large_object_change(
+                              src[oid], tgt[oid])) for oid in changed[:sample]) or None)
+            self.say('large objects: %d missing, %d extra, %d changed of %d'
+                     % (len(missing), len(extra), len(changed), len(src)))
+        return result
 
     def compare_table(self, name, src, tgt):
         result = dict(table=name, status='equal', missing=0, extra=0, changed=0, keys={},
@@ -263,6 +290,8 @@ class Sync(object):
                         seq['status'] = 'set'
 
     def repair_table(self, writer, result):
+        if '_catalog' in result:
+            return self.repair_large_objects(writer, result)
         table_sql = result['_sql']
         if result['method'] == 'reload' and self.psql:
             return self.pipe_table(writer, result)
@@ -278,6 +307,20 @@ class Sync(object):
                 if missing or changed:
                     self.copy(writer, table_sql, result, missing + changed)
             self.verify(writer, result)
+
+    def repair_large_objects(self, writer, result):
+        """In one transaction: remove what the source lacks or has otherwise, create
+        it again from the source, and check the result against the source's catalog."""
+        missing, extra, changed = result['_keys']
+        with writer.transaction():
+            d.unlink_large_objects(writer, extra + changed)
+            result['bytes_copied'] = d.copy_large_objects(self.src_peer, writer, missing + changed, result['_catalog'])
+            result['rows_copied'] = len(missing + changed)
+            after = d.large_objects(writer)
+            wrong = [oid for oid in set(missing + changed + extra) if after.get(oid) != result['_catalog'].get(oid)]
+            if wrong:
+                raise d.DbsyncError('large objects %s still differ from the source after the repair'
+                                    % ', '.join(str(oid) for oid in sorted(wrong)[:10]))
 
     def pipe_table(self, writer, result):
         """Whole table through psql | psql, checked after its transaction committed."""
@@ -346,6 +389,7 @@ def report(sync, failed=False):
     return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
                 target=sync.target and sync.target['serverid'], tables=tables,
                 sequences=sequences, freeze_window=sync.freeze_window, phases=sync.timer.phases,
+                unlogged_tables=sync.unlogged,
                 progress=sync.progress,
                 summary=dict(tables=counts, rows_copied=sum(t['rows_copied'] for t in tables),
                              bytes_copied=sum(t['bytes_copied'] for t in tables),

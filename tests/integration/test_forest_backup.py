@@ -23,6 +23,7 @@ def pair_with_data():
          'CREATE TABLE "{s}".notes (note text);'
          'INSERT INTO "{s}".orders (item, qty) SELECT $$item$$ || g, g FROM generate_series(1, 3000) g;'
          'INSERT INTO "{s}".notes VALUES ($$one$$), ($$two$$)'.format(s=SCHEMA))
+    both(DROP_LARGE_OBJECT + "; SELECT lo_from_bytea(424260, 'backed up')")
     yield
     for serverid in sandbox.NODES:
         sandbox.ensure_running(serverid)
@@ -30,7 +31,16 @@ def pair_with_data():
             sandbox.query(serverid, 'DROP DATABASE IF EXISTS %s' % name)
     sandbox.reset_pair()
     both('DROP SCHEMA IF EXISTS "%s" CASCADE' % SCHEMA)
+    both(DROP_LARGE_OBJECT)
     shutil.rmtree(BACKUPS, ignore_errors=True)
+
+
+DROP_LARGE_OBJECT = 'SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424260'
+
+
+def large_object(serverid):
+    return sandbox.query(serverid, 'SELECT lo_get(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424260',
+                         dbname=sandbox.USERDB)
 
 
 def backup(**args):
@@ -79,6 +89,7 @@ def test_backup_damage_both_nodes_restore_with_the_playbooks():
     assert any(path.startswith('userdb/') for path in taken['files'])
 
     on(0, 'DROP TABLE %s' % ORDERS)
+    both(DROP_LARGE_OBJECT)
     on(1, 'DELETE FROM %s WHERE id %% 3 = 0' % ORDERS)
     on(1, 'SELECT setval(\'"%s".orders_id_seq\', 5)' % SCHEMA)
     sandbox.set_views({0: -1, 1: -1}, {0: -1, 1: -1})
@@ -91,6 +102,7 @@ def test_backup_damage_both_nodes_restore_with_the_playbooks():
     assert sandbox.module('forest_dbsync', include=[SCHEMA + '.*'])['equal'] is True
     for serverid in sandbox.NODES:
         assert orders(serverid) == (3000, 4501500)
+        assert large_object(serverid) == [(b'backed up',)]
         assert sandbox.query(serverid, 'SELECT last_value FROM "%s".orders_id_seq' % SCHEMA,
                              dbname=sandbox.USERDB) == [(3000,)]
     assert leftover_databases() == []
@@ -212,6 +224,7 @@ def test_physical_backup_and_restore_with_the_playbooks():
         assert part['databases']['userdb']['tables']['"%s".orders' % SCHEMA] == 3000
         assert 'data/PG_VERSION' in part['files'] and 'data/postmaster.pid' not in part['files']
     on(0, 'DELETE FROM %s' % ORDERS)
+    both(DROP_LARGE_OBJECT)
     on(1, "INSERT INTO %s (item, qty) VALUES ('lost', 1)" % ORDERS)
     sandbox.set_views({0: -1, 1: -1}, {0: -1, 1: -1})
 
@@ -219,6 +232,7 @@ def test_physical_backup_and_restore_with_the_playbooks():
     assert done.returncode == 0, done.stdout + done.stderr
     assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
     assert [orders(0), orders(1)] == [(3000, 4501500)] * 2
+    assert [large_object(0), large_object(1)] == [[(b'backed up',)]] * 2
     for serverid in sandbox.NODES:
         data = sandbox.data_dir(serverid)
         assert os.stat(data).st_uid == os.stat(os.path.join(data, 'PG_VERSION')).st_uid != 0

@@ -21,10 +21,18 @@ def drifted_pair():
     on(0, 'INSERT INTO "%s".orders (item, qty) VALUES (\'late\', 1)' % SCHEMA)
     on(1, 'UPDATE "{s}".orders SET qty = -1 WHERE id % 500 = 0; DELETE FROM "{s}".orders WHERE id = 7'.format(
         s=SCHEMA))
+    # A large object the broken node lost, and one only it has.
+    both(DROP_LARGE_OBJECTS)
+    on(0, "SELECT lo_from_bytea(424250, 'kept')")
+    on(1, "SELECT lo_from_bytea(424251, 'stale')")
     sandbox.set_views({1: -1}, {1: -1})
     yield
     sandbox.reset_pair()
     both('DROP SCHEMA IF EXISTS "%s" CASCADE' % SCHEMA)
+    both(DROP_LARGE_OBJECTS)
+
+
+DROP_LARGE_OBJECTS = ('SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 IN (424250, 424251)')
 
 
 def recover(**args):
@@ -35,8 +43,10 @@ def recover(**args):
 def assert_pair_equal_and_healthy():
     status = sandbox.module('forest_status')
     assert status['cluster_state'] == 'healthy', status['recommended_action']
-    compared = sandbox.module('forest_dbsync', include=[SCHEMA + '.*'])
+    compared = sandbox.module('forest_dbsync', include=[SCHEMA + '.*', 'pg_catalog.pg_largeobject'])
     assert compared['equal'] is True, compared['report']
+    assert [sandbox.query(sid, 'SELECT oid::int8, lo_get(oid) FROM pg_largeobject_metadata WHERE oid::int8 IN '
+                               '(424250, 424251)', dbname='userdb') for sid in (0, 1)] == [[(424250, b'kept')]] * 2
     seq = 'SELECT last_value FROM "%s".orders_id_seq' % SCHEMA
     assert sandbox.query(0, seq, dbname='userdb') == sandbox.query(1, seq, dbname='userdb') == [(3001,)]
 
@@ -49,7 +59,7 @@ def test_offline_recovery_leaves_the_pair_equal_and_healthy(method):
     assert result['bytes_copied'] > 0
     if method == 'diff':
         orders = result['dbsync']['tables'][[t['table'] for t in result['dbsync']['tables']].index(
-            SCHEMA + '.orders')]
+            '"%s".orders' % SCHEMA)]
         assert (orders['missing'], orders['changed'], orders['status']) == (2, 6, 'repaired')
     assert_pair_equal_and_healthy()
 
