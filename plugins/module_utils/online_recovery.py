@@ -10,7 +10,8 @@ base     stop T, move its data directory aside (its own configuration files
          T's files back, start T as a streaming standby of S;
 cut      inside the write freeze (quiesce): wait until T has replayed S's WAL,
          promote T, check that nothing wrote to S meanwhile, copy every
-         sequence, udb_validity of T := 1 on both nodes;
+         sequence and the contents of the unlogged tables (a physical copy
+         leaves them empty), udb_validity of T := 1 on both nodes;
 cleanup  drop the slot, take the standby settings out, remove the old data
          directory and the private password file;
 cancel   from any failed step back to the state before: T on its old data
@@ -356,6 +357,12 @@ class OnlineRecovery(Recovery):
             raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
                                 % self.target['serverid'])
         self.catch_up(src_admin, tgt_admin)
+        unlogged = self.unlogged_tables(src_user)
+        if unlogged:
+            _s, src_bulk = self.connect(self.source, self.userdb, bulk=True)
+            self.say('%d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied inside '
+                     'the write freeze: %s' % (len(unlogged), sum(t['bytes'] for t in unlogged) >> 20,
+                                               ', '.join(d.quoted(t) for t in unlogged)))
         notice = self.p['notice_wait']
         if notice is None:
             notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
@@ -365,7 +372,8 @@ class OnlineRecovery(Recovery):
                          notice, self.p['idle_wait_timeout'], final_validity=1)
         try:
             with freeze:
-                self.promote_in_freeze(src_admin, src_user, tgt_admin)
+                self.promote_in_freeze(src_admin, src_user, tgt_admin,
+                                       (unlogged, src_bulk) if unlogged else None)
         finally:
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
         self.state['stage'] = 'promoted'
@@ -392,7 +400,34 @@ class OnlineRecovery(Recovery):
             time.sleep(0.2)
             lag = self.lag(src_admin, tgt_admin)
 
-    def promote_in_freeze(self, src_admin, src_user, tgt_admin):
+    @staticmethod
+    def unlogged_tables(conn):
+        """The user database's unlogged tables (catalog entries), with their size in bytes."""
+        tables = [table for table in d.read_catalog(conn).values() if table['unlogged']]
+        for table in tables:
+            table['bytes'] = run(conn, 'SELECT pg_total_relation_size(format(%s, %s::text, %s::text)::regclass) AS n',
+                                 ['%I.%I', table['schema'], table['name']])[0]['n']
+        return tables
+
+    def copy_unlogged(self, src_bulk, tables):
+        """Inside the freeze (the source is not written): the contents of the unlogged
+        tables, which the promoted copy has empty, in one transaction."""
+        started = time.monotonic()
+        rows = 0
+        _t, tgt_user = self.connect(self.target, self.userdb, bulk=True)
+        with tgt_user.transaction():
+            run(tgt_user, 'SET LOCAL session_replication_role = replica', action='disable triggers')
+            for table in tables:
+                table_sql = d.TableSql(table, table['estimate'] or 0)
+                run(tgt_user, d.sql.SQL('DELETE FROM {}').format(table_sql.relation),
+                    action='empty unlogged table %s' % d.quoted(table))
+                rows += d.copy_rows(src_bulk, tgt_user, table_sql)[0]
+        self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
+                               unlogged_seconds=round(time.monotonic() - started, 3))
+        self.say('copied %d rows of %d unlogged table(s) in %.3fs' % (rows, len(tables),
+                                                                       self.cut_report['unlogged_seconds']))
+
+    def promote_in_freeze(self, src_admin, src_user, tgt_admin, unlogged=None):
         position = run(src_admin, WAL_POSITION_SQL)[0]
         self.cut_report['lag_at_cut'] = self.lag(src_admin, tgt_admin)
         self.wait_replayed(tgt_admin, position['lsn'])
@@ -413,6 +448,8 @@ class OnlineRecovery(Recovery):
         _s, src_mngdb_seq = self.connect(self.source, self.mngdb)
         copied = self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdb_seq, tgt_mngdb)
         self.cut_report['sequences_copied'] = copied
+        if unlogged:
+            self.copy_unlogged(unlogged[1], unlogged[0])
         set_validity(tgt_mngdb, self.target['serverid'], 1)
 
     def wait_replayed(self, tgt_admin, lsn):
