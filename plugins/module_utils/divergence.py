@@ -23,6 +23,11 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY 1"""
 
 
+UNLOGGED_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1"""
+
+
 def row_counts(conn):
     """{schema.table: rows} of the database conn is on (exact counts)."""
     return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
@@ -53,6 +58,9 @@ def compare_row_counts(params, status, rounds=3, pause=0.5):
     conns = dict((sid, node.connect(params['userdb'])) for sid, node in nodes.items())
     seen, tables = [], set()
     try:
+        # A crash of either server empties them; a physical copy leaves them empty.
+        unlogged = sorted(set(row['name'] for conn in conns.values()
+                              for row in run(conn, UNLOGGED_SQL, action='list unlogged tables')))
         for number in range(rounds):
             if number:
                 time.sleep(pause)
@@ -65,7 +73,7 @@ def compare_row_counts(params, status, rounds=3, pause=0.5):
         close_all(conns.values())
     lasting = stable(seen)
     return dict(compared='counts', equal=not lasting, rounds=len(seen), differences=lasting,
-                tables_compared=len(tables))
+                tables_compared=len(tables), unlogged_tables=unlogged)
 
 
 def flag_divergence(status, comparison):

@@ -114,10 +114,11 @@ user_databases:
   description:
     - With O(compare=counts), the comparison of the user databases. C(equal) is C(null) when a node does not answer.
     - C(differences) maps each table whose counts differ in every round to the counts per serverid.
+    - C(unlogged_tables) names the unlogged tables of either node (a crash of a server empties them).
   returned: when O(compare=counts)
   type: dict
   sample: {"compared": "counts", "equal": false, "rounds": 3, "tables_compared": 4,
-           "differences": {"public.orders": {"0": 1200, "1": 1187}}}
+           "differences": {"public.orders": {"0": 1200, "1": 1187}}, "unlogged_tables": []}
 views_agree:
   description: Whether both views hold the same server_info, values included.
   returned: always

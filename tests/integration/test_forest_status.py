@@ -119,3 +119,17 @@ def test_user_database_with_quotes_and_spaces_is_just_a_missing_mngdb():
     result = status(userdb='odd "db"; drop')
     assert result['cluster_state'] == 'misconfigured'
     assert 'management database missing' in result['problems'][0]
+
+
+def test_unlogged_tables_are_named_by_status_and_dbsync():
+    """A crash of a server empties them: the DBA must know the pair holds some."""
+    sandbox.both('DROP TABLE IF EXISTS "Ünlogged ""Q"""; CREATE UNLOGGED TABLE "Ünlogged ""Q""" (id int PRIMARY KEY)',
+                 dbname=sandbox.USERDB)
+    try:
+        status = sandbox.module('forest_status', compare='counts')
+        compared = sandbox.module('forest_dbsync', include=['public.Ünlogged*'])
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS "Ünlogged ""Q"""', dbname=sandbox.USERDB)
+    assert status['user_databases']['unlogged_tables'] == ['public."Ünlogged ""Q"""']
+    assert compared['unlogged_tables'] == ['public."Ünlogged ""Q"""']
+    assert any('unlogged tables' in line for line in compared['progress'])
