@@ -22,6 +22,9 @@ SECTIONS = [
     ('bad_input', 'Bad input (`make test`)',
      'Each case must fail with a message that says what to do, and change nothing: both management '
      'databases and a checksum of both user databases are the same before and after.'),
+    ('fuzz', 'Random options to every module (`make test`)',
+     'hypothesis draws options for each module (hostile text, out-of-range and wrong-typed values; the nodes '
+     'are addresses where nothing listens): tried = inputs, tracebacks must be 0, a refusal never changed=true.'),
     ('split_brain', 'Split brain (`make test`)',
      'Both nodes valid or each marking the other broken, with different writes on each.'),
     ('security', 'Secrets and injection (`make test`)',

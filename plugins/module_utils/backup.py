@@ -21,6 +21,8 @@ import os
 import re
 import shutil
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
+
 FORMAT = 'pgforest.cluster backup 1'
 MANIFEST = 'manifest.json'
 KINDS = ('logical', 'physical')
@@ -28,7 +30,7 @@ NAME_PATTERN = re.compile(r'^forest-(logical|physical)-\d{8}T\d{6}Z$')
 CHUNK = 1 << 20
 
 
-class BackupError(Exception):
+class BackupError(ForestError):
     pass
 
 

@@ -141,7 +141,7 @@ class LogicalBackup(Job):
         return manifest
 
     def result(self, name, path, manifest, removed):
-        return dict(changed=not self.check_mode, kind='logical', name=name, backup=path,
+        return dict(changed=True, kind='logical', name=name, backup=path,
                     source=self.source['serverid'], removed=removed, phases=self.phases, progress=self.progress,
                     total_bytes=manifest and manifest['total_bytes'],
                     row_counts=manifest and dict((k, v['tables']) for k, v in manifest['databases'].items()),
@@ -298,7 +298,7 @@ class LogicalRestore(Job):
                 run(admin, sql.SQL('DROP DATABASE IF EXISTS {}').format(ident(name)), action='drop ' + name)
 
     def result(self, path, manifest, targets):
-        return dict(changed=not self.check_mode, kind='logical', name=manifest['name'], backup=path,
+        return dict(changed=True, kind='logical', name=manifest['name'], backup=path,
                     restored=[t['serverid'] for t in targets], created=manifest['created'],
                     row_counts=dict((k, v['tables']) for k, v in manifest['databases'].items()),
                     phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
@@ -414,7 +414,7 @@ class PhysicalBackup(PhysicalJob):
             self.say('server started')
 
     def result(self, name, path, sid, manifest, removed=()):
-        return dict(changed=not self.check_mode, kind='physical', name=name, backup=path, source=sid,
+        return dict(changed=True, kind='physical', name=name, backup=path, source=sid,
                     removed=list(removed), total_bytes=manifest and manifest['total_bytes'],
                     row_counts=manifest and dict((k, v['tables']) for k, v in manifest['databases'].items()),
                     phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
@@ -491,7 +491,7 @@ class PhysicalRestore(PhysicalJob):
         self.say('server started on the restored data directory')
 
     def result(self, path, manifest):
-        return dict(changed=not self.check_mode, kind='physical', name=manifest['name'], backup=path,
+        return dict(changed=True, kind='physical', name=manifest['name'], backup=path,
                     restored=[self.p['serverid']], created=manifest['created'],
                     row_counts=dict((k, v['tables']) for k, v in manifest['databases'].items()),
                     phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))

@@ -17,7 +17,7 @@ import time
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
     ForestPgError, Node, connection_argument_spec, run)
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
+    MngdbError, VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
@@ -47,12 +47,21 @@ def read_pair(params, mngdb, broken_log_limit=0):
     return views
 
 
+def _address(url):
+    """(host, port, db) of a udb_url, or (None, None, None) when it is malformed
+    (merge() reports that as a configuration problem: the status always answers)."""
+    try:
+        return parse_udb_url(url)
+    except MngdbError:
+        return None, None, None
+
+
 def _unread_servers(view, read):
     """(host, port) of the servers a view lists that are not read yet."""
     found = []
     for row in view['server_info'] or []:
-        host, port, _db = parse_udb_url(row['udb_url'])
-        if (host, port) not in read and '%s:%s' % (host, port) != view['server_addr']:
+        host, port, _db = _address(row['udb_url'])
+        if host is not None and (host, port) not in read and '%s:%s' % (host, port) != view['server_addr']:
             found.append((host, port))
     return found
 
@@ -145,7 +154,7 @@ def effective_validity(values):
 def _owner(view, url_rows):
     """Which serverid a view comes from: by the address used, else by the server's own address."""
     for row in url_rows:
-        host, port, _db = parse_udb_url(row['udb_url'])
+        host, port, _db = _address(row['udb_url'])
         if (host, port) == (view['host'], view['port']) or '%s:%s' % (host, port) == view['server_addr']:
             return row['serverid']
     return None
@@ -171,6 +180,9 @@ def merge(views):
         elif view['mngdb'] == 'broken':
             problems.append('%s: management database broken (%s)' % (view['label'], view['error']['detail']))
 
+    problems += ['%s: udb_url %r of serverid %s is not host:port/db: set both servers again (forest_mngdb '
+                 'servers=[host:port, host:port] overwrite=true)' % (view['label'], row['udb_url'], row['serverid'])
+                 for view in listed for row in view['server_info'] if _address(row['udb_url'])[0] is None]
     owners = dict((view['label'], _owner(view, reference)) for view in views)
     by_owner = dict((owners[view['label']], view) for view in views if owners[view['label']] is not None)
     nodes = []
@@ -180,7 +192,7 @@ def merge(views):
                     if owners[view['label']] is not None)
         own = by_owner.get(sid)
         validity = effective_validity(seen.values())
-        host, port, db = parse_udb_url(row['udb_url'])
+        host, port, db = _address(row['udb_url'])
         nodes.append(dict(
             serverid=sid, url=row['udb_url'], host=host, port=port, userdb=db,
             reachable=bool(own and own['reachable'] and own['error'] is None),
@@ -278,22 +290,24 @@ def _action(name, reason, **extra):
 
 
 def _degraded_action(broken, good):
-    what = ('is marked broken (-1)' if broken['validity'] == -1 else
-            'does not answer although it is still marked %s' % broken['validity_name'])
+    """What the tools accept now: a node that does not answer but is not marked -1
+    is marked first (drivers do it on their next failed write); a node marked -1
+    is recovered, online when the valid node is a reachable primary."""
     online = good['reachable'] and good['validity'] == 1 and not good['in_recovery']
-    reason = 'serverid %d %s; serverid %d is valid and serves the applications.' % (
-        broken['serverid'], what, good['serverid'])
+    how = ('online from serverid %d (applications keep running), or offline with the applications stopped'
+           % good['serverid'] if online else
+           'offline (online recovery is not possible now: serverid %d is not a reachable primary)' % good['serverid'])
     if broken['validity'] != -1:
-        reason += (' Drivers mark it -1 on their next failed write; or mark it yourself '
-                   '(forest_mngdb serverid=%d validity=-1).' % broken['serverid'])
-    if online:
-        reason += ' Recover serverid %d online from serverid %d (applications keep running), ' \
-                  'or offline with the applications stopped.' % (broken['serverid'], good['serverid'])
-    else:
-        reason += ' Online recovery is not possible now (serverid %d is not a reachable primary): ' \
-                  'recover offline.' % good['serverid']
-    return _action('online_recovery' if online else 'offline_recovery', reason, target=broken['serverid'],
-                   source=good['serverid'], online_possible=online)
+        mark = 'forest_mngdb serverid=%d validity=-1' % broken['serverid']
+        return _action('mark_broken', 'serverid %d does not answer although it is still marked %s; serverid %d is '
+                       'valid and serves the applications. Drivers mark it -1 on their next failed write; if no '
+                       'application writes, mark it yourself once you know it is the broken one (%s), then '
+                       'recover it %s' % (broken['serverid'], broken['validity_name'], good['serverid'], mark, how),
+                       target=broken['serverid'], source=good['serverid'], online_possible=online, command=mark)
+    return _action('online_recovery' if online else 'offline_recovery',
+                   'serverid %d is marked broken (-1); serverid %d is valid and serves the applications. Recover '
+                   'serverid %d %s' % (broken['serverid'], good['serverid'], broken['serverid'], how),
+                   target=broken['serverid'], source=good['serverid'], online_possible=online)
 
 
 def _down_action(nodes):

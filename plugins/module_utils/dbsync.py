@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
     error_from, ident, psycopg, run, shown_name)
 
@@ -91,7 +92,7 @@ ORDER BY 1, 2
 """
 
 
-class DbsyncError(Exception):
+class DbsyncError(ForestError):
     pass
 
 

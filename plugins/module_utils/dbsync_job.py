@@ -63,8 +63,9 @@ class Sync(object):
         by_sid = dict((node['serverid'], node) for node in status['nodes'])
         unreachable = [sid for sid, node in by_sid.items() if not node['reachable']]
         if unreachable or len(by_sid) != 2:
-            raise d.DbsyncError('both nodes must answer: %s' % (
-                [by_sid[sid]['error'] for sid in unreachable] or status['recommended_action']['reason']))
+            raise d.DbsyncError('both nodes must answer to be compared: %s. Nothing was read or changed' % (
+                '; '.join(_unreached_text(sid, by_sid[sid]['error']) for sid in unreachable)
+                or status['recommended_action']['reason']))
         source, target = self.choose(by_sid)
         self.source, self.target = by_sid[source], by_sid[target]
 
@@ -367,11 +368,23 @@ class Sync(object):
             raise d.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
                                 % result['table'])
 
+    def failure_result(self):
+        """What a failed run reports: the tables compared or repaired so far."""
+        return report(self, failed=True)
+
     def failed(self):
         return any(result['status'] == 'failed' for result in self.results)
 
     def close(self):
         close_all(self.conns)
+
+
+def _unreached_text(sid, error):
+    """'serverid 1 (where): detail -- what to do' from a status node's error dict."""
+    if not error:
+        return 'serverid %d does not answer' % sid
+    text = 'serverid %d (%s): %s' % (sid, error.get('node'), error.get('detail'))
+    return text + (' -- what to do: %s' % error['hint'] if error.get('hint') else '')
 
 
 def _seq_state(seq):
@@ -409,6 +422,9 @@ def report_lines(tables, sequences):
             line += ' copied %d rows %d bytes (%s)' % (t['rows_copied'], t['bytes_copied'], t.get('method'))
         for kind, keys in sorted(t['keys'].items()):
             line += ' %s: %s' % (kind, ', '.join(','.join('%s=%s' % kv for kv in sorted(k.items())) for k in keys[:5]))
+            more = t[kind] - min(len(keys), 5)
+            if more > 0:
+                line += ' (and %d more)' % more
         if t.get('detail') and t['status'] != 'repaired':
             line += ' -- %s' % t['detail']
         lines.append(line)

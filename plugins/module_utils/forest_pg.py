@@ -15,6 +15,7 @@ import re
 import traceback
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 
 PSYCOPG_IMPORT_ERROR = None
 try:
@@ -54,7 +55,7 @@ def connection_argument_spec():
     )
 
 
-class ForestPgError(Exception):
+class ForestPgError(ForestError):
     """A connection or query failure, with the node and SQLSTATE it concerns."""
 
     def __init__(self, node, action, detail, sqlstate=None):
@@ -181,6 +182,23 @@ class Node(object):
             raise error_from(exc, where, 'connect')
         conn.forest_where = where
         return conn
+
+
+def connection_problems(params):
+    """A message naming every connection option out of range, or None.  Checked
+    before anything runs: a timeout of 0 or less would report a healthy node as
+    unreachable, or wait forever on a hung one."""
+    bad = []
+    for name, unit in (('connect_timeout', 'seconds'), ('statement_timeout', 'milliseconds')):
+        if name in params and params[name] is not None and params[name] < 1:
+            bad.append('%s must be 1 or more %s (got %s)' % (name, unit, params[name]))
+    for name in ('login_port', 'peer_port'):
+        if params.get(name) is not None and not 0 < params[name] < 65536:
+            bad.append('%s must be a TCP port, 1 to 65535 (got %s)' % (name, params[name]))
+    for name in ('login_host', 'peer_host', 'login_user'):
+        if name in params and params[name] is not None and (params[name] == '' or '\x00' in params[name]):
+            bad.append('%s must be a non-empty name without NUL characters' % name)
+    return '; '.join(bad) + '. Nothing was changed' if bad else None
 
 
 def out_of_range(params, positive=(), fractions=()):

@@ -16,8 +16,10 @@ import shutil
 import signal
 import subprocess
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 
-class LocalServerError(Exception):
+
+class LocalServerError(ForestError):
     pass
 
 

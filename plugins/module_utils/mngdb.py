@@ -9,6 +9,7 @@ rest reads and writes a management database over a forest_pg connection.
 
 from __future__ import annotations
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
     APPLICATION_NAME, ident, run)
 
@@ -59,7 +60,7 @@ SCHEMA = (
 )
 
 
-class MngdbError(Exception):
+class MngdbError(ForestError):
     """Bad input or a management database that cannot be acted on."""
 
 

@@ -122,7 +122,9 @@ class OnlineRecovery(Recovery):
         if phase in ('all', 'base'):
             self.start_new()
             self.guarded('base', self.base)
-            if phase == 'base' or self.check_mode:
+            if self.check_mode:  # a recovery that would run changes the node: "would change"
+                return self.result(changed=True)
+            if phase == 'base':
                 return self.result()
         else:
             self.resume(phase)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, run
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import set_validity
 
@@ -32,7 +33,7 @@ ORDER BY xact_start
 """
 
 
-class QuiesceError(Exception):
+class QuiesceError(ForestError):
     pass
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
@@ -39,8 +40,12 @@ RIGHT_TOOL = {
 }
 
 
-class RecoveryError(Exception):
+class RecoveryError(ForestError):
     pass
+
+
+class NothingToRecover(Exception):
+    """The pair is healthy: a recovery has nothing to do (ok, not a failure, so CI can run it idempotently)."""
 
 
 class Recovery(object):
@@ -82,6 +87,9 @@ class Recovery(object):
         must be a primary that can stream to it."""
         status = merge(list(read_pair(self.p, self.mngdb).values()))
         state = status['cluster_state']
+        if state == 'healthy':
+            raise NothingToRecover('Nothing to recover: the pair is healthy (%s)'
+                                   % status['recommended_action']['reason'])
         if state != 'degraded':
             detail = '; '.join(status['problems']) or status['recommended_action']['reason']
             raise RecoveryError('cannot recover: the pair is %s (%s). %s Nothing was changed.'
@@ -89,9 +97,10 @@ class Recovery(object):
         by_sid = dict((node['serverid'], node) for node in status['nodes'])
         broken = [sid for sid, node in by_sid.items() if node['validity'] == -1]
         if len(broken) != 1:
-            raise RecoveryError('cannot recover: a node does not answer but is not marked broken; mark it first '
-                                '(forest_mngdb serverid=N validity=-1) once you know it is the broken one. %s'
-                                % status['recommended_action']['reason'])
+            action = status['recommended_action']
+            raise RecoveryError('cannot recover yet: serverid %s does not answer but is not marked broken. Mark it '
+                                'once you know it is the broken one (%s), then run the recovery again. Nothing was '
+                                'changed' % (action.get('target'), action.get('command')))
         target, source = by_sid[broken[0]], by_sid[1 - broken[0]]
         if self.p['target'] is not None and self.p['target'] != target['serverid']:
             raise RecoveryError('serverid %d is valid and serverid %d is broken: recovering serverid %d from the '
@@ -130,6 +139,10 @@ class Recovery(object):
         if self.target['serverid'] != target:
             raise RecoveryError('the pair changed while this recovery waited for its lock (serverid %d is now the '
                                 'broken one); nothing was changed, run it again' % self.target['serverid'])
+
+    def failure_result(self):
+        """What a failed run reports (backups inherit this): the steps done and their seconds."""
+        return dict(progress=self.progress, phases=self.phases)
 
     def close(self):
         close_all(self.conns)

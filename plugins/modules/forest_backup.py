@@ -137,13 +137,11 @@ progress:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.pgforest.cluster.plugins.module_utils.backup import NAME_PATTERN, BackupError
+from ansible_collections.pgforest.cluster.plugins.module_utils.backup import NAME_PATTERN
 from ansible_collections.pgforest.cluster.plugins.module_utils.backup_jobs import LogicalBackup, PhysicalBackup
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
-    LocalServerError, local_server_argument_spec)
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 
 
 def main():
@@ -158,19 +156,15 @@ def main():
         allow_invalid_source=dict(type='bool', default=False),
         jobs=dict(type='int', default=2),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('kind', 'physical', ['data_dir'])])
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    module = forest_module(argument_spec, required_if=[('kind', 'physical', ['data_dir'])])
     check_options(module)
+    run_job(module, lambda slot: back_up(module, slot))
+
+
+def back_up(module, slot):
     job_class = PhysicalBackup if module.params['kind'] == 'physical' else LogicalBackup
-    job = job_class(module.params, module.check_mode, module.log)
-    try:
-        module.exit_json(**job.run())
-    except (BackupError, ForestPgError, LocalServerError, OSError) as exc:
-        module.fail_json(msg=str(exc), progress=job.progress, phases=job.phases)
-    finally:
-        job.close()
+    job = slot.job = job_class(module.params, module.check_mode, module.log)
+    return job.run()
 
 
 def check_options(module):

@@ -66,7 +66,9 @@ options:
     default: false
   include:
     description:
-      - Only tables and sequences whose C(schema.name) matches one of these shell patterns.
+      - Only tables and sequences whose C(schema.name) matches one of these shell patterns, written
+        plain (C(Sales Ü.Order*)) or quoted as results show names (C("Sales Ü".*)).
+      - C(pg_catalog.pg_largeobject) selects the large objects (compared unless include or exclude leave them out).
       - A pattern that matches nothing on either node is refused.
     type: list
     elements: str
@@ -153,8 +155,17 @@ target:
   description: Serverid compared and repaired.
   returned: always
   type: int
+unlogged_tables:
+  description: The source's unlogged tables (a crash of either server empties them; a physical copy leaves them
+    empty, which online recovery makes up for inside its freeze).
+  returned: always
+  type: list
+  elements: str
 tables:
-  description: One entry per table. C(status) is C(equal), C(different), C(schema_differs),
+  description: One entry per table, and one named C(pg_catalog.pg_largeobject) for the large objects (keyed by
+    C(oid); C(changed) counts those whose content, owner or permissions differ; left out when O(include) or
+    O(exclude) do not select that name). Table names are shown quoted where SQL needs it
+    (C("Sales Ü"."Order Items")). C(status) is C(equal), C(different), C(schema_differs),
     C(only_on_source), C(only_on_target), C(repaired), C(would_repair) (check mode) or C(failed);
     counts of C(missing), C(extra) and C(changed) rows; C(keys) samples of each; C(rows_copied),
     C(bytes_copied), C(method) (C(keys) or C(reload)).
@@ -190,14 +201,10 @@ progress:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, Node, out_of_range)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
-from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import QuiesceError
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, out_of_range
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 
 
 def main():
@@ -216,9 +223,7 @@ def main():
         idle_wait_timeout=dict(type='float', default=20),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    module = forest_module(argument_spec)
     if module.params['online'] and module.params['mode'] == 'sync':
         module.fail_json(msg='online=true is for mode=compare: a sync needs the applications stopped. To bring a '
                              'node back while they run, use pgforest.cluster.forest_recover mode=online')
@@ -226,32 +231,28 @@ def main():
                        fractions=('reload_fraction',))
     if bad:
         module.fail_json(msg=bad)
-    sync = None
-    try:
-        sync = Sync(module.params, module.check_mode, module.log)
-        sync.pair()
-        source, target = sync.source, sync.target
-        sync.say('source serverid %d (%s), target serverid %d (%s)' % (
-            source['serverid'], source['url'], target['serverid'], target['url']))
-        with sync.timer('snapshot'):
-            sync.open_snapshots(source, target)
-        sync.compare()
-        if module.params['mode'] == 'sync':
-            sync.repair(Node.from_params(module.params).sibling(target['host'], target['port']))
-        result = report(sync)
-        changed = any(t['status'] in ('repaired', 'would_repair') for t in result['tables']) or \
-            any(s['status'] in ('set', 'would_set') for s in result['sequences'])
-        if sync.failed():
-            failure = [t['detail'] for t in result['tables'] if t['status'] == 'failed'][0]
-            module.fail_json(msg='sync failed: %s; tables repaired before it stay repaired, the failed one '
-                                 'and those after it are untouched' % failure, changed=changed, **result)
-        module.exit_json(changed=changed, **result)
-    except (d.DbsyncError, QuiesceError, MngdbError, ForestPgError) as exc:
-        extra = report(sync, failed=True) if sync else {}
-        module.fail_json(msg=str(exc), **extra)
-    finally:
-        if sync:
-            sync.close()
+    run_job(module, lambda slot: compare_and_repair(module, slot))
+
+
+def compare_and_repair(module, slot):
+    sync = slot.job = Sync(module.params, module.check_mode, module.log)
+    sync.pair()
+    source, target = sync.source, sync.target
+    sync.say('source serverid %d (%s), target serverid %d (%s)' % (
+        source['serverid'], source['url'], target['serverid'], target['url']))
+    with sync.timer('snapshot'):
+        sync.open_snapshots(source, target)
+    sync.compare()
+    if module.params['mode'] == 'sync':
+        sync.repair(Node.from_params(module.params).sibling(target['host'], target['port']))
+    result = report(sync)
+    changed = any(t['status'] in ('repaired', 'would_repair') for t in result['tables']) or \
+        any(s['status'] in ('set', 'would_set') for s in result['sequences'])
+    if sync.failed():
+        failure = [t['detail'] for t in result['tables'] if t['status'] == 'failed'][0]
+        module.fail_json(msg='sync failed: %s; tables repaired before it stay repaired, the failed one '
+                             'and those after it are untouched' % failure, changed=changed, **result)
+    return dict(changed=changed, **result)
 
 
 if __name__ == '__main__':

@@ -107,23 +107,25 @@ changes:
   type: list
   elements: str
   sample: ["127.0.0.11:5432: global_config mngdb_read_duration 30 -> 10"]
-nodes:
-  description: Per node address, whether it was reached and its server_info after the run.
+unreached:
+  description: With O(validity), the nodes that did not answer (node, SQLSTATE, detail, hint); the change was
+    made on the others. O(global_config) and O(local_config) need both nodes and are refused instead.
   returned: always
-  type: dict
+  type: list
+  elements: dict
 driver_sessions:
-  description: Sessions other than this module's on the user and management databases, per node.
-  returned: when O(local_config) or O(overwrite) is used
+  description: Sessions other than this module's on the user and management databases, per node (checked with
+    O(local_config) and O(overwrite); empty otherwise).
+  returned: always
   type: dict
 '''
 
 import contextlib
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, Node)
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node
 from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb as m
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 
 
 class Keeper(object):
@@ -321,6 +323,10 @@ class Keeper(object):
                                        'it again once both nodes answer' % exc)
         self.steps = []
 
+    def failure_result(self):
+        """What a failed run reports: the changes applied before it (none when it refused)."""
+        return dict(changes=self.changes)
+
     def close(self):
         for conn in self.conns.values():
             conn.close()
@@ -343,47 +349,41 @@ def main():
         validity=dict(type='int', choices=[-1, 0, 1]),
         force=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_together=[('serverid', 'validity')],
+    module = forest_module(argument_spec, required_together=[('serverid', 'validity')],
                            required_one_of=[('servers', 'global_config', 'local_config', 'validity')])
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    run_job(module, lambda slot: manage(module, slot))
+
+
+def manage(module, slot):
     params = module.params
-    keeper = None
-    try:
-        # Everything the user gave is checked before the first connection.
-        desired = m.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
-        global_config = m.validate_settings('global_config', params['global_config'])
-        local_config = m.validate_settings('local_config', params['local_config'])
-        keeper = Keeper(module)
-        if desired:
-            keeper.ensure_present(desired)
-            if not module.check_mode:
-                keeper.apply()
-        unreached = []
-        if global_config or local_config or params['validity'] is not None:
-            views, unreached = keeper.pair_views(require_all=bool(global_config or local_config))
-            if local_config:
-                keeper.refuse_if_drivers([view[0] for view in views], 'change local_config')
-            if global_config:
-                keeper.change_config(views, 'global_config', global_config)
-            if local_config:
-                keeper.change_config(views, 'local_config', local_config)
-            if params['validity'] is not None:
-                keeper.change_validity(views, params['serverid'], params['validity'])
-            if not module.check_mode:
-                keeper.apply()
-        result = dict(changed=bool(keeper.changes), changes=keeper.changes, unreached=unreached,
-                      driver_sessions=keeper.sessions)
-        if module._diff and keeper.changes:
-            result['diff'] = [dict(before_header=label, after_header=label, before=keeper.before.get(label, ''),
-                                   after=keeper.after.get(label, '')) for label in sorted(keeper.after)]
-        module.exit_json(**result)
-    except (m.MngdbError, ForestPgError) as exc:
-        module.fail_json(msg=str(exc), changes=keeper.changes if keeper else [])
-    finally:
-        if keeper:
-            keeper.close()
+    # Everything the user gave is checked before the first connection.
+    desired = m.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
+    global_config = m.validate_settings('global_config', params['global_config'])
+    local_config = m.validate_settings('local_config', params['local_config'])
+    keeper = slot.job = Keeper(module)
+    if desired:
+        keeper.ensure_present(desired)
+        if not module.check_mode:
+            keeper.apply()
+    unreached = []
+    if global_config or local_config or params['validity'] is not None:
+        views, unreached = keeper.pair_views(require_all=bool(global_config or local_config))
+        if local_config:
+            keeper.refuse_if_drivers([view[0] for view in views], 'change local_config')
+        if global_config:
+            keeper.change_config(views, 'global_config', global_config)
+        if local_config:
+            keeper.change_config(views, 'local_config', local_config)
+        if params['validity'] is not None:
+            keeper.change_validity(views, params['serverid'], params['validity'])
+        if not module.check_mode:
+            keeper.apply()
+    result = dict(changed=bool(keeper.changes), changes=keeper.changes, unreached=unreached,
+                  driver_sessions=keeper.sessions)
+    if module._diff and keeper.changes:
+        result['diff'] = [dict(before_header=label, after_header=label, before=keeper.before.get(label, ''),
+                               after=keeper.after.get(label, '')) for label in sorted(keeper.after)]
+    return result
 
 
 if __name__ == '__main__':

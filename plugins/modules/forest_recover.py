@@ -170,7 +170,8 @@ freeze_window:
   type: float
 cut:
   description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), replay_wait_seconds,
-    promote_seconds, sequences_copied, freeze_window.
+    promote_seconds, sequences_copied, freeze_window; with unlogged tables, unlogged_tables, unlogged_rows and
+    unlogged_seconds (their contents are copied inside the freeze and add that long to it).
   returned: success
   type: dict
 cleanup:
@@ -181,6 +182,26 @@ dbsync:
   description: With O(method=diff), the forest_dbsync result of the repair (tables, sequences, report).
   returned: success
   type: dict
+mode:
+  description: The O(mode) that ran, C(offline) or C(online).
+  returned: success
+  type: str
+method:
+  description: With O(mode=offline), the O(method) that ran.
+  returned: success
+  type: str
+phase:
+  description: With O(mode=online), the O(phase) that ran.
+  returned: success
+  type: str
+seconds:
+  description: Seconds the module ran.
+  returned: success
+  type: float
+msg:
+  description: On a healthy pair, why there was nothing to do (the task is ok and not changed).
+  returned: when the pair is healthy
+  type: str
 progress:
   description: What was done, with seconds since the start.
   returned: always
@@ -190,17 +211,12 @@ progress:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import DbsyncError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
-    PSYCOPG_IMPORT_ERROR, ForestPgError, out_of_range)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
-    LocalServerError, local_server_argument_spec)
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import out_of_range
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import OnlineRecovery
-from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import QuiesceError
-from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import OfflineRecovery, RecoveryError
+from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import NothingToRecover, OfflineRecovery
 
 
 def main():
@@ -220,10 +236,7 @@ def main():
         sample_size=dict(type='int', default=20),
         reload_fraction=dict(type='float', default=0.5),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('mode', 'online', ['data_dir'])])
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    module = forest_module(argument_spec, required_if=[('mode', 'online', ['data_dir'])])
     if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
         module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
                          % module.params['phase'])
@@ -235,18 +248,19 @@ def main():
             % module.params['max_rate']
     if bad:
         module.fail_json(msg=bad)
-    if module.params['mode'] == 'online':
-        recovery = OnlineRecovery(module.params, module.check_mode, module.log)
-    else:
-        recovery = OfflineRecovery(module.params, module.check_mode, module.log)
+    run_job(module, lambda slot: recover(module, slot))
+
+
+def recover(module, slot):
+    job_class = OnlineRecovery if module.params['mode'] == 'online' else OfflineRecovery
+    recovery = slot.job = job_class(module.params, module.check_mode, module.log)
     try:
         result = recovery.run()
-        result.setdefault('changed', True)
-        module.exit_json(**result)
-    except (RecoveryError, DbsyncError, MngdbError, ForestPgError, QuiesceError, LocalServerError) as exc:
-        module.fail_json(msg=str(exc), progress=recovery.progress, phases=recovery.phases)
-    finally:
-        recovery.close()
+    except NothingToRecover as exc:
+        recovery.say(str(exc))
+        return dict(recovery.result(), changed=False, msg=str(exc))
+    result.setdefault('changed', True)
+    return result
 
 
 if __name__ == '__main__':

@@ -119,13 +119,11 @@ progress:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.backup import BackupError, backup_kind
 from ansible_collections.pgforest.cluster.plugins.module_utils.backup_jobs import LogicalRestore, PhysicalRestore
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import (
-    LocalServerError, local_server_argument_spec)
+from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 
 
 def main():
@@ -139,23 +137,18 @@ def main():
         keep_replaced=dict(type='bool', default=False),
         jobs=dict(type='int', default=2),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
-    job = None
-    try:
-        kind = backup_kind(module.params['backup'], module.params['backup_dir'])
-        if kind == 'physical' and not module.params['data_dir']:
-            raise BackupError('%s is a physical backup: give data_dir (this node\'s data directory) and serverid'
-                              % module.params['backup'])
-        job = (PhysicalRestore if kind == 'physical' else LogicalRestore)(module.params, module.check_mode,
-                                                                          module.log)
-        module.exit_json(**job.run())
-    except (BackupError, ForestPgError, LocalServerError, OSError) as exc:
-        module.fail_json(msg=str(exc), progress=job and job.progress, phases=job and job.phases)
-    finally:
-        if job:
-            job.close()
+    module = forest_module(argument_spec)
+    run_job(module, lambda slot: restore(module, slot))
+
+
+def restore(module, slot):
+    kind = backup_kind(module.params['backup'], module.params['backup_dir'])
+    if kind == 'physical' and not module.params['data_dir']:
+        raise BackupError('%s is a physical backup: give data_dir (this node\'s data directory) and serverid'
+                          % module.params['backup'])
+    job = slot.job = (PhysicalRestore if kind == 'physical' else LogicalRestore)(module.params, module.check_mode,
+                                                                                 module.log)
+    return job.run()
 
 
 if __name__ == '__main__':

@@ -136,9 +136,11 @@ problems:
   elements: str
 recommended_action:
   description: What to do now. Its C(action) is one of C(none), C(online_recovery),
-    C(offline_recovery), C(wait_or_cancel_recovery), C(start_servers), C(restore_from_backup),
+    C(offline_recovery), C(mark_broken), C(wait_or_cancel_recovery), C(start_servers), C(restore_from_backup),
     C(resolve_split_brain), C(compare_and_repair),
-    C(fix_configuration), C(investigate); C(target) and C(source) name serverids for recoveries.
+    C(fix_configuration), C(investigate); C(target) and C(source) name serverids for recoveries;
+    with C(mark_broken) (a node that does not answer but is not marked -1), C(command) is the
+    forest_mngdb call a recovery needs first.
   returned: always
   type: dict
   sample: {"action": "online_recovery", "target": 1, "source": 0, "online_possible": true,
@@ -166,12 +168,12 @@ elapsed:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
     merge, pair_argument_spec, read_pair, summary_lines)
 from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import compare_row_counts, flag_divergence
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import PSYCOPG_IMPORT_ERROR, ForestPgError
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError, mngdb_name
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import mngdb_name
+from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
 
 
 def main():
@@ -181,17 +183,16 @@ def main():
         compare=dict(type='str', default='none', choices=['none', 'counts']),
         fail_unless_healthy=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if PSYCOPG_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
-    params = module.params
-    try:
-        mngdb = mngdb_name(params['userdb'])
-    except MngdbError as exc:
-        module.fail_json(msg=str(exc))
+    module = forest_module(argument_spec)
+    if module.params['broken_log_limit'] < 0:
+        module.fail_json(msg='broken_log_limit must be 0 or more (got %d)' % module.params['broken_log_limit'])
+    run_job(module, lambda slot: pair_status(module))
 
+
+def pair_status(module):
+    params = module.params
     started = time.monotonic()
-    status = merge(list(read_pair(params, mngdb, params['broken_log_limit']).values()))
+    status = merge(list(read_pair(params, mngdb_name(params['userdb']), params['broken_log_limit']).values()))
     if params['compare'] == 'counts':
         try:
             flag_divergence(status, compare_row_counts(params, status))
@@ -204,7 +205,7 @@ def main():
     if params['fail_unless_healthy'] and not status['healthy']:
         module.fail_json(msg='pair is %s: %s' % (status['cluster_state'], status['recommended_action']['reason']),
                          **status)
-    module.exit_json(changed=False, **status)
+    return dict(changed=False, **status)
 
 
 if __name__ == '__main__':

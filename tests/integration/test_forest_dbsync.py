@@ -404,3 +404,17 @@ def test_target_connection_lost_midway_leaves_each_table_repaired_or_untouched()
     assert sandbox.query(1, 'SELECT v FROM "%s".a1' % SCHEMA, dbname='userdb') == [(1,)]
     assert sandbox.query(1, 'SELECT count(*) FROM "%s".b2' % SCHEMA, dbname='userdb') == [(100,)]
     assert sandbox.query(1, 'SELECT v FROM "%s".c3' % SCHEMA, dbname='userdb') == [(9,)]
+
+
+def test_a_hung_node_is_refused_in_words_not_a_dict():
+    import os
+    import signal
+    pid = sandbox.postmaster_pid(1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = dbsync(connect_timeout=1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.get('failed')
+    assert result['msg'].startswith('both nodes must answer to be compared: serverid 1 ('), result['msg']
+    assert 'what to do:' in result['msg'] and "{'" not in result['msg'] and 'Nothing was read' in result['msg']

@@ -230,6 +230,7 @@ def test_check_mode_and_wrong_input_change_nothing():
     checked = sandbox.module('forest_recover', host='forest1', check=True, mode='online',
                              data_dir=sandbox.data_dir(TARGET))
     assert not checked.get('failed'), checked.get('msg')
+    assert checked['changed'] is True  # check mode: would change
     assert any('would stop the server' in line for line in checked['progress'])
     wrong_dir = sandbox.module('forest_recover', host='forest1', mode='online', data_dir=sandbox.data_dir(0))
     assert 'is the data directory of serverid 0, the valid source' in wrong_dir['msg']
@@ -259,8 +260,16 @@ def test_recover_playbook_offline_then_refuses_a_healthy_pair():
     assert on_old_data()  # offline repairs in place
     assert sandbox.query(TARGET, "SELECT count(*) FROM online_orders WHERE item = 'drifted'",
                          dbname=sandbox.USERDB) == [(0,)]
-    again = sandbox.playbook('recover.yml')
-    assert again.returncode != 0
+    again = sandbox.playbook('recover.yml')  # idempotent: ok, nothing changed
+    assert again.returncode == 0, again.stdout[-3000:]
     assert 'Nothing to recover: the pair is healthy' in again.stdout
+    assert all(counts['changed'] == 0 and counts['failed'] == 0 for counts in sandbox.recap(again.stdout).values())
+    module_again = sandbox.module('forest_recover')
+    assert not module_again.get('failed') and module_again['changed'] is False
+    assert module_again['msg'].startswith('Nothing to recover: the pair is healthy')
+    cancel = sandbox.playbook('recover.yml', extra_vars=dict(phase='cancel', target=1))
+    assert cancel.returncode == 0, cancel.stdout[-3000:]
+    assert 'no online recovery in progress on its host: nothing to cancel' in cancel.stdout
+    assert 'None' not in cancel.stdout.split('PLAY RECAP')[0].split('Print what the recovery did')[-1]
     step = sandbox.playbook('recover.yml', extra_vars=dict(phase='cleanup'))
     assert step.returncode != 0 and 'needs the serverid being recovered, e.g. -e target=1' in step.stdout

@@ -69,6 +69,30 @@ def test_sigstopped_node_is_reported_within_connect_timeout_plus_one_second(hung
     assert result['elapsed'] < 2 + 1, result['elapsed']
 
 
+def test_a_hung_node_not_marked_is_to_be_marked_first_and_recovery_says_the_same():
+    """The recommendation and the recovery agree: mark the node, then recover it."""
+    pid = sandbox.postmaster_pid(1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = status(connect_timeout=1)
+        refused = sandbox.module('forest_recover', connect_timeout=1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    action = result['recommended_action']
+    assert (action['action'], action['target'], action['command']) == (
+        'mark_broken', 1, 'forest_mngdb serverid=1 validity=-1')
+    assert refused.get('failed') and 'forest_mngdb serverid=1 validity=-1' in refused['msg']
+    assert 'Recover serverid' not in refused['msg'] and 'Nothing was changed' in refused['msg']
+
+
+def test_a_malformed_udb_url_is_reported_not_a_crash():
+    sandbox.on(1, "UPDATE server_info SET udb_url = 'not a url' WHERE serverid = 1", dbname=sandbox.MNGDB)
+    result = sandbox.module('forest_status')
+    assert not result.get('failed'), result.get('msg')
+    assert result['cluster_state'] == 'misconfigured'
+    assert any("udb_url 'not a url' of serverid 1 is not host:port/db" in p for p in result['problems'])
+
+
 def test_fail_unless_healthy_fails_with_the_status():
     sandbox.set_views({0: 1, 1: -1}, {0: 1, 1: -1})
     result = sandbox.module('forest_status', fail_unless_healthy=True)

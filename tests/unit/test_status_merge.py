@@ -107,6 +107,24 @@ def test_primary_in_recovery_cannot_be_an_online_source():
     assert status['recommended_action']['online_possible'] is False
 
 
+def test_an_unreachable_node_not_marked_broken_is_to_be_marked_first():
+    """The recommendation is what the recovery accepts: it refuses a node not marked -1."""
+    status = merge([view(0, {0: 1, 1: 1}), view(1, {}, reachable=False)])
+    action = status['recommended_action']
+    assert status['cluster_state'] == 'degraded'
+    assert (action['action'], action['target'], action['source']) == ('mark_broken', 1, 0)
+    assert action['command'] == 'forest_mngdb serverid=1 validity=-1'
+    assert 'then recover it online from serverid 0' in action['reason']
+
+
+def test_a_malformed_udb_url_makes_the_pair_misconfigured_not_a_crash():
+    urls = {0: URLS[0], 1: 'no-port-here'}
+    status = merge([view(0, {0: 1, 1: 1}, urls=urls), view(1, {0: 1, 1: 1}, urls=urls)])
+    assert status['cluster_state'] == 'misconfigured'
+    assert any("udb_url 'no-port-here' of serverid 1 is not host:port/db" in problem
+               for problem in status['problems']), status['problems']
+
+
 def test_summary_has_one_line_per_node():
     lines = summary_lines(merge([view(0, {0: 1, 1: 1}), view(1, {0: 1, 1: -1})]))
     assert len(lines) == 3
