@@ -88,7 +88,8 @@ class Recovery(object):
         status = merge(list(read_pair(self.p, self.mngdb).values()))
         state = status['cluster_state']
         if state == 'healthy':
-            raise NothingToRecover('Nothing to recover: the pair is healthy (%s)'
+            raise NothingToRecover('Nothing to recover: the pair is healthy (%s). Whether the user databases hold '
+                                   'the same data is another question: forest_dbsync mode=compare answers it'
                                    % status['recommended_action']['reason'])
         if state != 'degraded':
             detail = '; '.join(status['problems']) or status['recommended_action']['reason']

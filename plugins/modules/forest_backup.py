@@ -126,6 +126,10 @@ removed:
   returned: always
   type: list
   elements: str
+seconds:
+  description: Seconds the module ran.
+  returned: success
+  type: float
 phases:
   description: Seconds per phase (dump, copy, checksums).
   returned: always

@@ -108,6 +108,10 @@ row_counts:
   description: Per database key (C(userdb), C(mngdb)), rows per table, checked on every restored node.
   returned: always
   type: dict
+seconds:
+  description: Seconds the module ran.
+  returned: success
+  type: float
 phases:
   description: Seconds per phase (checksums, load or copy, verify, swap, validity).
   returned: always

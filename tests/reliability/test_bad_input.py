@@ -146,7 +146,10 @@ CASES = [
     ('restore: 60-character userdb', module('forest_restore', userdb='u' * 60, backup_dir=BACKUPS),
      ['is too long'], NONE),
     ('dbsync: 60-character userdb', module('forest_dbsync', userdb='ü' * 30), ['is too long'], NONE),
-    ('playbook recover: unknown mode', playbook('recover.yml', mode='sideways'), ['mode'], BROKEN_1),
+    ('playbook recover: unknown mode', playbook('recover.yml', mode='sideways'),
+     ['forest_recovery_mode must be one of: online, offline, got: sideways'], BROKEN_1),
+    ('playbook provision: port not a number', playbook('provision.yml', forest_node_port='abc'),
+     ["argument 'forest_node_port' is of type str", 'forest_node/meta/argument_specs.yml'], NONE),
     ('playbook config: nothing to change', playbook('config.yml'), ['Say what to change'], NONE),
     ('playbook dbsync: wrong password', playbook('dbsync.yml', forest_pg_password='not-the-password'),
      ['password authentication failed'], NONE),
@@ -189,6 +192,16 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(name, call, words, set
         assert word in message, 'message lacks %r: %s' % (word, message[-3000:])
     assert not changed
     assert after == before, [key for key in before if before[key] != after.get(key)]
+
+
+@pytest.mark.parametrize('name, extra_vars', [('recover.yml', dict(mode='sideways')),
+                                               ('provision.yml', dict(forest_node_port='abc'))])
+def test_a_bad_variable_to_a_role_is_one_line_not_its_argument_spec(name, extra_vars, record):
+    done = sandbox.playbook(name, extra_vars=extra_vars)
+    record(output_bytes=len(done.stdout))
+    assert done.returncode != 0
+    assert 'argument_spec_data' not in done.stdout and 'validate_args_context' not in done.stdout
+    assert len(done.stdout) < 3000, done.stdout
 
 
 def test_two_recoveries_at_once_one_refuses(record):

@@ -60,7 +60,8 @@ def test_both_valid_but_diverged_is_flagged_by_a_cheap_compare(split_pair, recor
     assert status['user_databases']['differences'] == {'public.split_orders': {'0': 1010, '1': 1004}}
     assert status['user_databases']['rounds'] == 3
     assert 'forest_dbsync mode=compare' in status['recommended_action']['reason']
-    assert recover.get('failed') and 'Nothing to recover' in recover['msg']
+    assert not recover.get('failed') and recover['changed'] is False  # recovery is for a node marked broken
+    assert 'Nothing to recover' in recover['msg'] and 'forest_dbsync mode=compare' in recover['msg']
     assert sync.get('failed') and 'say which node is the source' in sync['msg']
     failing = sandbox.module('forest_status', compare='counts', fail_unless_healthy=True)
     assert failing.get('failed') and 'pair is diverged' in failing['msg']

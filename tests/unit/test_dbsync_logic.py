@@ -58,3 +58,12 @@ def test_column_order_is_a_schema_difference():
     assert problem.startswith('column order differs: (a, b, "Ö""x") on source, (a, "Ö""x", b) on target')
     assert 'never synced' in problem
     assert schema_difference(table('a', 'b'), table('a', 'c')).startswith('columns differ')
+
+
+def test_a_cut_list_of_keys_says_how_many_more():
+    from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import report_lines
+    table = dict(table='public.orders', status='different', missing=12, extra=0, changed=1, rows_copied=0,
+                 bytes_copied=0, keys=dict(missing=[dict(id=str(n)) for n in range(8)], changed=[dict(id='99')]))
+    [line] = report_lines([table], [])
+    assert 'missing: id=0, id=1, id=2, id=3, id=4 (and 7 more)' in line
+    assert 'changed: id=99' in line and 'changed: id=99 (and' not in line
