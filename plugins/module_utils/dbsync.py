@@ -510,8 +510,8 @@ LARGE_OBJECT_BATCH = 512
 
 def large_objects(conn):
     """{oid: (owner, acl, pages, size, digest)} of every large object of the database."""
-    return dict((row[0], tuple(row[1:])) for row in run(conn, LARGE_OBJECTS_SQL, action='read large objects',
-                                                         tuples=True))
+    rows = run(conn, LARGE_OBJECTS_SQL, action='read large objects', tuples=True)
+    return dict((row[0], tuple(row[1:])) for row in rows)
 
 
 def large_object_differences(source, target):

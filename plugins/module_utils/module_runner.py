@@ -71,7 +71,7 @@ def run_job(module, work):
             result = work(slot)
         except ForestError as exc:
             module.fail_json(msg=str(exc), **slot.failure_fields())
-        except Exception as exc:  # pylint: disable=broad-except  (each kind mapped below)
+        except Exception as exc:  # pylint: disable=broad-except
             module.fail_json(msg=unexpected_failure_message(exc), exception=traceback.format_exc(),
                              **slot.failure_fields())
     finally:
@@ -81,9 +81,9 @@ def run_job(module, work):
 
 def unexpected_failure_message(exc):
     if psycopg is not None and isinstance(exc, psycopg.Error):
+        detail = str(exc).strip() or type(exc).__name__
         return ('a connection failed or a statement was refused: %s. Check that both servers run and answer, '
-                'then run the module again; what it did before is in progress' % (str(exc).strip() or
-                                                                                type(exc).__name__))
+                'then run the module again; what it did before is in progress' % detail)
     if isinstance(exc, OSError):
         return ('%s: check the path, its permissions and free space, then run the module again'
                 % (str(exc) or type(exc).__name__))

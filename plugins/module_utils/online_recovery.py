@@ -426,8 +426,8 @@ class OnlineRecovery(Recovery):
                 rows += d.copy_rows(src_bulk, tgt_user, table_sql)[0]
         self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
                                unlogged_seconds=round(time.monotonic() - started, 3))
-        self.say('copied %d rows of %d unlogged table(s) in %.3fs' % (rows, len(tables),
-                                                                       self.cut_report['unlogged_seconds']))
+        self.say('copied %d rows of %d unlogged table(s) in %.3fs'
+                 % (rows, len(tables), self.cut_report['unlogged_seconds']))
 
     def promote_in_freeze(self, src_admin, src_user, tgt_admin, unlogged=None):
         position = run(src_admin, WAL_POSITION_SQL)[0]

@@ -194,8 +194,10 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(name, call, words, set
     assert after == before, [key for key in before if before[key] != after.get(key)]
 
 
-@pytest.mark.parametrize('name, extra_vars', [('recover.yml', dict(mode='sideways')),
-                                               ('provision.yml', dict(forest_node_port='abc'))])
+BAD_ROLE_VARIABLES = [('recover.yml', dict(mode='sideways')), ('provision.yml', dict(forest_node_port='abc'))]
+
+
+@pytest.mark.parametrize('name, extra_vars', BAD_ROLE_VARIABLES)
 def test_a_bad_variable_to_a_role_is_one_line_not_its_argument_spec(name, extra_vars, record):
     done = sandbox.playbook(name, extra_vars=extra_vars)
     record(output_bytes=len(done.stdout))

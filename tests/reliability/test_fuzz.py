@@ -83,7 +83,7 @@ def run_main(module, args, check_mode):
             module.main()
     except SystemExit:
         return json.loads(out.getvalue()), None
-    except BaseException as exc:  # pylint: disable=broad-except  (what the test looks for)
+    except BaseException as exc:  # pylint: disable=broad-except
         return None, exc
     return None, AssertionError('main() returned without exit_json or fail_json')
 
