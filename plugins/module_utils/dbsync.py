@@ -51,7 +51,6 @@ SESSION_WORK_MEM = '128MB'
 # Key columns only (not an index's INCLUDE columns); columns in table order.
 CATALOG_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
-       c.relpersistence = 'u' AS unlogged,
        coalesce((SELECT json_agg(json_build_object('name', a.attname,
                                                    'type', format_type(a.atttypid, a.atttypmod),
                                                    'generated', a.attgenerated <> '') ORDER BY a.attnum)
@@ -78,6 +77,17 @@ LEFT JOIN LATERAL (
     ORDER BY i.indisprimary DESC, i.indisreplident DESC, ic.relname
     LIMIT 1) AS rowkey ON true
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY 1, 2
+"""
+
+# Unlogged tables, partitions included (a partition can be unlogged under a logged
+# parent): a crash of a server empties them, a physical copy leaves them empty.
+UNLOGGED_SQL = r"""
+SELECT n.nspname AS schema, c.relname AS name, pg_total_relation_size(c.oid) AS bytes
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence = 'u'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 ORDER BY 1, 2
@@ -116,7 +126,7 @@ def selected(names, include, exclude):
 
 
 def read_catalog(conn, include=None, exclude=None):
-    """{'schema.table': {schema, name, kind, unlogged, columns, row_key, row_key_via, estimate}} of the user tables."""
+    """{'schema.table': {schema, name, kind, columns, row_key, row_key_via, estimate}} of the user tables."""
     tables = {}
     for row in run(conn, CATALOG_SQL, action='read the table catalog'):
         if selected((row['schema'], row['name']), include, exclude):
@@ -126,6 +136,28 @@ def read_catalog(conn, include=None, exclude=None):
 
 def _column_text(column):
     return '%s %s%s' % (shown_name(column['name']), column['type'], ' generated' if column['generated'] else '')
+
+
+def unlogged_tables(conn):
+    """[{schema, name, bytes}] of the unlogged tables (partitions included)."""
+    return run(conn, UNLOGGED_SQL, action='list unlogged tables')
+
+
+def copy_relation(source, target, table):
+    """The whole of one table (every column but generated ones, as COPY does without
+    a column list), binary, from source to target; returns (rows, bytes)."""
+    relation = ident(table['schema'], table['name'])
+    moved = 0
+    try:
+        with source.cursor() as out_cur, target.cursor() as in_cur:
+            with out_cur.copy(sql.SQL('COPY {} TO STDOUT (FORMAT binary)').format(relation)) as out, \
+                    in_cur.copy(sql.SQL('COPY {} FROM STDIN (FORMAT binary)').format(relation)) as into:
+                for chunk in out:
+                    into.write(chunk)
+                    moved += len(chunk)
+            return max(in_cur.rowcount, 0), moved
+    except psycopg.Error as exc:
+        raise error_from(exc, getattr(target, 'forest_where', '?'), 'copy rows of %s' % quoted(table))
 
 
 def schema_difference(source, target):

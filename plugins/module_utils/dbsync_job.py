@@ -163,7 +163,7 @@ class Sync(object):
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
-        self.unlogged = sorted(name for name, table in src_tables.items() if table['unlogged'])
+        self.unlogged = [d.quoted(table) for table in d.unlogged_tables(self.src)]
         if self.unlogged:
             self.say('unlogged tables (emptied by a crash of either server, not streamed to a standby): %s'
                      % ', '.join(self.unlogged))

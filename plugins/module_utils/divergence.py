@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, close_all, ident, run, sql
+from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import unlogged_tables
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+    Node, close_all, ident, run, shown_name, sql)
 
 TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -21,11 +23,6 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                   AND d.deptype = 'e')
 ORDER BY 1"""
-
-
-UNLOGGED_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1"""
 
 
 def row_counts(conn):
@@ -59,8 +56,8 @@ def compare_row_counts(params, status, rounds=3, pause=0.5):
     seen, tables = [], set()
     try:
         # A crash of either server empties them; a physical copy leaves them empty.
-        unlogged = sorted(set(row['name'] for conn in conns.values()
-                              for row in run(conn, UNLOGGED_SQL, action='list unlogged tables')))
+        unlogged = sorted(set(shown_name(table['schema'], table['name']) for conn in conns.values()
+                              for table in unlogged_tables(conn)))
         for number in range(rounds):
             if number:
                 time.sleep(pause)

@@ -359,7 +359,7 @@ class OnlineRecovery(Recovery):
             raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
                                 % self.target['serverid'])
         self.catch_up(src_admin, tgt_admin)
-        unlogged = self.unlogged_tables(src_user)
+        unlogged = d.unlogged_tables(src_user)
         if unlogged:
             _s, src_bulk = self.connect(self.source, self.userdb, bulk=True)
             self.say('%d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied inside '
@@ -402,15 +402,6 @@ class OnlineRecovery(Recovery):
             time.sleep(0.2)
             lag = self.lag(src_admin, tgt_admin)
 
-    @staticmethod
-    def unlogged_tables(conn):
-        """The user database's unlogged tables (catalog entries), with their size in bytes."""
-        tables = [table for table in d.read_catalog(conn).values() if table['unlogged']]
-        for table in tables:
-            table['bytes'] = run(conn, 'SELECT pg_total_relation_size(format(%s, %s::text, %s::text)::regclass) AS n',
-                                 ['%I.%I', table['schema'], table['name']])[0]['n']
-        return tables
-
     def copy_unlogged(self, src_bulk, tables):
         """Inside the freeze (the source is not written): the contents of the unlogged
         tables, which the promoted copy has empty, in one transaction."""
@@ -420,10 +411,9 @@ class OnlineRecovery(Recovery):
         with tgt_user.transaction():
             run(tgt_user, 'SET LOCAL session_replication_role = replica', action='disable triggers')
             for table in tables:
-                table_sql = d.TableSql(table, table['estimate'] or 0)
-                run(tgt_user, d.sql.SQL('DELETE FROM {}').format(table_sql.relation),
+                run(tgt_user, d.sql.SQL('DELETE FROM {}').format(d.ident(table['schema'], table['name'])),
                     action='empty unlogged table %s' % d.quoted(table))
-                rows += d.copy_rows(src_bulk, tgt_user, table_sql)[0]
+                rows += d.copy_relation(src_bulk, tgt_user, table)[0]
         self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
                                unlogged_seconds=round(time.monotonic() - started, 3))
         self.say('copied %d rows of %d unlogged table(s) in %.3fs'

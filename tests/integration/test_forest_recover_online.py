@@ -45,7 +45,11 @@ def broken_target():
     sandbox.both('DROP TABLE IF EXISTS online_orders; CREATE TABLE online_orders (id serial PRIMARY KEY, item text);'
                  'INSERT INTO online_orders (item) SELECT $$item$$ || g FROM generate_series(1, 2000) g;'
                  'DROP TABLE IF EXISTS "Unlogged Ö"; CREATE UNLOGGED TABLE "Unlogged Ö" (id int PRIMARY KEY, v text);'
-                 'INSERT INTO "Unlogged Ö" SELECT g, md5(g::text) FROM generate_series(1, 3000) g;' + DROP_LARGE_OBJECT +
+                 'INSERT INTO "Unlogged Ö" SELECT g, md5(g::text) FROM generate_series(1, 3000) g;'
+                 # an unlogged partition under a logged parent
+                 'DROP TABLE IF EXISTS parted; CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);'
+                 'CREATE UNLOGGED TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (1000);'
+                 'INSERT INTO parted SELECT generate_series(1, 500);' + DROP_LARGE_OBJECT +
                  "; SELECT lo_from_bytea(424270, convert_to(repeat('large object ', 1000), 'UTF8'))")
     sandbox.set_views({TARGET: -1}, {TARGET: -1})
     with open(MARKER, 'w') as handle:
@@ -57,7 +61,8 @@ def broken_target():
             recover(phase=phase)
     sandbox.reset_pair()
     sandbox.both('DROP TABLE IF EXISTS online_orders; DROP TABLE IF EXISTS forest_load_items; '
-                 'DROP TABLE IF EXISTS forest_load; DROP TABLE IF EXISTS "Unlogged Ö";' + DROP_LARGE_OBJECT)
+                 'DROP TABLE IF EXISTS forest_load; DROP TABLE IF EXISTS "Unlogged Ö"; DROP TABLE IF EXISTS parted;'
+                 + DROP_LARGE_OBJECT)
 
 
 DROP_LARGE_OBJECT = 'SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424270'
@@ -88,7 +93,7 @@ def assert_recovered(result):
     assert compared['equal'] is True, compared['report']
     # (equal above includes the unlogged table: 3000 rows, or none if a test crashed the source, which empties it)
     assert 'pg_catalog.pg_largeobject                equal           rows 1/1' in compared['report']
-    assert compared['unlogged_tables'] == ['public."Unlogged Ö"']
+    assert compared['unlogged_tables'] == ['public."Unlogged Ö"', 'public.parted_low']
     assert slots() == [] and not os.path.exists(WORKSPACE)
     # Its own configuration, not the source's: lock_timeout differs per node.
     assert (file_setting(TARGET, 'lock_timeout'), file_setting(0, 'lock_timeout')) == ('31s', '30s')
@@ -127,8 +132,9 @@ def test_online_recovery_under_load_loses_and_duplicates_nothing():
     cut = result['cut']
     assert 1.0 <= result['freeze_window'] < 2.0 + 1.0, cut
     assert cut['sequences_copied'] >= 2 and cut['lag_at_cut'] >= 0
-    assert (cut['unlogged_tables'], cut['unlogged_rows']) == (1, 3000) and cut['unlogged_seconds'] < 1
+    assert (cut['unlogged_tables'], cut['unlogged_rows']) == (2, 3500) and cut['unlogged_seconds'] < 1
     assert sandbox.query(TARGET, 'SELECT count(*) FROM "Unlogged Ö"', dbname=sandbox.USERDB) == [(3000,)]
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM parted', dbname=sandbox.USERDB) == [(500,)]
     assert result['bytes_copied'] > 10 * 2 ** 20
     assert set(result['phases']) == {'base', 'cut', 'cleanup'}
 
