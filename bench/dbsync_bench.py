@@ -152,15 +152,25 @@ def main():
                   '%.1f MB; re-compare %s' % (all_result['summary']['bytes_copied'] / 1e6,
                                               'equal' if after['equal'] else 'NOT EQUAL')))
 
-    print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
-        'task', 'seed method', 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
-    for task, seed, seed_s, seed_note, ours, ours_s, wall, note in lines:
-        print('%-10s %-28s %9.2f  %-30s %-24s %9.2f %9.2f %6.2fx  %s' % (
-            task, seed, seed_s, seed_note, ours, ours_s, wall, ours_s / seed_s, note))
+    print_table(lines, 'seed method')
     print('\nratio = forest_dbsync module seconds / seed method seconds (lower is better)')
     print('compare phases: %s' % cmp_result['phases'])
     print('sync phases:    %s' % sync_result['phases'])
     print('scope=all phases: %s' % all_result['phases'])
+    drop_databases()
+
+
+def print_table(lines, baseline):
+    """One row per (task, baseline, its seconds, note, forest_dbsync, module s, wall s, note); ratio = module/baseline."""
+    print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
+        'task', baseline, 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
+    for task, seed, seed_s, seed_note, ours, ours_s, wall, note in lines:
+        print('%-10s %-28s %9.2f  %-30s %-24s %9.2f %9.2f %6.2fx  %s' % (
+            task, seed, seed_s, seed_note, ours, ours_s, wall, ours_s / seed_s, note))
+
+
+def drop_databases():
+    """The bench database and its management database, on both nodes."""
     for serverid in (0, 1):
         psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
         psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s_pghainfo WITH (FORCE)' % DB)

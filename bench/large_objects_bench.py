@@ -106,15 +106,9 @@ def main():
                                                           sync_result['summary']['rows_copied'],
                                                           'equal' if after['equal'] else 'NOT EQUAL')))
 
-    print('%-8s %-26s %9s  %-16s %-22s %9s %9s %7s  %s' % (
-        'task', 'baseline', 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
-    for task, base, base_s, base_note, ours, ours_s, wall, note in lines:
-        print('%-8s %-26s %9.2f  %-16s %-22s %9.2f %9.2f %6.2fx  %s' % (
-            task, base, base_s, base_note, ours, ours_s, wall, ours_s / base_s, note))
+    common.print_table(lines, 'baseline')
     print('\nratio = forest_dbsync module seconds / baseline seconds (lower is better)')
-    for serverid in (0, 1):
-        common.psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
-        common.psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s_pghainfo WITH (FORCE)' % DB)
+    common.drop_databases()
 
 
 if __name__ == '__main__':
