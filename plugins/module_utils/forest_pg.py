@@ -184,14 +184,18 @@ class Node(object):
         return conn
 
 
+# Upper bounds: a day to connect; PostgreSQL's own maximum for statement_timeout (ms, int4).
+TIMEOUT_RANGES = (('connect_timeout', 'seconds', 86400), ('statement_timeout', 'milliseconds', 2147483647))
+
+
 def connection_problems(params):
     """A message naming every connection option out of range, or None.  Checked
     before anything runs: a timeout of 0 or less would report a healthy node as
     unreachable, or wait forever on a hung one."""
     bad = []
-    for name, unit in (('connect_timeout', 'seconds'), ('statement_timeout', 'milliseconds')):
-        if name in params and params[name] is not None and params[name] < 1:
-            bad.append('%s must be 1 or more %s (got %s)' % (name, unit, params[name]))
+    for name, unit, most in TIMEOUT_RANGES:
+        if name in params and params[name] is not None and not 1 <= params[name] <= most:
+            bad.append('%s must be 1 to %d %s (got %s)' % (name, most, unit, params[name]))
     for name in ('login_port', 'peer_port'):
         if params.get(name) is not None and not 0 < params[name] < 65536:
             bad.append('%s must be a TCP port, 1 to 65535 (got %s)' % (name, params[name]))

@@ -64,13 +64,16 @@ def argument_spec(module_name):
     return module, captured
 
 
-def options(spec):
-    """Some of the options (always the login ones, at NOWHERE), each with a random value."""
-    names = sorted(spec)
-    return st.fixed_dictionaries(
-        {'login_host': st.just(NOWHERE), 'login_port': value_for('login_port', {})},
-        optional=dict((name, value_for(name, spec[name])) for name in names if name not in ('login_host',
-                                                                                            'login_port')))
+@st.composite
+def options(draw, spec):
+    """The login options (at NOWHERE) and up to three others, each with a random value: few
+    enough that many inputs pass the checks and reach the connection and the job's own paths."""
+    names = draw(st.lists(st.sampled_from(sorted(set(spec) - {'login_host', 'login_port'})), max_size=3,
+                          unique=True))
+    args = dict(login_host=NOWHERE, login_port=draw(st.sampled_from([1, 1, 1, 2, 0, 65536, 'x'])),
+                userdb=draw(st.sampled_from(['userdb', 'userdb', 'Sales Ünïcode', 'a"b'])))
+    args.update((name, draw(value_for(name, spec[name]))) for name in names)
+    return args
 
 
 def run_main(module, args, check_mode):
@@ -95,7 +98,7 @@ TALLY = {}
 def test_random_options_never_crash_and_refusals_change_nothing(module_name, record):
     module, spec = argument_spec(module_name)
     assert 'userdb' in spec and 'login_host' in spec  # the spec was read
-    tally = TALLY.setdefault(module_name, dict(tried=0, refused=0, tracebacks=0, internal_errors=0))
+    tally = TALLY.setdefault(module_name, dict(tried=0, refused=0, answered=0, tracebacks=0, internal_errors=0))
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -106,9 +109,13 @@ def test_random_options_never_crash_and_refusals_change_nothing(module_name, rec
         if escaped is not None:
             tally['tracebacks'] += 1
             raise AssertionError('%s escaped main() with %r' % (type(escaped).__name__, args)) from escaped
-        if result.get('failed'):
+        if not result.get('failed'):
+            tally['answered'] += 1
+        else:
             tally['refused'] += 1
             assert result.get('changed') in (None, False), (args, result)
+            if 'internal error' in result['msg']:
+                tally['internal_errors'] += 1
             assert 'internal error' not in result['msg'], (args, result['msg'])
             assert "{'" not in result['msg'], (args, result['msg'])  # no Python dict repr
     try:

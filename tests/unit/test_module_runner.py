@@ -84,8 +84,9 @@ def test_anything_else_is_a_clear_failure_not_a_traceback(exc, words):
 
 
 @pytest.mark.parametrize('params, message', [
-    (dict(connect_timeout=0, statement_timeout=30000), 'connect_timeout must be 1 or more seconds (got 0)'),
-    (dict(connect_timeout=3, statement_timeout=-1), 'statement_timeout must be 1 or more milliseconds (got -1)'),
+    (dict(connect_timeout=0, statement_timeout=30000), 'connect_timeout must be 1 to 86400 seconds (got 0)'),
+    (dict(connect_timeout=2 ** 63, statement_timeout=30000), 'connect_timeout must be 1 to 86400 seconds'),
+    (dict(connect_timeout=3, statement_timeout=-1), 'statement_timeout must be 1 to 2147483647 milliseconds (got -1)'),
     (dict(login_port=0), 'login_port must be a TCP port, 1 to 65535 (got 0)'),
     (dict(peer_port=65536), 'peer_port must be a TCP port'),
     (dict(login_host=''), 'login_host must be a non-empty name'),
