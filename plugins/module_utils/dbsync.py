@@ -546,14 +546,6 @@ def large_objects(conn):
     return dict((row[0], tuple(row[1:])) for row in rows)
 
 
-def large_object_differences(source, target):
-    """(missing on target, extra on target, changed) oids; changed = content, owner or permissions."""
-    missing = sorted(oid for oid in source if oid not in target)
-    extra = sorted(oid for oid in target if oid not in source)
-    changed = sorted(oid for oid in source if oid in target and source[oid] != target[oid])
-    return missing, extra, changed
-
-
 def describe_large_object_change(source, target):
     """What differs between two entries of large_objects(): 'content', 'owner', 'permissions'."""
     parts = []

@@ -180,7 +180,7 @@ class Sync(object):
         result = dict(table=d.shown_name(*d.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
                       rows_copied=0, bytes_copied=0, method='keys')
         src, tgt = self.both(d.large_objects)
-        missing, extra, changed = d.large_object_differences(src, tgt)
+        missing, extra, changed = d.localize(src, tgt)  # changed: content, owner or permissions
         result.update(rows_source=len(src), rows_target=len(tgt), _catalog=src, _keys=(missing, extra, changed))
         if missing or extra or changed:
             sample = self.p['sample_size']
