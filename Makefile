@@ -2,16 +2,21 @@
 #   make demo    set everything up and run the main job on the local two-node sandbox
 #   make test    set everything up and run every test (unit, integration, reliability, molecule, the
 #                two-machine lab, sanity, lint)
-#   make soak    24 online recoveries in a row under load (docs/RELIABILITY.md is written from the run)
+#   make check   the quick loop: unit, sanity, lint and the integration suite
+#   make soak    24 online recoveries in a row under load
+# The sandbox suites run on WORKERS parallel workers, each with its own two-node sandbox in a
+# network namespace of its own (scripts/worker_sandboxes.py); results go to tests/output/.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY := sandbox/inventory.yml
+WORKERS ?= 3
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test unit integration reliability soak molecule sanity lint sandbox sandbox-down venv clean lab-up lab-down lab-test
+.PHONY: demo test check unit integration reliability sandbox-suites workers soak molecule sanity lint sandbox \
+	sandbox-down venv clean lab-up lab-down lab-test publish-reliability
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
@@ -28,20 +33,35 @@ sandbox-down:
 demo: sandbox
 	$(BIN)/python scripts/demo.py
 
-test: unit integration reliability molecule lab-test sanity lint
+test: unit sanity lint sandbox-suites molecule lab-test
+	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
+	@git status --short
+
+check: unit sanity lint integration
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: sandbox
-	$(BIN)/pytest tests/integration
+workers: venv
+	$(BIN)/python scripts/worker_sandboxes.py up $(WORKERS)
 
-# Faults, bad input, split brain, secrets and 4 recoveries under load; writes docs/RELIABILITY.md.
-reliability: sandbox
-	$(BIN)/pytest tests/reliability
+# Integration and reliability in one run, so the workers share out every case of both.
+sandbox-suites: workers
+	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration tests/reliability
+
+integration: workers
+	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration
+
+# Faults, bad input, split brain, secrets and 4 recoveries under load; the report goes to
+# tests/output/reliability/RELIABILITY.md (make publish-reliability puts it in docs/).
+reliability: workers
+	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/reliability
 
 soak: sandbox
 	FOREST_SOAK_RECOVERIES=24 $(BIN)/pytest tests/reliability/test_soak.py
+
+publish-reliability: venv
+	$(BIN)/python scripts/reliability_report.py --publish
 
 # The sandbox scenarios; molecule/multihost runs on the lab (make lab-test).
 molecule: sandbox

@@ -1,7 +1,11 @@
 """Recording for the reliability and lab suites: each case records what it did and
-how it ended; at the end of a run the records go to docs/reliability/results.json
-and docs/RELIABILITY.md is written from them (scripts/reliability_report.py).
-A suite's conftest imports the fixture and the two hooks from here."""
+how it ended; at the end of a run the records go to tests/output/reliability/results.json
+(git-ignored; FOREST_RESULTS_DIR names another directory) and RELIABILITY.md beside it is
+written from them (scripts/reliability_report.py).  `make publish-reliability` copies a run's
+sections into docs/.  A suite's conftest imports the fixture and the two hooks from here.
+
+With parallel workers (pytest-xdist) each worker runs cases and the controller writes the
+results: the figures a case records travel in its report's user_properties."""
 import datetime
 import json
 import os
@@ -11,7 +15,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(REPO, 'docs', 'reliability', 'results.json')
+RESULTS_DIR = os.environ.get('FOREST_RESULTS_DIR') or os.path.join(REPO, 'tests', 'output', 'reliability')
 SECTION_OF_FILE = {
     'test_soak.py': 'soak', 'test_faults.py': 'faults', 'test_bad_input.py': 'bad_input',
     'test_split_brain.py': 'split_brain', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
@@ -28,7 +32,9 @@ def soak_recoveries():
 
 
 def section_of(nodeid):
-    section = SECTION_OF_FILE[os.path.basename(nodeid.split('::')[0])]
+    """The report section of a case; None for a case of another suite (with parallel workers the
+    controller calls this hook for every case, the suite's conftest notwithstanding)."""
+    section = SECTION_OF_FILE.get(os.path.basename(nodeid.split('::')[0]))
     if section == 'soak' and soak_recoveries() < 20:
         return 'soak_short'
     return section
@@ -37,16 +43,22 @@ def section_of(nodeid):
 @pytest.fixture
 def record(request):
     """record(what=..., **figures): what the case did and measured, kept with its outcome."""
-    entry = _cases.setdefault(request.node.nodeid, dict(case=request.node.name, outcome='not run', facts={}))
+    recorded = {}
+    request.node.user_properties.append(('facts', recorded))
 
     def add(**facts):
-        entry['facts'].update(facts)
+        recorded.update(facts)
     return add
 
 
 def pytest_runtest_logreport(report):
+    if section_of(report.nodeid) is None:
+        return
     entry = _cases.setdefault(report.nodeid, dict(case=report.nodeid.split('::')[-1], outcome='not run', facts={}))
     _sections.add(section_of(report.nodeid))
+    for name, value in report.user_properties:
+        if name == 'facts':
+            entry['facts'].update(value)
     if report.when == 'call' or report.outcome != 'passed':
         entry['outcome'] = report.outcome if report.when == 'call' else '%s in %s' % (report.outcome, report.when)
         entry['seconds'] = round(report.duration, 1)
@@ -55,10 +67,11 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    if not _sections:
+    if not _sections or hasattr(session.config, 'workerinput'):  # a worker: the controller writes
         return
+    results_file = os.path.join(RESULTS_DIR, 'results.json')
     try:
-        with open(RESULTS) as handle:
+        with open(results_file) as handle:
             results = json.load(handle)
     except (OSError, ValueError):
         results = {}
@@ -74,6 +87,8 @@ def pytest_sessionfinish(session):
             if section_of(nodeid) == section and entry['outcome'] != 'not run':
                 kept[entry['case']] = dict(entry, run_at=when, commit=commit)
         results[section] = dict(run_at=when, commit=commit, cases=[kept[name] for name in sorted(kept)])
-    with open(RESULTS, 'w') as handle:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(results_file, 'w') as handle:
         json.dump(results, handle, indent=1, sort_keys=True)
-    subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'reliability_report.py')], check=False)
+    subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'reliability_report.py'), results_file,
+                    os.path.join(RESULTS_DIR, 'RELIABILITY.md')], check=False)

@@ -6,7 +6,9 @@ import tempfile
 import psycopg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SANDBOX = os.path.realpath(os.path.join(REPO, '.sandbox'))  # a link to where postgres can reach
+# A parallel test worker's own sandbox (scripts/worker_sandboxes.py), else the checkout's: .sandbox,
+# a link to where the postgres OS user can reach.
+SANDBOX = os.environ.get('FOREST_SANDBOX_DIR') or os.path.realpath(os.path.join(REPO, '.sandbox'))
 INVENTORY = os.path.join(REPO, 'sandbox', 'inventory.yml')
 BIN = os.path.join(REPO, '.venv', 'bin')
 PG_BIN = '/usr/lib/postgresql/15/bin'
@@ -114,6 +116,38 @@ def module(module_name, host='forest0', check=False, diff=False, timeout=120, **
     cmd, env = module_command(module_name, host, check, diff, **args)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
     return module_result(host, proc, module_name)
+
+
+def own_processes(pattern):
+    """PIDs whose command line matches the regular expression, in this sandbox's network namespace
+    only: the processes of a parallel worker's sandbox (scripts/worker_sandboxes.py) are not ours."""
+    import re
+    own = os.readlink('/proc/self/ns/net')
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.readlink('/proc/%s/ns/net' % entry) != own:
+                continue
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                command = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+        except OSError:  # gone meanwhile
+            continue
+        if re.search(pattern, command):
+            found.append(int(entry))
+    return found
+
+
+def kill_own(pattern, signum=9):
+    """Send signum to own_processes(pattern); whether any was found."""
+    pids = own_processes(pattern)
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    return bool(pids)
 
 
 def postmaster_pid(serverid):

@@ -34,7 +34,7 @@ def test_server_files_live_where_postgres_reaches_them_wherever_the_checkout_is(
     data_dir = sandbox.query(serverid, 'SHOW data_directory')[0][0]
     checkout = os.path.realpath(sandbox.REPO)
     assert not data_dir.startswith(checkout + os.sep), data_dir
-    assert os.path.realpath(os.path.join(sandbox.REPO, '.sandbox')) == os.path.dirname(os.path.dirname(data_dir))
+    assert sandbox.SANDBOX == os.path.dirname(os.path.dirname(data_dir))
     parents = [os.path.dirname(data_dir)]
     while parents[-1] != '/':
         parents.append(os.path.dirname(parents[-1]))

@@ -1,7 +1,6 @@
 """forest_recover mode=online against the sandbox pair: under the reference driver's
 load, step by step, and with a failure injected in each phase."""
 import os
-import subprocess
 import threading
 import time
 
@@ -55,7 +54,7 @@ def broken_target():
     with open(MARKER, 'w') as handle:
         handle.write('written by the test before the recovery\n')
     yield
-    subprocess.run(['pkill', '-9', '-f', 'pg_basebackup.*' + SLOT], check=False)
+    sandbox.kill_own('pg_basebackup.*' + SLOT)
     for phase in ('cancel', 'cleanup'):  # whatever a failed test left: undo it, or finish it after a cut
         if os.path.exists(WORKSPACE):
             recover(phase=phase)
@@ -182,7 +181,7 @@ def test_target_killed_during_base_copy_rolls_back_then_recovery_succeeds():
     killed = False
     for _attempt in range(100):
         time.sleep(0.1)
-        if subprocess.run(['pkill', '-9', '-f', 'pg_basebackup.*' + SLOT], check=False).returncode == 0:
+        if sandbox.kill_own('pg_basebackup.*' + SLOT):
             killed = True
             break
     worker.join()

@@ -118,8 +118,7 @@ def validity_on_source():
 
 
 def basebackup_running():
-    return subprocess.run(['pgrep', '-f', 'pg_basebackup.*pgforest_recovery'], capture_output=True,
-                          check=False).returncode == 0
+    return bool(sandbox.own_processes('pg_basebackup.*pgforest_recovery'))
 
 
 # --- steps: how each starts, when it is "running", how to finish the job afterwards -------------
@@ -263,7 +262,7 @@ def test_fault(step, fault, fault_pair, record):
 def wait_tool_gone(timeout=120):
     """An interrupted module may still be rolling back after Ansible returned."""
     deadline = time.monotonic() + timeout
-    while subprocess.run(['pgrep', '-f', 'AnsiballZ_forest_'], capture_output=True, check=False).returncode == 0:
+    while sandbox.own_processes('AnsiballZ_forest_'):
         assert time.monotonic() < deadline, 'a module process is still running'
         time.sleep(0.2)
 

@@ -1,0 +1,116 @@
+"""Sandboxes for parallel test workers: one two-node sandbox per pytest-xdist worker, each in a
+network namespace of its own, so every worker's nodes are 127.0.0.11 and 127.0.0.12 and
+nothing collides.
+
+    worker_sandboxes.py up N      create N namespaces and provision a sandbox in each (in parallel)
+    worker_sandboxes.py pytest N ARGS...   run pytest ARGS with one worker in each (pytest-xdist)
+    worker_sandboxes.py down      stop every worker sandbox of this checkout, remove the namespaces
+
+A worker's sandbox lives in /var/lib/pgforest-sandbox/<checkout hash>-w<i> (the postgres OS user
+can reach it wherever the checkout is) and is named to the tests and the inventory by the
+environment variable FOREST_SANDBOX_DIR.  `nsenter --net`, not `ip netns exec`: the latter
+remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
+"""
+import concurrent.futures
+import glob
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP = '/var/lib/pgforest-sandbox'
+CHECKOUT_HASH = hashlib.sha256((os.path.realpath(REPO) + '\n').encode()).hexdigest()[:12]
+BIN = os.path.join(REPO, '.venv', 'bin')
+
+
+def namespace(worker):
+    return 'pgf-%s-w%d' % (CHECKOUT_HASH[:8], worker)
+
+
+def sandbox_dir(worker):
+    return os.path.join(TOP, '%s-w%d' % (CHECKOUT_HASH, worker))
+
+
+def in_namespace(worker, argv):
+    """argv run inside the worker's namespace, with its sandbox named in the environment."""
+    return ['nsenter', '--net=/run/netns/' + namespace(worker),
+            'env', 'FOREST_SANDBOX_DIR=' + sandbox_dir(worker)] + argv
+
+
+def make_namespace(worker):
+    if not os.path.exists('/run/netns/' + namespace(worker)):
+        subprocess.run(['ip', 'netns', 'add', namespace(worker)], check=True)
+    # 127.0.0.11 and 127.0.0.12 answer on any loopback that is up.
+    subprocess.run(['ip', '-n', namespace(worker), 'link', 'set', 'lo', 'up'], check=True)
+    directory = sandbox_dir(worker)
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(TOP, 0o755)
+    os.chmod(directory, 0o755)
+    with open(os.path.join(directory, 'checkout'), 'w') as handle:
+        handle.write(os.path.realpath(REPO) + '\n')
+
+
+def provision(worker):
+    """Provision the worker's sandbox; (worker, seconds, None) or (worker, seconds, log tail)."""
+    started = time.monotonic()
+    log = os.path.join(sandbox_dir(worker), 'provision.log')
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    with open(log, 'w') as handle:
+        proc = subprocess.run(in_namespace(worker, [
+            os.path.join(BIN, 'ansible-playbook'), '-i', os.path.join(REPO, 'sandbox', 'inventory.yml'),
+            os.path.join(REPO, 'playbooks', 'provision.yml')]),
+            stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env, check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode == 0:
+        return worker, seconds, None
+    with open(log) as handle:
+        return worker, seconds, handle.read()[-3000:]
+
+
+def up(count):
+    for worker in range(count):
+        make_namespace(worker)
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        outcomes = list(pool.map(provision, range(count)))
+    failed = [(worker, tail) for worker, _seconds, tail in outcomes if tail is not None]
+    for worker, seconds, tail in outcomes:
+        print('worker sandbox %d (%s, %s): %s in %.0f s' % (
+            worker, namespace(worker), sandbox_dir(worker), 'failed' if tail else 'provisioned', seconds))
+    for worker, tail in failed:
+        print('--- provision of worker sandbox %d, last lines:\n%s' % (worker, tail), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_pytest(count, args):
+    """pytest with one xdist worker per sandbox; worksteal because cases last from 0.1 s to a minute."""
+    python = os.path.join(BIN, 'python')
+    options = ['--dist', 'worksteal']
+    for worker in range(count):
+        options += ['--tx', 'popen//python=' + ' '.join(shlex.quote(arg) for arg in in_namespace(worker, [python]))]
+    os.execv(os.path.join(BIN, 'pytest'), ['pytest'] + options + args)
+
+
+def down():
+    for directory in sorted(glob.glob(os.path.join(TOP, CHECKOUT_HASH + '-w*'))):
+        subprocess.run(['bash', os.path.join(REPO, 'scripts', 'sandbox-stop.sh'), directory], check=False)
+    for path in sorted(glob.glob('/run/netns/' + namespace(0)[:-1] + '*')):
+        subprocess.run(['ip', 'netns', 'del', os.path.basename(path)], check=False)
+    return 0
+
+
+def main(argv):
+    if len(argv) == 2 and argv[0] == 'up' and argv[1].isdigit() and int(argv[1]) >= 1:
+        return up(int(argv[1]))
+    if len(argv) >= 2 and argv[0] == 'pytest' and argv[1].isdigit() and int(argv[1]) >= 1:
+        return run_pytest(int(argv[1]), argv[2:])
+    if argv == ['down']:
+        return down()
+    print(__doc__.strip().split('\n\n')[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
