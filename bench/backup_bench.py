@@ -18,13 +18,9 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from pgbench_data import PGBENCH_TABLES, env, fill, host_args, sandbox  # noqa: E402
+from pgforest_dev.bench import PGBENCH_TABLES, env, fill, host_args, sandbox
 
 WORK = os.path.join(sandbox.SANDBOX, 'bench-backups')
 PLAIN_DB = 'bench_plain_restore'

@@ -16,45 +16,20 @@ time is the module's own (summary.seconds); the wall time through `ansible`
     .venv/bin/python bench/dbsync_bench.py [--scale 20] [--drift 0.001]
 """
 import argparse
-import os
 import subprocess
-import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'tests'))
-sys.path.insert(0, os.path.join(HERE, '..', 'collections'))
+from pgforest_dev import sandbox
+from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, env as bench_env, host_args, print_table,
+                                 psql, recreate, timed)
 
-import sandbox  # noqa: E402  (the tests' view of the sandbox)
-
-DB = 'benchdb'
 PG_BIN = sandbox.PG_BIN
-
-
-def env():
-    return dict(os.environ, PGPASSWORD=sandbox.password(), PGUSER='postgres', PGCONNECT_TIMEOUT='5')
-
-
-def host(serverid):
-    return ['-h', sandbox.NODES[serverid]['host'], '-p', str(sandbox.NODES[serverid]['port'])]
-
-
-def psql(serverid, dbname, sql):
-    out = subprocess.run([PG_BIN + '/psql', '-XAtq', *host(serverid), '-d', dbname, '-c', sql],
-                         env=env(), check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-def recreate(serverid):
-    psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
-    psql(serverid, 'postgres', 'CREATE DATABASE %s' % DB)
 
 
 def setup(scale):
     for serverid in (0, 1):
         recreate(serverid)
-    procs = [subprocess.Popen([PG_BIN + '/pgbench', '-i', '-q', '-s', str(scale), *host(serverid), DB],
-                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for serverid in (0, 1)]
+    procs = [subprocess.Popen([PG_BIN + '/pgbench', '-i', '-q', '-s', str(scale), *host_args(serverid), DB],
+                              env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for serverid in (0, 1)]
     if any(proc.wait() for proc in procs):
         raise SystemExit('pgbench -i failed')
     for name in ('forest0', 'forest1'):
@@ -78,38 +53,6 @@ def rowcount_compare():
         for name in tables:
             counts[(serverid, name)] = int(psql(serverid, DB, 'SELECT count(*) FROM %s' % name))
     return all(counts[(0, name)] == counts[(1, name)] for name in tables)
-
-
-def dump_restore(schema_only_target=False):
-    """drop + pg_dump | psql onto serverid 1; returns bytes of the dump."""
-    recreate(1)
-    dump = subprocess.Popen([PG_BIN + '/pg_dump', *host(0), DB] + (['--schema-only'] if schema_only_target else []),
-                            env=env(), stdout=subprocess.PIPE)
-    load = subprocess.Popen([PG_BIN + '/psql', '-Xq', '-v', 'ON_ERROR_STOP=1', *host(1), '-d', DB],
-                            env=env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    size = 0
-    for chunk in iter(lambda: dump.stdout.read(1 << 16), b''):
-        size += len(chunk)
-        load.stdin.write(chunk)
-    load.stdin.close()
-    if dump.wait() or load.wait():
-        raise SystemExit('pg_dump | psql failed')
-    return size
-
-
-def dbsync(**args):
-    started = time.monotonic()
-    result = sandbox.module('forest_dbsync', userdb=DB, timeout=3600, **args)
-    wall = time.monotonic() - started
-    if result.get('failed'):
-        raise SystemExit('forest_dbsync failed: %s' % result['msg'])
-    return result, wall
-
-
-def timed(function, *args, **kwargs):
-    started = time.monotonic()
-    value = function(*args, **kwargs)
-    return time.monotonic() - started, value
 
 
 def main():
@@ -158,22 +101,6 @@ def main():
     print('sync phases:    %s' % sync_result['phases'])
     print('scope=all phases: %s' % all_result['phases'])
     drop_databases()
-
-
-def print_table(lines, baseline):
-    """One row per (task, baseline, its seconds, note, forest_dbsync, module s, wall s, note); ratio = module/baseline."""
-    print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
-        'task', baseline, 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
-    for task, seed, seed_s, seed_note, ours, ours_s, wall, note in lines:
-        print('%-10s %-28s %9.2f  %-30s %-24s %9.2f %9.2f %6.2fx  %s' % (
-            task, seed, seed_s, seed_note, ours, ours_s, wall, ours_s / seed_s, note))
-
-
-def drop_databases():
-    """The bench database and its management database, on both nodes."""
-    for serverid in (0, 1):
-        psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
-        psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s_pghainfo WITH (FORCE)' % DB)
 
 
 if __name__ == '__main__':

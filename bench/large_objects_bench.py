@@ -13,15 +13,10 @@ Ratios are against the first method measured in this run (lower is better).
 """
 import argparse
 import hashlib
-import os
 import subprocess
-import sys
 import threading
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import dbsync_bench as common  # noqa: E402  (the sandbox helpers of the dbsync bench)
+from pgforest_dev import bench as common
 
 DB = common.DB
 FIRST_OID = 900000
@@ -56,7 +51,7 @@ def dump_hashes():
 
     def dump(serverid):
         # The database holds only the large objects (setup creates no table).
-        proc = subprocess.Popen([common.PG_BIN + '/pg_dump', *common.host(serverid), '--data-only', '--blobs', DB],
+        proc = subprocess.Popen([common.sandbox.PG_BIN + '/pg_dump', *common.host_args(serverid), '--data-only', '--blobs', DB],
                                 env=common.env(), stdout=subprocess.PIPE)
         digest = hashlib.sha256()
         for chunk in iter(lambda: proc.stdout.read(1 << 20), b''):

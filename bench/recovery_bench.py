@@ -20,14 +20,10 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from pgbench_data import PGBENCH_TABLES, env, fill, host_args, sandbox  # noqa: E402
-from forest_driver import ForestDriver, lost_or_duplicated  # noqa: E402
+from pgforest_dev.bench import PGBENCH_TABLES, env, fill, host_args, sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 
 TARGET = 1
 NOTICE = 1.0

@@ -11,4 +11,8 @@ if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepi
 fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+# The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the
+# venv's Python, wherever the script that imports them lives.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$(pwd -P)/dev" > "$site/pgforest-dev.pth"
 echo "bootstrap: $("$venv/bin/ansible" --version | head -1), $("$venv/bin/python" -c 'import psycopg; print("psycopg", psycopg.__version__)')"

@@ -10,11 +10,8 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(REPO, 'tests'), os.path.join(REPO, 'collections')]
-
-import sandbox  # noqa: E402  (tests/sandbox.py: addresses and password of the sandbox)
-from forest_driver import ForestDriver, lost_or_duplicated  # noqa: E402
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 
 BROKEN = 1
 NOTICE_SECONDS = 1  # mngdb_read_duration for the demo: how fast drivers notice a change
@@ -27,9 +24,9 @@ def step(text):
 def playbook(name, *args):
     """Run a playbook with its output shown; stop the demo if it fails."""
     cmd = [os.path.join(sandbox.BIN, 'ansible-playbook'), '-i', sandbox.INVENTORY,
-           os.path.join(REPO, 'playbooks', name)] + list(args)
+           os.path.join(sandbox.REPO, 'playbooks', name)] + list(args)
     print('$ ' + ' '.join(['ansible-playbook', 'playbooks/' + name] + list(args)), flush=True)
-    done = subprocess.run(cmd, env=sandbox.ansible_env(), cwd=REPO, check=False)
+    done = subprocess.run(cmd, env=sandbox.ansible_env(), cwd=sandbox.REPO, check=False)
     if done.returncode != 0:
         sys.exit('demo stopped: %s failed (exit %d)' % (name, done.returncode))
 

@@ -19,7 +19,7 @@ RUN_RESULTS = os.path.join(REPO, 'tests', 'output', 'reliability', 'results.json
 
 SECTIONS = [
     ('soak', 'Repeated online recoveries under load (`make soak`)',
-     'The reference driver (tests/forest_driver.py) writes throughout; one node breaks, forest_recover '
+     'The reference driver (dev/pgforest_dev/forest_driver.py) writes throughout; one node breaks, forest_recover '
      'mode=online brings it back, the other node breaks next. After each recovery: every acknowledged write '
      'exactly once on both nodes, forest_dbsync compare equal, sequences aligned, cluster healthy.'),
     ('soak_short', 'Online recoveries under load, short run (`make test`)',

@@ -1,15 +1,8 @@
-"""Make the collection importable as ansible_collections.pgforest.cluster."""
-import os
-import sys
+"""Fixtures every suite shares.  The helpers (sandbox, reference driver) live in the package
+pgforest_dev (dev/), which also makes the collection importable."""
+import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'collections'))
-sys.path.insert(0, os.path.join(REPO, 'tests'))
-
-
-import pytest  # noqa: E402  (after the path set-up above)
-
-import sandbox  # noqa: E402
+from pgforest_dev import sandbox
 
 
 @pytest.fixture
@@ -18,3 +11,13 @@ def provisioned_pair():
     sandbox.reset_pair()
     yield
     sandbox.reset_pair()
+
+
+# The cases that take a minute (faults injected into recoveries, recoveries under load) start
+# first: parallel workers then finish together instead of one worker running the longest case last.
+SLOW_FILES = ('test_faults.py', 'test_soak.py', 'test_forest_recover_online.py', 'test_security.py',
+              'test_split_brain.py')
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in SLOW_FILES)

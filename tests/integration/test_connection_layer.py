@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node, ident, run
 
 

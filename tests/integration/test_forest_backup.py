@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 SCHEMA = 'Backup Tëst'
 BACKUPS = os.path.join(sandbox.SANDBOX, 'test-backups')

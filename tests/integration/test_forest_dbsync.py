@@ -1,8 +1,8 @@
 """forest_dbsync against the sandbox pair: tricky data, localization, repair, online compare."""
 import pytest
 
-import sandbox
-from forest_driver import ForestDriver
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver
 
 SCHEMA = 'Sync Tëst'
 INCLUDE = [SCHEMA + '.*']

@@ -2,7 +2,7 @@
 import psycopg
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 
 pytestmark = pytest.mark.usefixtures('provisioned_pair')

@@ -9,7 +9,7 @@ import textwrap
 import psycopg
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 from ansible_collections.pgforest.cluster.plugins.filter.scram import scram_sha256_matches
 
 

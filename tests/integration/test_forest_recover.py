@@ -2,7 +2,7 @@
 import psycopg
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 SCHEMA = 'Recover Tëst'
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import sandbox
-from forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 
 TARGET = 1
 SLOT = 'pgforest_recovery_%d' % TARGET

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 
 pytestmark = pytest.mark.usefixtures('provisioned_pair')

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-import sandbox
+from pgforest_dev import sandbox
 
 # Keys every Ansible result carries, or that Ansible adds.
 STANDARD = {'changed', 'failed', 'msg', 'invocation', 'diff', 'warnings', 'deprecations', '_stdout', 'exception',

@@ -12,10 +12,10 @@ import time
 
 import psycopg
 
-import sandbox
-from forest_driver import lost_or_duplicated as _lost_or_duplicated
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import lost_or_duplicated as _lost_or_duplicated
 # One PLAY RECAP parser for the sandbox's tests and the lab's.
-from sandbox import recap  # noqa: F401  pylint: disable=unused-import
+from pgforest_dev.sandbox import recap  # noqa: F401  pylint: disable=unused-import
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
@@ -153,7 +153,7 @@ def link(state, serverid):
 
 
 class AppDriver(object):
-    """The reference driver (tests/forest_driver.py) on an application host, as its own process."""
+    """The reference driver (dev/pgforest_dev/forest_driver.py) on an application host, as its own process."""
 
     def __init__(self, app, read_duration=1.0):
         self.app = app
@@ -161,7 +161,7 @@ class AppDriver(object):
         handle, self.out = tempfile.mkstemp(prefix='driver-%s-' % app, suffix='.json')
         os.close(handle)  # the driver replaces it when it stops
         cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
-               os.path.join(REPO, 'tests', 'forest_driver.py'), '--userdb', USERDB,
+               os.path.join(REPO, 'dev', 'pgforest_dev', 'forest_driver.py'), '--userdb', USERDB,
                '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out, '--table', self.table]
         for serverid, node in NODES.items():
             cmd += ['--node', '%d=%s:5432' % (serverid, node['host'])]

@@ -4,8 +4,8 @@ import signal
 import subprocess
 import time
 
-import sandbox
-from forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 
 KINDS = ('stopped', 'killed', 'diverged', 'hung then killed')
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 BACKUPS = os.path.join(sandbox.SANDBOX, 'backups')
 HOSTILE = 'userdb"; DROP TABLE catalogue_orders; --'

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 from breakage import kill_server, pair_checks, signal_server
 
 SOURCE, TARGET = 0, 1

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 
 SECRET_FILE = os.path.join(sandbox.SANDBOX, 'secrets', 'postgres.password')
 BACKUPS = os.path.join(sandbox.SANDBOX, 'backups')

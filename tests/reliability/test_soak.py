@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 from breakage import (KINDS, break_node, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
                       set_read_duration, start_driver, wait_marked_broken)
 from recorder import soak_recoveries

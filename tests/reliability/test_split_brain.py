@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-import sandbox
+from pgforest_dev import sandbox
 from breakage import load_tables_clean, set_read_duration, start_driver
 
 

@@ -5,7 +5,7 @@ import tempfile
 
 import psycopg
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pgforest_dev import REPO
 # A parallel test worker's own sandbox (scripts/worker_sandboxes.py), else the checkout's: .sandbox,
 # a link to where the postgres OS user can reach.
 SANDBOX = os.environ.get('FOREST_SANDBOX_DIR') or os.path.realpath(os.path.join(REPO, '.sandbox'))

@@ -1,0 +1,89 @@
+"""What the benchmarks share: libpq environment, psql, pgbench data, the bench database
+(benchdb) and its clean-up, a timed forest_dbsync run and the result table."""
+import os
+import subprocess
+import time
+
+from pgforest_dev import sandbox
+
+PGBENCH_TABLES = 'pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history'
+
+
+def env():
+    return dict(os.environ, PGPASSWORD=sandbox.password(), PGUSER='postgres', PGCONNECT_TIMEOUT='5')
+
+
+def host_args(serverid):
+    return ['-h', sandbox.NODES[serverid]['host'], '-p', str(sandbox.NODES[serverid]['port'])]
+
+
+def fill(scale, serverid=0):
+    """pgbench tables in the user database of serverid (without the vacuum step, for speed)."""
+    started = time.monotonic()
+    subprocess.run([sandbox.PG_BIN + '/pgbench', '-i', '-q', '-I', 'dtgp', '-s', str(scale), *host_args(serverid),
+                    sandbox.USERDB], env=env(), check=True, capture_output=True)
+    size = sandbox.query(serverid, 'SELECT pg_database_size(current_database())', dbname=sandbox.USERDB)[0][0]
+    print('  filled serverid %d: pgbench scale %d, user database %.0f MB (%.0fs)'
+          % (serverid, scale, size / 2 ** 20, time.monotonic() - started), flush=True)
+    return size
+
+DB = 'benchdb'
+
+
+def psql(serverid, dbname, sql):
+    out = subprocess.run([sandbox.PG_BIN + '/psql', '-XAtq', *host_args(serverid), '-d', dbname, '-c', sql],
+                         env=env(), check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def recreate(serverid):
+    psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
+    psql(serverid, 'postgres', 'CREATE DATABASE %s' % DB)
+
+
+def dbsync(**args):
+    started = time.monotonic()
+    result = sandbox.module('forest_dbsync', userdb=DB, timeout=3600, **args)
+    wall = time.monotonic() - started
+    if result.get('failed'):
+        raise SystemExit('forest_dbsync failed: %s' % result['msg'])
+    return result, wall
+
+
+def timed(function, *args, **kwargs):
+    started = time.monotonic()
+    value = function(*args, **kwargs)
+    return time.monotonic() - started, value
+
+
+def print_table(lines, baseline):
+    """One row per (task, baseline, its seconds, note, forest_dbsync, module s, wall s, note); ratio = module/baseline."""
+    print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
+        'task', baseline, 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
+    for task, seed, seed_s, seed_note, ours, ours_s, wall, note in lines:
+        print('%-10s %-28s %9.2f  %-30s %-24s %9.2f %9.2f %6.2fx  %s' % (
+            task, seed, seed_s, seed_note, ours, ours_s, wall, ours_s / seed_s, note))
+
+
+def drop_databases():
+    """The bench database and its management database, on both nodes."""
+    for serverid in (0, 1):
+        psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s WITH (FORCE)' % DB)
+        psql(serverid, 'postgres', 'DROP DATABASE IF EXISTS %s_pghainfo WITH (FORCE)' % DB)
+
+
+def dump_restore(schema_only_target=False):
+    """drop + pg_dump | psql onto serverid 1; returns bytes of the dump."""
+    recreate(1)
+    dump = subprocess.Popen([sandbox.PG_BIN + '/pg_dump', *host_args(0), DB] + (['--schema-only'] if schema_only_target else []),
+                            env=env(), stdout=subprocess.PIPE)
+    load = subprocess.Popen([sandbox.PG_BIN + '/psql', '-Xq', '-v', 'ON_ERROR_STOP=1', *host_args(1), '-d', DB],
+                            env=env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    size = 0
+    for chunk in iter(lambda: dump.stdout.read(1 << 16), b''):
+        size += len(chunk)
+        load.stdin.write(chunk)
+    load.stdin.close()
+    if dump.wait() or load.wait():
+        raise SystemExit('pg_dump | psql failed')
+    return size
