@@ -1,14 +1,14 @@
-"""forest_backup / forest_restore (logical) measured against the seed's plain SQL way, in the same run.
+"""forest_backup / forest_restore (logical) measured against the guide's plain SQL way, in the same run.
 
 The user database of serverid 0 is filled with pgbench (scale 20 is about
 300 MB); for each size:
 
-  plain dump     pg_dump userdb > file.sql (the seed's backup, 6.2)
+  plain dump     pg_dump userdb > file.sql (the guide's backup, 6.2)
   forest_backup  pg_dump -Fd -j2 of the user and management databases in one
                  snapshot, row counts, SHA-256 of every file (module's seconds)
   plain restore  psql < file.sql into a fresh database on each node, one after
-                 the other (the seed's restore of both nodes, 7.2)
-  pipe           pg_dump | psql onto one node (the seed's offline recovery)
+                 the other (the guide's restore of both nodes, 7.2)
+  pipe           pg_dump | psql onto one node (the guide's offline recovery)
   forest_restore checksums, four pg_restore -j2 (both databases, both nodes at
                  once), row counts, swap, validity (module's seconds)
 
@@ -89,7 +89,7 @@ def report(rows, jobs):
             forest_restore / row['plain']['restore'], forest_restore / row['plain']['pipe']))
         print('         backup phases %s, %.0f MB on disk; restore phases %s' % (
             row['forest']['backup']['phases'], row['forest']['size'] / 2 ** 20, row['forest']['restore']['phases']))
-    print('  ratio < 1: forest is faster.  plain restore = psql < file.sql onto both nodes one after the other (seed '
+    print('  ratio < 1: forest is faster.  plain restore = psql < file.sql onto both nodes one after the other (guide '
           '7.2); pipe = pg_dump | psql onto one node.')
 
 

@@ -1,15 +1,15 @@
-"""forest_dbsync against the seed's jma-dbsync methods, measured in the same run.
+"""forest_dbsync against the guide's jma-dbsync methods, measured in the same run.
 
 Builds a pgbench database (`benchdb`, scale 20 = 2 M accounts by default) on
 both sandbox nodes, makes a fraction of the accounts drift by UPDATE on
 serverid 1 only (row counts stay equal), then times:
 
-  compare    row counts of every table via psql (the seed's way)  vs  forest_dbsync compare
+  compare    row counts of every table via psql (the guide's way)  vs  forest_dbsync compare
   repair     drop + pg_dump | psql of the whole database          vs  forest_dbsync mode=sync
   full copy  pg_dump | psql onto an empty database                vs  forest_dbsync scope=all
              (onto the same tables, empty)
 
-Ratios are against the seed's method measured in this run.  forest_dbsync's
+Ratios are against the guide's method measured in this run.  forest_dbsync's
 time is the module's own (summary.seconds); the wall time through `ansible`
 (about 1.5 s of Ansible start-up more) is printed beside it.
 
@@ -20,7 +20,7 @@ import subprocess
 
 from pgforest_dev import sandbox
 from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, env as bench_env, host_args, print_table,
-                                 psql, recreate, timed)
+                                psql, recreate, timed)
 
 PG_BIN = sandbox.PG_BIN
 
@@ -95,8 +95,8 @@ def main():
                   '%.1f MB; re-compare %s' % (all_result['summary']['bytes_copied'] / 1e6,
                                               'equal' if after['equal'] else 'NOT EQUAL')))
 
-    print_table(lines, 'seed method')
-    print('\nratio = forest_dbsync module seconds / seed method seconds (lower is better)')
+    print_table(lines, 'the guide\'s method')
+    print('\nratio = forest_dbsync module seconds / the guide\'s method seconds (lower is better)')
     print('compare phases: %s' % cmp_result['phases'])
     print('sync phases:    %s' % sync_result['phases'])
     print('scope=all phases: %s' % all_result['phases'])

@@ -12,7 +12,7 @@ size:
   driver      acknowledged writes lost or applied twice (must be none)
 
 Offline (applications stopped), at both sizes with 0.1 % of the accounts
-drifted on serverid 1:  method=dump (the seed's way)  vs  method=diff.
+drifted on serverid 1:  method=dump (the guide's way)  vs  method=diff.
 
     .venv/bin/python bench/recovery_bench.py [--small 20] [--large 200] [--drift 0.001]
 """
@@ -112,7 +112,7 @@ def report(online, offline, fraction):
     print('\noffline recovery, %.1f %% of pgbench_accounts drifted on serverid %d:' % (fraction * 100, TARGET))
     for row, times in zip(online, offline):
         dump, diff = times['dump']['seconds'], times['diff']['seconds']
-        print('  scale %-5d dump (seed) %7.2fs   diff %7.2fs   diff is %.1fx faster (goal >= 5x); diff phases %s'
+        print('  scale %-5d dump (guide) %7.2fs   diff %7.2fs   diff is %.1fx faster (goal >= 5x); diff phases %s'
               % (row['scale'], dump, diff, dump / diff, times['diff']['dbsync']['phases']))
 
 

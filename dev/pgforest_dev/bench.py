@@ -27,6 +27,7 @@ def fill(scale, serverid=0):
           % (serverid, scale, size / 2 ** 20, time.monotonic() - started), flush=True)
     return size
 
+
 DB = 'benchdb'
 
 
@@ -60,9 +61,9 @@ def print_table(lines, baseline):
     """One row per (task, baseline, its seconds, note, forest_dbsync, module s, wall s, note); ratio = module/baseline."""
     print('%-10s %-28s %9s  %-30s %-24s %9s %9s %7s  %s' % (
         'task', baseline, 'seconds', '', 'forest_dbsync', 'module s', 'wall s', 'ratio', ''))
-    for task, seed, seed_s, seed_note, ours, ours_s, wall, note in lines:
+    for task, baseline_name, baseline_s, baseline_note, ours, ours_s, wall, note in lines:
         print('%-10s %-28s %9.2f  %-30s %-24s %9.2f %9.2f %6.2fx  %s' % (
-            task, seed, seed_s, seed_note, ours, ours_s, wall, ours_s / seed_s, note))
+            task, baseline_name, baseline_s, baseline_note, ours, ours_s, wall, ours_s / baseline_s, note))
 
 
 def drop_databases():

@@ -1,4 +1,4 @@
-"""A small stand-in for the PostgresForest JDBC driver (DESIGN section 5).
+"""A small stand-in for the PostgresForest JDBC driver.
 
 It reads server_info every `read_duration` seconds and at once on NOTIFY,
 writes each transaction to every valid node (commits them one after the

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backups of the pair on disk (seed sections 6 and 7): names, manifests, checksums, retention.
+"""Backups of the pair on disk (guide §6 and §7): names, manifests, checksums, retention.
 
 A backup is a directory <backup_dir>/forest-<kind>-<UTC time> holding a
 manifest.json and the files it lists with their size and SHA-256:
@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
+from .errors import ForestError
 
 FORMAT = 'pgforest.cluster backup 1'
 MANIFEST = 'manifest.json'

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Taking and restoring backups of the pair (seed sections 6 and 7).
+"""Taking and restoring backups of the pair (guide §6 and §7).
 
 Logical (one run for the pair): pg_dump in directory format (-j) of the user and
 management databases from a valid node, in one exported snapshot that the row
@@ -21,14 +21,14 @@ import shutil
 import subprocess
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils import backup as b
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair, read_view
-from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import row_counts
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, ident, run, sql
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServer, find_bindir
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    database_exists, describe_sessions, driver_sessions, parse_udb_url, set_validity)
-from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery
+from . import backup as b
+from .cluster_status import merge, read_pair, read_view
+from .divergence import row_counts
+from .forest_pg import Node, ident, run, sql
+from .local_server import LocalServer, find_bindir
+from .mngdb import (
+    database_exists, refuse_if_applications, parse_udb_url, set_validity)
+from .recovery import Recovery
 
 # Ordinary tables (partitions included, extension members left out, as pg_dump does).
 # Roles that own or were granted something in the current database (a restore needs them).
@@ -213,11 +213,8 @@ class LogicalRestore(Job):
             raise b.BackupError('%s runs PostgreSQL %d, the backup comes from %d: restore onto the same or a newer '
                                 'major version' % (where, facts['version'] // 10000,
                                                    manifest['server_version'] // 10000))
-        own = [conn.info.backend_pid for conn in self.conns]
-        sessions = [s for s in driver_sessions(admin, [self.userdb, self.mngdb]) if s['pid'] not in own]
-        if sessions:
-            raise b.BackupError('%s has sessions on the databases a restore drops: %s. Stop the applications '
-                                'first; nothing was changed' % (where, describe_sessions(sessions)))
+        refuse_if_applications([(where, admin)], [self.userdb, self.mngdb], b.BackupError,
+                               'a restore drops %s and %s' % (self.userdb, self.mngdb), 'Stop the applications first')
         needed = set(r for db in manifest['databases'].values() for r in db['roles'])
         present = set(r['rolname'] for r in run(admin, 'SELECT rolname FROM pg_roles'))
         if needed - present:
@@ -346,11 +343,9 @@ class PhysicalJob(Job):
     def refuse_if_applications(self, node_dict):
         """An admin connection to the node, once no application is connected."""
         _node, conn = self.connect(node_dict, 'postgres')
-        own = [c.info.backend_pid for c in self.conns]
-        found = [s for s in driver_sessions(conn, [self.userdb, self.mngdb]) if s['pid'] not in own]
-        if found:
-            raise b.BackupError('a physical backup or restore stops the server, but these sessions are connected: '
-                                '%s. Stop the applications first; nothing was changed' % describe_sessions(found))
+        refuse_if_applications([('serverid %d' % node_dict['serverid'], conn)], [self.userdb, self.mngdb],
+                               b.BackupError, 'a physical backup or restore stops the server',
+                               'Stop the applications first')
         return conn
 
     def counts(self, node_dict):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read both nodes' views of the pair and merge them (seed 5.2).
+"""Read both nodes' views of the pair and merge them (guide §5.2).
 
 Each node's management database is one *view* of server_info.  For every
 serverid the effective validity is -1 if any view says -1, else 0 if any says
@@ -14,9 +14,9 @@ from __future__ import annotations
 import threading
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from .forest_pg import (
     ForestPgError, Node, connection_argument_spec, run)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
+from .mngdb import (
     MngdbError, VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
@@ -140,7 +140,7 @@ def read_views(nodes, mngdb, broken_log_limit, deadline):
 
 
 def effective_validity(values):
-    """The seed's rule: -1 wins, then 0, else 1 (None when no view knows)."""
+    """The guide's rule: -1 wins, then 0, else 1 (None when no view knows)."""
     known = [value for value in values if value is not None]
     if not known:
         return None
@@ -256,7 +256,7 @@ def _state_and_action(nodes, problems, views):
     if _split_brain(nodes):
         return 'split_brain', _action('resolve_split_brain', 'each node marks itself valid and the other broken '
                                       '(%s): applications cut off from each other wrote to different nodes, so '
-                                      'both may hold writes the other lacks (seed 11.1.2). Nothing picks a source '
+                                      'both may hold writes the other lacks (guide §11.1.2). Nothing picks a source '
                                       'for you: stop the applications, compare the user databases (forest_dbsync '
                                       'mode=compare source=K lists what the node you give up alone holds), copy what '
                                       'must survive from it, mark it broken on both (forest_mngdb serverid=N '

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from .errors import ForestError
+from .forest_pg import (
     error_from, ident, psycopg, run, shown_name)
 
 try:

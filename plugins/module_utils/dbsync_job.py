@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from . import dbsync as d
+from .cluster_status import merge, read_pair
+from .forest_pg import (
     ForestPgError, Node, close_all, psycopg, run)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    describe_sessions, driver_sessions, mngdb_name, read_config)
-from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
+from .mngdb import (
+    refuse_if_applications, mngdb_name, read_config)
+from .quiesce import Quiesce
 
 
 def _ignore(_text):
@@ -108,18 +108,14 @@ class Sync(object):
         if self.p['online']:
             self.snapshot_in_freeze(src_node, tgt_node, target['serverid'])
         else:
-            self.refuse_if_sessions()
+            self.refuse_if_applications()
             self.begin_snapshots()
 
-    def refuse_if_sessions(self):
-        own = [conn.info.backend_pid for conn in self.conns]
-        found = []
-        for conn in (self.src, self.tgt):
-            found += [s for s in driver_sessions(conn, [self.userdb]) if s['pid'] not in own]
-        if found:
-            raise d.DbsyncError('applications are connected to %s (%s): stop them, or compare with online=true '
-                                '(a short write freeze); nothing was read or changed'
-                                % (self.userdb, describe_sessions(found)))
+    def refuse_if_applications(self):
+        conns = [('serverid %d' % self.source['serverid'], self.src), ('serverid %d' % self.target['serverid'], self.tgt)]
+        refuse_if_applications(conns, [self.userdb], d.DbsyncError,
+                               'an offline compare needs the applications of %s stopped' % self.userdb,
+                               'Stop them, or compare with online=true (a short write freeze)')
 
     def begin_snapshots(self):
         for conn in (self.src, self.tgt):

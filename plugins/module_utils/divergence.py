@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import unlogged_tables
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from .dbsync import unlogged_tables
+from .forest_pg import (
     Node, close_all, ident, run, shown_name, sql)
 
 TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
@@ -74,7 +74,7 @@ def compare_row_counts(params, status, rounds=3, pause=0.5):
 
 
 def flag_divergence(status, comparison):
-    """A healthy pair whose user databases differ is diverged (seed 11.1.2, 11.2)."""
+    """A healthy pair whose user databases differ is diverged (guide §11.1.2, 11.2)."""
     status['user_databases'] = comparison
     if status['cluster_state'] != 'healthy' or comparison['equal'] is not False:
         return status
@@ -82,7 +82,7 @@ def flag_divergence(status, comparison):
     status.update(cluster_state='diverged', healthy=False, recommended_action=dict(
         action='compare_and_repair',
         reason='both nodes are valid but their user databases differ in %d table(s), the same in %d reads '
-               '(%s): applications wrote to one node only (split brain, seed 11.1.2/11.2) or around the driver. '
+               '(%s): applications wrote to one node only (split brain, guide §11.1.2/11.2) or around the driver. '
                'Find the rows with forest_dbsync mode=compare, decide which node is right, then repair the other '
                '(forest_dbsync mode=sync source=N)' % (len(comparison['differences']), comparison['rounds'], tables)))
     return status

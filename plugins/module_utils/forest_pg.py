@@ -15,7 +15,7 @@ import re
 import traceback
 
 from ansible.module_utils.basic import env_fallback
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
+from .errors import ForestError
 
 PSYCOPG_IMPORT_ERROR = None
 try:

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
+from .errors import ForestError
 
 
 class LocalServerError(ForestError):

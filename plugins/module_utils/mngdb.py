@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgresForest management database <userdb>_pghainfo (seed section 9).
+"""The PostgresForest management database <userdb>_pghainfo (guide §9).
 
 Pure parts (settings, their ranges, URL handling, diffs) need no server; the
 rest reads and writes a management database over a forest_pg connection.
@@ -9,8 +9,8 @@ rest reads and writes a management database over a forest_pg connection.
 
 from __future__ import annotations
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from .errors import ForestError
+from .forest_pg import (
     APPLICATION_NAME, ident, run)
 
 INT_MAX = 2147483647
@@ -225,3 +225,28 @@ def driver_sessions(conn, dbnames):
 def describe_sessions(sessions):
     return '; '.join('pid %(pid)s %(usename)s@%(datname)s from %(client_addr)s (%(application_name)s)' % s
                      for s in sessions)
+
+
+def application_sessions(conns, dbnames):
+    """The one answer to "are applications connected?": {label: [session, ...]} for each
+    (label, admin connection) whose server has client sessions on dbnames.  The tool's own
+    sessions never count: every connection the collection opens carries APPLICATION_NAME."""
+    found = {}
+    for label, conn in conns:
+        sessions = driver_sessions(conn, dbnames)
+        if sessions:
+            found[label] = sessions
+    return found
+
+
+def describe_applications(found):
+    return ' | '.join('%s: %s' % (label, describe_sessions(sessions)) for label, sessions in sorted(found.items()))
+
+
+def refuse_if_applications(conns, dbnames, error, needs, remedy):
+    """Raise error("<needs>, but these sessions are connected: ... <remedy>; nothing was changed")
+    when application_sessions finds any."""
+    found = application_sessions(conns, dbnames)
+    if found:
+        raise error('%s, but these sessions are connected: %s. %s; nothing was changed'
+                    % (needs, describe_applications(found), remedy))

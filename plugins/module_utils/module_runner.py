@@ -18,10 +18,10 @@ from __future__ import annotations
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from .errors import ForestError
+from .forest_pg import (
     PSYCOPG_IMPORT_ERROR, connection_problems, psycopg)
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError, mngdb_name
+from .mngdb import MngdbError, mngdb_name
 
 
 def forest_module(argument_spec, **kwargs):

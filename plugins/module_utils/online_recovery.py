@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Online recovery (DESIGN section 3, the modern form of seed 8.2): the
+"""Online recovery (the modern form of guide §8.2; step by step in docs/recovery.md): the
 applications keep writing to the valid node S while the broken node T, on the
 host this runs on, is rebuilt from it.
 
@@ -17,7 +17,7 @@ cleanup  drop the slot, take the standby settings out, remove the old data
 cancel   from any failed step back to the state before: T on its old data
          directory, -1, S untouched and valid, no slot, nothing left behind.
 
-Each phase can run on its own (the seed's PGHARecovery.sh -base/-cleanup/...):
+Each phase can run on its own (the guide's PGHARecovery.sh -base/-cleanup/...):
 what a later phase needs is kept in a state file in the workspace next to the
 data directory (never a password; that is in a 0600 passfile removed at the end).
 """
@@ -31,13 +31,13 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
+from . import dbsync as d
+from .forest_pg import (
     ForestPgError, close_all, libpq_conninfo, run)
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import LocalServer, tree_size
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import read_config, set_validity
-from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import Quiesce
-from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import Recovery, RecoveryError
+from .local_server import LocalServer, tree_size
+from .mngdb import read_config, set_validity
+from .quiesce import Quiesce
+from .recovery import Recovery, RecoveryError
 
 # The target's own configuration, kept across the copy (forest.conf: the forest_node role's include).
 KEEP_FILES = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf', 'forest.conf']

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The quiesce protocol (DESIGN section 3): freeze the applications' writes
+"""The quiesce protocol (docs/recovery.md, "Online recovery"): freeze the applications' writes
 around a short critical step.
 
 1. udb_validity of the target := 0 in every reachable management database, with
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, run
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import set_validity
+from .errors import ForestError
+from .forest_pg import ForestPgError, run
+from .mngdb import set_validity
 
 OPEN_TRANSACTIONS_SQL = """
 SELECT pid, usename, application_name, host(client_addr) AS client_addr, state,

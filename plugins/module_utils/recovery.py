@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Bringing a broken node back (seed section 8).
+"""Bringing a broken node back (guide §8).
 
 What both modes share (Recovery): the preconditions from the merged status, the
 per-pair lock, progress lines.  Offline recovery (8.1, OfflineRecovery): the
 applications are stopped; the broken node (-1) is repaired from the valid one,
-by forest_dbsync (`diff`, only what differs) or the seed's way (`dump`: drop and
+by forest_dbsync (`diff`, only what differs) or the guide's way (`dump`: drop and
 `pg_dump | psql` both databases), then marked valid in both management
 databases.  Online recovery is in online_recovery.py.
 """
@@ -17,13 +17,13 @@ import os
 import shutil
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
-from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync as d
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, read_pair
-from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, close_all, run
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    create_database, describe_sessions, driver_sessions, mngdb_name, set_validity)
+from .errors import ForestError
+from . import dbsync as d
+from .cluster_status import merge, read_pair
+from .dbsync_job import Sync, report
+from .forest_pg import Node, close_all, run
+from .mngdb import (
+    create_database, refuse_if_applications, mngdb_name, set_validity)
 
 # One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
@@ -153,14 +153,10 @@ class OfflineRecovery(Recovery):
     """One offline recovery of the broken node from the valid one, applications stopped."""
 
     def refuse_if_applications(self):
-        own = [conn.info.backend_pid for conn in self.conns]
-        found = []
-        for node in (self.source, self.target):
-            _n, conn = self.connect(node, 'postgres')
-            found += [s for s in driver_sessions(conn, [self.userdb, self.mngdb]) if s['pid'] not in own]
-        if found:
-            raise RecoveryError('offline recovery needs the applications stopped, but these sessions are connected: '
-                                '%s. Stop them (or recover online); nothing was changed' % describe_sessions(found))
+        conns = [('serverid %d' % node['serverid'], self.connect(node, 'postgres')[1])
+                 for node in (self.source, self.target)]
+        refuse_if_applications(conns, [self.userdb, self.mngdb], RecoveryError,
+                               'offline recovery needs the applications stopped', 'Stop them (or recover online)')
 
     # --- repair ------------------------------------------------------------------------
     def repair_by_diff(self):
@@ -183,7 +179,7 @@ class OfflineRecovery(Recovery):
         self.say('repaired by diff: %s' % self.sync_result['summary'])
 
     def repair_by_dump(self):
-        """The seed's way: drop both databases on the target, pg_dump | psql them from the source."""
+        """The guide's way: drop both databases on the target, pg_dump | psql them from the source."""
         pg_dump, psql = shutil.which('pg_dump'), shutil.which('psql')
         if not pg_dump or not psql:
             raise RecoveryError('method=dump needs pg_dump and psql on PATH; install the PostgreSQL client, or use '

@@ -10,13 +10,13 @@ DOCUMENTATION = r'''
 module: forest_backup
 short_description: Back up a PostgresForest pair, logically from a valid node or physically per node
 description:
-  - O(kind=logical) (seed 6.2) dumps the user database and its management database from a valid node
+  - O(kind=logical) (PostgresForest guide §6.2) dumps the user database and its management database from a valid node
     (C(udb_validity=1), found through the merged status) with C(pg_dump --format=directory --jobs),
     which C(pg_restore --jobs) loads in parallel. Both dumps and the row counts of every table come
     from one exported snapshot. A broken or recovering node is never picked; naming one (O(source))
     is refused unless O(allow_invalid_source=true). Run it once for the pair; the backup is written
     on the host the task runs on.
-  - O(kind=physical) (seed 6.1) runs on each node's host. It refuses while sessions other than its
+  - O(kind=physical) (PostgresForest guide §6.1) runs on each node's host. It refuses while sessions other than its
     own are connected to the user or management database (stop the applications first), counts the
     rows of every table, stops the node's server, copies its data directory and starts it again.
     Give both hosts the same O(name) so their parts land in one backup.
@@ -141,11 +141,11 @@ progress:
   elements: str
 '''
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.backup import NAME_PATTERN
-from ansible_collections.pgforest.cluster.plugins.module_utils.backup_jobs import LogicalBackup, PhysicalBackup
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
+from ..module_utils.backup import NAME_PATTERN
+from ..module_utils.backup_jobs import LogicalBackup, PhysicalBackup
+from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.local_server import local_server_argument_spec
+from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():

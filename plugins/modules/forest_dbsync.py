@@ -201,10 +201,10 @@ progress:
   elements: str
 '''
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import Sync, report
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node, out_of_range
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
+from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.dbsync_job import Sync, report
+from ..module_utils.forest_pg import Node, out_of_range
+from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():

@@ -13,7 +13,7 @@ description:
   - The C(createmngdb.sh) equivalent and the management database's keeper.
   - With O(servers), creates the user database (optional) and C(<userdb>_pghainfo) on the node
     it talks to, with the tables C(server_info), C(global_config), C(local_config),
-    C(broken_log_detail), the view C(broken_log) and the default rows of the seed, and registers
+    C(broken_log_detail), the view C(broken_log) and the default rows of the PostgresForest guide, and registers
     serverid 0 and 1 in the order given. An existing, correct management database is left alone;
     one whose C(server_info) differs is refused unless O(overwrite=true).
   - With O(global_config), changes keys on B(both) nodes to the same value (both must answer).
@@ -44,7 +44,7 @@ options:
     type: bool
     default: false
   global_config:
-    description: C(global_config) keys to set on both nodes, validated against the seed's ranges.
+    description: C(global_config) keys to set on both nodes, validated against the guide's ranges.
     type: dict
   local_config:
     description: C(local_config) keys to set on both nodes for O(configid); drivers must be stopped unless O(force=true).
@@ -75,7 +75,7 @@ attributes:
 requirements:
   - psycopg >= 3.1
 notes:
-  - The seed allows changing C(server_info) and C(local_config) only while no driver runs; this
+  - The PostgresForest guide (§9.2, §10.1) allows changing C(server_info) and C(local_config) only while no driver runs; this
     module checks C(pg_stat_activity) on both nodes for sessions other than its own.
 '''
 
@@ -122,10 +122,10 @@ driver_sessions:
 
 import contextlib
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node
-from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb as m
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
+from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.forest_pg import ForestPgError, Node
+from ..module_utils import mngdb as m
+from ..module_utils.module_runner import forest_module, run_job
 
 
 class Keeper(object):
@@ -268,17 +268,13 @@ class Keeper(object):
         return views, unreached
 
     def refuse_if_drivers(self, nodes, what):
-        found = {}
-        for node in nodes:
-            sessions = m.driver_sessions(self.conn(node, 'postgres'), [self.userdb, self.mngdb])
-            self.sessions[node.label] = sessions
-            if sessions:
-                found[node.label] = sessions
+        found = m.application_sessions([(node.label, self.conn(node, 'postgres')) for node in nodes],
+                                       [self.userdb, self.mngdb])
+        self.sessions.update((node.label, found.get(node.label, [])) for node in nodes)
         if found and not self.params['force']:
-            raise m.MngdbError('cannot %s while drivers or other sessions are connected (the seed forbids it); '
-                               'stop the applications, or set force=true. Connected: %s' % (
-                                   what, ' | '.join('%s: %s' % (label, m.describe_sessions(s))
-                                                    for label, s in sorted(found.items()))))
+            raise m.MngdbError('cannot %s while drivers or other sessions are connected (the PostgresForest guide '
+                               'forbids it); stop the applications, or set force=true. Connected: %s'
+                               % (what, m.describe_applications(found)))
 
     def change_config(self, views, table, wanted):
         for node, conn, _rows in views:

@@ -14,11 +14,11 @@ description:
     management databases. Preconditions come from the merged status, exactly one node effectively
     C(-1), the other C(1), identical C(server_info). Anything else is refused with the state and the
     right tool, and changes nothing. Two recoveries of the same pair cannot run at once (advisory lock).
-  - O(mode=offline) (seed 8.1) needs the applications stopped (checked on both nodes, no other session
+  - O(mode=offline) (PostgresForest guide §8.1) needs the applications stopped (checked on both nodes, no other session
     on the user or management database). O(method=diff) repairs only what differs with the
     forest_dbsync engine and refuses to mark the node valid unless the pair then compares equal;
-    O(method=dump) is the seed's way, drop and C(pg_dump | psql) of both databases.
-  - O(mode=online) (seed 8.2, DESIGN section 3) lets the applications keep writing. It runs on the
+    O(method=dump) is the guide's way, drop and C(pg_dump | psql) of both databases.
+  - O(mode=online) (PostgresForest guide §8.2, docs/recovery.md) lets the applications keep writing. It runs on the
     broken node's host (delegate the task there) and replaces that node's data directory, keeping
     its own C(postgresql.conf), C(postgresql.auto.conf), C(pg_hba.conf), C(pg_ident.conf) and
     C(forest.conf). Phase C(base) copies the source with C(pg_basebackup -X stream) through a
@@ -111,7 +111,7 @@ EXAMPLES = r'''
     mode: offline
   run_once: true
 
-- name: The seed's way
+- name: The guide's way
   pgforest.cluster.forest_recover:
     userdb: userdb
     method: dump
@@ -211,12 +211,12 @@ progress:
 
 import re
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import out_of_range
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
-from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import OnlineRecovery
-from ansible_collections.pgforest.cluster.plugins.module_utils.recovery import NothingToRecover, OfflineRecovery
+from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.forest_pg import out_of_range
+from ..module_utils.local_server import local_server_argument_spec
+from ..module_utils.module_runner import forest_module, run_job
+from ..module_utils.online_recovery import OnlineRecovery
+from ..module_utils.recovery import NothingToRecover, OfflineRecovery
 
 
 def main():

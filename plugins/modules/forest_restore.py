@@ -10,16 +10,16 @@ DOCUMENTATION = r'''
 module: forest_restore
 short_description: Restore a PostgresForest pair from a forest_backup backup
 description:
-  - The way back when both nodes are broken (state C(down), seed 5.2 and 7), or to return to a point
+  - The way back when both nodes are broken (state C(down), guide §5.2 and 7), or to return to a point
     in time. Before anything is changed it checks the SHA-256 of every file of the backup against
     its manifest, that no session other than its own is connected to the user or management
     database, and that O(confirm=true) was given; any of these failing changes nothing.
-  - A logical backup is restored once for the pair (seed 7.2) onto both nodes of the backup's
+  - A logical backup is restored once for the pair (PostgresForest guide §7.2) onto both nodes of the backup's
     C(server_info) (which must be this pair's). Both databases are loaded into fresh databases on
     both nodes at once (four C(pg_restore --jobs)), their row counts are checked against the
     manifest, and only then are they renamed into place, the old ones dropped, and both nodes set
     C(udb_validity=1). Until the rename, a failure leaves the pair as it was.
-  - A physical backup is restored on each node's host (seed 7.1), each with its own part of the
+  - A physical backup is restored on each node's host (PostgresForest guide §7.1), each with its own part of the
     backup (O(serverid)). The copy is staged beside the data directory; the server is stopped, the
     directories swapped and the server started (the old directory comes back if it does not start);
     the row counts are checked against the manifest. Set C(udb_validity=1) on both afterwards
@@ -123,11 +123,11 @@ progress:
   elements: str
 '''
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.backup import BackupError, backup_kind
-from ansible_collections.pgforest.cluster.plugins.module_utils.backup_jobs import LogicalRestore, PhysicalRestore
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.local_server import local_server_argument_spec
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
+from ..module_utils.backup import BackupError, backup_kind
+from ..module_utils.backup_jobs import LogicalRestore, PhysicalRestore
+from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.local_server import local_server_argument_spec
+from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():

@@ -11,7 +11,7 @@ module: forest_status
 short_description: Merged status of a PostgresForest pair
 description:
   - Reads C(server_info) from the management database C(<userdb>_pghainfo) of both nodes
-    concurrently, merges the two views with the seed's rule (for each serverid C(-1) wins,
+    concurrently, merges the two views with the guide's rule (for each serverid C(-1) wins,
     then C(0), else C(1)) and returns the state of the pair, each node's effective validity,
     reachability, server version and recovery state, where the views disagree, the most recent
     C(broken_log) rows, and the recommended action.
@@ -35,7 +35,7 @@ options:
     description:
       - C(counts) also counts the rows of every user table on both nodes (one C(count(*)) per table and
         node, up to three rounds). A pair whose views say C(healthy) but whose counts differ the same way
-        in every round is C(diverged) (split brain, seed 11.1.2 and 11.2); RV(user_databases) names the tables.
+        in every round is C(diverged) (split brain, guide §11.1.2 and 11.2); RV(user_databases) names the tables.
       - C(none) reads only the management databases.
       - A table scan per table, cheap on small databases, a real cost on big ones.
         M(pgforest.cluster.forest_dbsync) with O(pgforest.cluster.forest_dbsync#module:mode=compare) names the rows.
@@ -168,12 +168,12 @@ elapsed:
 
 import time
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
+from ..module_utils.cluster_status import (
     merge, pair_argument_spec, read_pair, summary_lines)
-from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import compare_row_counts, flag_divergence
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import mngdb_name
-from ansible_collections.pgforest.cluster.plugins.module_utils.module_runner import forest_module, run_job
+from ..module_utils.divergence import compare_row_counts, flag_divergence
+from ..module_utils.forest_pg import ForestPgError
+from ..module_utils.mngdb import mngdb_name
+from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():

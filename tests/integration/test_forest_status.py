@@ -1,4 +1,4 @@
-"""forest_status against the sandbox pair: seed examples, dead and hung nodes."""
+"""forest_status against the sandbox pair: the guide's examples (§5.2), dead and hung nodes."""
 import os
 import signal
 

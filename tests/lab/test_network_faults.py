@@ -51,7 +51,7 @@ def test_link_cut_under_load_then_online_recovery(pair, record):
 
 
 def test_silent_drop_nothing_hangs(pair, record):
-    """Seed 10.2.3 'network no response': packets to and from node1 vanish, for the controller, node0 and the
+    """Guide §10.2.3 'network no response': packets to and from node1 vanish, for the controller, node0 and the
     application host, while the driver writes."""
     driver = lab.AppDriver('appa')
     try:
@@ -102,7 +102,7 @@ def appb_rows_on(serverid):
 
 
 def test_one_application_host_loses_one_node(pair, record):
-    """Seed 11.2: appa loses node1 only; appb still reaches both."""
+    """Guide §11.2: appa loses node1 only; appb still reaches both."""
     driver_a, driver_b = lab.AppDriver('appa'), lab.AppDriver('appb')
     try:
         time.sleep(1.5)
@@ -135,7 +135,7 @@ def test_one_application_host_loses_one_node(pair, record):
 
 
 def test_split_brain_is_named_and_no_source_is_picked(pair, record):
-    """Seed 11.1.2: appa + node0 cut off from appb + node1; both sides keep writing."""
+    """Guide §11.1.2: appa + node0 cut off from appb + node1; both sides keep writing."""
     driver_a, driver_b = lab.AppDriver('appa'), lab.AppDriver('appb')
     try:
         time.sleep(1.5)

@@ -1,4 +1,4 @@
-"""Split brain (seed 11.1.2, 11.2): both nodes valid, or each marking the other broken, with
+"""Split brain (guide §11.1.2, 11.2): both nodes valid, or each marking the other broken, with
 writes on each that the other lacks.  It must be flagged, and nothing may pick a source silently."""
 import time
 

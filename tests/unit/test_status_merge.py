@@ -25,7 +25,7 @@ def by_sid(status):
     return dict((node['serverid'], node) for node in status['nodes'])
 
 
-# Seed 5.2, 取得例1-4: each node's server_info, and the seed's conclusion.
+# Guide §5.2, 取得例1-4: each node's server_info, and the guide's conclusion.
 def test_seed_example_1_both_valid():
     status = merge([view(0, {0: 1, 1: 1}), view(1, {0: 1, 1: 1})])
     assert status['cluster_state'] == 'healthy'
@@ -192,7 +192,7 @@ def test_one_incident_written_to_both_views_is_listed_once():
     assert all('epoch' not in r and 'view' not in r for r in merged)
 
 
-# Seed 11.1.2: applications cut off from each other each marked the other node broken.
+# Guide §11.1.2: applications cut off from each other each marked the other node broken.
 def test_each_node_marking_the_other_broken_is_split_brain_not_down():
     status = merge([view(0, {0: 1, 1: -1}), view(1, {0: -1, 1: 1})])
     assert status['cluster_state'] == 'split_brain'
