@@ -44,38 +44,6 @@ def part_dir(serverid):
     return 'serverid-%d' % serverid
 
 
-# --- choosing the node to back up -------------------------------------------------
-
-def choose_source(nodes, source=None, allow_invalid=False):
-    """The node dict (from the merged status) to dump: a valid (1) one, never a
-    broken one by accident.  `source` names a serverid; an invalid source needs
-    allow_invalid (e.g. both -1: keep what is left before restoring)."""
-    by_sid = dict((node['serverid'], node) for node in nodes)
-    valid = [node for node in nodes if node['validity'] == 1 and node['reachable']]
-    if source is None:
-        if valid:
-            return valid[0]
-        raise BackupError('no node is valid and reachable (%s): a backup must come from a valid node. To keep a '
-                          'copy of an invalid node anyway, name it (source=N) and set allow_invalid_source=true'
-                          % _describe(nodes))
-    if source not in by_sid:
-        raise BackupError('serverid %s is not in server_info (%s)' % (source, _describe(nodes)))
-    node = by_sid[source]
-    if not node['reachable']:
-        raise BackupError('serverid %d does not answer: start it, or back up the other node' % source)
-    if node['validity'] != 1 and not allow_invalid:
-        other = ' serverid %d is valid: back up from it (leave source out).' % valid[0]['serverid'] if valid else ''
-        raise BackupError('serverid %d is %s (udb_validity %s): its user database may be stale or damaged.%s To '
-                          'back it up anyway, set allow_invalid_source=true' % (source, node['validity_name'],
-                                                                                node['validity'], other))
-    return node
-
-
-def _describe(nodes):
-    return ', '.join('serverid %d %s%s' % (node['serverid'], node['validity_name'],
-                                           '' if node['reachable'] else ' unreachable') for node in nodes)
-
-
 # --- files ------------------------------------------------------------------------
 
 def file_checksum(path):

@@ -22,13 +22,14 @@ import subprocess
 import time
 
 from . import backup as b
-from .cluster_status import merge, read_pair, read_view
+from .cluster_status import merge, read_view
+from .job import Job
 from .divergence import row_counts
 from .forest_pg import Node, ident, run, sql
 from .local_server import LocalServer, find_bindir
 from .mngdb import (
     database_exists, refuse_if_applications, parse_udb_url, set_validity)
-from .recovery import Recovery
+from .pair_choice import backup_source
 
 # Ordinary tables (partitions included, extension members left out, as pg_dump does).
 # Roles that own or were granted something in the current database (a restore needs them).
@@ -67,8 +68,13 @@ def run_tool(argv, env, what):
     return done
 
 
-class Job(Recovery):
-    """Progress, phases and connections, as recovery has them."""
+class BackupJob(Job):
+    """Taking or restoring a backup: the job base (progress, phases, connections) and the
+    backup directory and client programs."""
+
+    def __init__(self, params, check_mode=False, log=None):
+        super(BackupJob, self).__init__(params, check_mode, log)
+        self.source = None
 
     def tool(self, name):
         return os.path.join(bindir(self.p), name)
@@ -82,10 +88,10 @@ class Job(Recovery):
 
 # --- logical ------------------------------------------------------------------------------
 
-class LogicalBackup(Job):
+class LogicalBackup(BackupJob):
     def run(self):
-        status = merge(list(read_pair(self.p, self.mngdb).values()))
-        self.source = b.choose_source(status['nodes'], self.p['source'], self.p['allow_invalid_source'])
+        status = self.read_status()
+        self.source = backup_source(status['nodes'], self.p['source'], self.p['allow_invalid_source'])
         name = self.p['name'] or b.backup_name('logical')
         final = os.path.join(self.backup_dir(), name)
         if os.path.exists(final):
@@ -148,7 +154,7 @@ class LogicalBackup(Job):
                     seconds=round(time.monotonic() - self.started, 3))
 
 
-class LogicalRestore(Job):
+class LogicalRestore(BackupJob):
     def run(self):
         path = b.resolve(self.p['backup'], self.p['backup_dir'])
         manifest = b.read_manifest(path)
@@ -189,7 +195,7 @@ class LogicalRestore(Job):
     def targets(self, manifest):
         """Both nodes of the backup's server_info, which this pair's must equal."""
         backup_urls = sorted((n['serverid'], n['url']) for n in manifest['server_info'])
-        status = merge(list(read_pair(self.p, self.mngdb).values()))
+        status = self.read_status()
         now = sorted((n['serverid'], n['url']) for n in status['nodes'])
         if now and now != backup_urls:
             raise b.BackupError('this backup belongs to the pair %s, but these nodes list %s in server_info: '
@@ -324,7 +330,7 @@ def rename_database(admin, old, new):
 
 # --- physical -----------------------------------------------------------------------------
 
-class PhysicalJob(Job):
+class PhysicalJob(BackupJob):
     """One node's server, on this host."""
 
     def server(self):

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from .errors import ForestError
 from .forest_pg import (
@@ -45,6 +44,20 @@ ROWS_PER_BUCKET = 16
 MAX_BUCKETS = 1 << 18
 # Our own sessions group many buckets in memory (HashAggregate).
 SESSION_WORK_MEM = '128MB'
+
+# Which relations are the user's: the one definition, for dbsync, row counts (forest_status
+# compare=counts, backup manifests) and the unlogged-table copy alike.  System schemas are not;
+# a user table is an ordinary or partitioned table that is not itself a partition (its
+# partitions are read through it); tables of extensions count like any other.
+USER_SCHEMA = r"n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'"
+USER_TABLE = r"c.relkind IN ('r', 'p') AND NOT c.relispartition AND " + USER_SCHEMA
+
+USER_TABLES_SQL = r"""
+SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname AS schema, c.relname AS relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE """ + USER_TABLE + r"""
+ORDER BY n.nspname, c.relname
+"""
 
 # The row key: the primary key; else the replica identity index; else the first
 # (by name) unique index on plain NOT NULL columns (no expression, no predicate).
@@ -76,9 +89,7 @@ LEFT JOIN LATERAL (
             WHERE k.ord <= i.indnkeyatts AND NOT a.attnotnull))
     ORDER BY i.indisprimary DESC, i.indisreplident DESC, ic.relname
     LIMIT 1) AS rowkey ON true
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+WHERE """ + USER_TABLE + r"""
 ORDER BY 1, 2
 """
 
@@ -87,17 +98,14 @@ ORDER BY 1, 2
 UNLOGGED_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name, pg_total_relation_size(c.oid) AS bytes
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND c.relpersistence = 'u'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND """ + USER_SCHEMA + r"""
 ORDER BY 1, 2
 """
 
 SEQUENCES_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+WHERE c.relkind = 'S' AND """ + USER_SCHEMA + r"""
 ORDER BY 1, 2
 """
 
@@ -157,7 +165,7 @@ def copy_relation(source, target, table):
                     moved += len(chunk)
             return max(in_cur.rowcount, 0), moved
     except psycopg.Error as exc:
-        raise error_from(exc, getattr(target, 'forest_where', '?'), 'copy rows of %s' % quoted(table))
+        raise error_from(exc, getattr(target, 'forest_where', '?'), 'copy rows of %s' % table_name(table))
 
 
 def schema_difference(source, target):
@@ -318,7 +326,7 @@ def table_sql_for(source_conn, target_conn, source_table, target_table):
     probe = TableSql(source_table, rows)
     if not probe.integer_key():
         return probe
-    ranges = [run(conn, probe.key_range(), action='read key range of %s' % quoted(source_table))[0]
+    ranges = [run(conn, probe.key_range(), action='read key range of %s' % table_name(source_table))[0]
               for conn in (source_conn, target_conn)]
     lows = [r['low'] for r in ranges if r['low'] is not None]
     if not lows:
@@ -337,7 +345,7 @@ def bucket_hashes(conn, table_sql, buckets=None):
     instead of a result row each (most of the compare's client time otherwise)."""
     params = [sorted(buckets)] if buckets is not None else None
     query = table_sql.bucket_hashes(only=buckets is not None)
-    action = 'hash %s' % quoted(table_sql.table)
+    action = 'hash %s' % table_name(table_sql.table)
     if not table_sql.key:  # one bucket, its hash a numeric sum
         rows = run(conn, query, params, action, tuples=True)
         return dict((bucket, (count, digest)) for bucket, count, digest in rows)
@@ -352,13 +360,13 @@ def bucket_hashes(conn, table_sql, buckets=None):
 
 
 def row_hashes(conn, table_sql, buckets):
-    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % quoted(table_sql.table),
+    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % table_name(table_sql.table),
                tuples=True)
     width = len(table_sql.key)
     return dict((row[:width], row[width]) for row in rows)
 
 
-def quoted(table):
+def table_name(table):
     """schema.table as messages and results show it (quoted where SQL needs it)."""
     return shown_name(table['schema'], table['name'])
 
@@ -389,7 +397,7 @@ def copy_rows(source, target, table_sql, keys=None):
                     copied += len(chunk)
             return max(in_cur.rowcount, 0), copied
     except psycopg.Error as exc:
-        raise error_from(exc, where, 'copy rows of %s' % quoted(table_sql.table))
+        raise error_from(exc, where, 'copy rows of %s' % table_name(table_sql.table))
 
 
 PIPE_BLOCK = 1 << 20
@@ -409,7 +417,7 @@ def find_psql(copy_with):
 def referenced_by_foreign_keys(conn, table):
     return bool(run(conn, "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = "
                           "format('%%I.%%I', %s::text, %s::text)::regclass LIMIT 1",
-                    [table['schema'], table['name']], action='look for foreign keys to %s' % quoted(table)))
+                    [table['schema'], table['name']], action='look for foreign keys to %s' % table_name(table)))
 
 
 class Pipe(object):
@@ -475,11 +483,11 @@ def pipe_table(psql, source, target, snapshot, table_sql, truncate, context):
               '--command=SET LOCAL session_replication_role = replica', '--command=' + as_text(empty),
               '--command=' + as_text(table_sql.copy_in(freeze))]
     pipe = Pipe(reader, source[0].child_env(os.environ), writer, target[0].child_env(os.environ),
-                script.encode('utf-8')).run('copy of %s (the target table was left as it was)' % quoted(table_sql.table))
+                script.encode('utf-8')).run('copy of %s (the target table was left as it was)' % table_name(table_sql.table))
     tags = [line.split() for line in pipe.writer_output.splitlines()]
     rows = [int(tag[1]) for tag in tags if len(tag) == 2 and tag[0] == 'COPY' and tag[1].isdigit()]
     if not rows:
-        raise DbsyncError('copy of %s: psql reported no row count' % quoted(table_sql.table))
+        raise DbsyncError('copy of %s: psql reported no row count' % table_name(table_sql.table))
     return rows[-1], pipe.moved
 
 
@@ -501,24 +509,6 @@ def set_sequence(conn, seq):
     run(conn, "SELECT setval(format('%%I.%%I', %s::text, %s::text)::regclass, %s, %s)",
         [seq['schema'], seq['name'], seq['last_value'], seq['is_called']],
         action='set sequence %s.%s' % (seq['schema'], seq['name']))
-
-
-class Timer(object):
-    """Seconds spent per phase, for the module's result."""
-
-    def __init__(self):
-        self.phases = {}
-
-    def __call__(self, phase):
-        timer = self
-
-        class _Phase(object):
-            def __enter__(self):
-                self.started = time.monotonic()
-
-            def __exit__(self, *exc):
-                timer.phases[phase] = round(timer.phases.get(phase, 0) + time.monotonic() - self.started, 3)
-        return _Phase()
 
 
 # --- large objects ---------------------------------------------------------------------

@@ -1,112 +1,83 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One forest_dbsync run: choose source and target, open consistent snapshots
-(offline, or inside a quiesce), compare, repair.  Shared by forest_dbsync and
-the recovery that repairs a node with it; no Ansible here."""
+"""One compare (and repair) of a target's user database against a source's: consistent
+snapshots (offline, or inside a write freeze), compare, repair, report.  Sync.run is used
+alike by forest_dbsync and by the offline recovery that repairs a node by diff; no Ansible here."""
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple, Optional
 
 from . import dbsync as d
-from .cluster_status import merge, read_pair
-from .forest_pg import (
-    ForestPgError, Node, close_all, psycopg, run)
-from .mngdb import (
-    refuse_if_applications, mngdb_name, read_config)
+from .forest_pg import ForestPgError, psycopg, run
+from .job import Job
+from .mngdb import read_config, refuse_if_applications
 from .quiesce import Quiesce
 
 
-def _ignore(_text):
-    return None
+class SyncOptions(NamedTuple):
+    """What a compare or sync does, apart from where (the connection options) and between which
+    nodes (Sync.run's source and target)."""
+    mode: str = 'compare'            # compare, or sync (repair the target)
+    scope: str = 'diff'              # diff: only what differs; all: every table copied
+    online: bool = False             # snapshots inside a short write freeze, applications running
+    include: Optional[list] = None   # table/sequence patterns
+    exclude: Optional[list] = None
+    copy_with: str = 'auto'          # psql pipes or python COPY for whole tables
+    sample_size: int = 20            # keys listed per table
+    reload_fraction: float = 0.5     # above this share of differing rows, a table is reloaded whole
+    notice_wait: Optional[float] = None        # the freeze's notice time (None: mngdb_read_duration)
+    idle_wait_timeout: float = 20
+
+    @classmethod
+    def from_params(cls, params, **overrides):
+        """The options a module was given (those it has), with overrides."""
+        given = dict((name, params[name]) for name in cls._fields if params.get(name) is not None)
+        given.update(overrides)
+        return cls(**given)
 
 
-class Sync(object):
-    """One compare (and repair) of the target's user database against the source's.
+class Sync(Job):
+    """One compare (and repair) of the target's user database against the source's: run()."""
 
-    params: the forest_dbsync options; log(line) reports progress.
-    """
-
-    def __init__(self, params, check_mode=False, log=None):
-        self.p = params
-        self.check_mode = check_mode
-        self.log = log or _ignore
-        self.userdb = self.p['userdb']
-        self.mngdb = mngdb_name(self.userdb)
-        self.started = time.monotonic()
-        self.timer = d.Timer()
-        self.progress = []
-        self.conns = []
+    def __init__(self, params, options, check_mode=False, log=None):
+        super(Sync, self).__init__(params, check_mode, log)
+        self.options = options
+        self.source = self.target = None        # status node dicts
+        self.src_node = self.tgt_node = None     # their Nodes
+        self.src = self.src_peer = self.tgt = None  # snapshot connections (two on the source)
+        self.snapshot = None
         self.freeze_window = None
-        self.source = self.target = None
+        self.psql = None
         self.results = []
         self.sequences = []
         self.unlogged = []
 
-    def say(self, text):
-        line = '%7.2fs %s' % (time.monotonic() - self.started, text)
-        self.progress.append(line)
-        self.log(line)
-
-    def connect(self, node, dbname, bulk=False):
-        conn = node.connect(dbname, bulk=bulk)
-        self.conns.append(conn)
-        return conn
-
-    # --- who is source, who is target ---------------------------------------
-    def pair(self):
-        status = merge(list(read_pair(self.p, self.mngdb).values()))
-        if status['cluster_state'] == 'misconfigured':
-            raise d.DbsyncError('the pair is misconfigured, refusing to compare: %s' % '; '.join(status['problems']))
-        by_sid = dict((node['serverid'], node) for node in status['nodes'])
-        unreachable = [sid for sid, node in by_sid.items() if not node['reachable']]
-        if unreachable or len(by_sid) != 2:
-            raise d.DbsyncError('both nodes must answer to be compared: %s. Nothing was read or changed' % (
-                '; '.join(_unreached_text(sid, by_sid[sid]['error']) for sid in unreachable)
-                or status['recommended_action']['reason']))
-        source, target = self.choose(by_sid)
-        self.source, self.target = by_sid[source], by_sid[target]
-
-    def choose(self, by_sid):
-        source, target = self.p['source'], self.p['target']
-        if source is None and target is None:
-            valid = [sid for sid, node in by_sid.items() if node['validity'] == 1]
-            if len(valid) == 1:
-                source = valid[0]
-            elif self.p['mode'] == 'sync':
-                raise d.DbsyncError('%s: say which node is the source (source=0 or source=1); this module does '
-                                    'not guess which copy is right' % (
-                                        'both nodes are valid' if len(valid) == 2 else 'no node is valid'))
-            else:
-                source = 0
-        if source is None:
-            source = 1 - target
-        if target is None:
-            target = 1 - source
-        if source == target:
-            raise d.DbsyncError('source and target are both serverid %d: give two different nodes' % source)
-        if self.p['mode'] == 'sync' and by_sid[source]['validity'] != 1 and by_sid[target]['validity'] == 1:
-            raise d.DbsyncError('serverid %d is marked %s and serverid %d is valid: a sync from it would write its '
-                                'stale data over the valid copy. Sync from serverid %d, or recover serverid %d '
-                                '(forest_recover); nothing was changed'
-                                % (source, by_sid[source]['validity_name'], target, target, source))
-        return source, target
+    def run(self, source, target):
+        """Compare target with source (status node dicts, from pair_choice) and, in mode=sync,
+        repair it; the report (see report())."""
+        self.source, self.target = source, target
+        self.say('source serverid %d (%s), target serverid %d (%s)' % (
+            source['serverid'], source['url'], target['serverid'], target['url']))
+        with self.timer('snapshot'):
+            self.open_snapshots()
+        self.compare()
+        if self.options.mode == 'sync':
+            self.repair()
+        return report(self)
 
     # --- snapshots -------------------------------------------------------------
-    def open_snapshots(self, source, target):
-        this = Node.from_params(self.p)
-        src_node = this.sibling(source['host'], source['port'])
-        tgt_node = this.sibling(target['host'], target['port'])
-        self.src_node, self.tgt_node = src_node, tgt_node
-        self.src = self.connect(src_node, source['userdb'], bulk=True)
-        self.tgt = self.connect(tgt_node, target['userdb'], bulk=True)
-        self.src_peer = self.connect(src_node, source['userdb'], bulk=True)  # hashes the source beside self.src
+    def open_snapshots(self):
+        self.src_node, self.src = self.connect(self.source, self.source['userdb'], bulk=True)
+        self.tgt_node, self.tgt = self.connect(self.target, self.target['userdb'], bulk=True)
+        _node, self.src_peer = self.connect(self.source, self.source['userdb'], bulk=True)  # hashes beside src
         for conn in (self.src, self.tgt, self.src_peer):
             d.pin_settings(conn)
-        if self.p['online']:
-            self.snapshot_in_freeze(src_node, tgt_node, target['serverid'])
+        if self.options.online:
+            self.snapshot_in_freeze()
         else:
             self.refuse_if_applications()
             self.begin_snapshots()
@@ -126,15 +97,17 @@ class Sync(object):
         run(self.src_peer, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
         run(self.src_peer, d.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(d.sql.Literal(snapshot)))
 
-    def snapshot_in_freeze(self, src_node, tgt_node, target_sid):
+    def snapshot_in_freeze(self):
         mngdbs = {}
-        for node in (src_node, tgt_node):
-            mngdbs[node.label] = self.connect(node, self.mngdb)
-        notice = self.p['notice_wait']
+        for node_dict in (self.source, self.target):
+            node, conn = self.connect(node_dict, self.mngdb)
+            mngdbs[node.label] = conn
+        notice = self.options.notice_wait
         if notice is None:
-            notice = float(read_config(mngdbs[src_node.label], 'global_config').get('mngdb_read_duration', 30))
+            notice = float(read_config(mngdbs[self.src_node.label], 'global_config').get('mngdb_read_duration', 30))
+        target_sid = self.target['serverid']
         self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
-        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.p['idle_wait_timeout'])
+        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout)
         with freeze:
             self.begin_snapshots()
         self.freeze_window = freeze.window
@@ -143,14 +116,14 @@ class Sync(object):
     # --- comparing ---------------------------------------------------------------
     def compare(self):
         with self.timer('catalog'):
-            src_tables = d.read_catalog(self.src, self.p['include'], self.p['exclude'])
-            tgt_tables = d.read_catalog(self.tgt, self.p['include'], self.p['exclude'])
-            src_seqs = d.read_sequences(self.src, self.p['include'], self.p['exclude'])
-            tgt_seqs = d.read_sequences(self.tgt, self.p['include'], self.p['exclude'])
+            src_tables = d.read_catalog(self.src, self.options.include, self.options.exclude)
+            tgt_tables = d.read_catalog(self.tgt, self.options.include, self.options.exclude)
+            src_seqs = d.read_sequences(self.src, self.options.include, self.options.exclude)
+            tgt_seqs = d.read_sequences(self.tgt, self.options.include, self.options.exclude)
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
         names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
                     for row in found.values()) | set([d.LARGE_OBJECTS])
-        unmatched = [pattern for pattern in self.p['include'] or [] if not any(
+        unmatched = [pattern for pattern in self.options.include or [] if not any(
             d.selected(name, [pattern], None) for name in names)]
         if unmatched:
             raise d.DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
@@ -159,11 +132,11 @@ class Sync(object):
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
-        self.unlogged = [d.quoted(table) for table in d.unlogged_tables(self.src)]
+        self.unlogged = [d.table_name(table) for table in d.unlogged_tables(self.src)]
         if self.unlogged:
             self.say('unlogged tables (emptied by a crash of either server, not streamed to a standby): %s'
                      % ', '.join(self.unlogged))
-        if d.selected(d.LARGE_OBJECTS, self.p['include'], self.p['exclude']):
+        if d.selected(d.LARGE_OBJECTS, self.options.include, self.options.exclude):
             with self.timer('hash'):
                 self.results.append(self.compare_large_objects())
         self.sequences = [dict(sequence=name, source=_seq_state(src_seqs.get(name)),
@@ -179,7 +152,7 @@ class Sync(object):
         missing, extra, changed = d.localize(src, tgt)  # changed: content, owner or permissions
         result.update(rows_source=len(src), rows_target=len(tgt), _catalog=src, _keys=(missing, extra, changed))
         if missing or extra or changed:
-            sample = self.p['sample_size']
+            sample = self.options.sample_size
             result.update(status='different', missing=len(missing), extra=len(extra), changed=len(changed),
                           keys=dict((kind, [dict(oid=str(oid)) for oid in oids[:sample]])
                                     for kind, oids in (('missing', missing), ('extra', extra), ('changed', changed))
@@ -202,7 +175,7 @@ class Sync(object):
             return result
         table_sql = d.table_sql_for(self.src_peer, self.tgt, src, tgt)
         result['_sql'] = table_sql
-        if self.p['scope'] == 'all' and self.p['mode'] == 'sync':
+        if self.options.scope == 'all' and self.options.mode == 'sync':
             result.update(status='different', method='reload', detail='scope=all: copied without comparing')
             return result
         with self.timer('hash'):
@@ -222,11 +195,11 @@ class Sync(object):
             src_rows, tgt_rows = self.both(d.row_hashes, table_sql, differing)
         missing, extra, changed = d.localize(src_rows, tgt_rows)
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
-                      keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.p['sample_size']]])
+                      keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.options.sample_size]])
                                 for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
                                 if keys))
         wrong = len(missing) + len(extra) + len(changed)
-        result['method'] = 'reload' if wrong > self.p['reload_fraction'] * max(result['rows_source'], 1) else 'keys'
+        result['method'] = 'reload' if wrong > self.options.reload_fraction * max(result['rows_source'], 1) else 'keys'
         self.say('%s: %d missing, %d extra, %d changed of %d rows'
                  % (name, len(missing), len(extra), len(changed), result['rows_source']))
         return result
@@ -250,10 +223,10 @@ class Sync(object):
         return out['source'], out['target']
 
     # --- repairing ---------------------------------------------------------------
-    def repair(self, target_node):
+    def repair(self):
         run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
-        self.psql = d.find_psql(self.p['copy_with'])
-        writer = self.connect(target_node, self.userdb, bulk=True)
+        self.psql = d.find_psql(self.options.copy_with)
+        _node, writer = self.connect(self.target, self.userdb, bulk=True)
         d.pin_settings(writer)
         for result in self.results:
             if result['status'] != 'different':
@@ -334,9 +307,9 @@ class Sync(object):
     def empty(self, writer, table_sql):
         # TRUNCATE refuses tables that other tables reference, even with FK checks off.
         if d.referenced_by_foreign_keys(writer, table_sql.table):
-            run(writer, table_sql.delete(), action='delete %s' % d.quoted(table_sql.table))
+            run(writer, table_sql.delete(), action='delete %s' % d.table_name(table_sql.table))
         else:
-            run(writer, table_sql.truncate(), action='truncate %s' % d.quoted(table_sql.table))
+            run(writer, table_sql.truncate(), action='truncate %s' % d.table_name(table_sql.table))
 
     def copy(self, writer, table_sql, result, keys):
         rows, size = d.copy_rows(self.src_peer, writer, table_sql, keys)
@@ -370,17 +343,6 @@ class Sync(object):
 
     def failed(self):
         return any(result['status'] == 'failed' for result in self.results)
-
-    def close(self):
-        close_all(self.conns)
-
-
-def _unreached_text(sid, error):
-    """'serverid 1 (where): detail -- what to do' from a status node's error dict."""
-    if not error:
-        return 'serverid %d does not answer' % sid
-    text = 'serverid %d (%s): %s' % (sid, error.get('node'), error.get('detail'))
-    return text + (' -- what to do: %s' % error['hint'] if error.get('hint') else '')
 
 
 def _seq_state(seq):

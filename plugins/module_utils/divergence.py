@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import time
 
-from .dbsync import unlogged_tables
+from .dbsync import USER_TABLES_SQL, unlogged_tables
 from .forest_pg import (
     Node, close_all, ident, run, shown_name, sql)
 
-TABLES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS name, n.nspname, c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'e')
-ORDER BY 1"""
-
 
 def row_counts(conn):
-    """{schema.table: rows} of the database conn is on (exact counts)."""
+    """{schema.table: rows} of every user table (dbsync.USER_TABLES_SQL) of conn's database (exact counts)."""
     return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
-        ident(row['nspname'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
-        for row in run(conn, TABLES_SQL, action='list tables'))
+        ident(row['schema'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
+        for row in run(conn, USER_TABLES_SQL, action='list tables'))
 
 
 def differences(counts):

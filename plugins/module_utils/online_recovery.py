@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import threading
 import time
+from typing import NamedTuple, Optional
 
 from . import dbsync as d
 from .forest_pg import (
@@ -43,7 +44,36 @@ from .recovery import Recovery, RecoveryError
 KEEP_FILES = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf', 'forest.conf']
 STANDBY_MARK = '# pgforest.cluster online recovery: standby settings (removed at cleanup)'
 APPLICATION = 'pgforest_recovery'
-NEXT_PHASE = {'base': 'cancel', 'standby': 'cut', 'promoted': 'cleanup', 'cancel_pending': 'cancel'}
+
+
+class Phase(NamedTuple):
+    """One step of an online recovery, as the state file, the module and the role know it."""
+    name: str
+    needs: Optional[str]    # the stage the state file must be at (None: no recovery in progress)
+    leaves: str             # the stage it leaves in the state file
+    rolls_back: bool        # a failure undoes the whole recovery (before the cut is committed)
+
+
+# The one table of the online recovery's steps, in order.  phase=all runs them all; phase=cancel
+# undoes a recovery whose cut has not happened.  forest_recover's choices and the forest_recovery
+# role's (tests/unit/test_online_recovery_logic.py checks the role) come from here.
+PHASES = (
+    Phase('base', needs=None, leaves='standby', rolls_back=True),
+    Phase('cut', needs='standby', leaves='promoted', rolls_back=True),
+    Phase('cleanup', needs='promoted', leaves='done', rolls_back=False),
+)
+PHASE_CHOICES = ('all',) + tuple(phase.name for phase in PHASES) + ('cancel',)
+# Stages of the state file besides the phases' own: a base copy under way, a cancel half done.
+STARTED, CANCEL_PENDING, CANCELLED = 'base', 'cancel_pending', 'cancelled'
+
+
+def phase_named(name):
+    return [phase for phase in PHASES if phase.name == name][0]
+
+
+def next_phase(stage):
+    """What continues a recovery left at `stage`: the phase that needs it, else cancel."""
+    return ([phase.name for phase in PHASES if phase.needs == stage] or ['cancel'])[0]
 WAL_POSITION_SQL = """
 SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal_lsn()::text AS lsn
 """
@@ -116,25 +146,25 @@ class OnlineRecovery(Recovery):
 
     # --- driving the phases --------------------------------------------------------------
     def run(self):
-        phase = self.p['phase']
-        if phase == 'cancel':
+        wanted = self.p['phase']
+        if wanted == 'cancel':
             return self.cancel()
-        if phase in ('all', 'base'):
+        steps = PHASES if wanted == 'all' else (phase_named(wanted),)
+        if steps[0].needs is None:
             self.start_new()
-            self.guarded('base', self.base)
+        else:
+            self.resume(steps[0])
+        work = dict(base=self.base, cut=self.cut, cleanup=self.cleanup_phase)
+        for step in steps:
+            if self.check_mode and step.needs is not None:  # needs what an earlier phase would have done
+                self.say('would run phase %s of the recovery of serverid %d' % (step.name, self.target['serverid']))
+                return self.result(changed=True)
+            if step.rolls_back:
+                self.guarded(step.name, work[step.name])
+            else:
+                self.phase(step.name, work[step.name])
             if self.check_mode:  # a recovery that would run changes the node: "would change"
                 return self.result(changed=True)
-            if phase == 'base':
-                return self.result()
-        else:
-            self.resume(phase)
-            if self.check_mode:
-                self.say('would run phase %s of the recovery of serverid %d' % (phase, self.target['serverid']))
-                return self.result(changed=True)
-        if phase in ('all', 'cut'):
-            self.guarded('cut', self.cut)
-        if phase in ('all', 'cleanup'):
-            self.phase('cleanup', self.cleanup_phase)
         return self.result()
 
     def guarded(self, name, function):
@@ -165,20 +195,20 @@ class OnlineRecovery(Recovery):
             raise RecoveryError('an online recovery of serverid %d is in progress here (stage %s, last step %s): '
                                 'continue with phase=%s or undo it with phase=cancel'
                                 % (state['target']['serverid'], state['stage'], state['updated'],
-                                   NEXT_PHASE.get(state['stage'], 'cancel')))
+                                   next_phase(state['stage'])))
         self.say('online recovery of serverid %d from serverid %d; data directory %s'
                  % (target['serverid'], source['serverid'], self.server.data_dir))
 
     def resume(self, phase):
-        """phase=cut or cleanup: the state the earlier phase left."""
+        """A phase after the first: the state the earlier phase left."""
         self.local_server(None)
         state = self.workspace.load()
-        wanted = {'cut': 'standby', 'cleanup': 'promoted'}[phase]
-        if not state or state['stage'] != wanted:
+        if not state or state['stage'] != phase.needs:
             raise RecoveryError('phase=%s needs an online recovery at stage %s, but %s: run %s. Nothing was changed'
-                                % (phase, wanted, 'none is in progress here' if not state else
+                                % (phase.name, phase.needs, 'none is in progress here' if not state else
                                    'it is at stage %s' % state['stage'],
-                                   'phase=base first' if not state else 'phase=%s' % NEXT_PHASE[state['stage']]))
+                                   'phase=%s first' % PHASES[0].name if not state
+                                   else 'phase=%s' % next_phase(state['stage'])))
         self.state = state
         self.source, self.target = state['source'], state['target']
         self.lock_pair()
@@ -236,7 +266,7 @@ class OnlineRecovery(Recovery):
                      % (self.server.data_dir, self.source['serverid'], needed >> 20))
             return
         self.drop_slot(admin, slot, leftover=True)
-        state = dict(stage='base', source=self.source, target=self.target, slot=slot,
+        state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot,
                      data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
                      source_view_of_target=self.source_view_of_target())
         self.workspace.create()
@@ -250,7 +280,7 @@ class OnlineRecovery(Recovery):
         self.put_back_own_config(standby=src_node)
         self.server.start()
         self.wait_streaming(admin)
-        self.state['stage'] = 'standby'
+        self.state['stage'] = phase_named('base').leaves
         self.workspace.save(self.state)
 
     def source_view_of_target(self):
@@ -364,7 +394,7 @@ class OnlineRecovery(Recovery):
             _s, src_bulk = self.connect(self.source, self.userdb, bulk=True)
             self.say('%d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied inside '
                      'the write freeze: %s' % (len(unlogged), sum(t['bytes'] for t in unlogged) >> 20,
-                                               ', '.join(d.quoted(t) for t in unlogged)))
+                                               ', '.join(d.table_name(t) for t in unlogged)))
         notice = self.p['notice_wait']
         if notice is None:
             notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
@@ -378,7 +408,7 @@ class OnlineRecovery(Recovery):
                                        (unlogged, src_bulk) if unlogged else None)
         finally:
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
-        self.state['stage'] = 'promoted'
+        self.state['stage'] = phase_named('cut').leaves
         self.workspace.save(self.state)
         self.say('write freeze released after %ss: serverid %d is valid (1) on both nodes'
                  % (self.freeze_window, self.target['serverid']))
@@ -412,7 +442,7 @@ class OnlineRecovery(Recovery):
             run(tgt_user, 'SET LOCAL session_replication_role = replica', action='disable triggers')
             for table in tables:
                 run(tgt_user, d.sql.SQL('DELETE FROM {}').format(d.ident(table['schema'], table['name'])),
-                    action='empty unlogged table %s' % d.quoted(table))
+                    action='empty unlogged table %s' % d.table_name(table))
                 rows += d.copy_relation(src_bulk, tgt_user, table)[0]
         self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
                                unlogged_seconds=round(time.monotonic() - started, 3))
@@ -485,7 +515,7 @@ class OnlineRecovery(Recovery):
         self.wait_standby_settings_gone(tgt_admin)
         shutil.rmtree(self.workspace.old_data, ignore_errors=True)
         self.workspace.remove()
-        self.state['stage'] = 'done'
+        self.state['stage'] = phase_named('cleanup').leaves
         settings = dict((row['name'], row['setting']) for row in run(tgt_admin, OWN_SETTINGS_SQL))
         self.cleanup_report = dict(target_settings=settings)
         self.say('cleanup done: slot dropped, standby settings and old data directory removed; serverid %d runs '
@@ -522,7 +552,7 @@ class OnlineRecovery(Recovery):
         if not self.state:
             self.say('no online recovery in progress for %s: nothing to cancel' % self.server.data_dir)
             return self.result(changed=False)
-        if self.state['stage'] == 'promoted':
+        if self.state['stage'] == phase_named('cut').leaves:
             raise RecoveryError('the cut is done: serverid %d is valid and the applications write to it, so '
                                 'cancelling would lose their writes; finish with phase=cleanup'
                                 % self.state['target']['serverid'])
@@ -552,11 +582,11 @@ class OnlineRecovery(Recovery):
                 self.server.start()
                 self.say('started the server of %s again, as before' % self.server.data_dir)
             state['target_restored'] = True
-            state['stage'] = 'cancel_pending'
+            state['stage'] = CANCEL_PENDING
             self.workspace.save(state)
         self.reset_source()
         self.workspace.remove()
-        state['stage'] = 'cancelled'
+        state['stage'] = CANCELLED
         self.say('cancelled: serverid %d as before the recovery, no slot on serverid %d'
                  % (self.target['serverid'], self.source['serverid']))
 

@@ -19,111 +19,34 @@ import time
 
 from .errors import ForestError
 from . import dbsync as d
-from .cluster_status import merge, read_pair
-from .dbsync_job import Sync, report
-from .forest_pg import Node, close_all, run
+from .dbsync_job import Sync, SyncOptions
+from .forest_pg import run
+from .job import Job
+from .pair_choice import recovery_pair
 from .mngdb import (
-    create_database, refuse_if_applications, mngdb_name, set_validity)
+    create_database, refuse_if_applications, set_validity)
 
 # One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
-
-# What to do instead, by cluster state.
-RIGHT_TOOL = {
-    'healthy': 'Nothing to recover.',
-    'down': 'There is no valid node to recover from: restore both nodes from a backup, or bring the valid '
-            'node back first.',
-    'recovering': 'A recovery or sync is running, or was interrupted: let it finish or cancel it, then retry.',
-    'split_brain': 'Decide which node keeps its writes (see the reason), mark the other broken on both nodes, '
-                   'then recover it.',
-    'misconfigured': 'Make server_info identical on both nodes first (forest_mngdb servers=... overwrite=true).',
-}
-
 
 class RecoveryError(ForestError):
     pass
 
 
-class NothingToRecover(Exception):
-    """The pair is healthy: a recovery has nothing to do (ok, not a failure, so CI can run it idempotently)."""
-
-
-class Recovery(object):
-    """What offline and online recovery share: preconditions, lock, connections, progress."""
+class Recovery(Job):
+    """What offline and online recovery share: the pair's choice and lock."""
 
     def __init__(self, params, check_mode=False, log=None):
-        self.p = params
-        self.check_mode = check_mode
-        self.log_line = log
-        self.userdb = params['userdb']
-        self.mngdb = mngdb_name(self.userdb)
-        self.started = time.monotonic()
-        self.phases = {}
-        self.progress = []
-        self.conns = []
+        super(Recovery, self).__init__(params, check_mode, log)
         self.bytes_copied = 0
         self.source = self.target = None
         self.sync_result = None
 
-    def say(self, text):
-        line = '%7.2fs %s' % (time.monotonic() - self.started, text)
-        self.progress.append(line)
-        if self.log_line:
-            self.log_line(line)
-
-    def phase(self, name, function, *args):
-        started = time.monotonic()
-        try:
-            return function(*args)
-        finally:
-            self.phases[name] = round(time.monotonic() - started, 3)
-
     # --- preconditions -------------------------------------------------------------
     def choose(self, online=False):
-        """(source, target) node dicts from the merged status, or a clear refusal.
-
-        Offline recovery repairs the target over SQL, so it must answer; online
-        recovery replaces its data directory, so it may be down, but the source
-        must be a primary that can stream to it."""
-        status = merge(list(read_pair(self.p, self.mngdb).values()))
-        state = status['cluster_state']
-        if state == 'healthy':
-            raise NothingToRecover('Nothing to recover: the pair is healthy (%s). Whether the user databases hold '
-                                   'the same data is another question: forest_dbsync mode=compare answers it'
-                                   % status['recommended_action']['reason'])
-        if state != 'degraded':
-            detail = '; '.join(status['problems']) or status['recommended_action']['reason']
-            raise RecoveryError('cannot recover: the pair is %s (%s). %s Nothing was changed.'
-                                % (state, detail, RIGHT_TOOL[state]))
-        by_sid = dict((node['serverid'], node) for node in status['nodes'])
-        broken = [sid for sid, node in by_sid.items() if node['validity'] == -1]
-        if len(broken) != 1:
-            action = status['recommended_action']
-            raise RecoveryError('cannot recover yet: serverid %s does not answer but is not marked broken. Mark it '
-                                'once you know it is the broken one (%s), then run the recovery again. Nothing was '
-                                'changed' % (action.get('target'), action.get('command')))
-        target, source = by_sid[broken[0]], by_sid[1 - broken[0]]
-        if self.p['target'] is not None and self.p['target'] != target['serverid']:
-            raise RecoveryError('serverid %d is valid and serverid %d is broken: recovering serverid %d from the '
-                                'broken node would copy the wrong data; nothing was changed'
-                                % (source['serverid'], target['serverid'], self.p['target']))
-        if online and source['in_recovery']:
-            raise RecoveryError('serverid %d is a standby: online recovery copies from a primary. Recover offline, '
-                                'or promote serverid %d first' % (source['serverid'], source['serverid']))
-        if not target['reachable'] and not online:
-            raise RecoveryError('serverid %d (the broken node) does not answer: start its PostgreSQL first, then '
-                                'recover it (its data will be replaced)' % target['serverid'])
-        self.source, self.target = source, target
-        return source, target
-
-    def connect(self, node_dict, dbname, bulk=False):
-        node = self.node(node_dict)
-        conn = node.connect(dbname, bulk=bulk)
-        self.conns.append(conn)
-        return node, conn
-
-    def node(self, node_dict):
-        return Node.from_params(self.p).sibling(node_dict['host'], node_dict['port'])
+        """(source, target) node dicts: pair_choice.recovery_pair of the pair as it is now."""
+        self.source, self.target = recovery_pair(self.read_status(), online, self.p['target'])
+        return self.source, self.target
 
     def lock_pair(self):
         _node, conn = self.connect(self.source, self.mngdb)
@@ -141,12 +64,6 @@ class Recovery(object):
             raise RecoveryError('the pair changed while this recovery waited for its lock (serverid %d is now the '
                                 'broken one); nothing was changed, run it again' % self.target['serverid'])
 
-    def failure_result(self):
-        """What a failed run reports (backups inherit this): the steps done and their seconds."""
-        return dict(progress=self.progress, phases=self.phases)
-
-    def close(self):
-        close_all(self.conns)
 
 
 class OfflineRecovery(Recovery):
@@ -160,15 +77,10 @@ class OfflineRecovery(Recovery):
 
     # --- repair ------------------------------------------------------------------------
     def repair_by_diff(self):
-        params = dict(self.p, mode='sync', scope='diff', online=False, source=self.source['serverid'],
-                      target=self.target['serverid'], include=None, exclude=None)
-        sync = Sync(params, self.check_mode, self.log_line)
+        options = SyncOptions.from_params(self.p, mode='sync', scope='diff', online=False, include=None, exclude=None)
+        sync = Sync(self.p, options, self.check_mode, self.log_line)
         try:
-            sync.pair()
-            sync.open_snapshots(sync.source, sync.target)
-            sync.compare()
-            sync.repair(self.node(self.target))
-            self.sync_result = report(sync)
+            self.sync_result = sync.run(self.source, self.target)
         finally:
             sync.close()
         self.bytes_copied = self.sync_result['summary']['bytes_copied']

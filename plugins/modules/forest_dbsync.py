@@ -202,9 +202,10 @@ progress:
 '''
 
 from ..module_utils.cluster_status import pair_argument_spec
-from ..module_utils.dbsync_job import Sync, report
-from ..module_utils.forest_pg import Node, out_of_range
+from ..module_utils.dbsync_job import Sync, SyncOptions
+from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
+from ..module_utils.pair_choice import dbsync_pair
 
 
 def main():
@@ -235,17 +236,10 @@ def main():
 
 
 def compare_and_repair(module, slot):
-    sync = slot.job = Sync(module.params, module.check_mode, module.log)
-    sync.pair()
-    source, target = sync.source, sync.target
-    sync.say('source serverid %d (%s), target serverid %d (%s)' % (
-        source['serverid'], source['url'], target['serverid'], target['url']))
-    with sync.timer('snapshot'):
-        sync.open_snapshots(source, target)
-    sync.compare()
-    if module.params['mode'] == 'sync':
-        sync.repair(Node.from_params(module.params).sibling(target['host'], target['port']))
-    result = report(sync)
+    params = module.params
+    sync = slot.job = Sync(params, SyncOptions.from_params(params), module.check_mode, module.log)
+    source, target = dbsync_pair(sync.read_status(), params['mode'], params['source'], params['target'])
+    result = sync.run(source, target)
     changed = any(t['status'] in ('repaired', 'would_repair') for t in result['tables']) or \
         any(s['status'] in ('set', 'would_set') for s in result['sequences'])
     if sync.failed():

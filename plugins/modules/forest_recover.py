@@ -215,8 +215,9 @@ from ..module_utils.cluster_status import pair_argument_spec
 from ..module_utils.forest_pg import out_of_range
 from ..module_utils.local_server import local_server_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
-from ..module_utils.online_recovery import OnlineRecovery
-from ..module_utils.recovery import NothingToRecover, OfflineRecovery
+from ..module_utils.online_recovery import PHASE_CHOICES, OnlineRecovery
+from ..module_utils.pair_choice import NothingToRecover
+from ..module_utils.recovery import OfflineRecovery
 
 
 def main():
@@ -224,7 +225,7 @@ def main():
     argument_spec.update(local_server_argument_spec())
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='offline'),
-        phase=dict(type='str', choices=['all', 'base', 'cut', 'cleanup', 'cancel'], default='all'),
+        phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),
         max_rate=dict(type='str'),

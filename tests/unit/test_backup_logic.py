@@ -1,44 +1,10 @@
-"""Pure logic of backups: choosing the node, checksums, retention, finding a backup."""
+"""Pure logic of backups: checksums, retention, finding a backup (choosing the node: test_pair_choice)."""
 import datetime
 import os
 
 import pytest
 
 from ansible_collections.pgforest.cluster.plugins.module_utils import backup as b
-
-
-def node(sid, validity, reachable=True):
-    names = {1: 'valid', 0: 'recovering', -1: 'broken'}
-    return dict(serverid=sid, validity=validity, validity_name=names[validity], reachable=reachable)
-
-
-def test_source_is_the_valid_node_never_the_broken_one():
-    assert b.choose_source([node(0, -1), node(1, 1)])['serverid'] == 1
-    assert b.choose_source([node(0, 1), node(1, 1)])['serverid'] == 0
-    assert b.choose_source([node(0, 1, reachable=False), node(1, 1)])['serverid'] == 1
-
-
-def test_naming_a_broken_node_is_refused_and_names_the_valid_one():
-    with pytest.raises(b.BackupError, match='serverid 0 is broken.*serverid 1 is valid.*allow_invalid_source'):
-        b.choose_source([node(0, -1), node(1, 1)], source=0)
-    with pytest.raises(b.BackupError, match='serverid 1 is recovering'):
-        b.choose_source([node(0, 1), node(1, 0)], source=1)
-
-
-def test_both_broken_needs_a_named_node_and_the_override():
-    nodes = [node(0, -1), node(1, -1)]
-    with pytest.raises(b.BackupError, match='no node is valid.*source=N'):
-        b.choose_source(nodes)
-    with pytest.raises(b.BackupError, match='allow_invalid_source'):
-        b.choose_source(nodes, source=1)
-    assert b.choose_source(nodes, source=1, allow_invalid=True)['serverid'] == 1
-
-
-def test_an_unreachable_or_unknown_source_is_refused():
-    with pytest.raises(b.BackupError, match='does not answer'):
-        b.choose_source([node(0, 1, reachable=False), node(1, 1)], source=0)
-    with pytest.raises(b.BackupError, match='not in server_info'):
-        b.choose_source([node(0, 1), node(1, 1)], source=2)
 
 
 def write(path, data):

@@ -67,3 +67,25 @@ def test_missing_binary_names_the_directory(tmp_path):
     server = LocalServer(str(tmp_path), bindir=str(tmp_path), os_user='root')
     with pytest.raises(LocalServerError, match='pg_basebackup not found in %s' % tmp_path):
         server.tool('pg_basebackup')
+
+
+# --- the phases: one table (online_recovery.PHASES) that the module and the role follow -----------
+
+def test_each_stage_names_the_phase_that_continues_it():
+    from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import (
+        CANCEL_PENDING, PHASES, STARTED, next_phase)
+    assert [(phase.needs, phase.name, phase.leaves) for phase in PHASES] == [
+        (None, 'base', 'standby'), ('standby', 'cut', 'promoted'), ('promoted', 'cleanup', 'done')]
+    assert dict((stage, next_phase(stage)) for stage in (STARTED, 'standby', 'promoted', CANCEL_PENDING)) == {
+        STARTED: 'cancel', 'standby': 'cut', 'promoted': 'cleanup', CANCEL_PENDING: 'cancel'}
+
+
+def test_the_module_and_the_role_offer_the_phases_of_the_table():
+    import yaml
+    from pgforest_dev import REPO
+    from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import PHASE_CHOICES
+    from ansible_collections.pgforest.cluster.plugins.modules import forest_recover
+    documented = yaml.safe_load(forest_recover.DOCUMENTATION)['options']['phase']['choices']
+    with open(os.path.join(REPO, 'roles', 'forest_recovery', 'meta', 'argument_specs.yml')) as handle:
+        role = yaml.safe_load(handle)['argument_specs']['main']['options']['forest_recovery_phase']['choices']
+    assert list(PHASE_CHOICES) == ['all', 'base', 'cut', 'cleanup', 'cancel'] == documented == role

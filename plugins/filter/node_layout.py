@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where node N of the pair lives on its host and how its server runs: the one rule.
+
+The forest_node role's defaults are computed by these filters (node_base_dir, node_data_dir,
+node_log_file, node_service_name), and the roles and playbooks that stop, start or replace a
+node's server (online recovery, physical backup and restore) ask
+`hostvars[host] | pgforest.cluster.node_server`, which applies that host's forest_node_*
+inventory variables over the same rule.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+# The forest_node role's defaults for how the server runs (roles/forest_node/defaults/main.yml
+# says the same; tests/unit/test_node_layout.py holds the two together).
+DEFAULT_OS_USER = 'postgres'
+DEFAULT_SERVICE_MANAGER = 'pg_ctl'
+
+
+def _serverid(value):
+    try:
+        serverid = int(value)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError('a serverid is 0 or 1, got %r: set forest_serverid for the host' % (value,))
+    if serverid not in (0, 1):
+        raise AnsibleFilterError('a serverid is 0 or 1, got %r: set forest_serverid for the host' % (value,))
+    return serverid
+
+
+def node_base_dir(serverid):
+    """/var/lib/pgforest/node<N>: the data directory, sockets and log of node N."""
+    return '/var/lib/pgforest/node%d' % _serverid(serverid)
+
+
+def node_data_dir(base_dir):
+    return '%s/data' % base_dir
+
+
+def node_socket_dir(base_dir):
+    return '%s/run' % base_dir
+
+
+def node_log_file(base_dir):
+    return '%s/postgresql.log' % base_dir
+
+
+def node_service_name(serverid):
+    """pgforest-node<N>: the systemd unit of node N."""
+    return 'pgforest-node%d' % _serverid(serverid)
+
+
+def node_server(host_vars):
+    """{base_dir, data_dir, log_file, os_user, service_manager, service_name} of the host whose
+    variables are given (hostvars[host]): its forest_node_* variables where set, else the rule."""
+    def given(name):
+        value = host_vars.get(name)
+        return None if value in (None, '') else value
+
+    serverid = given('forest_node_serverid')
+    serverid = serverid if serverid is not None else host_vars.get('forest_serverid')
+    base_dir = given('forest_node_base_dir') or node_base_dir(serverid)
+    return dict(base_dir=base_dir,
+                data_dir=given('forest_node_data_dir') or node_data_dir(base_dir),
+                log_file=given('forest_node_log_file') or node_log_file(base_dir),
+                os_user=given('forest_node_os_user') or DEFAULT_OS_USER,
+                service_manager=given('forest_node_service_manager') or DEFAULT_SERVICE_MANAGER,
+                service_name=given('forest_node_service_name') or node_service_name(serverid))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'node_base_dir': node_base_dir,
+            'node_data_dir': node_data_dir,
+            'node_socket_dir': node_socket_dir,
+            'node_log_file': node_log_file,
+            'node_service_name': node_service_name,
+            'node_server': node_server,
+        }

@@ -1,0 +1,43 @@
+"""Where node N lives (plugins/filter/node_layout.py): the rule, the host's overrides, and the
+forest_node role's defaults, which are computed by the same filters."""
+import os
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.pgforest.cluster.plugins.filter import node_layout
+from pgforest_dev import REPO
+
+
+def test_the_rule_for_a_host_without_overrides():
+    assert node_layout.node_server({'forest_serverid': 1}) == dict(
+        base_dir='/var/lib/pgforest/node1', data_dir='/var/lib/pgforest/node1/data',
+        log_file='/var/lib/pgforest/node1/postgresql.log', os_user='postgres', service_manager='pg_ctl',
+        service_name='pgforest-node1')
+
+
+def test_the_host_variables_win_and_a_base_dir_moves_what_is_under_it():
+    server = node_layout.node_server({'forest_serverid': '0', 'forest_node_base_dir': '/srv/pg0',
+                                      'forest_node_service_manager': 'systemd', 'forest_node_data_dir': ''})
+    assert (server['data_dir'], server['log_file'], server['service_manager'], server['service_name']) == (
+        '/srv/pg0/data', '/srv/pg0/postgresql.log', 'systemd', 'pgforest-node0')
+    assert node_layout.node_server({'forest_serverid': 0, 'forest_node_data_dir': '/d'})['data_dir'] == '/d'
+
+
+@pytest.mark.parametrize('serverid', [None, 2, -1, 'one'])
+def test_a_host_without_a_valid_serverid_is_refused_clearly(serverid):
+    with pytest.raises(AnsibleFilterError, match='a serverid is 0 or 1.*forest_serverid'):
+        node_layout.node_server({'forest_serverid': serverid})
+
+
+def test_the_forest_node_role_defaults_follow_the_same_rule():
+    with open(os.path.join(REPO, 'roles', 'forest_node', 'defaults', 'main.yml')) as handle:
+        defaults = yaml.safe_load(handle)
+    assert defaults['forest_node_base_dir'] == '{{ forest_node_serverid | pgforest.cluster.node_base_dir }}'
+    assert defaults['forest_node_data_dir'] == '{{ forest_node_base_dir | pgforest.cluster.node_data_dir }}'
+    assert defaults['forest_node_socket_dir'] == '{{ forest_node_base_dir | pgforest.cluster.node_socket_dir }}'
+    assert defaults['forest_node_log_file'] == '{{ forest_node_base_dir | pgforest.cluster.node_log_file }}'
+    assert defaults['forest_node_service_name'] == '{{ forest_node_serverid | pgforest.cluster.node_service_name }}'
+    assert (defaults['forest_node_os_user'], defaults['forest_node_service_manager']) == (
+        node_layout.DEFAULT_OS_USER, node_layout.DEFAULT_SERVICE_MANAGER)
