@@ -74,6 +74,8 @@ def phase_named(name):
 def next_phase(stage):
     """What continues a recovery left at `stage`: the phase that needs it, else cancel."""
     return ([phase.name for phase in PHASES if phase.needs == stage] or ['cancel'])[0]
+
+
 WAL_POSITION_SQL = """
 SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal_lsn()::text AS lsn
 """

@@ -29,6 +29,7 @@ from .mngdb import (
 # One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
 
+
 class RecoveryError(ForestError):
     pass
 
@@ -63,7 +64,6 @@ class Recovery(Job):
         if self.target['serverid'] != target:
             raise RecoveryError('the pair changed while this recovery waited for its lock (serverid %d is now the '
                                 'broken one); nothing was changed, run it again' % self.target['serverid'])
-
 
 
 class OfflineRecovery(Recovery):
