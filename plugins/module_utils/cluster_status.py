@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import List
 
 from .forest_pg import (
-    ForestPgError, Node, connection_argument_spec, run)
+    ForestPgError, Node, connection_argument_spec, node_error, run)
 from .mngdb import (
     MngdbError, VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
+from .shapes import PairStatus, View
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
@@ -66,13 +68,13 @@ def _unread_servers(view, read):
     return found
 
 
-def new_view(node):
+def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
                 server_addr=None, broken_log=[])
 
 
-def read_view(node, mngdb, broken_log_limit):
+def read_view(node, mngdb, broken_log_limit) -> View:
     """What one node serves: its server_info, version, recovery state, broken_log."""
     view = new_view(node)
     try:
@@ -90,9 +92,9 @@ def read_view(node, mngdb, broken_log_limit):
             view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']))
             missing = missing_tables(conn)
             if missing:
-                view.update(mngdb='broken', error=dict(node=node.label, action='read management database',
-                                                       detail='missing tables: ' + ', '.join(missing),
-                                                       sqlstate='42P01', hint='re-create it with forest_mngdb'))
+                view.update(mngdb='broken', error=node_error(node.label, 'read management database',
+                                                             'missing tables: ' + ', '.join(missing), '42P01',
+                                                             're-create it with forest_mngdb'))
                 return view
             view['server_info'] = read_server_info(conn)
             view['broken_log'] = run(conn, 'SELECT serverid, time::text AS time, extract(epoch FROM time)::float8 '
@@ -114,7 +116,7 @@ def read_views(nodes, mngdb, broken_log_limit, deadline):
             views[key] = read_view(node, mngdb, broken_log_limit)
         except Exception as exc:  # a bug or an odd driver error must not hang the others
             failed = new_view(node)
-            failed['error'] = dict(node=node.label, action='read', detail=str(exc), sqlstate=None, hint=None)
+            failed['error'] = node_error(node.label, 'read', str(exc))
             views[key] = failed
 
     threads = []
@@ -131,10 +133,9 @@ def read_views(nodes, mngdb, broken_log_limit, deadline):
             result[key] = views[key]
             continue
         hung = new_view(node)
-        hung['error'] = dict(node=node.label, action='read', sqlstate=None,
-                             detail='no answer within %.1f s' % deadline,
-                             hint='the server accepts connections but does not answer: it may be hung '
-                                  '(stopped process, full disk, overloaded)')
+        hung['error'] = node_error(node.label, 'read', 'no answer within %.1f s' % deadline,
+                                   hint='the server accepts connections but does not answer: it may be hung '
+                                        '(stopped process, full disk, overloaded)')
         result[key] = hung
     return result
 
@@ -160,7 +161,7 @@ def _owner(view, url_rows):
     return None
 
 
-def merge(views):
+def merge(views: List[View]) -> PairStatus:
     """Merge the views (list of read_view() dicts) into the pair's status."""
     listed = [view for view in views if view['server_info']]
     url_lists = [urls_of(view['server_info']) for view in listed]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 from . import dbsync as d
 from .forest_pg import ForestPgError, psycopg, run
 from .job import Job
 from .mngdb import read_config, refuse_if_applications
 from .quiesce import Quiesce
+from .shapes import StatusNode, TableResult
 
 
 class SyncOptions(NamedTuple):
@@ -52,11 +53,11 @@ class Sync(Job):
         self.snapshot = None
         self.freeze_window = None
         self.psql = None
-        self.results = []
+        self.results: List[TableResult] = []
         self.sequences = []
         self.unlogged = []
 
-    def run(self, source, target):
+    def run(self, source: StatusNode, target: StatusNode) -> dict:
         """Compare target with source (status node dicts, from pair_choice) and, in mode=sync,
         repair it; the report (see report())."""
         self.source, self.target = source, target
@@ -144,7 +145,7 @@ class Sync(Job):
                           for name in sorted(set(src_seqs) | set(tgt_seqs))
                           if _seq_state(src_seqs.get(name)) != _seq_state(tgt_seqs.get(name))]
 
-    def compare_large_objects(self):
+    def compare_large_objects(self) -> TableResult:
         """Large objects as one entry of the report, keyed by oid."""
         result = dict(table=d.shown_name(*d.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
                       rows_copied=0, bytes_copied=0, method='keys')
@@ -163,7 +164,7 @@ class Sync(Job):
                      % (len(missing), len(extra), len(changed), len(src)))
         return result
 
-    def compare_table(self, name, src, tgt):
+    def compare_table(self, name, src, tgt) -> TableResult:
         result = dict(table=name, status='equal', missing=0, extra=0, changed=0, keys={},
                       rows_copied=0, bytes_copied=0)
         if src is None or tgt is None:

@@ -16,6 +16,7 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 from .errors import ForestError
+from .shapes import NodeError
 
 PSYCOPG_IMPORT_ERROR = None
 try:
@@ -55,6 +56,11 @@ def connection_argument_spec():
     )
 
 
+def node_error(node, action, detail, sqlstate=None, hint=None) -> NodeError:
+    """The one maker of a NodeError (shapes.py): where, doing what, what was said, what to do."""
+    return dict(node=node, action=action, sqlstate=sqlstate, detail=detail, hint=hint)
+
+
 class ForestPgError(ForestError):
     """A connection or query failure, with the node and SQLSTATE it concerns."""
 
@@ -79,8 +85,7 @@ class ForestPgError(ForestError):
         return text
 
     def as_dict(self):
-        return dict(node=self.node, action=self.action, sqlstate=self.sqlstate,
-                    detail=self.detail.strip(), hint=self.hint)
+        return node_error(self.node, self.action, self.detail.strip(), self.sqlstate, self.hint)
 
 
 # libpq reports a refused login as text only; the server sent these SQLSTATEs.

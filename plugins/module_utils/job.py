@@ -12,6 +12,7 @@ import time
 from .cluster_status import merge, read_pair
 from .forest_pg import Node, close_all
 from .mngdb import mngdb_name
+from .shapes import PairStatus, StatusNode
 
 
 class Timer(object):
@@ -61,15 +62,15 @@ class Job(object):
         with self.timer(name):
             return function(*args)
 
-    def read_status(self):
+    def read_status(self) -> PairStatus:
         """The merged status of the pair as it is now (cluster_status)."""
         return merge(list(read_pair(self.p, self.mngdb).values()))
 
-    def node(self, node_dict):
+    def node(self, node_dict: StatusNode) -> Node:
         """The Node of a status node (same login and timeouts as the module's own)."""
         return Node.from_params(self.p).sibling(node_dict['host'], node_dict['port'])
 
-    def connect(self, node_dict, dbname, bulk=False):
+    def connect(self, node_dict: StatusNode, dbname: str, bulk: bool = False):
         """(Node, connection) to dbname on a status node; closed by close().  bulk: a copy or
         hash that may run long (forest_pg.Node.session_options)."""
         node = self.node(node_dict)

@@ -12,7 +12,10 @@ node is broken and which is good; nothing here decides it again)."""
 
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 from .errors import ForestError
+from .shapes import PairStatus, StatusNode
 
 # What to do instead of a recovery, by cluster state.
 RIGHT_TOOL = {
@@ -38,7 +41,7 @@ def by_serverid(nodes):
     return dict((node['serverid'], node) for node in nodes)
 
 
-def recovery_pair(status, online, target=None):
+def recovery_pair(status: PairStatus, online: bool, target: Optional[int] = None) -> Tuple[StatusNode, StatusNode]:
     """(source, target) node dicts for a recovery, or a clear refusal.
 
     Offline recovery repairs the target over SQL, so it must answer; online recovery replaces
@@ -71,7 +74,7 @@ def recovery_pair(status, online, target=None):
     return source, broken
 
 
-def unreached_text(node):
+def unreached_text(node: StatusNode) -> str:
     """'serverid 1 (where): detail -- what to do' from a status node."""
     error = node.get('error')
     if not error:
@@ -80,7 +83,8 @@ def unreached_text(node):
     return text + (' -- what to do: %s' % error['hint'] if error.get('hint') else '')
 
 
-def dbsync_pair(status, mode, source=None, target=None):
+def dbsync_pair(status: PairStatus, mode: str, source: Optional[int] = None,
+                target: Optional[int] = None) -> Tuple[StatusNode, StatusNode]:
     """(source, target) node dicts for a compare or a sync; both nodes must answer.
 
     Left unnamed, the source is the one valid node; with both valid (or none) a compare reads
@@ -122,7 +126,7 @@ def _describe(nodes):
                                            '' if node['reachable'] else ' unreachable') for node in nodes)
 
 
-def backup_source(nodes, source=None, allow_invalid=False):
+def backup_source(nodes: List[StatusNode], source: Optional[int] = None, allow_invalid: bool = False) -> StatusNode:
     """The node dict to dump: a valid (1), reachable one, never a broken one by accident.
     `source` names a serverid; an invalid source needs allow_invalid (e.g. both -1: keep what is
     left before restoring)."""

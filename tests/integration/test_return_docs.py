@@ -52,3 +52,25 @@ def test_every_returned_key_is_documented_and_every_always_key_returned(module_n
     assert undocumented == [], 'returned but not in RETURN: %s' % undocumented
     missing = sorted(key for key, doc in docs.items() if doc.get('returned') == 'always' and key not in result)
     assert missing == [], 'documented as returned always but not returned: %s' % missing
+
+
+def test_results_have_the_shapes_of_module_utils_shapes():
+    """What forest_status and forest_dbsync return are the shapes' dicts (shapes.py), with a table
+    that differs so a compare line carries every field a difference adds."""
+    from ansible_collections.pgforest.cluster.plugins.module_utils import shapes
+    sandbox.both('DROP TABLE IF EXISTS shape_check; CREATE TABLE shape_check (id int PRIMARY KEY, v text);'
+                 "INSERT INTO shape_check SELECT g, 'v' FROM generate_series(1, 50) g")
+    sandbox.on(1, "UPDATE shape_check SET v = 'drift' WHERE id = 7")
+    try:
+        status = sandbox.module('forest_status')
+        assert set(status['nodes'][0]) == set(shapes.StatusNode.__annotations__)
+        assert set(shapes.PairStatus.__annotations__) <= set(status)
+        for mode in ('compare', 'sync'):
+            args = dict(mode=mode, source=0) if mode == 'sync' else {}
+            result = sandbox.module('forest_dbsync', **args)
+            line = [table for table in result['tables'] if table['table'] == 'public.shape_check'][0]
+            assert line['status'] == ('different' if mode == 'compare' else 'repaired'), line
+            assert set(line) <= set(shapes.TableResult.__annotations__), set(line) - set(
+                shapes.TableResult.__annotations__)
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS shape_check')

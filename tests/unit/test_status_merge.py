@@ -3,6 +3,7 @@ import pytest
 
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
     effective_validity, merge, summary_lines)
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import node_error
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     GLOBAL_CONFIG, LOCAL_CONFIG, MngdbError, desired_server_info, mngdb_name, parse_udb_url,
     validate_setting)
@@ -15,7 +16,7 @@ def view(owner, values, reachable=True, urls=None, mngdb='present'):
     host, port, _db = parse_udb_url(URLS[owner])
     rows = [dict(serverid=sid, udb_url=urls[sid], udb_validity=values.get(sid)) for sid in sorted(urls)]
     return dict(label='node%d' % owner, host=host, port=port, reachable=reachable,
-                error=None if reachable else dict(detail='timeout expired'), mngdb=mngdb if reachable else 'unknown',
+                error=None if reachable else node_error('node%d' % owner, 'connect', 'timeout expired'), mngdb=mngdb if reachable else 'unknown',
                 server_info=rows if reachable and mngdb == 'present' else None,
                 server_version=150018 if reachable else None, in_recovery=False if reachable else None,
                 server_addr='%s:%s' % (host, port) if reachable else None, broken_log=[])
