@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import time
 
-from . import backup as b
+from . import backup
 from .cluster_status import merge, read_view
 from .job import Job
 from .divergence import row_counts
@@ -64,7 +64,7 @@ def bindir(params):
 def run_tool(argv, env, what):
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise b.BackupError('%s failed (exit %d): %s' % (what, done.returncode, done.stderr.strip()[-800:]))
+        raise backup.BackupError('%s failed (exit %d): %s' % (what, done.returncode, done.stderr.strip()[-800:]))
     return done
 
 
@@ -81,8 +81,8 @@ class BackupJob(Job):
 
     def backup_dir(self):
         if not self.p['backup_dir']:
-            raise b.BackupError('backup_dir is required: the directory that holds the backups '
-                                '(inventory variable forest_backup_dir in the playbooks)')
+            raise backup.BackupError('backup_dir is required: the directory that holds the backups '
+                                     '(inventory variable forest_backup_dir in the playbooks)')
         return os.path.abspath(self.p['backup_dir'])
 
 
@@ -92,27 +92,27 @@ class LogicalBackup(BackupJob):
     def run(self):
         status = self.read_status()
         self.source = backup_source(status['nodes'], self.p['source'], self.p['allow_invalid_source'])
-        name = self.p['name'] or b.backup_name('logical')
+        name = self.p['name'] or backup.backup_name('logical')
         final = os.path.join(self.backup_dir(), name)
         if os.path.exists(final):
-            raise b.BackupError('%s exists already: choose another name' % final)
+            raise backup.BackupError('%s exists already: choose another name' % final)
         self.say('logical backup %s of serverid %d (%s)'
                  % (name, self.source['serverid'], self.source['validity_name']))
         if self.check_mode:
             return self.result(name, final, None, [])
-        b.make_private_dir(self.backup_dir())
+        backup.make_private_dir(self.backup_dir())
         partial = final + '.partial'
-        b.remove_tree(partial)
+        backup.remove_tree(partial)
         os.mkdir(partial, 0o700)
         try:
-            databases = dict((key, self.phase('dump ' + key, self.dump, key, dbname, partial))
+            databases = dict((key, self.timed('dump ' + key, self.dump, key, dbname, partial))
                              for key, dbname in (('userdb', self.userdb), ('mngdb', self.mngdb)))
-            manifest = self.phase('checksums', self.manifest, name, partial, databases, status)
+            manifest = self.timed('checksums', self.manifest, name, partial, databases, status)
             os.rename(partial, final)
         except BaseException:
-            b.remove_tree(partial)
+            backup.remove_tree(partial)
             raise
-        removed = b.prune(self.backup_dir(), self.p['keep'], 'logical')
+        removed = backup.prune(self.backup_dir(), self.p['keep'], 'logical')
         self.say('%d files, %d bytes; retention (keep %s) removed %s' % (
             len(manifest['files']), manifest['total_bytes'], self.p['keep'], ', '.join(removed) or 'nothing'))
         return self.result(name, final, manifest, removed)
@@ -134,16 +134,16 @@ class LogicalBackup(BackupJob):
         return facts
 
     def manifest(self, name, folder, databases, status):
-        files = b.file_checksums(folder)
+        files = backup.file_checksums(folder)
         manifest = dict(
-            format=b.FORMAT, kind='logical', name=name, created=b.utc_now(),
+            format=backup.FORMAT, kind='logical', name=name, created=backup.utc_now(),
             source=dict((k, self.source[k]) for k in ('serverid', 'host', 'port', 'validity')),
             cluster_state=status['cluster_state'],
             server_info=[dict(serverid=n['serverid'], url=n['url']) for n in status['nodes']],
             server_version=databases['userdb']['server_version'],
             pg_dump=run_tool([self.tool('pg_dump'), '--version'], None, 'pg_dump --version').stdout.strip(),
             databases=databases, files=files, total_bytes=sum(f['size'] for f in files.values()))
-        b.write_manifest(folder, manifest)
+        backup.write_manifest(folder, manifest)
         return manifest
 
     def result(self, name, path, manifest, removed):
@@ -156,10 +156,10 @@ class LogicalBackup(BackupJob):
 
 class LogicalRestore(BackupJob):
     def run(self):
-        path = b.resolve(self.p['backup'], self.p['backup_dir'])
-        manifest = b.read_manifest(path)
+        path = backup.resolve(self.p['backup'], self.p['backup_dir'])
+        manifest = backup.read_manifest(path)
         if manifest['kind'] != 'logical':
-            raise b.BackupError('%s is a %s backup: restore it with kind=physical' % (path, manifest['kind']))
+            raise backup.BackupError('%s is a %s backup: restore it with kind=physical' % (path, manifest['kind']))
         self.check_files(path, manifest)
         targets = self.targets(manifest)
         self.say('restore of %s (from serverid %d, %s) onto serverid %s' % (
@@ -171,25 +171,25 @@ class LogicalRestore(BackupJob):
         if self.check_mode:
             return self.result(path, manifest, targets)
         try:
-            self.phase('load', self.load, targets, admins, path, manifest)
-            self.phase('verify', self.verify, targets, manifest)
+            self.timed('load', self.load, targets, admins, path, manifest)
+            self.timed('verify', self.verify, targets, manifest)
         except BaseException:
             self.drop(admins, LOADING)
             raise
-        self.phase('swap', self.swap, targets, admins)
+        self.timed('swap', self.swap, targets, admins)
         try:
-            self.phase('validity', self.mark_valid, targets)
+            self.timed('validity', self.mark_valid, targets)
             self.drop(admins, REPLACED)
         except Exception as exc:
-            raise b.BackupError('the backup is restored on both nodes, but the last step failed: %s. Set both nodes '
-                                'valid (forest_mngdb serverid=N validity=1) and drop %s on each node by hand'
-                                % (exc, ' and '.join(REPLACED.values())))
+            raise backup.BackupError('the backup is restored on both nodes, but the last step failed: %s. Set both nodes '
+                                     'valid (forest_mngdb serverid=N validity=1) and drop %s on each node by hand'
+                                     % (exc, ' and '.join(REPLACED.values())))
         return self.result(path, manifest, targets)
 
     def check_files(self, path, manifest):
-        problems = self.phase('checksums', b.verify_files, path, manifest['files'])
+        problems = self.timed('checksums', backup.verify_files, path, manifest['files'])
         if problems:
-            raise b.BackupError('backup %s is damaged, nothing was changed: %s' % (path, '; '.join(problems[:10])))
+            raise backup.BackupError('backup %s is damaged, nothing was changed: %s' % (path, '; '.join(problems[:10])))
         self.say('%d files match their SHA-256' % len(manifest['files']))
 
     def targets(self, manifest):
@@ -198,8 +198,8 @@ class LogicalRestore(BackupJob):
         status = self.read_status()
         now = sorted((n['serverid'], n['url']) for n in status['nodes'])
         if now and now != backup_urls:
-            raise b.BackupError('this backup belongs to the pair %s, but these nodes list %s in server_info: '
-                                'restore it where it came from (nothing was changed)' % (backup_urls, now))
+            raise backup.BackupError('this backup belongs to the pair %s, but these nodes list %s in server_info: '
+                                     'restore it where it came from (nothing was changed)' % (backup_urls, now))
         targets = []
         for sid, url in backup_urls:
             host, port, _db = parse_udb_url(url)
@@ -213,23 +213,23 @@ class LogicalRestore(BackupJob):
         facts = run(admin, 'SELECT pg_is_in_recovery() AS standby, current_setting(%s)::int AS version',
                     ['server_version_num'])[0]
         if facts['standby']:
-            raise b.BackupError('%s is a standby (an online recovery is under way?): finish or cancel it first'
-                                % where)
+            raise backup.BackupError('%s is a standby (an online recovery is under way?): finish or cancel it first'
+                                     % where)
         if facts['version'] // 10000 < manifest['server_version'] // 10000:
-            raise b.BackupError('%s runs PostgreSQL %d, the backup comes from %d: restore onto the same or a newer '
-                                'major version' % (where, facts['version'] // 10000,
-                                                   manifest['server_version'] // 10000))
-        refuse_if_applications([(where, admin)], [self.userdb, self.mngdb], b.BackupError,
+            raise backup.BackupError('%s runs PostgreSQL %d, the backup comes from %d: restore onto the same or a newer '
+                                     'major version' % (where, facts['version'] // 10000,
+                                                        manifest['server_version'] // 10000))
+        refuse_if_applications([(where, admin)], [self.userdb, self.mngdb], backup.BackupError,
                                'a restore drops %s and %s' % (self.userdb, self.mngdb), 'Stop the applications first')
         needed = set(r for db in manifest['databases'].values() for r in db['roles'])
         present = set(r['rolname'] for r in run(admin, 'SELECT rolname FROM pg_roles'))
         if needed - present:
-            raise b.BackupError('%s lacks the roles %s that own or were granted objects in the backup: create them '
-                                '(CREATE ROLE) first; nothing was changed' % (where, sorted(needed - present)))
+            raise backup.BackupError('%s lacks the roles %s that own or were granted objects in the backup: create them '
+                                     '(CREATE ROLE) first; nothing was changed' % (where, sorted(needed - present)))
         leftover = [name for name in REPLACED.values() if database_exists(admin, name)]
         if leftover:
-            raise b.BackupError('%s has %s from an earlier restore that did not finish (the databases as they were '
-                                'before it): rename them back or drop them, then retry' % (where, leftover))
+            raise backup.BackupError('%s has %s from an earlier restore that did not finish (the databases as they were '
+                                     'before it): rename them back or drop them, then retry' % (where, leftover))
         return admin
 
     def load(self, targets, admins, path, manifest):
@@ -254,20 +254,20 @@ class LogicalRestore(BackupJob):
             else:
                 self.say('%s loaded' % what)
         if failures:
-            raise b.BackupError('the restore failed and changed nothing (the loaded copies were dropped): %s'
-                                % '; '.join(failures))
+            raise backup.BackupError('the restore failed and changed nothing (the loaded copies were dropped): %s'
+                                     % '; '.join(failures))
 
     def verify(self, targets, manifest):
         problems = []
         for target in targets:
             for key in DUMP_DIRS:
                 _node, conn = self.connect(target, LOADING[key])
-                problems += b.compare_counts(manifest['databases'][key]['tables'], row_counts(conn),
-                                             'serverid %d %s' % (target['serverid'], manifest['databases'][key]['name']))
+                problems += backup.compare_counts(manifest['databases'][key]['tables'], row_counts(conn),
+                                                  'serverid %d %s' % (target['serverid'], manifest['databases'][key]['name']))
                 conn.close()
         if problems:
-            raise b.BackupError('the loaded copies do not have the backup\'s row counts, nothing was changed: %s'
-                                % '; '.join(problems[:10]))
+            raise backup.BackupError('the loaded copies do not have the backup\'s row counts, nothing was changed: %s'
+                                     % '; '.join(problems[:10]))
         self.say('row counts equal to the manifest on both nodes')
 
     def swap(self, targets, admins):
@@ -309,8 +309,8 @@ class LogicalRestore(BackupJob):
 
 def refuse_without_confirmation(params, check_mode, what):
     if not params['confirm'] and not check_mode:
-        raise b.BackupError('a restore %s; nothing was changed. Re-run with confirm=true (playbook: '
-                            '-e confirm_restore=true) once the applications are stopped' % what)
+        raise backup.BackupError('a restore %s; nothing was changed. Re-run with confirm=true (playbook: '
+                                 '-e confirm_restore=true) once the applications are stopped' % what)
 
 
 def create_like(admin, name, facts):
@@ -342,15 +342,15 @@ class PhysicalJob(BackupJob):
         status = merge([read_view(Node.from_params(self.p), self.mngdb, 0)])
         mine = [node for node in status['nodes'] if node['reachable']]
         if not mine:
-            raise b.BackupError('%s:%s does not answer as a node of the pair (%s): start it, or check login_host'
-                                % (self.p['login_host'], self.p['login_port'], '; '.join(status['problems'])))
+            raise backup.BackupError('%s:%s does not answer as a node of the pair (%s): start it, or check login_host'
+                                     % (self.p['login_host'], self.p['login_port'], '; '.join(status['problems'])))
         return mine[0]
 
     def refuse_if_applications(self, node_dict):
         """An admin connection to the node, once no application is connected."""
         _node, conn = self.connect(node_dict, 'postgres')
         refuse_if_applications([('serverid %d' % node_dict['serverid'], conn)], [self.userdb, self.mngdb],
-                               b.BackupError, 'a physical backup or restore stops the server',
+                               backup.BackupError, 'a physical backup or restore stops the server',
                                'Stop the applications first')
         return conn
 
@@ -368,38 +368,38 @@ class PhysicalBackup(PhysicalJob):
         node = self.local_node()
         sid = node['serverid']
         if node['validity'] != 1 and not self.p['allow_invalid_source']:
-            raise b.BackupError('serverid %d is %s: a physical backup of it would not restore to a valid pair. '
-                                'Recover it first, or set allow_invalid_source=true' % (sid, node['validity_name']))
+            raise backup.BackupError('serverid %d is %s: a physical backup of it would not restore to a valid pair. '
+                                     'Recover it first, or set allow_invalid_source=true' % (sid, node['validity_name']))
         version = self.refuse_if_applications(node).info.server_version
         server = self.server()
         if os.listdir(os.path.join(server.data_dir, 'pg_tblspc')):
-            raise b.BackupError('%s uses tablespaces, which a physical backup does not follow: take a logical '
-                                'backup' % server.data_dir)
-        name = self.p['name'] or b.backup_name('physical')
-        final = os.path.join(self.backup_dir(), name, b.part_dir(sid))
+            raise backup.BackupError('%s uses tablespaces, which a physical backup does not follow: take a logical '
+                                     'backup' % server.data_dir)
+        name = self.p['name'] or backup.backup_name('physical')
+        final = os.path.join(self.backup_dir(), name, backup.part_dir(sid))
         if os.path.exists(final):
-            raise b.BackupError('%s exists already: choose another name' % final)
+            raise backup.BackupError('%s exists already: choose another name' % final)
         self.say('physical backup %s of serverid %d (%s)' % (name, sid, server.data_dir))
         if self.check_mode:
             return self.result(name, final, sid, None)
         databases = self.counts(node)
         self.close()
         partial = final + '.partial'
-        b.make_private_dir(os.path.dirname(final))
-        b.remove_tree(partial)
+        backup.make_private_dir(os.path.dirname(final))
+        backup.remove_tree(partial)
         try:
-            self.phase('copy', self.copy, server, partial)
-            files = self.phase('checksums', b.file_checksums, partial)
-            manifest = dict(format=b.FORMAT, kind='physical', name=name, created=b.utc_now(),
+            self.timed('copy', self.copy, server, partial)
+            files = self.timed('checksums', backup.file_checksums, partial)
+            manifest = dict(format=backup.FORMAT, kind='physical', name=name, created=backup.utc_now(),
                             node=dict((k, node[k]) for k in ('serverid', 'host', 'port', 'validity')),
                             data_dir=server.data_dir, server_version=version, databases=databases,
                             files=files, total_bytes=sum(f['size'] for f in files.values()))
-            b.write_manifest(partial, manifest)
+            backup.write_manifest(partial, manifest)
             os.rename(partial, final)
         except BaseException:
-            b.remove_tree(partial)
+            backup.remove_tree(partial)
             raise
-        removed = b.prune(self.backup_dir(), self.p['keep'], 'physical')
+        removed = backup.prune(self.backup_dir(), self.p['keep'], 'physical')
         return self.result(name, final, sid, manifest, removed)
 
     def copy(self, server, partial):
@@ -425,19 +425,19 @@ class PhysicalRestore(PhysicalJob):
     def run(self):
         sid = self.p['serverid']
         if sid is None:
-            raise b.BackupError('a physical restore needs serverid (this host\'s forest_serverid): each node gets '
-                                'its own part of the backup')
-        path = b.resolve(self.p['backup'], self.p['backup_dir'])
-        part = os.path.join(path, b.part_dir(sid))
-        manifest = b.read_manifest(part)
+            raise backup.BackupError('a physical restore needs serverid (this host\'s forest_serverid): each node gets '
+                                     'its own part of the backup')
+        path = backup.resolve(self.p['backup'], self.p['backup_dir'])
+        part = os.path.join(path, backup.part_dir(sid))
+        manifest = backup.read_manifest(part)
         node = dict(serverid=sid, host=self.p['login_host'], port=self.p['login_port'])
         if (manifest['node']['host'], manifest['node']['port']) != (node['host'], node['port']):
-            raise b.BackupError('the part of serverid %d was taken from %s:%s, not %s:%s: restore it on its own '
-                                'node (nothing was changed)' % (sid, manifest['node']['host'],
-                                                                manifest['node']['port'], node['host'], node['port']))
-        problems = self.phase('checksums', b.verify_files, part, manifest['files'])
+            raise backup.BackupError('the part of serverid %d was taken from %s:%s, not %s:%s: restore it on its own '
+                                     'node (nothing was changed)' % (sid, manifest['node']['host'],
+                                                                     manifest['node']['port'], node['host'], node['port']))
+        problems = self.timed('checksums', backup.verify_files, part, manifest['files'])
         if problems:
-            raise b.BackupError('backup %s is damaged, nothing was changed: %s' % (part, '; '.join(problems[:10])))
+            raise backup.BackupError('backup %s is damaged, nothing was changed: %s' % (part, '; '.join(problems[:10])))
         refuse_without_confirmation(self.p, self.check_mode, 'replaces the data directory of serverid %d' % sid)
         server = self.server()
         if server.running():
@@ -447,24 +447,24 @@ class PhysicalRestore(PhysicalJob):
         if self.check_mode:
             return self.result(path, manifest)
         staging = server.data_dir + '.pgforest-restoring'
-        self.phase('copy', self.stage, part, staging, server)
-        self.phase('swap', self.swap, server, staging)
+        self.timed('copy', self.stage, part, staging, server)
+        self.timed('swap', self.swap, server, staging)
         problems = []
         for key, counted in self.counts(node).items():
-            problems += b.compare_counts(manifest['databases'][key]['tables'], counted['tables'],
-                                         'serverid %d %s' % (sid, counted['name']))
+            problems += backup.compare_counts(manifest['databases'][key]['tables'], counted['tables'],
+                                              'serverid %d %s' % (sid, counted['name']))
         if problems:
-            raise b.BackupError('serverid %d runs on the restored data directory but its row counts differ from '
-                                'the manifest (the old one is in %s.pgforest-replaced): %s'
-                                % (sid, server.data_dir, '; '.join(problems[:10])))
+            raise backup.BackupError('serverid %d runs on the restored data directory but its row counts differ from '
+                                     'the manifest (the old one is in %s.pgforest-replaced): %s'
+                                     % (sid, server.data_dir, '; '.join(problems[:10])))
         if not self.p['keep_replaced']:
-            b.remove_tree(server.data_dir + '.pgforest-replaced')
+            backup.remove_tree(server.data_dir + '.pgforest-replaced')
         self.say('row counts equal to the manifest')
         return self.result(path, manifest)
 
     def stage(self, part, staging, server):
         """A copy of the backup's data directory beside the live one, owned by the server's user."""
-        b.remove_tree(staging)
+        backup.remove_tree(staging)
         shutil.copytree(os.path.join(part, 'data'), staging)
         for folder, dirs, files in os.walk(staging):
             for name in dirs + files:
@@ -474,8 +474,8 @@ class PhysicalRestore(PhysicalJob):
     def swap(self, server, staging):
         aside = server.data_dir + '.pgforest-replaced'
         if os.path.exists(aside):
-            raise b.BackupError('%s exists (left by an earlier restore): remove it or move it away, then retry'
-                                % aside)
+            raise backup.BackupError('%s exists (left by an earlier restore): remove it or move it away, then retry'
+                                     % aside)
         server.stop()
         had_one = os.path.exists(server.data_dir)  # both nodes lost: there may be none left
         if had_one:
@@ -485,7 +485,7 @@ class PhysicalRestore(PhysicalJob):
             server.start()
         except BaseException:
             if had_one:
-                b.remove_tree(server.data_dir)
+                backup.remove_tree(server.data_dir)
                 os.rename(aside, server.data_dir)
                 server.start()
             raise

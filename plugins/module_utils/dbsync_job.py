@@ -11,7 +11,7 @@ import threading
 import time
 from typing import List, NamedTuple, Optional
 
-from . import dbsync as d
+from . import dbsync
 from .forest_pg import ForestPgError, psycopg, run
 from .job import Job
 from .mngdb import read_config, refuse_if_applications
@@ -76,7 +76,7 @@ class Sync(Job):
         self.tgt_node, self.tgt = self.connect(self.target, self.target['userdb'], bulk=True)
         _node, self.src_peer = self.connect(self.source, self.source['userdb'], bulk=True)  # hashes beside src
         for conn in (self.src, self.tgt, self.src_peer):
-            d.pin_settings(conn)
+            dbsync.pin_settings(conn)
         if self.options.online:
             self.snapshot_in_freeze()
         else:
@@ -85,7 +85,7 @@ class Sync(Job):
 
     def refuse_if_applications(self):
         conns = [('serverid %d' % self.source['serverid'], self.src), ('serverid %d' % self.target['serverid'], self.tgt)]
-        refuse_if_applications(conns, [self.userdb], d.DbsyncError,
+        refuse_if_applications(conns, [self.userdb], dbsync.DbsyncError,
                                'an offline compare needs the applications of %s stopped' % self.userdb,
                                'Stop them, or compare with online=true (a short write freeze)')
 
@@ -96,7 +96,7 @@ class Sync(Job):
         # The second source connection shares the first one's snapshot.
         snapshot = self.snapshot = run(self.src, 'SELECT pg_export_snapshot() AS id')[0]['id']
         run(self.src_peer, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
-        run(self.src_peer, d.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(d.sql.Literal(snapshot)))
+        run(self.src_peer, dbsync.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(dbsync.sql.Literal(snapshot)))
 
     def snapshot_in_freeze(self):
         mngdbs = {}
@@ -117,27 +117,27 @@ class Sync(Job):
     # --- comparing ---------------------------------------------------------------
     def compare(self):
         with self.timer('catalog'):
-            src_tables = d.read_catalog(self.src, self.options.include, self.options.exclude)
-            tgt_tables = d.read_catalog(self.tgt, self.options.include, self.options.exclude)
-            src_seqs = d.read_sequences(self.src, self.options.include, self.options.exclude)
-            tgt_seqs = d.read_sequences(self.tgt, self.options.include, self.options.exclude)
+            src_tables = dbsync.read_catalog(self.src, self.options.include, self.options.exclude)
+            tgt_tables = dbsync.read_catalog(self.tgt, self.options.include, self.options.exclude)
+            src_seqs = dbsync.read_sequences(self.src, self.options.include, self.options.exclude)
+            tgt_seqs = dbsync.read_sequences(self.tgt, self.options.include, self.options.exclude)
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
         names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
-                    for row in found.values()) | set([d.LARGE_OBJECTS])
+                    for row in found.values()) | set([dbsync.LARGE_OBJECTS])
         unmatched = [pattern for pattern in self.options.include or [] if not any(
-            d.selected(name, [pattern], None) for name in names)]
+            dbsync.selected(name, [pattern], None) for name in names)]
         if unmatched:
-            raise d.DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
-                                'e.g. public.orders, or a pattern like public.order*); nothing was compared or '
-                                'changed' % ', '.join(repr(pattern) for pattern in unmatched))
+            raise dbsync.DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
+                                     'e.g. public.orders, or a pattern like public.order*); nothing was compared or '
+                                     'changed' % ', '.join(repr(pattern) for pattern in unmatched))
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
-        self.unlogged = [d.table_name(table) for table in d.unlogged_tables(self.src)]
+        self.unlogged = [dbsync.table_name(table) for table in dbsync.unlogged_tables(self.src)]
         if self.unlogged:
             self.say('unlogged tables (emptied by a crash of either server, not streamed to a standby): %s'
                      % ', '.join(self.unlogged))
-        if d.selected(d.LARGE_OBJECTS, self.options.include, self.options.exclude):
+        if dbsync.selected(dbsync.LARGE_OBJECTS, self.options.include, self.options.exclude):
             with self.timer('hash'):
                 self.results.append(self.compare_large_objects())
         self.sequences = [dict(sequence=name, source=_seq_state(src_seqs.get(name)),
@@ -147,10 +147,10 @@ class Sync(Job):
 
     def compare_large_objects(self) -> TableResult:
         """Large objects as one entry of the report, keyed by oid."""
-        result = dict(table=d.shown_name(*d.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
+        result = dict(table=dbsync.shown_name(*dbsync.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
                       rows_copied=0, bytes_copied=0, method='keys')
-        src, tgt = self.both(d.large_objects)
-        missing, extra, changed = d.localize(src, tgt)  # changed: content, owner or permissions
+        src, tgt = self.both(dbsync.large_objects)
+        missing, extra, changed = dbsync.localize(src, tgt)  # changed: content, owner or permissions
         result.update(rows_source=len(src), rows_target=len(tgt), _catalog=src, _keys=(missing, extra, changed))
         if missing or extra or changed:
             sample = self.options.sample_size
@@ -158,7 +158,7 @@ class Sync(Job):
                           keys=dict((kind, [dict(oid=str(oid)) for oid in oids[:sample]])
                                     for kind, oids in (('missing', missing), ('extra', extra), ('changed', changed))
                                     if oids),
-                          detail='; '.join('large object %d: %s' % (oid, d.describe_large_object_change(
+                          detail='; '.join('large object %d: %s' % (oid, dbsync.describe_large_object_change(
                               src[oid], tgt[oid])) for oid in changed[:sample]) or None)
             self.say('large objects: %d missing, %d extra, %d changed of %d'
                      % (len(missing), len(extra), len(changed), len(src)))
@@ -170,20 +170,20 @@ class Sync(Job):
         if src is None or tgt is None:
             result['status'] = 'only_on_target' if src is None else 'only_on_source'
             return result
-        problem = d.schema_difference(src, tgt)
+        problem = dbsync.schema_difference(src, tgt)
         if problem:
             result.update(status='schema_differs', detail=problem)
             return result
-        table_sql = d.table_sql_for(self.src_peer, self.tgt, src, tgt)
+        table_sql = dbsync.table_sql_for(self.src_peer, self.tgt, src, tgt)
         result['_sql'] = table_sql
         if self.options.scope == 'all' and self.options.mode == 'sync':
             result.update(status='different', method='reload', detail='scope=all: copied without comparing')
             return result
         with self.timer('hash'):
-            src_buckets, tgt_buckets = self.both(d.bucket_hashes, table_sql)
+            src_buckets, tgt_buckets = self.both(dbsync.bucket_hashes, table_sql)
         result['rows_source'] = sum(n for n, _h in src_buckets.values())
         result['rows_target'] = sum(n for n, _h in tgt_buckets.values())
-        differing = d.compare_buckets(src_buckets, tgt_buckets)
+        differing = dbsync.compare_buckets(src_buckets, tgt_buckets)
         result['_src_buckets'] = src_buckets
         result['_differing'] = differing
         if not differing:
@@ -193,8 +193,8 @@ class Sync(Job):
             result.update(method='reload', detail='no primary key or unique NOT NULL key: compared and repaired whole')
             return result
         with self.timer('localize'):
-            src_rows, tgt_rows = self.both(d.row_hashes, table_sql, differing)
-        missing, extra, changed = d.localize(src_rows, tgt_rows)
+            src_rows, tgt_rows = self.both(dbsync.row_hashes, table_sql, differing)
+        missing, extra, changed = dbsync.localize(src_rows, tgt_rows)
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
                       keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.options.sample_size]])
                                 for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
@@ -226,9 +226,9 @@ class Sync(Job):
     # --- repairing ---------------------------------------------------------------
     def repair(self):
         run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
-        self.psql = d.find_psql(self.options.copy_with)
+        self.psql = dbsync.find_psql(self.options.copy_with)
         _node, writer = self.connect(self.target, self.userdb, bulk=True)
-        d.pin_settings(writer)
+        dbsync.pin_settings(writer)
         for result in self.results:
             if result['status'] != 'different':
                 continue
@@ -240,7 +240,7 @@ class Sync(Job):
                 with self.timer('repair'):
                     self.repair_table(writer, result)
                 result['status'] = 'repaired'
-            except (ForestPgError, d.DbsyncError, psycopg.Error) as exc:
+            except (ForestPgError, dbsync.DbsyncError, psycopg.Error) as exc:
                 # psycopg.Error: the rollback itself failed because the connection is gone.
                 result.update(status='failed', detail=str(exc) if not isinstance(exc, psycopg.Error) else
                               '%s: connection lost during the repair (%s); its transaction did not commit'
@@ -257,7 +257,7 @@ class Sync(Job):
             with writer.transaction():
                 for seq in self.sequences:
                     if seq['seq'] is not None and seq['target'] is not None:
-                        d.set_sequence(writer, seq['seq'])
+                        dbsync.set_sequence(writer, seq['seq'])
                         seq['status'] = 'set'
 
     def repair_table(self, writer, result):
@@ -284,36 +284,36 @@ class Sync(Job):
         it again from the source, and check the result against the source's catalog."""
         missing, extra, changed = result['_keys']
         with writer.transaction():
-            d.unlink_large_objects(writer, extra + changed)
-            result['bytes_copied'] = d.copy_large_objects(self.src_peer, writer, missing + changed, result['_catalog'])
+            dbsync.unlink_large_objects(writer, extra + changed)
+            result['bytes_copied'] = dbsync.copy_large_objects(self.src_peer, writer, missing + changed, result['_catalog'])
             result['rows_copied'] = len(missing + changed)
-            after = d.large_objects(writer)
+            after = dbsync.large_objects(writer)
             wrong = [oid for oid in set(missing + changed + extra) if after.get(oid) != result['_catalog'].get(oid)]
             if wrong:
-                raise d.DbsyncError('large objects %s still differ from the source after the repair'
-                                    % ', '.join(str(oid) for oid in sorted(wrong)[:10]))
+                raise dbsync.DbsyncError('large objects %s still differ from the source after the repair'
+                                         % ', '.join(str(oid) for oid in sorted(wrong)[:10]))
 
     def pipe_table(self, writer, result):
         """Whole table through psql | psql, checked after its transaction committed."""
         table_sql = result['_sql']
-        truncate = not d.referenced_by_foreign_keys(writer, table_sql.table)
-        rows, size = d.pipe_table(self.psql, (self.src_node, self.source['userdb']),
-                                  (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer)
+        truncate = not dbsync.referenced_by_foreign_keys(writer, table_sql.table)
+        rows, size = dbsync.pipe_table(self.psql, (self.src_node, self.source['userdb']),
+                                       (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer)
         result.update(rows_copied=rows, bytes_copied=size, method='reload (psql)')
         try:
             self.verify(writer, result)
-        except d.DbsyncError as exc:
-            raise d.DbsyncError('%s; the copy had committed, so run the sync again' % exc)
+        except dbsync.DbsyncError as exc:
+            raise dbsync.DbsyncError('%s; the copy had committed, so run the sync again' % exc)
 
     def empty(self, writer, table_sql):
         # TRUNCATE refuses tables that other tables reference, even with FK checks off.
-        if d.referenced_by_foreign_keys(writer, table_sql.table):
-            run(writer, table_sql.delete(), action='delete %s' % d.table_name(table_sql.table))
+        if dbsync.referenced_by_foreign_keys(writer, table_sql.table):
+            run(writer, table_sql.delete(), action='delete %s' % dbsync.table_name(table_sql.table))
         else:
-            run(writer, table_sql.truncate(), action='truncate %s' % d.table_name(table_sql.table))
+            run(writer, table_sql.truncate(), action='truncate %s' % dbsync.table_name(table_sql.table))
 
     def copy(self, writer, table_sql, result, keys):
-        rows, size = d.copy_rows(self.src_peer, writer, table_sql, keys)
+        rows, size = dbsync.copy_rows(self.src_peer, writer, table_sql, keys)
         result['rows_copied'] += rows
         result['bytes_copied'] += size
 
@@ -322,21 +322,21 @@ class Sync(Job):
         if '_src_buckets' not in result and result['method'] == 'reload (psql)':
             return  # scope=all through psql: COPY loaded every row it was sent, or nothing
         if '_src_buckets' not in result:  # scope=all: the source was not hashed, compare counts
-            count = run(writer, d.sql.SQL('SELECT count(*) AS n FROM {}').format(result['_sql'].relation))[0]['n']
+            count = run(writer, dbsync.sql.SQL('SELECT count(*) AS n FROM {}').format(result['_sql'].relation))[0]['n']
             if count != result['rows_copied']:
-                raise d.DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
-                                                                               result['rows_copied']))
+                raise dbsync.DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
+                                                                                    result['rows_copied']))
             return
         table_sql = result['_sql']
         if result['method'] == 'keys':  # only the repaired buckets can have changed
             wanted = result['_differing']
             expected = dict((b, result['_src_buckets'][b]) for b in wanted if b in result['_src_buckets'])
-            ok = d.bucket_hashes(writer, table_sql, wanted) == expected
+            ok = dbsync.bucket_hashes(writer, table_sql, wanted) == expected
         else:
-            ok = d.bucket_hashes(writer, table_sql) == result['_src_buckets']
+            ok = dbsync.bucket_hashes(writer, table_sql) == result['_src_buckets']
         if not ok:
-            raise d.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
-                                % result['table'])
+            raise dbsync.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
+                                     % result['table'])
 
     def failure_result(self):
         """What a failed run reports: the tables compared or repaired so far."""

@@ -58,7 +58,8 @@ class Job(object):
         if self.log_line:
             self.log_line(line)
 
-    def phase(self, name, function, *args):
+    def timed(self, name, function, *args):
+        """function(*args), its seconds added to phases[name]."""
         with self.timer(name):
             return function(*args)
 

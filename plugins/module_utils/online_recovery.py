@@ -32,7 +32,7 @@ import threading
 import time
 from typing import NamedTuple, Optional
 
-from . import dbsync as d
+from . import dbsync
 from .forest_pg import (
     ForestPgError, close_all, libpq_conninfo, run)
 from .local_server import LocalServer, tree_size
@@ -164,7 +164,7 @@ class OnlineRecovery(Recovery):
             if step.rolls_back:
                 self.guarded(step.name, work[step.name])
             else:
-                self.phase(step.name, work[step.name])
+                self.timed(step.name, work[step.name])
             if self.check_mode:  # a recovery that would run changes the node: "would change"
                 return self.result(changed=True)
         return self.result()
@@ -172,7 +172,7 @@ class OnlineRecovery(Recovery):
     def guarded(self, name, function):
         """Run a phase; on failure roll everything back and say what happened and what was undone."""
         try:
-            self.phase(name, function)
+            self.timed(name, function)
         except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
             if self.check_mode or self.state is None:
                 raise
@@ -391,12 +391,12 @@ class OnlineRecovery(Recovery):
             raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
                                 % self.target['serverid'])
         self.catch_up(src_admin, tgt_admin)
-        unlogged = d.unlogged_tables(src_user)
+        unlogged = dbsync.unlogged_tables(src_user)
         if unlogged:
             _s, src_bulk = self.connect(self.source, self.userdb, bulk=True)
             self.say('%d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied inside '
                      'the write freeze: %s' % (len(unlogged), sum(t['bytes'] for t in unlogged) >> 20,
-                                               ', '.join(d.table_name(t) for t in unlogged)))
+                                               ', '.join(dbsync.table_name(t) for t in unlogged)))
         notice = self.p['notice_wait']
         if notice is None:
             notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
@@ -443,9 +443,9 @@ class OnlineRecovery(Recovery):
         with tgt_user.transaction():
             run(tgt_user, 'SET LOCAL session_replication_role = replica', action='disable triggers')
             for table in tables:
-                run(tgt_user, d.sql.SQL('DELETE FROM {}').format(d.ident(table['schema'], table['name'])),
-                    action='empty unlogged table %s' % d.table_name(table))
-                rows += d.copy_relation(src_bulk, tgt_user, table)[0]
+                run(tgt_user, dbsync.sql.SQL('DELETE FROM {}').format(dbsync.ident(table['schema'], table['name'])),
+                    action='empty unlogged table %s' % dbsync.table_name(table))
+                rows += dbsync.copy_relation(src_bulk, tgt_user, table)[0]
         self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
                                unlogged_seconds=round(time.monotonic() - started, 3))
         self.say('copied %d rows of %d unlogged table(s) in %.3fs'
@@ -488,9 +488,9 @@ class OnlineRecovery(Recovery):
     @staticmethod
     def copy_sequences(source, target):
         """WAL logs sequences ahead: a promoted copy would hand out other ids than the source."""
-        sequences = d.read_sequences(source)
+        sequences = dbsync.read_sequences(source)
         for seq in sequences.values():
-            d.set_sequence(target, seq)
+            dbsync.set_sequence(target, seq)
         return len(sequences)
 
     # --- cleanup ---------------------------------------------------------------------------
@@ -565,7 +565,7 @@ class OnlineRecovery(Recovery):
             self.say('serverid %d does not answer (%s): cancelling here without the pair lock'
                      % (self.source['serverid'], exc))
         if not self.check_mode:
-            self.phase('cancel', self.rollback)
+            self.timed('cancel', self.rollback)
         return self.result()
 
     def rollback(self):

@@ -18,7 +18,7 @@ import shutil
 import time
 
 from .errors import ForestError
-from . import dbsync as d
+from . import dbsync
 from .dbsync_job import Sync, SyncOptions
 from .forest_pg import run
 from .job import Job
@@ -106,12 +106,12 @@ class OfflineRecovery(Recovery):
         src_node, _c = self.connect(self.source, 'postgres')
         tgt_node, admin = self.connect(self.target, 'postgres')
         for dbname in (self.userdb, self.mngdb):
-            run(admin, d.sql.SQL('DROP DATABASE IF EXISTS {}').format(d.ident(dbname)), action='drop ' + dbname)
+            run(admin, dbsync.sql.SQL('DROP DATABASE IF EXISTS {}').format(dbsync.ident(dbname)), action='drop ' + dbname)
             create_database(admin, dbname)
             reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname, bulk=True)]
             writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
                       '--dbname=' + tgt_node.conninfo_string(dbname, bulk=True)]
-            pipe = d.Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ)).run(
+            pipe = dbsync.Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ)).run(
                 'pg_dump | psql of %s (serverid %d now has it empty or partial; it stays marked broken: run the '
                 'recovery again)' % (dbname, self.target['serverid']))
             self.bytes_copied += pipe.moved
@@ -135,10 +135,10 @@ class OfflineRecovery(Recovery):
         self.lock_and_choose_again()
         self.refuse_if_applications()
         if self.p['method'] == 'dump':
-            self.phase('copy', self.repair_by_dump)
+            self.timed('copy', self.repair_by_dump)
         else:
-            self.phase('copy', self.repair_by_diff)
-        self.phase('validity', self.mark_valid)
+            self.timed('copy', self.repair_by_diff)
+        self.timed('validity', self.mark_valid)
         return self.result()
 
     def result(self):

@@ -124,7 +124,7 @@ import contextlib
 
 from ..module_utils.cluster_status import pair_argument_spec
 from ..module_utils.forest_pg import ForestPgError, Node
-from ..module_utils import mngdb as m
+from ..module_utils import mngdb
 from ..module_utils.module_runner import forest_module, run_job
 
 
@@ -135,7 +135,7 @@ class Keeper(object):
         self.module = module
         self.params = module.params
         self.userdb = self.params['userdb']
-        self.mngdb = m.mngdb_name(self.userdb)
+        self.mngdb = mngdb.mngdb_name(self.userdb)
         self.this = Node.from_params(self.params)
         self.conns = {}
         self.changes = []
@@ -156,7 +156,7 @@ class Keeper(object):
             return self.this.sibling(self.params['peer_host'], self.params['peer_port'] or self.this.port)
         this = self.this_address()
         for row in rows:
-            host, port, _db = m.parse_udb_url(row['udb_url'])
+            host, port, _db = mngdb.parse_udb_url(row['udb_url'])
             if (host, port) != (self.this.host, self.this.port) and '%s:%s' % (host, port) != this:
                 return self.this.sibling(host, port)
         return None
@@ -175,59 +175,59 @@ class Keeper(object):
     def ensure_present(self, desired):
         admin = self.conn(self.this, 'postgres')
         label = self.this.label
-        if not m.database_exists(admin, self.userdb):
+        if not mngdb.database_exists(admin, self.userdb):
             if not self.params['create_userdb']:
-                raise m.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
-                                   % (self.userdb, label))
+                raise mngdb.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
+                                       % (self.userdb, label))
             self.plan(self.this, 'create database %s' % self.userdb,
-                      lambda conn: m.create_database(conn, self.userdb), 'postgres')
-        if not m.database_exists(admin, self.mngdb):
+                      lambda conn: mngdb.create_database(conn, self.userdb), 'postgres')
+        if not mngdb.database_exists(admin, self.mngdb):
             self.plan(self.this, 'create database %s with its tables, defaults and server_info' % self.mngdb,
                       lambda conn: self.create_mngdb(conn, desired), 'postgres')
             self.before[label] = ''
-            self.after[label] = self.describe(desired, m.GLOBAL_CONFIG, m.LOCAL_CONFIG)
+            self.after[label] = self.describe(desired, mngdb.GLOBAL_CONFIG, mngdb.LOCAL_CONFIG)
             return
         conn = self.conn(self.this, self.mngdb)
-        missing = m.missing_tables(conn)
+        missing = mngdb.missing_tables(conn)
         if missing:
-            raise m.MngdbError('%s/%s is broken: tables missing: %s. Drop it (after saving broken_log) and run '
-                               'again to re-create it' % (label, self.mngdb, ', '.join(missing)))
-        current = m.read_server_info(conn)
-        if m.urls_of(current) != m.urls_of(desired):
+            raise mngdb.MngdbError('%s/%s is broken: tables missing: %s. Drop it (after saving broken_log) and run '
+                                   'again to re-create it' % (label, self.mngdb, ', '.join(missing)))
+        current = mngdb.read_server_info(conn)
+        if mngdb.urls_of(current) != mngdb.urls_of(desired):
             if not self.params['overwrite']:
-                raise m.MngdbError('%s/%s already registers another pair (%s) than asked (%s); nothing changed. '
-                                   'Check the order of servers, or set overwrite=true to replace it'
-                                   % (label, self.mngdb, _urls(current), _urls(desired)))
+                raise mngdb.MngdbError('%s/%s already registers another pair (%s) than asked (%s); nothing changed. '
+                                       'Check the order of servers, or set overwrite=true to replace it'
+                                       % (label, self.mngdb, _urls(current), _urls(desired)))
             self.refuse_if_drivers([self.this], 'rewrite server_info')
             kept = dict((row['serverid'], row) for row in current)
             rows = [dict(row, udb_validity=kept[row['serverid']]['udb_validity']
                          if row['serverid'] in kept and kept[row['serverid']]['udb_url'] == row['udb_url'] else 1)
                     for row in desired]
-            self.before[label] = m.server_info_text(current)
-            self.after[label] = m.server_info_text(rows)
+            self.before[label] = mngdb.server_info_text(current)
+            self.after[label] = mngdb.server_info_text(rows)
             self.plan(self.this, 'server_info %s -> %s' % (_urls(current), _urls(rows)),
-                      lambda conn: m.write_server_info(conn, rows))
+                      lambda conn: mngdb.write_server_info(conn, rows))
         self.fill_defaults(conn)
 
     def fill_defaults(self, conn):
-        for table, defaults in (('global_config', m.GLOBAL_CONFIG), ('local_config', m.LOCAL_CONFIG)):
-            present = m.read_config(conn, table)
+        for table, defaults in (('global_config', mngdb.GLOBAL_CONFIG), ('local_config', mngdb.LOCAL_CONFIG)):
+            present = mngdb.read_config(conn, table)
             absent = dict((key, spec[0]) for key, spec in defaults.items() if key not in present)
             if absent:
                 self.before.setdefault(self.this.label, '')
                 self.after[self.this.label] = self.after.get(self.this.label, '') + ''.join(
                     '%s %s = %s\n' % (table, key, value) for key, value in sorted(absent.items()))
                 self.plan(self.this, '%s: add default rows %s' % (table, ', '.join(sorted(absent))),
-                          lambda c, t=table, a=absent: m.write_config(c, t, a))
+                          lambda c, t=table, a=absent: mngdb.write_config(c, t, a))
 
     def create_mngdb(self, admin, desired):
-        m.create_database(admin, self.mngdb)
+        mngdb.create_database(admin, self.mngdb)
         with self.this.connect(self.mngdb) as conn:
-            m.create_schema(conn)
+            mngdb.create_schema(conn)
             with conn.transaction():
-                m.write_config(conn, 'global_config', dict((k, v[0]) for k, v in m.GLOBAL_CONFIG.items()))
-                m.write_config(conn, 'local_config', dict((k, v[0]) for k, v in m.LOCAL_CONFIG.items()))
-                m.write_server_info(conn, desired)
+                mngdb.write_config(conn, 'global_config', dict((k, v[0]) for k, v in mngdb.GLOBAL_CONFIG.items()))
+                mngdb.write_config(conn, 'local_config', dict((k, v[0]) for k, v in mngdb.LOCAL_CONFIG.items()))
+                mngdb.write_server_info(conn, desired)
 
     def describe(self, rows, global_config, local_config):
         text = ''.join('server_info %s %s %s\n' % (r['serverid'], r['udb_url'], r.get('udb_validity', 1))
@@ -240,45 +240,45 @@ class Keeper(object):
     def pair_views(self, require_all):
         """This node's and its peer's management databases, whose server_info must agree."""
         conn = self.conn(self.this, self.mngdb)
-        rows = m.read_server_info(conn)
+        rows = mngdb.read_server_info(conn)
         views = [(self.this, conn, rows)]
         peer = self.peer_node(rows)
         unreached = []
         if peer is not None:
             try:
                 peer_conn = self.conn(peer, self.mngdb)
-                views.append((peer, peer_conn, m.read_server_info(peer_conn)))
+                views.append((peer, peer_conn, mngdb.read_server_info(peer_conn)))
             except ForestPgError as exc:
                 if require_all:
-                    raise m.MngdbError('%s; this change must be made on both nodes, so nothing was changed' % exc)
+                    raise mngdb.MngdbError('%s; this change must be made on both nodes, so nothing was changed' % exc)
                 unreached.append(exc.as_dict())
         elif require_all:
-            raise m.MngdbError('cannot find the other node in server_info of %s: give peer_host' % self.this.label)
+            raise mngdb.MngdbError('cannot find the other node in server_info of %s: give peer_host' % self.this.label)
         for node, node_conn, _rows in views:
-            missing = m.missing_tables(node_conn)
+            missing = mngdb.missing_tables(node_conn)
             if missing:
-                raise m.MngdbError('the management database of %s is missing %s: recreate it (forest_mngdb with '
-                                   'servers=... overwrite=true on that node, or playbooks/provision.yml) before '
-                                   'changing it; nothing was changed' % (node.label, ', '.join(missing)))
-        differing = [view for view in views[1:] if m.urls_of(view[2]) != m.urls_of(rows)]
+                raise mngdb.MngdbError('the management database of %s is missing %s: recreate it (forest_mngdb with '
+                                       'servers=... overwrite=true on that node, or playbooks/provision.yml) before '
+                                       'changing it; nothing was changed' % (node.label, ', '.join(missing)))
+        differing = [view for view in views[1:] if mngdb.urls_of(view[2]) != mngdb.urls_of(rows)]
         if differing:
-            raise m.MngdbError('the pair is misconfigured: server_info differs (%s has %s, %s has %s); refusing to '
-                               'act on it. Make both identical first (servers + overwrite=true on the wrong node)'
-                               % (self.this.label, _urls(rows), differing[0][0].label, _urls(differing[0][2])))
+            raise mngdb.MngdbError('the pair is misconfigured: server_info differs (%s has %s, %s has %s); refusing to '
+                                   'act on it. Make both identical first (servers + overwrite=true on the wrong node)'
+                                   % (self.this.label, _urls(rows), differing[0][0].label, _urls(differing[0][2])))
         return views, unreached
 
     def refuse_if_drivers(self, nodes, what):
-        found = m.application_sessions([(node.label, self.conn(node, 'postgres')) for node in nodes],
-                                       [self.userdb, self.mngdb])
+        found = mngdb.application_sessions([(node.label, self.conn(node, 'postgres')) for node in nodes],
+                                           [self.userdb, self.mngdb])
         self.sessions.update((node.label, found.get(node.label, [])) for node in nodes)
         if found and not self.params['force']:
-            raise m.MngdbError('cannot %s while drivers or other sessions are connected (the PostgresForest guide '
-                               'forbids it); stop the applications, or set force=true. Connected: %s'
-                               % (what, m.describe_applications(found)))
+            raise mngdb.MngdbError('cannot %s while drivers or other sessions are connected (the PostgresForest guide '
+                                   'forbids it); stop the applications, or set force=true. Connected: %s'
+                                   % (what, mngdb.describe_applications(found)))
 
     def change_config(self, views, table, wanted):
         for node, conn, _rows in views:
-            current = m.read_config(conn, table, self.params['configid'])
+            current = mngdb.read_config(conn, table, self.params['configid'])
             delta = dict((k, v) for k, v in wanted.items() if current.get(k) != v)
             self.before.setdefault(node.label, '')
             self.after.setdefault(node.label, '')
@@ -286,18 +286,18 @@ class Keeper(object):
                 self.before[node.label] += '%s %s = %s\n' % (table, key, current.get(key))
                 self.after[node.label] += '%s %s = %s\n' % (table, key, delta[key])
                 self.plan(node, '%s %s %s -> %s' % (table, key, current.get(key), delta[key]),
-                          lambda c, k=key, v=delta[key]: m.write_config(c, table, {k: v}, self.params['configid']))
+                          lambda c, k=key, v=delta[key]: mngdb.write_config(c, table, {k: v}, self.params['configid']))
 
     def change_validity(self, views, serverid, validity):
         for node, _conn, rows in views:
             current = dict((row['serverid'], row['udb_validity']) for row in rows)
             if serverid not in current:
-                raise m.MngdbError('serverid %d is not in server_info of %s' % (serverid, node.label))
+                raise mngdb.MngdbError('serverid %d is not in server_info of %s' % (serverid, node.label))
             if current[serverid] != validity:
                 self.before[node.label] = 'server_info serverid %d udb_validity = %s\n' % (serverid, current[serverid])
                 self.after[node.label] = 'server_info serverid %d udb_validity = %s\n' % (serverid, validity)
                 self.plan(node, 'udb_validity of serverid %d %s -> %s' % (serverid, current[serverid], validity),
-                          lambda c: m.set_validity(c, serverid, validity))
+                          lambda c: mngdb.set_validity(c, serverid, validity))
 
     # --- applying ------------------------------------------------------------
     def apply(self):
@@ -315,8 +315,8 @@ class Keeper(object):
                 except ForestPgError as exc:  # leaving the block rolls back every node's transaction
                     if dbname != self.mngdb:
                         raise
-                    raise m.MngdbError('%s; the management database changes were rolled back on every node: run '
-                                       'it again once both nodes answer' % exc)
+                    raise mngdb.MngdbError('%s; the management database changes were rolled back on every node: run '
+                                           'it again once both nodes answer' % exc)
         self.steps = []
 
     def failure_result(self):
@@ -329,7 +329,7 @@ class Keeper(object):
 
 
 def _urls(rows):
-    return ', '.join('%s=%s' % pair for pair in m.urls_of(rows))
+    return ', '.join('%s=%s' % pair for pair in mngdb.urls_of(rows))
 
 
 def main():
@@ -340,7 +340,7 @@ def main():
         overwrite=dict(type='bool', default=False),
         global_config=dict(type='dict'),
         local_config=dict(type='dict'),
-        configid=dict(type='str', default=m.DEFAULT_CONFIGID),
+        configid=dict(type='str', default=mngdb.DEFAULT_CONFIGID),
         serverid=dict(type='int', choices=[0, 1]),
         validity=dict(type='int', choices=[-1, 0, 1]),
         force=dict(type='bool', default=False),
@@ -353,9 +353,9 @@ def main():
 def manage(module, slot):
     params = module.params
     # Everything the user gave is checked before the first connection.
-    desired = m.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
-    global_config = m.validate_settings('global_config', params['global_config'])
-    local_config = m.validate_settings('local_config', params['local_config'])
+    desired = mngdb.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
+    global_config = mngdb.validate_settings('global_config', params['global_config'])
+    local_config = mngdb.validate_settings('local_config', params['local_config'])
     keeper = slot.job = Keeper(module)
     if desired:
         keeper.ensure_present(desired)

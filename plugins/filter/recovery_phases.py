@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The online recovery's phases as the forest_recovery role needs them, read from the one table
+(module_utils/online_recovery.py PHASES) instead of written again in YAML."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import PHASE_CHOICES, PHASES
+
+
+def starts_recovery(phase):
+    """Whether phase=<phase> starts a new recovery (so a healthy pair means nothing to do), rather
+    than continuing or cancelling one already under way."""
+    if phase not in PHASE_CHOICES:
+        raise AnsibleFilterError('phase must be one of %s, got %r' % (', '.join(PHASE_CHOICES), phase))
+    return phase == 'all' or any(step.name == phase and step.needs is None for step in PHASES)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'recovery_phase_starts': starts_recovery}
