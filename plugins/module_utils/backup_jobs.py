@@ -29,7 +29,7 @@ from .forest_pg import Node, ident, run, sql
 from .local_server import LocalServer, find_bindir
 from .mngdb import (
     database_exists, refuse_if_applications, parse_udb_url, set_validity)
-from .pair_choice import backup_source
+from .pair_choice import backup_source, this_node
 
 # Ordinary tables (partitions included, extension members left out, as pg_dump does).
 # Roles that own or were granted something in the current database (a restore needs them).
@@ -338,13 +338,9 @@ class PhysicalJob(BackupJob):
                            self.p['service_manager'], self.p['service_name'], self.p['start_timeout'])
 
     def local_node(self):
-        """This host's node as the merged status of its own view names it (serverid, validity)."""
+        """This host's node (serverid, validity), as its own view names it (pair_choice.this_node)."""
         status = merge([read_view(Node.from_params(self.p), self.mngdb, 0)])
-        mine = [node for node in status['nodes'] if node['reachable']]
-        if not mine:
-            raise backup.BackupError('%s:%s does not answer as a node of the pair (%s): start it, or check login_host'
-                                     % (self.p['login_host'], self.p['login_port'], '; '.join(status['problems'])))
-        return mine[0]
+        return this_node(status, '%s:%s' % (self.p['login_host'], self.p['login_port']))
 
     def refuse_if_applications(self, node_dict):
         """An admin connection to the node, once no application is connected."""

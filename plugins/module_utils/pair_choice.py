@@ -149,3 +149,13 @@ def backup_source(nodes: List[StatusNode], source: Optional[int] = None, allow_i
                               'To back it up anyway, set allow_invalid_source=true'
                               % (source, node['validity_name'], node['validity'], other))
     return node
+
+
+def this_node(status: PairStatus, where: str) -> StatusNode:
+    """The node a module on a node's host acts on (a physical backup or restore), from the status
+    its own view alone gives: the one server of the pair that answered."""
+    mine = [node for node in status['nodes'] if node['reachable']]
+    if not mine:
+        raise PairChoiceError('%s does not answer as a node of the pair (%s): start it, or check login_host'
+                              % (where, '; '.join(status['problems'])))
+    return mine[0]

@@ -89,3 +89,11 @@ def test_the_module_and_the_role_offer_the_phases_of_the_table():
     with open(os.path.join(REPO, 'roles', 'forest_recovery', 'meta', 'argument_specs.yml')) as handle:
         role = yaml.safe_load(handle)['argument_specs']['main']['options']['forest_recovery_phase']['choices']
     assert list(PHASE_CHOICES) == ['all', 'base', 'cut', 'cleanup', 'cancel'] == documented == role
+
+
+def test_the_role_asks_the_table_which_phases_start_a_recovery():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.pgforest.cluster.plugins.filter.recovery_phases import starts_recovery
+    assert [phase for phase in ('all', 'base', 'cut', 'cleanup', 'cancel') if starts_recovery(phase)] == ['all', 'base']
+    with pytest.raises(AnsibleFilterError, match='phase must be one of all, base, cut, cleanup, cancel'):
+        starts_recovery('sideways')

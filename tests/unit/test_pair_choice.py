@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import (
-    NothingToRecover, PairChoiceError, backup_source, dbsync_pair, recovery_pair)
+    NothingToRecover, PairChoiceError, backup_source, dbsync_pair, recovery_pair, this_node)
 
 from test_status_merge import view
 
@@ -123,3 +123,10 @@ def test_an_unreachable_or_unknown_backup_source_is_refused():
         backup_source([node(0, 1, reachable=False), node(1, 1)], source=0)
     with pytest.raises(PairChoiceError, match='not in server_info'):
         backup_source([node(0, 1), node(1, 1)], source=2)
+
+
+def test_a_node_host_acts_on_the_server_that_answered_in_its_own_view():
+    own = merge([view(1, {0: 1, 1: -1}), view(0, {0: 1, 1: -1}, reachable=False)])
+    assert this_node(own, '127.0.0.12:5432')['serverid'] == 1
+    with pytest.raises(PairChoiceError, match='127.0.0.12:5432 does not answer as a node of the pair'):
+        this_node(merge([view(1, {}, reachable=False)]), '127.0.0.12:5432')
