@@ -17,6 +17,7 @@ from typing import List
 
 from .forest_pg import (
     ForestPgError, Node, connection_argument_spec, node_error, run)
+from .local_server import local_server_argument_spec
 from .mngdb import (
     MngdbError, VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
 from .shapes import PairStatus, View
@@ -29,6 +30,14 @@ def pair_argument_spec():
     """Options of the modules that act on the pair (doc fragment pgforest.cluster.pair)."""
     spec = connection_argument_spec()
     spec.update(userdb=dict(type='str', required=True), peer_host=dict(type='str'), peer_port=dict(type='int'))
+    return spec
+
+
+def node_host_argument_spec():
+    """Options of the modules that run on a node's host and drive its server (doc fragments
+    pgforest.cluster.pair and pgforest.cluster.local_server)."""
+    spec = pair_argument_spec()
+    spec.update(local_server_argument_spec())
     return spec
 
 

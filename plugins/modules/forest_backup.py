@@ -143,14 +143,12 @@ progress:
 
 from ..module_utils.backup import NAME_PATTERN
 from ..module_utils.backup_jobs import LogicalBackup, PhysicalBackup
-from ..module_utils.cluster_status import pair_argument_spec
-from ..module_utils.local_server import local_server_argument_spec
+from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():
-    argument_spec = pair_argument_spec()
-    argument_spec.update(local_server_argument_spec())
+    argument_spec = node_host_argument_spec()
     argument_spec.update(
         kind=dict(type='str', choices=['logical', 'physical'], default='logical'),
         backup_dir=dict(type='path', required=True),

@@ -211,9 +211,8 @@ progress:
 
 import re
 
-from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.forest_pg import out_of_range
-from ..module_utils.local_server import local_server_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 from ..module_utils.online_recovery import PHASE_CHOICES, OnlineRecovery
 from ..module_utils.pair_choice import NothingToRecover
@@ -221,8 +220,7 @@ from ..module_utils.recovery import OfflineRecovery
 
 
 def main():
-    argument_spec = pair_argument_spec()
-    argument_spec.update(local_server_argument_spec())
+    argument_spec = node_host_argument_spec()
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='offline'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),

@@ -125,14 +125,12 @@ progress:
 
 from ..module_utils.backup import BackupError, backup_kind
 from ..module_utils.backup_jobs import LogicalRestore, PhysicalRestore
-from ..module_utils.cluster_status import pair_argument_spec
-from ..module_utils.local_server import local_server_argument_spec
+from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():
-    argument_spec = pair_argument_spec()
-    argument_spec.update(local_server_argument_spec())
+    argument_spec = node_host_argument_spec()
     argument_spec.update(
         backup=dict(type='str', default='latest'),
         backup_dir=dict(type='path'),
