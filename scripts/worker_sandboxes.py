@@ -12,6 +12,7 @@ environment variable FOREST_SANDBOX_DIR.  `nsenter --net`, not `ip netns exec`: 
 remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
 """
 import concurrent.futures
+import fcntl
 import glob
 import hashlib
 import os
@@ -21,9 +22,23 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOP = '/var/lib/pgforest-sandbox'
+TOP = os.environ.get('FOREST_SANDBOX_TOP') or '/var/lib/pgforest-sandbox'  # another top: the unit test
 CHECKOUT_HASH = hashlib.sha256((os.path.realpath(REPO) + '\n').encode()).hexdigest()[:12]
 BIN = os.path.join(REPO, '.venv', 'bin')
+
+
+def hold_workers():
+    """Take this checkout's worker sandboxes for this process (and what it execs) or exit: two runs
+    at once would provision and reset each other's servers."""
+    os.makedirs(TOP, exist_ok=True)
+    handle = open(os.path.join(TOP, CHECKOUT_HASH + '-workers.lock'), 'w')
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit('worker_sandboxes: another test run of this checkout is using its worker sandboxes; '
+                 'wait for it to end (nothing was changed)')
+    os.set_inheritable(handle.fileno(), True)  # held by pytest after execv, until it exits
+    return handle
 
 
 def namespace(worker):
@@ -71,10 +86,11 @@ def provision(worker):
 
 
 def up(count):
-    for worker in range(count):
-        make_namespace(worker)
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        outcomes = list(pool.map(provision, range(count)))
+    with hold_workers():
+        for worker in range(count):
+            make_namespace(worker)
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            outcomes = list(pool.map(provision, range(count)))
     failed = [(worker, tail) for worker, _seconds, tail in outcomes if tail is not None]
     for worker, seconds, tail in outcomes:
         print('worker sandbox %d (%s, %s): %s in %.0f s' % (
@@ -86,6 +102,7 @@ def up(count):
 
 def run_pytest(count, args):
     """pytest with one xdist worker per sandbox; worksteal because cases last from 0.1 s to a minute."""
+    hold_workers()
     python = os.path.join(BIN, 'python')
     options = ['--dist', 'worksteal']
     for worker in range(count):
