@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where node N of the pair lives on its host and how its server runs: the one rule.
+"""Where node N of the pair lives on its host and how its server runs, for roles and playbooks.
+The rule itself is in module_utils/local_server.py (the modules on a node's host use it too).
 
 The forest_node role's defaults are computed by these filters (node_base_dir, node_data_dir,
 node_log_file, node_service_name), and the roles and playbooks that stop, start or replace a
@@ -14,10 +15,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-# The forest_node role's defaults for how the server runs (roles/forest_node/defaults/main.yml
-# says the same; tests/unit/test_node_layout.py holds the two together).
-DEFAULT_OS_USER = 'postgres'
-DEFAULT_SERVICE_MANAGER = 'pg_ctl'
+from ansible_collections.pgforest.cluster.plugins.module_utils import local_server as layout
 
 
 def _serverid(value):
@@ -31,25 +29,11 @@ def _serverid(value):
 
 
 def node_base_dir(serverid):
-    """/var/lib/pgforest/node<N>: the data directory, sockets and log of node N."""
-    return '/var/lib/pgforest/node%d' % _serverid(serverid)
-
-
-def node_data_dir(base_dir):
-    return '%s/data' % base_dir
-
-
-def node_socket_dir(base_dir):
-    return '%s/run' % base_dir
-
-
-def node_log_file(base_dir):
-    return '%s/postgresql.log' % base_dir
+    return layout.node_base_dir(_serverid(serverid))
 
 
 def node_service_name(serverid):
-    """pgforest-node<N>: the systemd unit of node N."""
-    return 'pgforest-node%d' % _serverid(serverid)
+    return layout.node_service_name(_serverid(serverid))
 
 
 def node_server(host_vars):
@@ -63,10 +47,10 @@ def node_server(host_vars):
     serverid = serverid if serverid is not None else host_vars.get('forest_serverid')
     base_dir = given('forest_node_base_dir') or node_base_dir(serverid)
     return dict(base_dir=base_dir,
-                data_dir=given('forest_node_data_dir') or node_data_dir(base_dir),
-                log_file=given('forest_node_log_file') or node_log_file(base_dir),
-                os_user=given('forest_node_os_user') or DEFAULT_OS_USER,
-                service_manager=given('forest_node_service_manager') or DEFAULT_SERVICE_MANAGER,
+                data_dir=given('forest_node_data_dir') or layout.node_data_dir(base_dir),
+                log_file=given('forest_node_log_file') or layout.node_log_file(base_dir),
+                os_user=given('forest_node_os_user') or layout.DEFAULT_OS_USER,
+                service_manager=given('forest_node_service_manager') or layout.DEFAULT_SERVICE_MANAGER,
                 service_name=given('forest_node_service_name') or node_service_name(serverid))
 
 
@@ -74,9 +58,9 @@ class FilterModule(object):
     def filters(self):
         return {
             'node_base_dir': node_base_dir,
-            'node_data_dir': node_data_dir,
-            'node_socket_dir': node_socket_dir,
-            'node_log_file': node_log_file,
+            'node_data_dir': layout.node_data_dir,
+            'node_socket_dir': layout.node_socket_dir,
+            'node_log_file': layout.node_log_file,
             'node_service_name': node_service_name,
             'node_server': node_server,
         }

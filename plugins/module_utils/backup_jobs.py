@@ -334,8 +334,7 @@ class PhysicalJob(BackupJob):
     """One node's server, on this host."""
 
     def server(self):
-        return LocalServer(self.p['data_dir'], self.p['pg_bindir'], self.p['os_user'], self.p['log_file'],
-                           self.p['service_manager'], self.p['service_name'], self.p['start_timeout'])
+        return LocalServer.from_params(self.p)
 
     def local_node(self):
         """This host's node (serverid, validity), as its own view names it (pair_choice.this_node)."""

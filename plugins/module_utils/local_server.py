@@ -23,14 +23,42 @@ class LocalServerError(ForestError):
     pass
 
 
+# --- where node N lives: the one rule (the forest_node role's defaults and the playbooks reach it
+# through the filters of plugins/filter/node_layout.py, which import these) ----------------------
+DEFAULT_OS_USER = 'postgres'
+DEFAULT_SERVICE_MANAGER = 'pg_ctl'
+
+
+def node_base_dir(serverid):
+    """/var/lib/pgforest/node<N>: the data directory, sockets and log of node N."""
+    return '/var/lib/pgforest/node%d' % serverid
+
+
+def node_data_dir(base_dir):
+    return '%s/data' % base_dir
+
+
+def node_socket_dir(base_dir):
+    return '%s/run' % base_dir
+
+
+def node_log_file(base_dir):
+    return '%s/postgresql.log' % base_dir
+
+
+def node_service_name(serverid):
+    """pgforest-node<N>: the systemd unit of node N."""
+    return 'pgforest-node%d' % serverid
+
+
 def local_server_argument_spec():
     """Options of the modules that drive this host's server (doc fragment pgforest.cluster.local_server)."""
     return dict(
         data_dir=dict(type='path'),
         pg_bindir=dict(type='path'),
-        os_user=dict(type='str', default='postgres'),
+        os_user=dict(type='str', default=DEFAULT_OS_USER),
         log_file=dict(type='path'),
-        service_manager=dict(type='str', choices=['pg_ctl', 'systemd'], default='pg_ctl'),
+        service_manager=dict(type='str', choices=['pg_ctl', 'systemd'], default=DEFAULT_SERVICE_MANAGER),
         service_name=dict(type='str'),
         start_timeout=dict(type='int', default=60),
     )
@@ -39,12 +67,18 @@ def local_server_argument_spec():
 class LocalServer(object):
     """One node's server on this host, managed by pg_ctl or by a systemd unit."""
 
-    def __init__(self, data_dir, bindir=None, os_user='postgres', log_file=None,
-                 service_manager='pg_ctl', service_name=None, start_timeout=60, major=None):
+    @classmethod
+    def from_params(cls, params, major=None):
+        """From the options of local_server_argument_spec; major: the server version its binaries must run."""
+        return cls(params['data_dir'], params['pg_bindir'], params['os_user'], params['log_file'],
+                   params['service_manager'], params['service_name'], params['start_timeout'], major)
+
+    def __init__(self, data_dir, bindir=None, os_user=DEFAULT_OS_USER, log_file=None,
+                 service_manager=DEFAULT_SERVICE_MANAGER, service_name=None, start_timeout=60, major=None):
         self.data_dir = os.path.abspath(data_dir)
         self.os_user = os_user
         self.bindir = bindir or find_bindir(major)
-        self.log_file = log_file or os.path.join(os.path.dirname(self.data_dir), 'postgresql.log')
+        self.log_file = log_file or node_log_file(os.path.dirname(self.data_dir))
         self.service_manager = service_manager
         self.service_name = service_name
         self.start_timeout = int(start_timeout)

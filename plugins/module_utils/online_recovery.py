@@ -221,8 +221,7 @@ class OnlineRecovery(Recovery):
         if source is not None:
             _node, admin = self.connect(source, 'postgres')
             major = int(run(admin, 'SHOW server_version_num')[0]['server_version_num']) // 10000
-        self.server = LocalServer(self.p['data_dir'], self.p['pg_bindir'], self.p['os_user'], self.p['log_file'],
-                                  self.p['service_manager'], self.p['service_name'], self.p['start_timeout'], major)
+        self.server = LocalServer.from_params(self.p, major)
         self.workspace = Workspace(self.server)
         if major is not None and self.server.major_version() != major:
             raise RecoveryError('serverid %d runs PostgreSQL %d but %s here is %d: a physical copy needs the same '

@@ -7,6 +7,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pgforest.cluster.plugins.filter import node_layout
+from ansible_collections.pgforest.cluster.plugins.module_utils import local_server
 from pgforest_dev import REPO
 
 
@@ -40,4 +41,11 @@ def test_the_forest_node_role_defaults_follow_the_same_rule():
     assert defaults['forest_node_log_file'] == '{{ forest_node_base_dir | pgforest.cluster.node_log_file }}'
     assert defaults['forest_node_service_name'] == '{{ forest_node_serverid | pgforest.cluster.node_service_name }}'
     assert (defaults['forest_node_os_user'], defaults['forest_node_service_manager']) == (
-        node_layout.DEFAULT_OS_USER, node_layout.DEFAULT_SERVICE_MANAGER)
+        local_server.DEFAULT_OS_USER, local_server.DEFAULT_SERVICE_MANAGER)
+
+
+def test_a_module_on_the_node_host_finds_the_log_where_the_role_puts_it():
+    server = local_server.LocalServer.from_params(dict(
+        data_dir='/var/lib/pgforest/node1/data', pg_bindir='/usr/lib/postgresql/15/bin', os_user='postgres',
+        log_file=None, service_manager='pg_ctl', service_name=None, start_timeout=60))
+    assert server.log_file == node_layout.node_server({'forest_serverid': 1})['log_file']
