@@ -27,9 +27,12 @@ CHECKOUT_HASH = hashlib.sha256((os.path.realpath(REPO) + '\n').encode()).hexdige
 BIN = os.path.join(REPO, '.venv', 'bin')
 
 
+HELD = []  # the lock's open file: closing it (even by dropping the last reference) would release it
+
+
 def hold_workers():
     """Take this checkout's worker sandboxes for this process (and what it execs) or exit: two runs
-    at once would provision and reset each other's servers."""
+    at once would provision and reset each other's servers.  Held until the process ends."""
     os.makedirs(TOP, exist_ok=True)
     handle = open(os.path.join(TOP, CHECKOUT_HASH + '-workers.lock'), 'w')
     try:
@@ -38,7 +41,7 @@ def hold_workers():
         sys.exit('worker_sandboxes: another test run of this checkout is using its worker sandboxes; '
                  'wait for it to end (nothing was changed)')
     os.set_inheritable(handle.fileno(), True)  # held by pytest after execv, until it exits
-    return handle
+    HELD.append(handle)
 
 
 def namespace(worker):
@@ -86,11 +89,11 @@ def provision(worker):
 
 
 def up(count):
-    with hold_workers():
-        for worker in range(count):
-            make_namespace(worker)
-        with concurrent.futures.ThreadPoolExecutor(count) as pool:
-            outcomes = list(pool.map(provision, range(count)))
+    hold_workers()
+    for worker in range(count):
+        make_namespace(worker)
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        outcomes = list(pool.map(provision, range(count)))
     failed = [(worker, tail) for worker, _seconds, tail in outcomes if tail is not None]
     for worker, seconds, tail in outcomes:
         print('worker sandbox %d (%s, %s): %s in %.0f s' % (

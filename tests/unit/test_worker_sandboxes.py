@@ -22,8 +22,9 @@ def test_bad_arguments_get_the_usage_and_change_nothing(tmp_path):
 
 
 def test_a_second_run_refuses_while_the_first_holds_the_workers(tmp_path):
+    """The holder keeps no reference to the lock, as run_pytest does before it execs pytest."""
     holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'import worker_sandboxes; held = worker_sandboxes.hold_workers(); '
+                               'import worker_sandboxes; worker_sandboxes.hold_workers(); '
                                'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path)))
     try:
