@@ -9,4 +9,4 @@ from ansible_collections.pgforest.cluster.plugins.plugin_utils.inventory_default
 
 
 class ActionModule(InventoryDefaultsAction):
-    pass
+    takes_userdbs = True

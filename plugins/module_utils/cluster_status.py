@@ -19,8 +19,8 @@ from .forest_pg import (
     ForestPgError, Node, connection_argument_spec, node_error, run)
 from .local_server import local_server_argument_spec
 from .mngdb import (
-    MngdbError, VALIDITY_NAMES, missing_tables, parse_udb_url, read_server_info, urls_of)
-from .shapes import PairStatus, View
+    MngdbError, VALIDITY_NAMES, missing_tables, mngdb_name, parse_udb_url, read_server_info, urls_of)
+from .shapes import PairOfDatabases, PairStatus, View
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
@@ -340,4 +340,59 @@ def summary_lines(status):
             'reachable' if node['reachable'] else 'UNREACHABLE',
             'standby ' if node['in_recovery'] else '',
             'views %s' % node['views'] if len(set(node['views'].values())) > 1 else ''))
+    return lines
+
+
+# --- several user databases on one pair (docs/inventory.md) ------------------------------------
+# How bad a database's state is, least first: the pair's state is its worst database's.
+STATE_SEVERITY = ('healthy', 'recovering', 'degraded', 'diverged', 'misconfigured', 'split_brain', 'down')
+
+
+def severity(state):
+    return STATE_SEVERITY.index(state) if state in STATE_SEVERITY else len(STATE_SEVERITY)
+
+
+def read_databases(params, userdbs, broken_log_limit=0):
+    """{userdb: merged status} of each user database of the pair, read at once (one thread per
+    database; each read keeps its own deadline, so N databases cost about one)."""
+    statuses = {}
+
+    def worker(userdb):
+        statuses[userdb] = merge(list(read_pair(dict(params, userdb=userdb), mngdb_name(userdb),
+                                                broken_log_limit).values()))
+
+    threads = [threading.Thread(target=worker, args=(userdb,), daemon=True) for userdb in userdbs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return dict((userdb, statuses[userdb]) for userdb in userdbs)
+
+
+def pair_of_databases(statuses) -> PairOfDatabases:
+    """The pair's status over several user databases: the worst database's status (its
+    `userdb` named), every database's in `databases`, the unhealthy ones in `unhealthy_userdbs`."""
+    names = list(statuses)
+    worst = max(names, key=lambda name: (severity(statuses[name]['cluster_state']), -names.index(name)))
+    status = dict(statuses[worst])
+    status.update(
+        userdb=worst,
+        healthy=all(found['healthy'] for found in statuses.values()),
+        unhealthy_userdbs=[name for name in names if not statuses[name]['healthy']],
+        databases=[dict(statuses[name], userdb=name) for name in names])
+    if len(names) > 1 and not status['healthy']:
+        status['recommended_action'] = dict(status['recommended_action'], reason='%s: %s' % (
+            worst, status['recommended_action']['reason']))
+    return status
+
+
+def pair_summary_lines(status):
+    """summary_lines() of one database; with several, a line for the pair, then each database's."""
+    databases = status.get('databases') or []
+    if len(databases) <= 1:
+        return summary_lines(status)
+    lines = ['pair %s: %s' % (status['cluster_state'], ', '.join(
+        '%s %s' % (found['userdb'], found['cluster_state']) for found in databases))]
+    for found in databases:
+        lines += ['%s: %s' % (found['userdb'], line) for line in summary_lines(found)]
     return lines

@@ -147,6 +147,30 @@ def database_exists(conn, dbname):
     return bool(run(conn, 'SELECT 1 FROM pg_database WHERE datname = %s', [dbname]))
 
 
+# Databases every server has; an online recovery replaces them without asking (they hold no
+# application data in a forest: docs/recovery.md).
+SYSTEM_DATABASES = ('postgres', 'template0', 'template1')
+
+
+def database_names(conn):
+    """Every database of conn's server, by name."""
+    return [row['datname'] for row in run(conn, 'SELECT datname FROM pg_database ORDER BY datname',
+                                          action='list databases')]
+
+
+def forest_userdbs(names):
+    """The user databases among `names` that have their management database beside them."""
+    present = set(names)
+    return [name for name in names if not name.endswith(MNGDB_SUFFIX) and mngdb_name_or_none(name) in present]
+
+
+def mngdb_name_or_none(userdb):
+    try:
+        return mngdb_name(userdb)
+    except MngdbError:
+        return None
+
+
 def create_database(conn, dbname):
     run(conn, ident_sql('CREATE DATABASE {}', dbname), action='create database %s' % dbname)
 

@@ -36,7 +36,10 @@ from . import dbsync
 from .forest_pg import (
     ForestPgError, close_all, libpq_conninfo, run)
 from .local_server import LocalServer, tree_size
-from .mngdb import read_config, set_validity
+from .cluster_status import read_databases
+from .mngdb import (
+    SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, read_config, set_validity)
+from .pair_choice import online_scope
 from .quiesce import Quiesce
 from .recovery import Recovery, RecoveryError
 
@@ -145,6 +148,8 @@ class OnlineRecovery(Recovery):
         self.cut_report = {}
         self.cleanup_report = {}
         self.basebackup = None  # the running pg_basebackup, killed by a rollback
+        # Every forest user database of the server goes through the recovery (pair_choice.online_scope).
+        self.userdbs = [self.userdb]
 
     # --- driving the phases --------------------------------------------------------------
     def run(self):
@@ -191,6 +196,8 @@ class OnlineRecovery(Recovery):
         self.choose(online=True)
         self.lock_and_choose_again(online=True)
         source, target = self.source, self.target
+        self.userdbs = self.choose_scope()
+        self.lock_pair()
         self.local_server(source)
         state = self.workspace.load()
         if state:
@@ -198,8 +205,37 @@ class OnlineRecovery(Recovery):
                                 'continue with phase=%s or undo it with phase=cancel'
                                 % (state['target']['serverid'], state['stage'], state['updated'],
                                    next_phase(state['stage'])))
-        self.say('online recovery of serverid %d from serverid %d; data directory %s'
-                 % (target['serverid'], source['serverid'], self.server.data_dir))
+        self.say('online recovery of serverid %d from serverid %d; data directory %s; user database%s %s'
+                 % (target['serverid'], source['serverid'], self.server.data_dir,
+                    '' if len(self.userdbs) == 1 else 's', ', '.join(self.userdbs)))
+
+    def choose_scope(self):
+        """The forest user databases of the source server, each checked (pair_choice.online_scope):
+        the physical copy replaces all of them on the target, and every other database too."""
+        _s, src_admin = self.connect(self.source, 'postgres')
+        source_names = database_names(src_admin)
+        userdbs = forest_userdbs(source_names)
+        target_names = []
+        try:
+            tgt_admin = self.node(self.target).connect('postgres')
+        except ForestPgError as exc:
+            self.say('serverid %d does not answer (%s): its databases are taken to be those of serverid %d'
+                     % (self.target['serverid'], exc.detail.strip(), self.source['serverid']))
+        else:
+            with tgt_admin:
+                target_names = database_names(tgt_admin)
+        forest_names = set(userdbs) | set(mngdb_name(userdb) for userdb in userdbs)
+        others = sorted((set(source_names) | set(target_names)) - forest_names - set(SYSTEM_DATABASES))
+        statuses = read_databases(self.p, userdbs)
+        scope = online_scope(statuses, self.source['serverid'], self.target['serverid'],
+                             self.p.get('include_valid') or (), others, self.p.get('replace_databases') or ())
+        if others:
+            self.say('databases replaced with serverid %d\'s copy, as asked (replace_databases): %s'
+                     % (self.source['serverid'], ', '.join(others)))
+        return sorted(scope, key=lambda userdb: (userdb != self.userdb, userdb))
+
+    def locked_mngdbs(self):
+        return [mngdb_name(userdb) for userdb in self.userdbs]
 
     def resume(self, phase):
         """A phase after the first: the state the earlier phase left."""
@@ -213,6 +249,7 @@ class OnlineRecovery(Recovery):
                                    else 'phase=%s' % next_phase(state['stage'])))
         self.state = state
         self.source, self.target = state['source'], state['target']
+        self.userdbs = state.get('userdbs') or [self.userdb]
         self.lock_pair()
 
     def local_server(self, source):
@@ -263,11 +300,12 @@ class OnlineRecovery(Recovery):
         needed = self.check_base(admin)
         slot = 'pgforest_recovery_%d' % self.target['serverid']
         if self.check_mode:
-            self.say('would stop the server of %s, copy serverid %d (about %d MB) into it and start it as a standby'
-                     % (self.server.data_dir, self.source['serverid'], needed >> 20))
+            self.say('would stop the server of %s, copy serverid %d (about %d MB, user databases %s) into it and '
+                     'start it as a standby' % (self.server.data_dir, self.source['serverid'], needed >> 20,
+                                                ', '.join(self.userdbs)))
             return
         self.drop_slot(admin, slot, leftover=True)
-        state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot,
+        state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
                      data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
                      source_view_of_target=self.source_view_of_target())
         self.workspace.create()
@@ -285,9 +323,13 @@ class OnlineRecovery(Recovery):
         self.workspace.save(self.state)
 
     def source_view_of_target(self):
-        _node, mngdb = self.connect(self.source, self.mngdb)
-        rows = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target['serverid']])
-        return rows[0]['udb_validity'] if rows else None
+        """{management database: udb_validity of the target there}, on the source (a cancel puts it back)."""
+        seen = {}
+        for userdb in self.userdbs:
+            _node, mngdb = self.connect(self.source, mngdb_name(userdb))
+            rows = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target['serverid']])
+            seen[mngdb_name(userdb)] = rows[0]['udb_validity'] if rows else None
+        return seen
 
     def move_aside(self):
         for name in KEEP_FILES:
@@ -383,30 +425,34 @@ class OnlineRecovery(Recovery):
     # --- cut: promotion inside the write freeze ---------------------------------------------
     def cut(self):
         _s, src_admin = self.connect(self.source, 'postgres')
-        _s, src_user = self.connect(self.source, self.userdb)
-        _s, src_mngdb = self.connect(self.source, self.mngdb)
+        src_users = dict((userdb, self.connect(self.source, userdb)[1]) for userdb in self.userdbs)
+        src_mngdbs = dict((userdb, self.connect(self.source, mngdb_name(userdb))[1]) for userdb in self.userdbs)
         _t, tgt_admin = self.connect(self.target, 'postgres')
         if not run(tgt_admin, 'SELECT pg_is_in_recovery() AS standby')[0]['standby']:
             raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
                                 % self.target['serverid'])
         self.catch_up(src_admin, tgt_admin)
-        unlogged = dbsync.unlogged_tables(src_user)
-        if unlogged:
-            _s, src_bulk = self.connect(self.source, self.userdb, bulk=True)
-            self.say('%d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied inside '
-                     'the write freeze: %s' % (len(unlogged), sum(t['bytes'] for t in unlogged) >> 20,
-                                               ', '.join(dbsync.table_name(t) for t in unlogged)))
+        unlogged = []  # (userdb, tables, bulk connection to the source)
+        for userdb, src_user in src_users.items():
+            tables = dbsync.unlogged_tables(src_user)
+            if tables:
+                unlogged.append((userdb, tables, self.connect(self.source, userdb, bulk=True)[1]))
+                self.say('%s: %d unlogged table(s), %d MB: a physical copy leaves them empty, so they are copied '
+                         'inside the write freeze: %s' % (userdb, len(tables), sum(t['bytes'] for t in tables) >> 20,
+                                                          ', '.join(dbsync.table_name(t) for t in tables)))
         notice = self.p['notice_wait']
-        if notice is None:
-            notice = float(read_config(src_mngdb, 'global_config').get('mngdb_read_duration', 30))
-        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice'
-                 % (self.target['serverid'], notice))
-        freeze = Quiesce({'serverid %d' % self.source['serverid']: src_mngdb}, [src_user], self.target['serverid'],
+        if notice is None:  # every database's drivers must notice: the longest poll interval
+            notice = max(float(read_config(conn, 'global_config').get('mngdb_read_duration', 30))
+                         for conn in src_mngdbs.values())
+        self.say('write freeze: serverid %d to 0 in %s, waiting %.1fs for drivers to notice'
+                 % (self.target['serverid'], ', '.join(mngdb_name(userdb) for userdb in self.userdbs), notice))
+        freeze = Quiesce(dict(('serverid %d %s' % (self.source['serverid'], mngdb_name(userdb)), conn)
+                              for userdb, conn in src_mngdbs.items()),
+                         list(src_users.values()), self.target['serverid'],
                          notice, self.p['idle_wait_timeout'], final_validity=1)
         try:
             with freeze:
-                self.promote_in_freeze(src_admin, src_user, tgt_admin,
-                                       (unlogged, src_bulk) if unlogged else None)
+                self.promote_in_freeze(src_admin, src_users, tgt_admin, unlogged)
         finally:
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
         self.state['stage'] = phase_named('cut').leaves
@@ -433,24 +479,26 @@ class OnlineRecovery(Recovery):
             time.sleep(0.2)
             lag = self.lag(src_admin, tgt_admin)
 
-    def copy_unlogged(self, src_bulk, tables):
+    def copy_unlogged(self, userdb, src_bulk, tables):
         """Inside the freeze (the source is not written): the contents of the unlogged
         tables, which the promoted copy has empty, in one transaction."""
         started = time.monotonic()
         rows = 0
-        _t, tgt_user = self.connect(self.target, self.userdb, bulk=True)
+        _t, tgt_user = self.connect(self.target, userdb, bulk=True)
         with tgt_user.transaction():
             run(tgt_user, 'SET LOCAL session_replication_role = replica', action='disable triggers')
             for table in tables:
                 run(tgt_user, dbsync.sql.SQL('DELETE FROM {}').format(dbsync.ident(table['schema'], table['name'])),
                     action='empty unlogged table %s' % dbsync.table_name(table))
                 rows += dbsync.copy_relation(src_bulk, tgt_user, table)[0]
-        self.cut_report.update(unlogged_tables=len(tables), unlogged_rows=rows,
-                               unlogged_seconds=round(time.monotonic() - started, 3))
-        self.say('copied %d rows of %d unlogged table(s) in %.3fs'
-                 % (rows, len(tables), self.cut_report['unlogged_seconds']))
+        report = self.cut_report
+        report.update(unlogged_tables=report.get('unlogged_tables', 0) + len(tables),
+                      unlogged_rows=report.get('unlogged_rows', 0) + rows,
+                      unlogged_seconds=round(report.get('unlogged_seconds', 0) + time.monotonic() - started, 3))
+        self.say('%s: copied %d rows of %d unlogged table(s) in %.3fs'
+                 % (userdb, rows, len(tables), time.monotonic() - started))
 
-    def promote_in_freeze(self, src_admin, src_user, tgt_admin, unlogged=None):
+    def promote_in_freeze(self, src_admin, src_users, tgt_admin, unlogged=()):
         position = run(src_admin, WAL_POSITION_SQL)[0]
         self.cut_report['lag_at_cut'] = self.lag(src_admin, tgt_admin)
         self.wait_replayed(tgt_admin, position['lsn'])
@@ -466,14 +514,19 @@ class OnlineRecovery(Recovery):
                                 '(not a PostgresForest driver, or its notice time is longer than notice_wait)'
                                 % (self.source['serverid'], position['next_xid'], after['next_xid'],
                                    self.target['serverid']))
-        _t, tgt_user = self.connect(self.target, self.userdb)
-        _t, tgt_mngdb = self.connect(self.target, self.mngdb)
-        _s, src_mngdb_seq = self.connect(self.source, self.mngdb)
-        copied = self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdb_seq, tgt_mngdb)
+        copied = 0
+        tgt_mngdbs = []
+        for userdb, src_user in src_users.items():
+            _t, tgt_user = self.connect(self.target, userdb)
+            _t, tgt_mngdb = self.connect(self.target, mngdb_name(userdb))
+            _s, src_mngdb = self.connect(self.source, mngdb_name(userdb))
+            copied += self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdb, tgt_mngdb)
+            tgt_mngdbs.append(tgt_mngdb)
         self.cut_report['sequences_copied'] = copied
-        if unlogged:
-            self.copy_unlogged(unlogged[1], unlogged[0])
-        set_validity(tgt_mngdb, self.target['serverid'], 1)
+        for userdb, tables, src_bulk in unlogged:
+            self.copy_unlogged(userdb, src_bulk, tables)
+        for tgt_mngdb in tgt_mngdbs:
+            set_validity(tgt_mngdb, self.target['serverid'], 1)
 
     def wait_replayed(self, tgt_admin, lsn):
         started = time.monotonic()
@@ -558,6 +611,7 @@ class OnlineRecovery(Recovery):
                                 'cancelling would lose their writes; finish with phase=cleanup'
                                 % self.state['target']['serverid'])
         self.source, self.target = self.state['source'], self.state['target']
+        self.userdbs = self.state.get('userdbs') or [self.userdb]
         try:
             self.lock_pair()
         except ForestPgError as exc:
@@ -591,6 +645,12 @@ class OnlineRecovery(Recovery):
         self.say('cancelled: serverid %d as before the recovery, no slot on serverid %d'
                  % (self.target['serverid'], self.source['serverid']))
 
+    def views_before(self):
+        """{management database: the target's validity there before the recovery} from the state file
+        (a state file of an earlier version holds one value, for the module's own database)."""
+        before = self.state.get('source_view_of_target')
+        return before if isinstance(before, dict) else {self.mngdb: before}
+
     def kill_basebackup(self):
         if self.basebackup is not None and self.basebackup.poll() is None:
             self.basebackup.kill()
@@ -603,14 +663,14 @@ class OnlineRecovery(Recovery):
             try:
                 _s, admin = self.connect(self.source, 'postgres')
                 self.drop_slot(admin, self.state['slot'])
-                _s, mngdb = self.connect(self.source, self.mngdb)
-                current = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s',
-                              [self.target['serverid']])
-                before = self.state.get('source_view_of_target')
-                if current and current[0]['udb_validity'] == 0 and before is not None:
-                    set_validity(mngdb, self.target['serverid'], before)
-                    self.say('udb_validity of serverid %d set back to %s on serverid %d'
-                             % (self.target['serverid'], before, self.source['serverid']))
+                for name, before in self.views_before().items():
+                    _s, mngdb = self.connect(self.source, name)
+                    current = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s',
+                                  [self.target['serverid']])
+                    if current and current[0]['udb_validity'] == 0 and before is not None:
+                        set_validity(mngdb, self.target['serverid'], before)
+                        self.say('udb_validity of serverid %d set back to %s in %s on serverid %d'
+                                 % (self.target['serverid'], before, name, self.source['serverid']))
                 return
             except (ForestPgError, RecoveryError) as exc:
                 close_all(self.conns)
@@ -629,6 +689,7 @@ class OnlineRecovery(Recovery):
         return dict(mode='online', phase=self.p['phase'], changed=bool(state) if changed is None else changed,
                     stage=state.get('stage', 'none'),
                     source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
+                    userdbs=state.get('userdbs', self.userdbs),
                     phases=self.phases, bytes_copied=self.bytes_copied, freeze_window=self.freeze_window,
                     cut=self.cut_report, cleanup=self.cleanup_report, progress=self.progress,
                     seconds=round(time.monotonic() - self.started, 3))

@@ -159,3 +159,53 @@ def this_node(status: PairStatus, where: str) -> StatusNode:
         raise PairChoiceError('%s does not answer as a node of the pair (%s): start it, or check login_host'
                               % (where, '; '.join(status['problems'])))
     return mine[0]
+
+
+def online_scope(statuses, source: int, target: int, include_valid=(), other_databases=(), replace=()) -> List[str]:
+    """The forest user databases an online recovery of `target` from `source` takes along, or a
+    refusal naming each database in the way.  A physical copy replaces every database of the target
+    server, so each forest database must be broken there (or named in include_valid, whose target
+    copy is still valid: its drivers go through the same freeze), valid on the source, and every
+    other database (not forest, not postgres/template*) named in `replace`.
+
+    statuses: {userdb: merged status} of every forest database of the source server."""
+    scope, refusals = [], []
+    for userdb, status in statuses.items():
+        nodes = by_serverid(status['nodes'])
+        if status['cluster_state'] in ('misconfigured', 'split_brain', 'diverged') or set(nodes) != {0, 1}:
+            refusals.append('%s is %s (%s)' % (userdb, status['cluster_state'], status['recommended_action']['reason']))
+            continue
+        src, tgt = nodes[source], nodes[target]
+        if src['validity'] != 1 or not src['reachable']:
+            refusals.append('%s: serverid %d, the source, is %s there%s, so its copy cannot replace serverid %d\'s'
+                            % (userdb, source, src['validity_name'], '' if src['reachable'] else ' and unreachable',
+                               target))
+        elif tgt['validity'] == -1 or userdb in include_valid:
+            scope.append(userdb)
+        elif tgt['validity'] == 0:
+            refusals.append('%s: serverid %d is write-suppressed (0) there: another recovery or sync is in its '
+                            'freeze window; let it finish or cancel it' % (userdb, target))
+        else:
+            refusals.append('%s: serverid %d is still %s there and its drivers use it; the copy would replace it '
+                            'with serverid %d\'s. Add it to include_valid if that is what you want (it goes '
+                            'through the same write freeze), or mark it broken first'
+                            % (userdb, target, tgt['validity_name'], source))
+    unknown = [name for name in include_valid if name not in statuses]
+    if unknown:
+        refusals.append('include_valid names %s, which %s no forest database on serverid %d'
+                        % (', '.join(unknown), 'is' if len(unknown) == 1 else 'are', source))
+    unasked = [name for name in other_databases if name not in replace]
+    if unasked:
+        refusals.append('serverid %d also holds %s, which %s not forest database%s: the physical copy replaces '
+                        '%s with serverid %d\'s copy. Name %s in replace_databases if that is fine, or move %s '
+                        'elsewhere, or recover offline' % (
+                            target, ', '.join(unasked), 'is' if len(unasked) == 1 else 'are',
+                            '' if len(unasked) == 1 else 's', 'it' if len(unasked) == 1 else 'them', source,
+                            'it' if len(unasked) == 1 else 'them', 'it' if len(unasked) == 1 else 'them'))
+    if refusals:
+        raise PairChoiceError('online recovery of serverid %d replaces every database of its server, but: %s. '
+                              'Nothing was changed.' % (target, '; '.join(refusals)))
+    if not scope:
+        raise PairChoiceError('online recovery of serverid %d: no forest database of serverid %d is broken on it. '
+                              'Nothing was changed.' % (target, source))
+    return scope

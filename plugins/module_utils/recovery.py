@@ -42,6 +42,7 @@ class Recovery(Job):
         self.bytes_copied = 0
         self.source = self.target = None
         self.sync_result = None
+        self.lock_sessions = {}  # management database: the session holding the pair's lock there
 
     # --- preconditions -------------------------------------------------------------
     def choose(self, online=False):
@@ -49,11 +50,22 @@ class Recovery(Job):
         self.source, self.target = recovery_pair(self.read_status(), online, self.p['target'])
         return self.source, self.target
 
+    def locked_mngdbs(self):
+        """The management databases whose lock this recovery holds (an advisory lock is per database)."""
+        return [self.mngdb]
+
     def lock_pair(self):
-        _node, conn = self.connect(self.source, self.mngdb)
-        if not run(conn, LOCK_SQL)[0]['locked']:
-            raise RecoveryError('another recovery of this pair is running (advisory lock held on serverid %d); '
-                                'nothing was changed' % self.source['serverid'])
+        """The lock in each of locked_mngdbs(), each held by a session of its own for the job's life
+        (taking it again in a live session is a no-op: an advisory lock is re-entrant per session)."""
+        for mngdb in self.locked_mngdbs():
+            held = self.lock_sessions.get(mngdb)
+            if held is not None and not held.closed:
+                continue
+            _node, conn = self.connect(self.source, mngdb)
+            if not run(conn, LOCK_SQL)[0]['locked']:
+                raise RecoveryError('another recovery of this pair is running (advisory lock held in %s on serverid '
+                                    '%d); nothing was changed' % (mngdb, self.source['serverid']))
+            self.lock_sessions[mngdb] = conn
 
     def lock_and_choose_again(self, online=False):
         """Take the pair's lock, then read the state again: a recovery that held the lock

@@ -90,6 +90,19 @@ class PairStatus(TypedDict):
     unreached: List[NodeError]
 
 
+class DatabaseStatus(PairStatus):
+    """One user database's status, as forest_status lists it in `databases`."""
+    userdb: str
+
+
+class PairOfDatabases(PairStatus):
+    """The pair over all its user databases (cluster_status.pair_of_databases): the worst
+    database's status, named, and every database's."""
+    userdb: str                      # the worst database (the first of the worst)
+    unhealthy_userdbs: List[str]
+    databases: List[DatabaseStatus]
+
+
 class TableResult(TypedDict, total=False):
     """One table's (or the large objects') line of a compare or sync report (dbsync_job.Sync)."""
     table: str                       # schema.table, quoted where SQL needs it

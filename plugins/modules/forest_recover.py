@@ -60,6 +60,23 @@ options:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
     choices: [0, 1]
+  include_valid:
+    description:
+      - With O(mode=online), forest user databases whose copy on the target is still valid (C(1)) but may be
+        replaced with the source's anyway. An online recovery copies the whole server, so it covers every forest
+        database on it (all frozen in one write freeze, all marked valid at the cut); one whose target copy is
+        still valid is refused unless named here.
+    type: list
+    elements: str
+    default: []
+  replace_databases:
+    description:
+      - With O(mode=online), databases on either server that are not forest databases (no C(<name>_pghainfo)
+        beside them; C(postgres) and the templates excepted) which the copy may replace with the source's.
+        Any other such database makes the recovery refuse, naming it.
+    type: list
+    elements: str
+    default: []
   max_rate:
     description: Limit for the base copy's read rate on the source (C(pg_basebackup --max-rate), e.g. C(50M)).
     type: str
@@ -134,6 +151,16 @@ EXAMPLES = r'''
     data_dir: /var/lib/pgforest/node1/data
   delegate_to: forest1
 
+- name: Online, on a pair with two forest databases of which only one is broken on serverid 1
+  pgforest.cluster.forest_recover:
+    userdb: orders
+    mode: online
+    target: 1
+    include_valid: [billing]
+    replace_databases: [monitoring]
+    data_dir: /var/lib/pgforest/node1/data
+  delegate_to: forest1
+
 - name: Undo a recovery that failed or was stopped before its cut
   pgforest.cluster.forest_recover:
     mode: online
@@ -151,6 +178,13 @@ target:
   description: Serverid recovered.
   returned: success
   type: int
+userdbs:
+  description: With O(mode=online), the forest user databases the recovery covers (every one on the server;
+    the module's O(userdb) first).
+  returned: success
+  type: list
+  elements: str
+  sample: [orders, billing]
 stage:
   description: With O(mode=online), where the recovery stands now (C(standby) after base, C(promoted) after cut,
     C(done) after cleanup, C(cancelled), C(none)).
@@ -227,6 +261,8 @@ def main():
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),
         max_rate=dict(type='str'),
+        include_valid=dict(type='list', elements='str', default=[]),
+        replace_databases=dict(type='list', elements='str', default=[]),
         notice_wait=dict(type='float'),
         idle_wait_timeout=dict(type='float', default=20),
         catch_up_timeout=dict(type='float', default=3600),

@@ -27,6 +27,20 @@ extends_documentation_fragment:
   - pgforest.cluster.connection
   - pgforest.cluster.pair
 options:
+  userdb:
+    description:
+      - One user database of the pair; its management database is C(<userdb>_pghainfo).
+      - In a play it defaults to the host's C(forest_userdb) inventory variable, unless O(userdbs) is given
+        or the host has C(forest_userdbs).
+      - Give O(userdb) or O(userdbs).
+    type: str
+  userdbs:
+    description:
+      - Several user databases of the same pair (each with its management database), read at once.
+        The pair's RV(cluster_state) is its worst database's; RV(databases) has each one's status.
+      - In a play it defaults to the host's C(forest_userdbs) inventory variable.
+    type: list
+    elements: str
   broken_log_limit:
     description: How many of the most recent C(broken_log) rows to return.
     type: int
@@ -68,6 +82,11 @@ EXAMPLES = r'''
     msg: "{{ status.recommended_action.reason }}"
   when: status.cluster_state == 'degraded'
 
+- name: Every user database of the pair at once; the worst one decides
+  pgforest.cluster.forest_status:
+    userdbs: [orders, billing]
+  register: status
+
 - name: Alert unless healthy (monitoring)
   pgforest.cluster.forest_status:
     userdb: userdb
@@ -80,7 +99,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 cluster_state:
-  description: C(healthy), C(degraded) (one node -1 or unreachable), C(recovering) (a node is 0),
+  description:
+    - With several user databases, the state of the worst one (RV(userdb) names it; RV(databases) has each).
+    - C(healthy), C(degraded) (one node -1 or unreachable), C(recovering) (a node is 0),
     C(down) (no usable node), C(misconfigured) (server_info differs, or a management database is missing or broken),
     C(split_brain) (each node marks itself valid and the other broken) or, with O(compare=counts),
     C(diverged) (both valid, user databases differ).
@@ -88,9 +109,28 @@ cluster_state:
   type: str
   sample: degraded
 healthy:
-  description: Whether RV(cluster_state) is C(healthy).
+  description: Whether every user database's state is C(healthy).
   returned: always
   type: bool
+userdb:
+  description: The user database the other top-level values describe (with several, the worst one, the first of equals).
+  returned: always
+  type: str
+  sample: billing
+unhealthy_userdbs:
+  description: The user databases whose state is not C(healthy), in the order asked.
+  returned: always
+  type: list
+  elements: str
+  sample: [billing]
+databases:
+  description: Each user database's own status, in the order asked, with the same keys as the top level
+    (C(cluster_state), C(healthy), C(nodes), C(recommended_action), ...) and its C(userdb).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"userdb": "orders", "cluster_state": "healthy", "healthy": true},
+           {"userdb": "billing", "cluster_state": "degraded", "healthy": false}]
 nodes:
   description: One entry per serverid of C(server_info).
   returned: always
@@ -156,7 +196,8 @@ unreached:
   type: list
   elements: dict
 summary:
-  description: The status as readable lines, one per node.
+  description: The status as readable lines, one per node; with several user databases, one for the pair,
+    then each database's lines prefixed by its name.
   returned: always
   type: list
   elements: str
@@ -169,42 +210,64 @@ elapsed:
 import time
 
 from ..module_utils.cluster_status import (
-    merge, pair_argument_spec, read_pair, summary_lines)
+    pair_argument_spec, pair_of_databases, pair_summary_lines, read_databases)
 from ..module_utils.divergence import compare_row_counts, flag_divergence
 from ..module_utils.forest_pg import ForestPgError
-from ..module_utils.mngdb import mngdb_name
+from ..module_utils.mngdb import MngdbError, mngdb_name
 from ..module_utils.module_runner import forest_module, run_job
 
 
 def main():
     argument_spec = pair_argument_spec()
+    argument_spec['userdb'].update(required=False)
     argument_spec.update(
+        userdbs=dict(type='list', elements='str'),
         broken_log_limit=dict(type='int', default=10),
         compare=dict(type='str', default='none', choices=['none', 'counts']),
         fail_unless_healthy=dict(type='bool', default=False),
     )
-    module = forest_module(argument_spec)
+    module = forest_module(argument_spec, required_one_of=[('userdb', 'userdbs')],
+                           mutually_exclusive=[('userdb', 'userdbs')])
     if module.params['broken_log_limit'] < 0:
         module.fail_json(msg='broken_log_limit must be 0 or more (got %d)' % module.params['broken_log_limit'])
-    run_job(module, lambda slot: pair_status(module))
+    run_job(module, lambda slot: pair_status(module, userdbs_of(module)))
 
 
-def pair_status(module):
+def userdbs_of(module):
+    """The user databases asked for, each checked (a management database name must follow it)."""
+    names = module.params['userdbs'] if module.params['userdbs'] is not None else [module.params['userdb']]
+    if not names:
+        module.fail_json(msg='userdbs is empty: list at least one user database')
+    repeated = sorted(set(name for name in names if names.count(name) > 1))
+    if repeated:
+        module.fail_json(msg='userdbs lists %s more than once' % ', '.join(repeated))
+    for name in names:
+        try:
+            mngdb_name(name)
+        except MngdbError as exc:
+            module.fail_json(msg='%s. Nothing was read' % exc)
+    return names
+
+
+def pair_status(module, userdbs):
     params = module.params
     started = time.monotonic()
-    status = merge(list(read_pair(params, mngdb_name(params['userdb']), params['broken_log_limit']).values()))
+    statuses = read_databases(params, userdbs, params['broken_log_limit'])
     if params['compare'] == 'counts':
-        try:
-            flag_divergence(status, compare_row_counts(params, status))
-        except ForestPgError as exc:
-            module.fail_json(msg='could not compare the user databases: %s' % exc, **status)
-    status['summary'] = summary_lines(status)
+        for userdb, found in statuses.items():
+            try:
+                flag_divergence(found, compare_row_counts(dict(params, userdb=userdb), found))
+            except ForestPgError as exc:
+                module.fail_json(msg='could not compare the user database %s: %s' % (userdb, exc), **found)
+    status = pair_of_databases(statuses)
+    status['summary'] = pair_summary_lines(status)
     status['elapsed'] = round(time.monotonic() - started, 3)
     for line in status['summary']:
         module.debug(line)
     if params['fail_unless_healthy'] and not status['healthy']:
-        module.fail_json(msg='pair is %s: %s' % (status['cluster_state'], status['recommended_action']['reason']),
-                         **status)
+        named = ' (not healthy: %s)' % ', '.join(status['unhealthy_userdbs']) if len(userdbs) > 1 else ''
+        module.fail_json(msg='pair is %s%s: %s' % (status['cluster_state'], named,
+                                                   status['recommended_action']['reason']), **status)
     return dict(changed=False, **status)
 
 

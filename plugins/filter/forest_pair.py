@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which user databases a pair serves and which hosts make a pair, for roles and playbooks
+(docs/inventory.md).
+
+User databases: `forest_userdbs` (a list), or `forest_userdb` (one name, the older form), or
+`userdb`.  Pairs: every host of the inventory group (`forest`) belongs to the pair its
+`forest_pair` variable names (set it on a child group per pair); without it, the whole group is
+one pair, named after the group.  A pair-wide step runs on the pair's leader: the first of its
+hosts, in serverid order, still in the play.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+DEFAULT_USERDB = 'userdb'
+# What the role's pg_hba.conf and the playbooks accept as a database name (docs/inventory.md).
+USERDB_PATTERN = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+# <userdb>_pghainfo must fit in PostgreSQL's 63-byte names.
+USERDB_MAX_LENGTH = 63 - len('_pghainfo')
+
+
+def userdbs(listed, single=None):
+    """`forest_userdbs | pgforest.cluster.userdbs(forest_userdb)`: the pair's user databases, in order.
+    Either argument may be undefined-as-None; both missing gives the default, `userdb`."""
+    if listed in (None, ''):
+        names = [single if single not in (None, '') else DEFAULT_USERDB]
+    elif isinstance(listed, str):
+        names = [listed]
+    elif isinstance(listed, (list, tuple)):
+        names = list(listed)
+    else:
+        raise AnsibleFilterError('forest_userdbs must be a list of database names, got %r' % (listed,))
+    if not names:
+        raise AnsibleFilterError('forest_userdbs is empty: list the pair\'s user databases, e.g. [userdb]')
+    for name in names:
+        if not isinstance(name, str) or not USERDB_PATTERN.match(name) or len(name) > USERDB_MAX_LENGTH:
+            raise AnsibleFilterError('user database %r: a name of letters, digits and _ (not starting with a '
+                                     'digit, at most %d characters) is needed; fix forest_userdbs / forest_userdb'
+                                     % (name, USERDB_MAX_LENGTH))
+    repeated = sorted(set(name for name in names if names.count(name) > 1))
+    if repeated:
+        raise AnsibleFilterError('forest_userdbs lists %s more than once' % ', '.join(repeated))
+    return names
+
+
+def _pair_name(host_vars, group):
+    value = host_vars.get('forest_pair')
+    return group if value in (None, '') else str(value)
+
+
+def pair_hosts(hostvars, host, group_hosts, group='forest'):
+    """`hostvars | pgforest.cluster.pair_hosts(inventory_hostname, groups['forest'])`: the hosts of
+    `host`'s pair in serverid order.  Refuses a pair that is not two hosts with serverids 0 and 1."""
+    mine = _pair_name(hostvars[host], group)
+    members = [name for name in group_hosts if _pair_name(hostvars[name], group) == mine]
+    try:
+        ordered = sorted(members, key=lambda name: int(hostvars[name]['forest_serverid']))
+        serverids = [int(hostvars[name]['forest_serverid']) for name in ordered]
+    except (KeyError, TypeError, ValueError):
+        raise AnsibleFilterError('pair %s (%s): every host needs forest_serverid 0 or 1'
+                                 % (mine, ', '.join(members)))
+    if serverids != [0, 1]:
+        raise AnsibleFilterError('pair %s must be two hosts with forest_serverid 0 and 1, found %s: give each '
+                                 'pair its own forest_pair (a child group per pair, docs/inventory.md)'
+                                 % (mine, ', '.join('%s=%s' % (name, hostvars[name].get('forest_serverid'))
+                                                    for name in ordered)))
+    return ordered
+
+
+def pair_name(hostvars, host, group='forest'):
+    return _pair_name(hostvars[host], group)
+
+
+def pair_leader(hosts, play_hosts):
+    """The first of the pair's hosts still in the play (a host that failed or was unreachable is
+    passed over, as run_once would); '' when none is."""
+    active = [name for name in hosts if name in play_hosts]
+    return active[0] if active else ''
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'userdbs': userdbs,
+            'pair_hosts': pair_hosts,
+            'pair_name': pair_name,
+            'pair_leader': pair_leader,
+        }

@@ -1,0 +1,173 @@
+"""Two forest user databases on one pair (userdb and billing, each with its management
+database and its own reference driver): status per database and for the pair, online recovery
+that covers every forest database of the server in one freeze, and its refusals."""
+import os
+import time
+
+import pytest
+
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+
+TARGET = 1
+SECOND = 'billing'
+SECOND_MNGDB = SECOND + '_pghainfo'
+SERVERS = ['%s:%s' % (node['host'], node['port']) for _sid, node in sorted(sandbox.NODES.items())]
+WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
+MARKER = os.path.join(sandbox.data_dir(TARGET), 'old-data-directory.marker')
+
+
+def recover(**args):
+    args.update(mode='online', data_dir=sandbox.data_dir(TARGET))
+    args.setdefault('notice_wait', 0.3)
+    return sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, **args)
+
+
+def drop_database(serverid, name):
+    sandbox.query(serverid, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s', [name])
+    sandbox.query(serverid, 'DROP DATABASE IF EXISTS "%s"' % name)
+
+
+def views(userdb, view0, view1):
+    """server_info validities of userdb's management database: view = {serverid: validity}."""
+    for owner, view in ((0, view0), (1, view1)):
+        for sid, validity in view.items():
+            sandbox.on(owner, 'UPDATE server_info SET udb_validity = %d WHERE serverid = %d' % (validity, sid),
+                       dbname=userdb + '_pghainfo')
+
+
+def validity_everywhere(userdb):
+    return [sandbox.query(owner, 'SELECT serverid, udb_validity FROM server_info ORDER BY 1',
+                          dbname=userdb + '_pghainfo') for owner in (0, 1)]
+
+
+@pytest.fixture(autouse=True)
+def second_forest_database():
+    """billing beside userdb on both nodes, made as provision makes it (forest_mngdb), drivers'
+    poll interval 1 s in both; afterwards nothing of it is left on the sandbox."""
+    sandbox.reset_pair()
+    for serverid in (0, 1):
+        made = sandbox.module('forest_mngdb', host='forest%d' % serverid, userdb=SECOND, servers=SERVERS,
+                              create_userdb=True)
+        assert not made.get('failed'), made.get('msg')
+    for dbname in (sandbox.MNGDB, SECOND_MNGDB):
+        sandbox.both("UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'", dbname=dbname)
+    sandbox.both('CREATE TABLE IF NOT EXISTS invoices (id serial PRIMARY KEY, amount int);'
+                 'INSERT INTO invoices (amount) SELECT g FROM generate_series(1, 500) g', dbname=SECOND)
+    with open(MARKER, 'w') as handle:
+        handle.write('written by the test before the recovery\n')
+    yield
+    for phase in ('cancel', 'cleanup'):
+        if os.path.exists(WORKSPACE):
+            recover(phase=phase)
+    sandbox.reset_pair()
+    for serverid in (0, 1):
+        for name in (SECOND, SECOND_MNGDB, 'monitoring'):
+            drop_database(serverid, name)
+    sandbox.both('DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load')
+
+
+def test_status_names_each_database_and_the_worst_decides():
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    status = sandbox.module('forest_status', userdbs=['userdb', SECOND])
+    assert (status['cluster_state'], status['healthy'], status['userdb']) == ('degraded', False, SECOND)
+    assert status['unhealthy_userdbs'] == [SECOND]
+    assert [(found['userdb'], found['cluster_state']) for found in status['databases']] == [
+        ('userdb', 'healthy'), (SECOND, 'degraded')]
+    assert status['recommended_action']['target'] == TARGET
+    assert status['summary'][0] == 'pair degraded: userdb healthy, billing degraded'
+    assert any(line.startswith('billing: serverid 1 ') and 'broken' in line for line in status['summary'])
+    failed = sandbox.module('forest_status', userdbs=['userdb', SECOND], fail_unless_healthy=True)
+    assert failed.get('failed') and failed['msg'].startswith('pair is degraded (not healthy: billing)')
+    # one database, as before: its own state only
+    assert sandbox.module('forest_status', userdb='userdb')['cluster_state'] == 'healthy'
+    for bad, message in ((dict(userdbs=[]), 'userdbs is empty'),
+                         (dict(userdbs=['userdb', 'userdb']), 'lists userdb more than once'),
+                         (dict(userdbs=['u' * 60]), 'is too long'),
+                         (dict(userdb='userdb', userdbs=[SECOND]), 'mutually exclusive')):
+        refused = sandbox.module('forest_status', **bad)
+        assert refused.get('failed') and message in refused['msg'], (bad, refused['msg'])
+
+
+def test_online_recovery_covers_both_databases_under_two_drivers():
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    drivers = [ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start()
+               for userdb in ('userdb', SECOND)]
+    try:
+        time.sleep(1)
+        sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+        deadline = time.time() + 10
+        while any(driver.validity.get(TARGET) != -1 for driver in drivers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert [driver.validity[TARGET] for driver in drivers] == [-1, -1]
+        before = [len(driver.acked) for driver in drivers]
+        result = recover(notice_wait=None)
+        time.sleep(1.5)
+    finally:
+        for driver in drivers:
+            driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    assert (result['userdbs'], result['stage']) == (['userdb', SECOND], 'done')
+    assert result['freeze_window'] < 3.0, result['cut']
+    status = sandbox.module('forest_status', userdbs=['userdb', SECOND])
+    assert status['healthy'], status['summary']
+    for driver, acked_before, userdb in zip(drivers, before, ('userdb', SECOND)):
+        assert driver.errors == []
+        assert len(driver.acked) > acked_before > 0, userdb  # it wrote before, during and after the recovery
+        assert lost_or_duplicated(driver, lambda sid, db=userdb: sandbox.connect(sid, db)) == [], userdb
+        assert driver.validity == {0: 1, 1: 1}, userdb
+        compared = sandbox.module('forest_dbsync', userdb=userdb)
+        assert compared['equal'] is True, compared['report']
+    # the sequences of both databases were copied at the cut
+    nextval = "SELECT nextval('invoices_id_seq')"
+    assert sandbox.query(0, nextval, dbname=SECOND) == sandbox.query(TARGET, nextval, dbname=SECOND)
+
+
+def test_a_database_still_valid_on_the_target_is_refused_unless_included():
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+    refused = recover()
+    assert refused.get('failed'), refused
+    assert 'billing: serverid 1 is still valid there' in refused['msg'] and 'include_valid' in refused['msg']
+    assert refused['msg'].endswith('Nothing was changed.')
+    assert os.path.exists(MARKER) and not os.path.exists(WORKSPACE)
+    assert sandbox.query(0, 'SELECT serverid, udb_validity FROM server_info ORDER BY 1', dbname=SECOND_MNGDB) == [
+        (0, 1), (1, 1)]  # untouched (the target is stopped)
+    checked = sandbox.module('forest_recover', host='forest1', check=True, mode='online',
+                             data_dir=sandbox.data_dir(TARGET), include_valid=[SECOND])
+    assert not checked.get('failed') and checked['changed'], checked.get('msg')
+    assert os.path.exists(MARKER)  # check mode changed nothing
+    result = recover(include_valid=[SECOND])
+    assert not result.get('failed'), result.get('msg')
+    assert result['userdbs'] == ['userdb', SECOND]
+    assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+    assert validity_everywhere(SECOND) == [[(0, 1), (1, 1)]] * 2
+
+
+def test_the_source_must_be_valid_for_every_database():
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {0: -1}, {0: -1})  # billing: serverid 0, the would-be source, is the broken one
+    refused = recover(include_valid=[SECOND])
+    assert refused.get('failed')
+    assert 'billing: serverid 0, the source, is broken there' in refused['msg'], refused['msg']
+    assert os.path.exists(MARKER) and not os.path.exists(WORKSPACE)
+    unknown = recover(include_valid=['nosuchdb'])
+    assert unknown.get('failed') and 'include_valid names nosuchdb' in unknown['msg'], unknown['msg']
+
+
+def test_a_database_that_is_not_a_forest_database_is_named_before_it_is_replaced():
+    sandbox.query(TARGET, 'CREATE DATABASE monitoring')
+    sandbox.on(TARGET, 'CREATE TABLE samples (at timestamptz DEFAULT now())', dbname='monitoring')
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    refused = recover()
+    assert refused.get('failed')
+    assert 'serverid 1 also holds monitoring, which is not forest database' in refused['msg'], refused['msg']
+    assert 'replace_databases' in refused['msg']
+    assert os.path.exists(MARKER) and sandbox.query(TARGET, "SELECT 1 FROM pg_database WHERE datname = 'monitoring'")
+    result = recover(replace_databases=['monitoring'])
+    assert not result.get('failed'), result.get('msg')
+    assert any('replace_databases' in line and 'monitoring' in line for line in result['progress'])
+    # the target now has the source's databases: serverid 0 had no monitoring database
+    assert sandbox.query(TARGET, "SELECT 1 FROM pg_database WHERE datname = 'monitoring'") == []
+    assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
