@@ -39,9 +39,9 @@ def userdbs(listed, single=None):
         raise AnsibleFilterError('forest_userdbs is empty: list the pair\'s user databases, e.g. [userdb]')
     for name in names:
         if not isinstance(name, str) or not USERDB_PATTERN.match(name) or len(name) > USERDB_MAX_LENGTH:
-            raise AnsibleFilterError('user database %r: a name of letters, digits and _ (not starting with a '
-                                     'digit, at most %d characters) is needed; fix forest_userdbs / forest_userdb'
-                                     % (name, USERDB_MAX_LENGTH))
+            raise AnsibleFilterError('user database names must be plain identifiers (letters, digits and _, not '
+                                     'starting with a digit, at most %d characters), got %r: fix forest_userdbs / '
+                                     'forest_userdb' % (USERDB_MAX_LENGTH, name))
     repeated = sorted(set(name for name in names if names.count(name) > 1))
     if repeated:
         raise AnsibleFilterError('forest_userdbs lists %s more than once' % ', '.join(repeated))
@@ -53,11 +53,14 @@ def _pair_name(host_vars, group):
     return group if value in (None, '') else str(value)
 
 
-def pair_hosts(hostvars, host, group_hosts, group='forest'):
+def pair_hosts(hostvars, host, group_hosts, group='forest', strict=True):
     """`hostvars | pgforest.cluster.pair_hosts(inventory_hostname, groups['forest'])`: the hosts of
-    `host`'s pair in serverid order.  Refuses a pair that is not two hosts with serverids 0 and 1."""
+    `host`'s pair in serverid order.  Refuses a pair that is not two hosts with serverids 0 and 1
+    (strict=False: returns what there is, for a caller that checks and says it itself)."""
     mine = _pair_name(hostvars[host], group)
     members = [name for name in group_hosts if _pair_name(hostvars[name], group) == mine]
+    if not strict:
+        return sorted(members, key=lambda name: str(hostvars[name].get('forest_serverid')))
     try:
         ordered = sorted(members, key=lambda name: int(hostvars[name]['forest_serverid']))
         serverids = [int(hostvars[name]['forest_serverid']) for name in ordered]
@@ -72,6 +75,13 @@ def pair_hosts(hostvars, host, group_hosts, group='forest'):
     return ordered
 
 
+def pair_servers(hosts, hostvars):
+    """`forest_pair_hosts | pgforest.cluster.pair_servers(hostvars)`: host:port of serverid 0 then 1,
+    the server_info both management databases register."""
+    return ['%s:%s' % (hostvars[name].get('forest_pg_host'), hostvars[name].get('forest_pg_port', 5432))
+            for name in hosts]
+
+
 def pair_name(hostvars, host, group='forest'):
     return _pair_name(hostvars[host], group)
 
@@ -83,11 +93,30 @@ def pair_leader(hosts, play_hosts):
     return active[0] if active else ''
 
 
+def status_lines(hosts_vars):
+    """One line per pair and user database from the pair leaders' forest_status results
+    (`ansible_play_hosts | map('extract', hostvars) | pgforest.cluster.status_lines`)."""
+    lines = []
+    for host_vars in hosts_vars:
+        status = host_vars.get('forest_status') or {}
+        if host_vars.get('inventory_hostname') != host_vars.get('forest_pair_leader') or 'databases' not in status:
+            continue
+        for found in status['databases']:
+            nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'],
+                                          '' if node['reachable'] else '(unreachable)') for node in found['nodes'])
+            lines.append('%-16s %-16s %-13s %-40s %s' % (
+                host_vars.get('forest_pair_name'), found['userdb'], found['cluster_state'], nodes,
+                found['recommended_action']['action']))
+    return sorted(lines)
+
+
 class FilterModule(object):
     def filters(self):
         return {
             'userdbs': userdbs,
             'pair_hosts': pair_hosts,
             'pair_name': pair_name,
+            'pair_servers': pair_servers,
             'pair_leader': pair_leader,
+            'status_lines': status_lines,
         }

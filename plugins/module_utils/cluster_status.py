@@ -348,6 +348,9 @@ def summary_lines(status):
 STATE_SEVERITY = ('healthy', 'recovering', 'degraded', 'diverged', 'misconfigured', 'split_brain', 'down')
 
 
+RECOVERY_ACTIONS = ('online_recovery', 'offline_recovery')
+
+
 def severity(state):
     return STATE_SEVERITY.index(state) if state in STATE_SEVERITY else len(STATE_SEVERITY)
 
@@ -371,9 +374,13 @@ def read_databases(params, userdbs, broken_log_limit=0):
 
 def pair_of_databases(statuses) -> PairOfDatabases:
     """The pair's status over several user databases: the worst database's status (its
-    `userdb` named), every database's in `databases`, the unhealthy ones in `unhealthy_userdbs`."""
+    `userdb` named; the first of equals, a recoverable one before others), every database's in `databases`, the unhealthy ones in `unhealthy_userdbs`."""
     names = list(statuses)
-    worst = max(names, key=lambda name: (severity(statuses[name]['cluster_state']), -names.index(name)))
+    # Among equally bad databases, one whose action is a recovery (its broken node is marked -1) speaks
+    # for the pair, so the recommended action is one a recovery can start from.
+    worst = max(names, key=lambda name: (severity(statuses[name]['cluster_state']),
+                                         statuses[name]['recommended_action']['action'] in RECOVERY_ACTIONS,
+                                         -names.index(name)))
     status = dict(statuses[worst])
     status.update(
         userdb=worst,

@@ -176,7 +176,7 @@ CASES = [
     ('playbook dbsync: wrong password', playbook('dbsync.yml', forest_pg_password='not-the-password'),
      ['password authentication failed'], NONE),
     ('playbook status: unreachable nodes', playbook('status.yml', forest_pg_port=1, fail_unless_healthy=True),
-     ['pair is down', 'check that both servers run'], NONE),
+     ['pair forest is down', 'check that both servers run'], NONE),
     ('playbook config: unreachable nodes', playbook('config.yml', forest_pg_port=1, key='mngdb_read_duration',
                                                     value='5'), ['Connection refused'], NONE),
     ('playbook restore: no such backup', playbook('restore.yml', backup='/nonexistent/forest-logical-x'),
