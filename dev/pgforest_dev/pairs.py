@@ -96,4 +96,3 @@ def down(count):
 
 def playbook(name, inventory_path, *args, extra_vars=None, timeout=900):
     return sandbox.playbook(name, *args, extra_vars=extra_vars, inventory=inventory_path, timeout=timeout)
-

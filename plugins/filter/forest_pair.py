@@ -76,7 +76,7 @@ def pair_hosts(hostvars, host, group_hosts, group='forest', strict=True):
 
 
 def pair_servers(hosts, hostvars):
-    """`forest_pair_hosts | pgforest.cluster.pair_servers(hostvars)`: host:port of serverid 0 then 1,
+    """`forest_common_pair_hosts | pgforest.cluster.pair_servers(hostvars)`: host:port of serverid 0 then 1,
     the server_info both management databases register."""
     return ['%s:%s' % (hostvars[name].get('forest_pg_host'), hostvars[name].get('forest_pg_port', 5432))
             for name in hosts]
@@ -99,13 +99,14 @@ def status_lines(hosts_vars):
     lines = []
     for host_vars in hosts_vars:
         status = host_vars.get('forest_status') or {}
-        if host_vars.get('inventory_hostname') != host_vars.get('forest_pair_leader') or 'databases' not in status:
+        leader = host_vars.get('forest_common_pair_leader')
+        if host_vars.get('inventory_hostname') != leader or 'databases' not in status:
             continue
         for found in status['databases']:
             nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'],
                                           '' if node['reachable'] else '(unreachable)') for node in found['nodes'])
             lines.append('%-16s %-16s %-13s %-40s %s' % (
-                host_vars.get('forest_pair_name'), found['userdb'], found['cluster_state'], nodes,
+                host_vars.get('forest_common_pair_name'), found['userdb'], found['cluster_state'], nodes,
                 found['recommended_action']['action']))
     return sorted(lines)
 

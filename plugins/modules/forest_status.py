@@ -34,6 +34,7 @@ options:
         or the host has C(forest_userdbs).
       - Give O(userdb) or O(userdbs).
     type: str
+    required: false
   userdbs:
     description:
       - Several user databases of the same pair (each with its management database), read at once.
@@ -102,9 +103,9 @@ cluster_state:
   description:
     - With several user databases, the state of the worst one (RV(userdb) names it; RV(databases) has each).
     - C(healthy), C(degraded) (one node -1 or unreachable), C(recovering) (a node is 0),
-    C(down) (no usable node), C(misconfigured) (server_info differs, or a management database is missing or broken),
-    C(split_brain) (each node marks itself valid and the other broken) or, with O(compare=counts),
-    C(diverged) (both valid, user databases differ).
+      C(down) (no usable node), C(misconfigured) (server_info differs, or a management database is missing or broken),
+      C(split_brain) (each node marks itself valid and the other broken) or, with O(compare=counts),
+      C(diverged) (both valid, user databases differ).
   returned: always
   type: str
   sample: degraded

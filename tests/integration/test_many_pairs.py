@@ -40,8 +40,8 @@ def fingerprint(pair):
 
 def status_lines(output):
     """status.yml's table: one line per pair and database, spaces squeezed."""
-    return sorted(set(' '.join(line.split()) for line in re.findall(r'"(pair\d +\S+ +\S+ +0=\S+ 1=\S+ +\S+)"',
-                                                                     output)))
+    found = re.findall(r'"(pair\d +\S+ +\S+ +0=\S+ 1=\S+ +\S+)"', output)
+    return sorted(set(' '.join(line.split()) for line in found))
 
 
 def test_three_pairs_provision_status_break_one_recover(inventory):
