@@ -48,6 +48,22 @@ def userdbs(listed, single=None):
     return names
 
 
+def backup_dir(base, userdb, all_userdbs):
+    """`forest_backup_dir | pgforest.cluster.backup_dir(userdb, forest_common_pair_userdbs)`: where the
+    logical backups of one user database live.  A pair with one user database keeps them in the backup
+    directory itself (as always); with several, each database has its own <backup_dir>/<userdb>, so that
+    `latest` means that database's newest.  Physical backups, which hold every database, stay in <backup_dir>."""
+    if userdb not in all_userdbs:
+        raise AnsibleFilterError('%s is not one of the pair\'s user databases (%s)' % (userdb, ', '.join(all_userdbs)))
+    base = str(base).rstrip('/') or '/'
+    return base if len(all_userdbs) == 1 else '%s/%s' % (base, userdb)
+
+
+def backup_source(userdb, base, all_userdbs):
+    """{userdb, backup_dir} of one user database's logical backups (backup_dir above), for restore.yml."""
+    return dict(userdb=userdb, backup_dir=backup_dir(base, userdb, all_userdbs))
+
+
 def _pair_name(host_vars, group):
     value = host_vars.get('forest_pair')
     return group if value in (None, '') else str(value)
@@ -118,6 +134,8 @@ class FilterModule(object):
             'pair_hosts': pair_hosts,
             'pair_name': pair_name,
             'pair_servers': pair_servers,
+            'backup_dir': backup_dir,
+            'backup_source': backup_source,
             'pair_leader': pair_leader,
             'status_lines': status_lines,
         }

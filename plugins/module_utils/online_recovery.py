@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -82,12 +83,38 @@ def next_phase(stage):
 WAL_POSITION_SQL = """
 SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal_lsn()::text AS lsn
 """
+# The WAL a transaction wrote after the cut's position, with the databases its blocks belong to
+# (pg_walinspect, PostgreSQL 15 contrib): read only when the source's transaction ids moved inside the
+# freeze and databases that are not forest databases are being replaced, to tell their writes
+# (allowed: their copy is replaced anyway) from a forest database's (lost on the target).
+WAL_WRITES_SQL = """
+SELECT xid::text AS xid, resource_manager, record_type,
+       coalesce(block_ref, '') || ' ' || coalesce(description, '') AS refs
+FROM pg_get_wal_records_info(%s::pg_lsn, pg_current_wal_flush_lsn())
+WHERE xid::text <> '0'
+"""
+# "blkref #0: rel 1663/16384/16385 ..." (tablespace/database/relfilenode), "base/16384/16390" (smgr).
+DATABASE_IN_WAL = re.compile(r'\brel \d+/(\d+)/\d+|\bbase/(\d+)/\d+')
 ROLLBACK_RETRY_SECONDS = 30
 # What the node's configuration files say (our own session overrides lock_timeout).
 OWN_SETTINGS_SQL = """
 SELECT name, setting FROM pg_file_settings
 WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo', 'primary_slot_name')
 """
+
+
+def databases_written(records, database_oids):
+    """{database oid: WAL records} of the records (WAL_WRITES_SQL rows) whose blocks belong to one of
+    `database_oids`; records of other databases and of shared catalogs (database 0) are left out."""
+    wanted = set(int(oid) for oid in database_oids)
+    found = {}
+    for record in records:
+        for match in DATABASE_IN_WAL.finditer(record['refs']):
+            oid = int(match.group(1) or match.group(2))
+            if oid in wanted:
+                found[oid] = found.get(oid, 0) + 1
+                break
+    return found
 
 
 class Workspace(object):
@@ -148,8 +175,10 @@ class OnlineRecovery(Recovery):
         self.cut_report = {}
         self.cleanup_report = {}
         self.basebackup = None  # the running pg_basebackup, killed by a rollback
-        # Every forest user database of the server goes through the recovery (pair_choice.online_scope).
+        # Every forest user database of the server goes through the recovery (pair_choice.online_scope),
+        # and the other databases the DBA allowed to be replaced (replace_databases).
         self.userdbs = [self.userdb]
+        self.replaced = []
 
     # --- driving the phases --------------------------------------------------------------
     def run(self):
@@ -229,6 +258,7 @@ class OnlineRecovery(Recovery):
         statuses = read_databases(self.p, userdbs)
         scope = online_scope(statuses, self.source['serverid'], self.target['serverid'],
                              self.p.get('include_valid') or (), others, self.p.get('replace_databases') or ())
+        self.replaced = others
         if others:
             self.say('databases replaced with serverid %d\'s copy, as asked (replace_databases): %s'
                      % (self.source['serverid'], ', '.join(others)))
@@ -250,6 +280,7 @@ class OnlineRecovery(Recovery):
         self.state = state
         self.source, self.target = state['source'], state['target']
         self.userdbs = state.get('userdbs') or [self.userdb]
+        self.replaced = state.get('replaced_databases') or []
         self.lock_pair()
 
     def local_server(self, source):
@@ -306,6 +337,7 @@ class OnlineRecovery(Recovery):
             return
         self.drop_slot(admin, slot, leftover=True)
         state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
+                     replaced_databases=self.replaced,
                      data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
                      source_view_of_target=self.source_view_of_target())
         self.workspace.create()
@@ -509,11 +541,7 @@ class OnlineRecovery(Recovery):
         self.cut_report['promote_seconds'] = round(time.monotonic() - promoted, 3)
         after = run(src_admin, WAL_POSITION_SQL)[0]
         if after['next_xid'] != position['next_xid']:
-            raise RecoveryError('a transaction wrote to serverid %d during the write freeze (transaction ids %s to '
-                                '%s), after the position serverid %d had replayed: a client ignores udb_validity=0 '
-                                '(not a PostgresForest driver, or its notice time is longer than notice_wait)'
-                                % (self.source['serverid'], position['next_xid'], after['next_xid'],
-                                   self.target['serverid']))
+            self.check_no_forest_write(src_admin, position, after)
         copied = 0
         tgt_mngdbs = []
         for userdb, src_user in src_users.items():
@@ -527,6 +555,43 @@ class OnlineRecovery(Recovery):
             self.copy_unlogged(userdb, src_bulk, tables)
         for tgt_mngdb in tgt_mngdbs:
             set_validity(tgt_mngdb, self.target['serverid'], 1)
+
+    def check_no_forest_write(self, src_admin, position, after):
+        """Transactions ran on the source after the position the target was promoted at.  The WAL
+        says where they wrote: a forest database's write is lost on the target (refused, rolled back);
+        writes elsewhere (postgres, or a database the copy replaces as asked) are not."""
+        lost = 'a transaction wrote to serverid %d during the write freeze (transaction ids %s to %s), after the ' \
+               'position serverid %d had replayed' % (self.source['serverid'], position['next_xid'],
+                                                      after['next_xid'], self.target['serverid'])
+        cause = ': a client ignores udb_validity=0 (not a PostgresForest driver, or its notice time is longer ' \
+                'than notice_wait)'
+        names = self.userdbs + [mngdb_name(userdb) for userdb in self.userdbs]
+        try:
+            oids = dict((row['oid'], row['datname']) for row in run(
+                src_admin, 'SELECT oid::int8 AS oid, datname FROM pg_database WHERE datname = ANY(%s)', [names]))
+            written = self.wal_writes(src_admin, position['lsn'], oids)
+        except ForestPgError as exc:
+            raise RecoveryError('%s%s (could not read the WAL to tell which database: %s)' % (lost, cause, exc))
+        if written:
+            raise RecoveryError('%s, into %s%s' % (lost, ', '.join('%s (%d WAL records)' % (oids[oid], count)
+                                                                  for oid, count in sorted(written.items())), cause))
+        self.cut_report['other_writes_in_freeze'] = True
+        self.say('transactions ran on serverid %d during the freeze, none in a forest database (so in postgres or '
+                 'in %s, which the copy replaces)' % (self.source['serverid'], ', '.join(self.replaced) or 'no other'))
+
+    @staticmethod
+    def wal_writes(admin, start_lsn, oids):
+        """databases_written() since start_lsn, through pg_walinspect (created for the look if missing,
+        then dropped; both in admin's database, not a forest one)."""
+        created = not run(admin, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'")
+        if created:
+            run(admin, 'CREATE EXTENSION pg_walinspect', action='create pg_walinspect to read the WAL of the freeze')
+        try:
+            return databases_written(run(admin, WAL_WRITES_SQL, [start_lsn], action='read the WAL of the freeze'),
+                                     oids)
+        finally:
+            if created:
+                run(admin, 'DROP EXTENSION IF EXISTS pg_walinspect')
 
     def wait_replayed(self, tgt_admin, lsn):
         started = time.monotonic()
@@ -612,6 +677,7 @@ class OnlineRecovery(Recovery):
                                 % self.state['target']['serverid'])
         self.source, self.target = self.state['source'], self.state['target']
         self.userdbs = self.state.get('userdbs') or [self.userdb]
+        self.replaced = self.state.get('replaced_databases') or []
         try:
             self.lock_pair()
         except ForestPgError as exc:

@@ -2,6 +2,7 @@
 database and its own reference driver): status per database and for the pair, online recovery
 that covers every forest database of the server in one freeze, and its refusals."""
 import os
+import re
 import time
 
 import pytest
@@ -170,4 +171,133 @@ def test_a_database_that_is_not_a_forest_database_is_named_before_it_is_replaced
     assert any('replace_databases' in line and 'monitoring' in line for line in result['progress'])
     # the target now has the source's databases: serverid 0 had no monitoring database
     assert sandbox.query(TARGET, "SELECT 1 FROM pg_database WHERE datname = 'monitoring'") == []
+    assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+
+
+def test_a_failed_cut_puts_back_every_database_s_validity():
+    """The freeze covers both databases; when it cannot finish (a transaction stays open on billing),
+    the rollback gives each management database its value from before, and the target its old data."""
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    assert not recover(phase='base').get('failed')
+    holder = sandbox.connect(0, SECOND, autocommit=False)
+    try:
+        holder.execute('SELECT count(*) FROM invoices')  # a transaction left open on billing
+        failed = recover(phase='cut', idle_wait_timeout=1)
+    finally:
+        holder.close()
+    assert failed.get('failed') and 'quiesce timed out' in failed['msg'] and 'Rolled back' in failed['msg'], failed
+    assert os.path.exists(MARKER) and not os.path.exists(WORKSPACE)
+    for userdb in ('userdb', SECOND):
+        assert sandbox.query(0, 'SELECT serverid, udb_validity FROM server_info ORDER BY 1',
+                             dbname=userdb + '_pghainfo') == [(0, 1), (1, -1)], userdb
+    result = recover()
+    assert not result.get('failed'), result.get('msg')
+    assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+
+
+def test_a_recovery_holding_any_of_the_databases_keeps_the_online_recovery_out():
+    """The pair's lock is taken in every management database the recovery covers: an offline
+    recovery of billing alone (holding billing's lock) keeps a whole-server online recovery out."""
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    with sandbox.connect(0, SECOND_MNGDB) as other:
+        other.execute("SELECT pg_advisory_lock(hashtext('pgforest.cluster recovery'))")
+        refused = recover()
+    assert refused.get('failed') and 'advisory lock held in billing_pghainfo on serverid 0' in refused['msg'], refused
+    assert os.path.exists(MARKER) and not os.path.exists(WORKSPACE)
+
+
+BACKUPS = os.path.join(sandbox.SANDBOX, 'backups-many-userdbs')
+
+
+@pytest.mark.parametrize('kind', ['logical', 'physical'])
+def test_backup_and_restore_playbooks_take_every_database(kind):
+    both_dbs = dict(forest_userdbs=['userdb', SECOND], forest_backup_dir=BACKUPS)
+    sandbox.both('DROP TABLE IF EXISTS kept; CREATE TABLE kept (id int PRIMARY KEY); '
+                 'INSERT INTO kept SELECT generate_series(1, 42)')
+    try:
+        taken = sandbox.playbook('backup.yml', extra_vars=dict(both_dbs, kind=kind))
+        assert taken.returncode == 0, taken.stdout[-3000:]
+        if kind == 'logical':  # each database its own directory, so latest is that database's newest
+            assert sorted(os.listdir(BACKUPS)) == [SECOND, 'userdb']
+        sandbox.both('DELETE FROM invoices WHERE id > 100', dbname=SECOND)
+        sandbox.both('DELETE FROM kept')
+        sandbox.set_views({0: -1, 1: -1}, {0: -1, 1: -1})
+        views(SECOND, {0: -1, 1: -1}, {0: -1, 1: -1})
+        asked = dict(both_dbs, confirm_restore=True, **({'kind': 'physical'} if kind == 'physical' else {}))
+        done = sandbox.playbook('restore.yml', extra_vars=asked)
+        assert done.returncode == 0, done.stdout[-4000:]
+        assert 'restored: the pair is healthy, the user databases are equal' in done.stdout
+        for serverid in (0, 1):
+            assert sandbox.query(serverid, 'SELECT count(*) FROM invoices', dbname=SECOND) == [(500,)]
+            assert sandbox.query(serverid, 'SELECT count(*) FROM kept', dbname=sandbox.USERDB) == [(42,)]
+        assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+        # one database alone, by name: only its backup is read, the other is not touched
+        if kind == 'logical':
+            sandbox.both('INSERT INTO kept VALUES (1000)')
+            one = sandbox.playbook('restore.yml', extra_vars=dict(both_dbs, confirm_restore=True, userdb=SECOND))
+            assert one.returncode == 0, one.stdout[-3000:]
+            assert sandbox.query(0, 'SELECT count(*) FROM kept', dbname=sandbox.USERDB) == [(43,)]
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS kept')
+        import shutil
+        shutil.rmtree(BACKUPS, ignore_errors=True)
+
+
+class Writer(object):
+    """A client that ignores udb_validity: inserts into `table` of `dbname` on serverid 0 every few ms."""
+
+    def __init__(self, dbname, table):
+        import threading
+        self.dbname, self.table = dbname, table
+        self.stop_event = threading.Event()
+        self.count = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        with sandbox.connect(0, self.dbname, autocommit=True) as conn:
+            while not self.stop_event.is_set():
+                conn.execute('INSERT INTO %s DEFAULT VALUES' % self.table)
+                self.count += 1
+                time.sleep(0.005)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join()
+
+
+def test_a_write_into_a_forest_database_during_the_freeze_fails_the_cut_naming_it():
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    assert not recover(phase='base').get('failed')
+    with Writer(SECOND, 'invoices') as rogue:
+        failed = recover(phase='cut')
+    assert rogue.count > 0
+    assert failed.get('failed') and 'a transaction wrote to serverid 0 during the write freeze' in failed['msg'], \
+        failed
+    assert re.search(r'into billing \(\d+ WAL records\)', failed['msg']), failed['msg']
+    assert 'Rolled back' in failed['msg'] and os.path.exists(MARKER) and not os.path.exists(WORKSPACE)
+    assert sandbox.query(0, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'") == []
+    assert not recover().get('failed')
+
+
+def test_writes_into_a_replaced_database_during_the_freeze_are_not_a_lost_write():
+    for serverid in (0, 1):
+        sandbox.query(serverid, 'CREATE DATABASE monitoring')
+        sandbox.on(serverid, 'CREATE TABLE samples (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())',
+                   dbname='monitoring')
+    views('userdb', {TARGET: -1}, {TARGET: -1})
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    with Writer('monitoring', 'samples') as monitor:
+        result = recover(replace_databases=['monitoring'])
+    assert monitor.count > 0
+    assert not result.get('failed'), result.get('msg')
+    assert result['cut'].get('other_writes_in_freeze') is True, result['progress']
+    assert any('none in a forest database' in line for line in result['progress'])
+    assert sandbox.query(0, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'") == []
     assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']

@@ -1,6 +1,7 @@
 """First contact with two bare Debian hosts over SSH: what failed before the
 first module ran (LAB.md: no psycopg on the nodes, pg_hba refusing the modules'
 own connections, a fresh host's apt cache skipped) must work through the playbooks."""
+import json
 import time
 
 import lab
@@ -42,7 +43,9 @@ def test_provision_bare_hosts_then_status(record):
     adhoc = lab.run([lab.BIN + '/ansible', 'forest', '-i', lab.INVENTORY, '-m', 'pgforest.cluster.forest_status',
                      '-a', 'userdb=userdb', '-o'])
     assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
-    assert adhoc.stdout.count('"cluster_state": "healthy"') == 2, adhoc.stdout
+    results = [json.loads(line.split(' => ', 1)[1]) for line in adhoc.stdout.splitlines() if ' => ' in line]
+    assert [(result['cluster_state'], result['userdb']) for result in results] == [('healthy', 'userdb')] * 2, \
+        adhoc.stdout
     status = lab.playbook('status.yml', extra_vars=dict(fail_unless_healthy=True))
     assert status.returncode == 0, status.stdout[-3000:]
     assert 'recommended action: none' in status.stdout, status.stdout[-2000:]
