@@ -92,3 +92,12 @@ def test_three_pairs_provision_status_break_one_recover(inventory):
         ('written while degraded',)]
     for pair, before in untouched.items():
         assert fingerprint(pair) == before, 'pair%d changed' % pair
+    # every pair and database compared by content, each by its own pair's leader
+    compared = pairs.playbook('dbsync.yml', inventory)
+    assert compared.returncode == 0, compared.stdout[-3000:]
+    assert sorted(re.findall(r'=> EQUAL \((pair\d \w+),', compared.stdout)) == sorted(
+        'pair%d %s' % (pair, userdb) for pair in range(COUNT) for userdb in USERDBS)
+    # the role admits the applications to every user database of the pair and its management database
+    with open(os.path.join(pairs.data_dir(0, 0), 'pg_hba.conf')) as handle:
+        hba = handle.read()
+    assert 'host    "userdb","userdb_pghainfo","ledger","ledger_pghainfo"    all      127.0.0.1/32' in hba

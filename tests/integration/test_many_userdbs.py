@@ -301,3 +301,50 @@ def test_writes_into_a_replaced_database_during_the_freeze_are_not_a_lost_write(
     assert any('none in a forest database' in line for line in result['progress'])
     assert sandbox.query(0, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'") == []
     assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+
+
+def test_node_1_broken_for_one_database_only_both_drivers_lose_nothing():
+    """userdb's drivers gave up on serverid 1 while billing's still write to both nodes: the DBA
+    includes billing (include_valid); its driver loses serverid 1 when the copy stops it, and both
+    come back valid at the one cut."""
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    drivers = dict((userdb, ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start())
+                   for userdb in ('userdb', SECOND))
+    try:
+        time.sleep(1)
+        views('userdb', {TARGET: -1}, {TARGET: -1})  # userdb only: serverid 1 is broken for it
+        deadline = time.time() + 10
+        while drivers['userdb'].validity.get(TARGET) != -1 and time.time() < deadline:
+            time.sleep(0.1)
+        assert drivers['userdb'].validity[TARGET] == -1 and drivers[SECOND].validity[TARGET] == 1
+        refused = recover(notice_wait=None)
+        assert refused.get('failed') and 'billing: serverid 1 is still valid there' in refused['msg']
+        result = recover(notice_wait=None, include_valid=[SECOND])
+        time.sleep(1.5)
+    finally:
+        for driver in drivers.values():
+            driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    assert result['userdbs'] == ['userdb', SECOND]
+    assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+    for userdb, driver in drivers.items():
+        assert driver.errors == [], userdb
+        assert lost_or_duplicated(driver, lambda sid, db=userdb: sandbox.connect(sid, db)) == [], userdb
+        assert driver.validity == {0: 1, 1: 1}, userdb
+        assert sandbox.module('forest_dbsync', userdb=userdb)['equal'] is True, userdb
+
+
+def test_offline_recovery_playbook_repairs_only_the_degraded_database():
+    sandbox.on(TARGET, 'DELETE FROM invoices WHERE id <= 10', dbname=SECOND)
+    sandbox.both('DROP TABLE IF EXISTS kept; CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (1)')
+    sandbox.on(TARGET, 'INSERT INTO kept VALUES (2)')  # userdb differs too, but is not marked broken
+    views(SECOND, {TARGET: -1}, {TARGET: -1})
+    try:
+        done = sandbox.playbook('recover.yml', extra_vars=dict(mode='offline', forest_userdbs=['userdb', SECOND]))
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert 'billing: serverid 1 recovered offline (diff) from serverid 0' in done.stdout, done.stdout[-3000:]
+        assert sandbox.query(TARGET, 'SELECT count(*) FROM invoices', dbname=SECOND) == [(500,)]
+        assert sandbox.query(TARGET, 'SELECT count(*) FROM kept', dbname=sandbox.USERDB) == [(2,)]  # not touched
+        assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS kept')
