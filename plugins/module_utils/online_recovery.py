@@ -573,11 +573,12 @@ class OnlineRecovery(Recovery):
         except ForestPgError as exc:
             raise RecoveryError('%s%s (could not read the WAL to tell which database: %s)' % (lost, cause, exc))
         if written:
-            raise RecoveryError('%s, into %s%s' % (lost, ', '.join('%s (%d WAL records)' % (oids[oid], count)
-                                                                  for oid, count in sorted(written.items())), cause))
+            where = ', '.join('%s (%d WAL records)' % (oids[oid], count) for oid, count in sorted(written.items()))
+            raise RecoveryError('%s, into %s%s' % (lost, where, cause))
         self.cut_report['other_writes_in_freeze'] = True
-        self.say('transactions ran on serverid %d during the freeze, none in a forest database (so in postgres or '
-                 'in %s, which the copy replaces)' % (self.source['serverid'], ', '.join(self.replaced) or 'no other'))
+        self.say('transactions ran on serverid %d during the freeze, none in a forest database (so in postgres%s, '
+                 'which the copy replaces)' % (self.source['serverid'],
+                                               ''.join(' or ' + name for name in self.replaced)))
 
     @staticmethod
     def wal_writes(admin, start_lsn, oids):
