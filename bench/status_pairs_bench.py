@@ -15,6 +15,7 @@ Each case runs --rounds times; the table prints the median and the ratio to one 
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def in_namespace(argv):
                               check=False).returncode
     finally:
         subprocess.run(['ip', 'netns', 'delete', NAMESPACE], check=False)
+        shutil.rmtree(SANDBOX_DIR, ignore_errors=True)
 
 
 def timed_status(pairs, inventory, *args):
