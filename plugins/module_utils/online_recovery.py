@@ -85,8 +85,8 @@ SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal
 """
 # The WAL a transaction wrote after the cut's position, with the databases its blocks belong to
 # (pg_walinspect, PostgreSQL 15 contrib): read only when the source's transaction ids moved inside the
-# freeze and databases that are not forest databases are being replaced, to tell their writes
-# (allowed: their copy is replaced anyway) from a forest database's (lost on the target).
+# freeze, to tell a write into a forest database (lost on the target) from one into postgres or a
+# replaced database (allowed: the copy replaces them anyway).
 WAL_WRITES_SQL = """
 SELECT xid::text AS xid, resource_manager, record_type,
        coalesce(block_ref, '') || ' ' || coalesce(description, '') AS refs
@@ -484,7 +484,7 @@ class OnlineRecovery(Recovery):
                          notice, self.p['idle_wait_timeout'], final_validity=1)
         try:
             with freeze:
-                self.promote_in_freeze(src_admin, src_users, tgt_admin, unlogged)
+                self.promote_in_freeze(src_admin, src_users, src_mngdbs, tgt_admin, unlogged)
         finally:
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
         self.state['stage'] = phase_named('cut').leaves
@@ -530,7 +530,7 @@ class OnlineRecovery(Recovery):
         self.say('%s: copied %d rows of %d unlogged table(s) in %.3fs'
                  % (userdb, rows, len(tables), time.monotonic() - started))
 
-    def promote_in_freeze(self, src_admin, src_users, tgt_admin, unlogged=()):
+    def promote_in_freeze(self, src_admin, src_users, src_mngdbs, tgt_admin, unlogged=()):
         position = run(src_admin, WAL_POSITION_SQL)[0]
         self.cut_report['lag_at_cut'] = self.lag(src_admin, tgt_admin)
         self.wait_replayed(tgt_admin, position['lsn'])
@@ -547,8 +547,7 @@ class OnlineRecovery(Recovery):
         for userdb, src_user in src_users.items():
             _t, tgt_user = self.connect(self.target, userdb)
             _t, tgt_mngdb = self.connect(self.target, mngdb_name(userdb))
-            _s, src_mngdb = self.connect(self.source, mngdb_name(userdb))
-            copied += self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdb, tgt_mngdb)
+            copied += self.copy_sequences(src_user, tgt_user) + self.copy_sequences(src_mngdbs[userdb], tgt_mngdb)
             tgt_mngdbs.append(tgt_mngdb)
         self.cut_report['sequences_copied'] = copied
         for userdb, tables, src_bulk in unlogged:
