@@ -88,3 +88,60 @@ def dump_restore(schema_only_target=False):
     if dump.wait() or load.wait():
         raise SystemExit('pg_dump | psql failed')
     return size
+
+
+def user_tables(serverid, dbname, keyed_only=False):
+    """schema.table of every ordinary table ([with its primary key column list] if keyed_only)."""
+    rows = psql(serverid, dbname, """
+        SELECT format('%%I.%%I', n.nspname, c.relname) || coalesce('?' || (
+                 SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM pg_index i
+                 CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                 WHERE i.indrelid = c.oid AND i.indisprimary), '')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        ORDER BY 1""")
+    tables = [line for line in rows.splitlines() if line]
+    return [t for t in tables if '?' in t] if keyed_only else [t.split('?')[0] for t in tables]
+
+
+def hash_floor(dbname):
+    """The floor of any content compare: bit_xor(hash_record_extended(row, 0)) over every table,
+    on both nodes at once (one session each, as the compare has); seconds."""
+    query = ' UNION ALL '.join("SELECT bit_xor(hash_record_extended(t, 0)) FROM %s t" % table
+                               for table in user_tables(0, dbname))
+    started = time.monotonic()
+    procs = [subprocess.Popen([sandbox.PG_BIN + '/psql', '-XAtq', *host_args(serverid), '-d', dbname, '-c', query],
+                              env=env(), stdout=subprocess.DEVNULL) for serverid in (0, 1)]
+    if any(proc.wait() for proc in procs):
+        raise SystemExit('the floor query failed')
+    return time.monotonic() - started
+
+
+def ensure_pg_comparator():
+    """pg_comparator and its server extension (pgcmp), from the Debian package, in dbname on both nodes."""
+    if not os.path.exists('/usr/bin/pg_comparator'):
+        subprocess.run(['apt-get', 'install', '-y', '-q', 'postgresql-comparator'], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), capture_output=True)
+
+
+def pg_comparator(dbname):
+    """pg_comparator (its fast C checksums, extension pgcmp) over every table with a primary key,
+    one table after the other as it works; (seconds, differences it reported)."""
+    ensure_pg_comparator()
+    for serverid in (0, 1):
+        psql(serverid, dbname, 'CREATE EXTENSION IF NOT EXISTS pgcmp')
+    differences = 0
+    started = time.monotonic()
+    for table in user_tables(0, dbname, keyed_only=True):
+        name, key = table.split('?')
+        urls = ['pgsql://postgres@%s:%s/%s/%s?%s' % (sandbox.NODES[sid]['host'], sandbox.NODES[sid]['port'],
+                                                    dbname, name, key) for sid in (0, 1)]
+        out = subprocess.run(['pg_comparator', '--stats=txt', *urls], env=env(), capture_output=True, text=True)
+        if out.returncode not in (0, 1):  # 1: differences found
+            raise SystemExit('pg_comparator failed on %s: %s' % (name, out.stderr[-500:]))
+        differences += sum(1 for line in out.stdout.splitlines() if line.startswith(('UPDATE ', 'INSERT ', 'DELETE ')))
+    seconds = time.monotonic() - started
+    for serverid in (0, 1):
+        psql(serverid, dbname, 'DROP EXTENSION IF EXISTS pgcmp')
+    return seconds, differences

@@ -1,6 +1,8 @@
 """A small stand-in for the PostgresForest JDBC driver.
 
-It reads server_info every `read_duration` seconds and at once on NOTIFY,
+It reads server_info every mngdb_read_duration seconds (global_config, read again at every
+read as the JDBC driver does; `read_duration` until the first read; 0 or less stops the polling
+for good, guide §10.2.1) and, unless listen=False, at once on NOTIFY,
 writes each transaction to every valid node (commits them one after the
 other), starts none while a node is 0, and on an error whose SQLSTATE starts
 with one of broken_error_prefix marks that node -1 in the management databases
@@ -24,7 +26,7 @@ CREATE TABLE IF NOT EXISTS {table}_items (load_id bigint NOT NULL, n int NOT NUL
 
 class ForestDriver(object):
     def __init__(self, nodes, userdb, password, read_duration=1.0, pause=0.002,
-                 broken_prefixes=('08', '53', '57P', '3D'), table='forest_load'):
+                 broken_prefixes=('08', '53', '57P', '3D'), table='forest_load', listen=True):
         self.nodes = nodes  # {serverid: (host, port)}
         # Each application its own tables (and sequence), so two drivers never interleave ids.
         self.table = table
@@ -32,6 +34,9 @@ class ForestDriver(object):
         self.mngdb = userdb + '_pghainfo'
         self.password = password
         self.read_duration = read_duration
+        self.polling = True       # False for good once mngdb_read_duration was 0 or less
+        self.listen = listen      # the JDBC driver only polls; NOTIFY is this stand-in's extra
+        self.read_durations = []  # (monotonic time, seconds) each time the interval changed
         self.pause = pause
         self.broken_prefixes = broken_prefixes
         self.validity = {}
@@ -55,12 +60,17 @@ class ForestDriver(object):
     # --- management information ---------------------------------------------
     def read_server_info(self):
         views = []
+        config = None
         for serverid in self.nodes:
             try:
                 with self.connect(serverid, self.mngdb, autocommit=True) as conn:
                     views.append(dict(conn.execute('SELECT serverid, udb_validity FROM server_info').fetchall()))
+                    if config is None:  # global_config from the first node that answers, as the guide says
+                        config = conn.execute("SELECT coalesce((SELECT value FROM global_config "
+                                              "WHERE key = 'mngdb_read_duration'), '30')").fetchone()[0]
             except psycopg.Error:
                 continue
+        self.take_read_duration(config)
         merged = {}
         for serverid in self.nodes:
             values = [view.get(serverid) for view in views if view.get(serverid) is not None]
@@ -70,6 +80,17 @@ class ForestDriver(object):
         for serverid, value in merged.items():  # a node taken out: its sessions are stale when it comes back
             if value != 1 and serverid in self._conns:
                 self._conns.pop(serverid).close()
+
+    def take_read_duration(self, value):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            return
+        if seconds <= 0:
+            self.polling = False
+        elif seconds != self.read_duration:
+            self.read_duration = seconds
+            self.read_durations.append((time.monotonic(), seconds))
 
     def _listen(self, serverid):
         """NOTIFY from either management database wakes the writer (one listener per node)."""
@@ -109,7 +130,8 @@ class ForestDriver(object):
         return any(state.startswith(prefix) for prefix in self.broken_prefixes)
 
     def write_once(self):
-        if self._notified.is_set() or time.monotonic() - self._last_read >= self.read_duration:
+        due = self.polling and time.monotonic() - self._last_read >= self.read_duration
+        if self._notified.is_set() or due:
             self._notified.clear()
             self.read_server_info()
         if 0 in self.validity.values():
@@ -166,7 +188,8 @@ class ForestDriver(object):
         with self.connect(1, self.userdb, autocommit=True) as conn:
             conn.execute(LOAD_DDL.format(table=self.table))
         self.read_server_info()
-        for target, args in [(self._listen, (sid,)) for sid in sorted(self.nodes)] + [(self._run, ())]:
+        listeners = [(self._listen, (sid,)) for sid in sorted(self.nodes)] if self.listen else []
+        for target, args in listeners + [(self._run, ())]:
             thread = threading.Thread(target=target, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -220,6 +243,7 @@ def main(argv=None):
     parser.add_argument('--read-duration', type=float, default=1.0)
     parser.add_argument('--out', required=True, help='JSON file written when the driver stops')
     parser.add_argument('--table', default='forest_load', help='the application\'s table (and <table>_items)')
+    parser.add_argument('--no-listen', action='store_true', help='only poll, as the JDBC driver does')
     args = parser.parse_args(argv)
     nodes = {}
     for item in args.node:
@@ -231,7 +255,8 @@ def main(argv=None):
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_args: stop.set())
-    driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration, table=args.table).start()
+    driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration, table=args.table,
+                         listen=not args.no_listen).start()
     print('started', flush=True)
     while not stop.wait(0.2):
         pass

@@ -15,6 +15,7 @@ from . import dbsync
 from .forest_pg import ForestPgError, psycopg, run
 from .job import Job
 from .mngdb import read_config, refuse_if_applications
+from .poll_interval import PollInterval
 from .quiesce import Quiesce
 from .shapes import StatusNode, TableResult
 
@@ -31,6 +32,7 @@ class SyncOptions(NamedTuple):
     sample_size: int = 20            # keys listed per table
     reload_fraction: float = 0.5     # above this share of differing rows, a table is reloaded whole
     notice_wait: Optional[float] = None        # the freeze's notice time (None: mngdb_read_duration)
+    freeze_read_duration: int = 1              # mngdb_read_duration meanwhile (poll_interval), without notice_wait
     idle_wait_timeout: float = 20
 
     @classmethod
@@ -52,6 +54,7 @@ class Sync(Job):
         self.src = self.src_peer = self.tgt = None  # snapshot connections (two on the source)
         self.snapshot = None
         self.freeze_window = None
+        self.poll = None  # PollInterval of an online compare without notice_wait
         self.psql = None
         self.results: List[TableResult] = []
         self.sequences = []
@@ -101,11 +104,27 @@ class Sync(Job):
     def snapshot_in_freeze(self):
         mngdbs = {}
         for node_dict in (self.source, self.target):
-            node, conn = self.connect(node_dict, self.mngdb)
-            mngdbs[node.label] = conn
-        notice = self.options.notice_wait
-        if notice is None:
-            notice = float(read_config(mngdbs[self.src_node.label], 'global_config').get('mngdb_read_duration', 30))
+            _node, conn = self.connect(node_dict, self.mngdb)
+            mngdbs['serverid %d %s' % (node_dict['serverid'], self.mngdb)] = conn
+        target_sid = self.target['serverid']
+        if self.options.notice_wait is not None:
+            self.freeze(mngdbs, self.options.notice_wait)
+            return
+        self.poll = PollInterval(self.options.freeze_read_duration, 'online compare of serverid %d' % target_sid,
+                                 self.say)
+        try:
+            self.poll.lower(mngdbs)
+            self.poll.wait_for_drivers(mngdbs)
+            self.freeze(mngdbs, max(float(read_config(conn, 'global_config').get('mngdb_read_duration', 30))
+                                    for conn in mngdbs.values()))
+        finally:  # success, failure or SIGINT: the DBA's interval back (a killed run's: the next run)
+            failures = self.poll.put_back(mngdbs, strict=False)
+            if failures:
+                self.say('mngdb_read_duration could not be put back on every node: %s; the next online compare '
+                         'or recovery of the pair puts it back, or set it with playbooks/config.yml'
+                         % '; '.join(failures))
+
+    def freeze(self, mngdbs, notice):
         target_sid = self.target['serverid']
         self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
         freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout)
@@ -361,6 +380,7 @@ def report(sync, failed=False):
     return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
                 target=sync.target and sync.target['serverid'], tables=tables,
                 sequences=sequences, freeze_window=sync.freeze_window, phases=sync.timer.phases,
+                read_duration=sync.poll.report if sync.poll is not None else None,
                 unlogged_tables=sync.unlogged,
                 progress=sync.progress,
                 summary=dict(tables=counts, rows_copied=sum(t['rows_copied'] for t in tables),

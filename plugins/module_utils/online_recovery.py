@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -41,6 +42,7 @@ from .cluster_status import read_databases
 from .mngdb import (
     SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, read_config, set_validity)
 from .pair_choice import online_scope
+from .poll_interval import PollInterval, PollIntervalError
 from .quiesce import Quiesce
 from .recovery import Recovery, RecoveryError
 
@@ -179,6 +181,37 @@ class OnlineRecovery(Recovery):
         # and the other databases the DBA allowed to be replaced (replace_databases).
         self.userdbs = [self.userdb]
         self.replaced = []
+        self._poll = None
+
+    # --- the drivers' poll interval, shortened for the recovery (poll_interval) ------------------
+    @property
+    def poll(self):
+        """None when notice_wait is given: the DBA says how long the drivers take, nothing is lowered."""
+        if self._poll is None and self.p['notice_wait'] is None:
+            self._poll = PollInterval(self.p.get('freeze_read_duration') or 1,
+                                      'online recovery of serverid %d' % self.target['serverid'], self.say)
+        return self._poll
+
+    def mngdb_conns(self, node):
+        """{label: connection} to each covered management database on `node` (a status node dict)."""
+        return dict(('serverid %d %s' % (node['serverid'], mngdb_name(userdb)),
+                     self.connect(node, mngdb_name(userdb))[1]) for userdb in self.userdbs)
+
+    def answering_mngdb_conns(self, node):
+        try:
+            return self.mngdb_conns(node)
+        except ForestPgError as exc:
+            self.say('serverid %d does not answer (%s): its management databases are left as they are'
+                     % (node['serverid'], exc.detail.strip()))
+            return {}
+
+    def put_back_poll_interval(self, strict):
+        """The DBA's mngdb_read_duration back on both nodes (those answering, unless strict)."""
+        if self.poll is None:
+            return []
+        conns = self.mngdb_conns(self.source) if strict else self.answering_mngdb_conns(self.source)
+        conns.update(self.mngdb_conns(self.target) if strict else self.answering_mngdb_conns(self.target))
+        return self.poll.put_back(conns, strict=strict)
 
     # --- driving the phases --------------------------------------------------------------
     def run(self):
@@ -335,6 +368,11 @@ class OnlineRecovery(Recovery):
                      'start it as a standby' % (self.server.data_dir, self.source['serverid'], needed >> 20,
                                                 ', '.join(self.userdbs)))
             return
+        polled = {}
+        if self.poll is not None:  # refuse before anything changes where drivers cannot be told
+            polled = self.mngdb_conns(self.source)
+            polled.update(self.answering_mngdb_conns(self.target))
+            self.poll.check(polled)
         self.drop_slot(admin, slot, leftover=True)
         state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
                      replaced_databases=self.replaced,
@@ -343,6 +381,8 @@ class OnlineRecovery(Recovery):
         self.workspace.create()
         self.state = state
         self.workspace.save(self.state)
+        if self.poll is not None:  # drivers take the short interval while the copy runs
+            self.poll.lower(polled)
         if self.server.stop():
             self.say('stopped the server of %s' % self.server.data_dir)
         self.move_aside()
@@ -385,13 +425,16 @@ class OnlineRecovery(Recovery):
         env.pop('PGPASSWORD', None)
         self.say('pg_basebackup from serverid %d (slot %s)' % (self.source['serverid'], slot))
         started = time.monotonic()
+        # A process group of its own: pg_basebackup forks a WAL streamer, which would outlive a killed
+        # parent and hold the pipe open; the group goes as one (kill_basebackup).
         process = subprocess.Popen(self.server.as_user(argv), env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+                                   stderr=subprocess.PIPE, start_new_session=True)
         self.basebackup = process
         last = self.follow_progress(process)
         if process.wait() != 0:
             raise RecoveryError('pg_basebackup from serverid %d failed (exit %s): %s'
                                 % (self.source['serverid'], process.returncode, last[-600:]))
+        self.basebackup = None  # done, and its group with it
         self.bytes_copied = tree_size(self.server.data_dir)
         seconds = time.monotonic() - started
         self.say('base backup done: %d MB in %.1fs (%.0f MB/s)'
@@ -416,7 +459,13 @@ class OnlineRecovery(Recovery):
 
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
-        thread.join()
+        ended = None
+        while thread.is_alive():
+            thread.join(0.5)
+            if process.poll() is not None:
+                ended = ended or time.monotonic()
+                if time.monotonic() - ended > 5:  # the main process is gone but a child holds stderr
+                    self.kill_basebackup()
         return tail[-1].strip()
 
     def put_back_own_config(self, standby=None):
@@ -463,6 +512,11 @@ class OnlineRecovery(Recovery):
         if not run(tgt_admin, 'SELECT pg_is_in_recovery() AS standby')[0]['standby']:
             raise RecoveryError('serverid %d is not a standby any more: someone promoted it outside the recovery'
                                 % self.target['serverid'])
+        if self.poll is not None:  # lowered by the base phase (or again now, if someone put it back)
+            labelled = dict(('serverid %d %s' % (self.source['serverid'], mngdb_name(userdb)), conn)
+                            for userdb, conn in src_mngdbs.items())
+            self.poll.lower(labelled)
+            self.poll.wait_for_drivers(labelled)
         self.catch_up(src_admin, tgt_admin)
         unlogged = []  # (userdb, tables, bulk connection to the source)
         for userdb, src_user in src_users.items():
@@ -476,6 +530,7 @@ class OnlineRecovery(Recovery):
         if notice is None:  # every database's drivers must notice: the longest poll interval
             notice = max(float(read_config(conn, 'global_config').get('mngdb_read_duration', 30))
                          for conn in src_mngdbs.values())
+        self.cut_report['notice_seconds'] = notice
         self.say('write freeze: serverid %d to 0 in %s, waiting %.1fs for drivers to notice'
                  % (self.target['serverid'], ', '.join(mngdb_name(userdb) for userdb in self.userdbs), notice))
         freeze = Quiesce(dict(('serverid %d %s' % (self.source['serverid'], mngdb_name(userdb)), conn)
@@ -491,6 +546,9 @@ class OnlineRecovery(Recovery):
         self.workspace.save(self.state)
         self.say('write freeze released after %ss: serverid %d is valid (1) on both nodes'
                  % (self.freeze_window, self.target['serverid']))
+        failures = self.put_back_poll_interval(strict=False)  # the cleanup tries again
+        if failures:
+            self.cut_report['read_duration_not_put_back'] = failures
 
     def lag(self, src_admin, tgt_admin):
         replayed = run(tgt_admin, "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text AS lsn")[0]['lsn']
@@ -629,6 +687,7 @@ class OnlineRecovery(Recovery):
         if not self.server.running():  # it crashed or was stopped after the cut: it is a primary now
             self.server.start()
             self.say('started the server of %s (it was not running)' % self.server.data_dir)
+        self.put_back_poll_interval(strict=True)
         _t, tgt_admin = self.connect(self.target, 'postgres')
         run(tgt_admin, 'SELECT pg_reload_conf()')
         self.wait_standby_settings_gone(tgt_admin)
@@ -706,6 +765,8 @@ class OnlineRecovery(Recovery):
             state['stage'] = CANCEL_PENDING
             self.workspace.save(state)
         self.reset_source()
+        if self.poll is not None:  # the target's own (old) management databases, if it lowered them
+            self.poll.put_back(self.answering_mngdb_conns(self.target), strict=False)
         self.workspace.remove()
         state['stage'] = CANCELLED
         self.say('cancelled: serverid %d as before the recovery, no slot on serverid %d'
@@ -718,9 +779,14 @@ class OnlineRecovery(Recovery):
         return before if isinstance(before, dict) else {self.mngdb: before}
 
     def kill_basebackup(self):
-        if self.basebackup is not None and self.basebackup.poll() is None:
-            self.basebackup.kill()
-            self.basebackup.wait()
+        """pg_basebackup and what it forked (its process group), if it was started and not yet killed."""
+        if self.basebackup is None:
+            return
+        try:
+            os.killpg(self.basebackup.pid, signal.SIGKILL)
+        except OSError:  # already gone
+            pass
+        self.basebackup.wait()
 
     def reset_source(self):
         """Slot dropped and the freeze's 0 undone on the source; retried while it does not answer."""
@@ -737,8 +803,10 @@ class OnlineRecovery(Recovery):
                         set_validity(mngdb, self.target['serverid'], before)
                         self.say('udb_validity of serverid %d set back to %s in %s on serverid %d'
                                  % (self.target['serverid'], before, name, self.source['serverid']))
+                if self.poll is not None:
+                    self.poll.put_back(self.mngdb_conns(self.source))
                 return
-            except (ForestPgError, RecoveryError) as exc:
+            except (ForestPgError, RecoveryError, PollIntervalError) as exc:
                 close_all(self.conns)
                 self.conns = []
                 if time.monotonic() > deadline:
@@ -757,5 +825,6 @@ class OnlineRecovery(Recovery):
                     source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
                     userdbs=state.get('userdbs', self.userdbs),
                     phases=self.phases, bytes_copied=self.bytes_copied, freeze_window=self.freeze_window,
+                    read_duration=self._poll.report if self._poll is not None else None,
                     cut=self.cut_report, cleanup=self.cleanup_report, progress=self.progress,
                     seconds=round(time.monotonic() - self.started, 3))

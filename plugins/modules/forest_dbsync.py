@@ -32,6 +32,7 @@ author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
   - pgforest.cluster.connection
   - pgforest.cluster.pair
+  - pgforest.cluster.freeze
 options:
   mode:
     description: C(compare) changes nothing; C(sync) repairs the target from the source.
@@ -87,7 +88,7 @@ options:
   notice_wait:
     description:
       - Seconds to wait, inside the write freeze, for polling drivers to notice it (O(online=true)).
-      - Defaults to the pair's C(mngdb_read_duration).
+      - Defaults to C(mngdb_read_duration) as O(freeze_read_duration) has made it (given, nothing is lowered).
     type: float
   idle_wait_timeout:
     description: Seconds to wait for open transactions to end inside the freeze before giving up.
@@ -194,6 +195,16 @@ freeze_window:
   description: Seconds the applications' writes were frozen (O(online=true)), else null.
   returned: always
   type: float
+read_duration:
+  description:
+    - With O(online=true) and no O(notice_wait), what happened to C(mngdb_read_duration) (O(freeze_read_duration)),
+      else null. C(short) the value used; C(lowered), C(adopted) (left short by a run that was killed),
+      C(put_back) and C(kept) (changed by someone during the run) list management databases as
+      C(serverid N name); C(waited) the seconds waited before the freeze for the drivers to take it.
+  returned: always
+  type: dict
+  sample: {"short": 1, "lowered": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "adopted": [],
+           "put_back": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "kept": [], "waited": 29.8}
 progress:
   description: What the module did, with seconds since it started (also shown with -v).
   returned: always
@@ -221,6 +232,7 @@ def main():
         sample_size=dict(type='int', default=20),
         reload_fraction=dict(type='float', default=0.5),
         notice_wait=dict(type='float'),
+        freeze_read_duration=dict(type='int', default=1),
         idle_wait_timeout=dict(type='float', default=20),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
     )
@@ -228,7 +240,8 @@ def main():
     if module.params['online'] and module.params['mode'] == 'sync':
         module.fail_json(msg='online=true is for mode=compare: a sync needs the applications stopped. To bring a '
                              'node back while they run, use pgforest.cluster.forest_recover mode=online')
-    bad = out_of_range(module.params, positive=('sample_size', 'notice_wait', 'idle_wait_timeout'),
+    bad = out_of_range(module.params,
+                       positive=('sample_size', 'notice_wait', 'freeze_read_duration', 'idle_wait_timeout'),
                        fractions=('reload_fraction',))
     if bad:
         module.fail_json(msg=bad)

@@ -37,6 +37,7 @@ extends_documentation_fragment:
   - pgforest.cluster.connection
   - pgforest.cluster.pair
   - pgforest.cluster.local_server
+  - pgforest.cluster.freeze
 options:
   mode:
     description: C(offline) with the applications stopped, C(online) while they keep writing.
@@ -81,7 +82,9 @@ options:
     description: Limit for the base copy's read rate on the source (C(pg_basebackup --max-rate), e.g. C(50M)).
     type: str
   notice_wait:
-    description: Seconds the drivers need to notice C(udb_validity=0); default C(mngdb_read_duration).
+    description:
+      - Seconds the drivers need to notice C(udb_validity=0) (given, C(mngdb_read_duration) is not lowered).
+      - Default C(mngdb_read_duration) at the freeze, which O(freeze_read_duration) has made short.
     type: float
   idle_wait_timeout:
     description: How long the freeze waits for open transactions on the source to end before it gives up.
@@ -202,6 +205,16 @@ freeze_window:
   description: With O(mode=online), seconds from udb_validity 0 to 1 (the writes' pause).
   returned: success
   type: float
+read_duration:
+  description:
+    - With O(mode=online) and no O(notice_wait), what happened to C(mngdb_read_duration) (O(freeze_read_duration)),
+      else null. C(short) the value used; C(lowered), C(adopted) (left short by a run that was killed),
+      C(put_back) and C(kept) (changed by someone during the run) list management databases as
+      C(serverid N name); C(waited) the seconds waited before the freeze for the drivers to take it.
+  returned: success
+  type: dict
+  sample: {"short": 1, "lowered": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "adopted": [],
+           "put_back": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "kept": [], "waited": 27.3}
 cut:
   description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), replay_wait_seconds,
     promote_seconds, sequences_copied, freeze_window; with unlogged tables, unlogged_tables, unlogged_rows and
@@ -264,6 +277,7 @@ def main():
         include_valid=dict(type='list', elements='str', default=[]),
         replace_databases=dict(type='list', elements='str', default=[]),
         notice_wait=dict(type='float'),
+        freeze_read_duration=dict(type='int', default=1),
         idle_wait_timeout=dict(type='float', default=20),
         catch_up_timeout=dict(type='float', default=3600),
         replay_wait_timeout=dict(type='float', default=30),
@@ -275,8 +289,9 @@ def main():
     if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
         module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
                          % module.params['phase'])
-    bad = out_of_range(module.params, positive=('notice_wait', 'idle_wait_timeout', 'catch_up_timeout',
-                                                'replay_wait_timeout', 'sample_size', 'start_timeout'),
+    bad = out_of_range(module.params, positive=('notice_wait', 'freeze_read_duration', 'idle_wait_timeout',
+                                                'catch_up_timeout', 'replay_wait_timeout', 'sample_size',
+                                                'start_timeout'),
                        fractions=('reload_fraction',))
     if module.params['max_rate'] and not re.match(r'^[0-9]+[kM]?$', module.params['max_rate']):
         bad = 'max_rate must be a number of kB/s, or end in k or M like 50M (got %r). Nothing was changed' \
