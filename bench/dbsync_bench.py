@@ -1,10 +1,14 @@
-"""forest_dbsync against the guide's jma-dbsync methods, measured in the same run.
+"""forest_dbsync against the guide's jma-dbsync methods and pg_comparator, measured in the same run.
 
 Builds a pgbench database (`benchdb`, scale 20 = 2 M accounts by default) on
-both sandbox nodes, makes a fraction of the accounts drift by UPDATE on
-serverid 1 only (row counts stay equal), then times:
+both sandbox nodes, then times, with no drift and again after a fraction of the
+accounts drifted by UPDATE on serverid 1 only (row counts stay equal):
 
-  compare    row counts of every table via psql (the guide's way)  vs  forest_dbsync compare
+  compare    the floor: bit_xor(hash_record_extended(row, 0)) over every table on
+             both nodes at once (no compare can read less); row counts via psql (the
+             guide's way); pg_comparator (Debian package postgresql-comparator, its C
+             checksums, installed by the bench); forest_dbsync compare.  Median of
+             --rounds, each tool in turn within a round.
   repair     drop + pg_dump | psql of the whole database          vs  forest_dbsync mode=sync
   full copy  pg_dump | psql onto an empty database                vs  forest_dbsync scope=all
              (onto the same tables, empty)
@@ -13,14 +17,15 @@ Ratios are against the guide's method measured in this run.  forest_dbsync's
 time is the module's own (summary.seconds); the wall time through `ansible`
 (about 1.5 s of Ansible start-up more) is printed beside it.
 
-    .venv/bin/python bench/dbsync_bench.py [--scale 20] [--drift 0.001]
+    .venv/bin/python bench/dbsync_bench.py [--scale 20] [--drift 0.001] [--rounds 3] [--jobs 1]
 """
 import argparse
+import statistics
 import subprocess
 
 from pgforest_dev import sandbox
-from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, env as bench_env, host_args, print_table,
-                                psql, recreate, timed)
+from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, env as bench_env, hash_floor, host_args,
+                                pg_comparator, print_table, psql, recreate, timed)
 
 PG_BIN = sandbox.PG_BIN
 
@@ -59,23 +64,41 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scale', type=int, default=20, help='pgbench scale (20 = 2 M accounts)')
     parser.add_argument('--drift', type=float, default=0.001, help='fraction of accounts changed on serverid 1')
+    parser.add_argument('--rounds', type=int, default=3, help='rounds of each compare (the median is shown)')
+    parser.add_argument('--jobs', type=int, default=1, help='forest_dbsync jobs')
     args = parser.parse_args()
 
     print('setting up pgbench scale %d on both nodes ...' % args.scale, flush=True)
     setup(args.scale)
     rows = int(psql(0, DB, 'SELECT count(*) FROM pgbench_accounts'))
-    drifted = drift(args.drift)
-    print('%d accounts, %d drifted on serverid 1 by UPDATE (row counts unchanged)\n' % (rows, drifted))
+    size = int(psql(0, DB, 'SELECT pg_database_size(current_database())'))
+    print('%d accounts, %.0f MB per node; drift: UPDATE of %g %% of them on serverid 1 (row counts unchanged)\n'
+          % (rows, size / 2 ** 20, args.drift * 100))
+
+    print('compare (median of %d rounds, seconds)' % args.rounds)
+    print('%-12s %8s %10s %14s %14s %9s %12s  %s' % ('drift', 'floor', 'row counts', 'pg_comparator', 'forest_dbsync',
+                                                     '/ floor', 'pgc / ours', 'found'))
+    cmp_result = None
+    for label, fraction in (('none', 0), ('%g %%' % (args.drift * 100), args.drift)):
+        drifted = drift(fraction) if fraction else 0
+        rounds = dict(floor=[], counts=[], pgc=[], ours=[])
+        for _round in range(args.rounds):
+            rounds['floor'].append(hash_floor(DB))
+            count_time, count_equal = timed(rowcount_compare)
+            rounds['counts'].append(count_time)
+            pgc_time, pgc_found = pg_comparator(DB)
+            rounds['pgc'].append(pgc_time)
+            cmp_result, _wall = dbsync(jobs=args.jobs)
+            rounds['ours'].append(cmp_result['summary']['seconds'])
+        found = sum(t['changed'] + t['missing'] + t['extra'] for t in cmp_result['tables'])
+        med = dict((name, statistics.median(values)) for name, values in rounds.items())
+        print('%-12s %8.2f %10.2f %14.2f %14.2f %8.2fx %11.1fx  forest_dbsync %d of %d drifted rows, pg_comparator %d, '
+              'row counts say %s' % (label, med['floor'], med['counts'], med['pgc'], med['ours'],
+                                     med['ours'] / med['floor'], med['pgc'] / med['ours'], found, drifted, pgc_found,
+                                     'equal' if count_equal else 'different'))
+    print('compare phases: %s\n' % cmp_result['phases'])
 
     lines = []
-    count_time, count_equal = timed(rowcount_compare)
-    cmp_result, cmp_wall = dbsync()
-    cmp_time = cmp_result['summary']['seconds']
-    found = sum(t['changed'] + t['missing'] + t['extra'] for t in cmp_result['tables'])
-    lines.append(('compare', 'row counts (psql per table)', count_time, 'reports %s' % (
-        'EQUAL - misses the drift' if count_equal else 'different'), 'forest_dbsync compare', cmp_time, cmp_wall,
-        'found %d differing rows%s' % (found, ' (all)' if found == drifted else '')))
-
     dump_time, dump_bytes = timed(dump_restore)
     drift(args.drift)
     sync_result, sync_wall = dbsync(mode='sync', source=0)
@@ -97,7 +120,6 @@ def main():
 
     print_table(lines, 'the guide\'s method')
     print('\nratio = forest_dbsync module seconds / the guide\'s method seconds (lower is better)')
-    print('compare phases: %s' % cmp_result['phases'])
     print('sync phases:    %s' % sync_result['phases'])
     print('scope=all phases: %s' % all_result['phases'])
     drop_databases()

@@ -93,7 +93,7 @@ def dump_restore(schema_only_target=False):
 def user_tables(serverid, dbname, keyed_only=False):
     """schema.table of every ordinary table ([with its primary key column list] if keyed_only)."""
     rows = psql(serverid, dbname, """
-        SELECT format('%%I.%%I', n.nspname, c.relname) || coalesce('?' || (
+        SELECT format('%I.%I', n.nspname, c.relname) || coalesce('?' || (
                  SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM pg_index i
                  CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum

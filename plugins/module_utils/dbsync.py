@@ -39,9 +39,12 @@ PINNED_SETTINGS = (
     ('bytea_output', 'hex'),
     ('lc_monetary', 'C'),
 )
-# Small buckets: drift spread over a table still leaves most rows unread when localizing.
-ROWS_PER_BUCKET = 16
+# Buckets of 128 keys: grouping 2 M rows in 16-key buckets took 0.64 s where 128-key buckets took
+# 0.46 s (the bare hash scan 0.39 s); with 0.1 % of the rows drifted, listing the rows of the
+# differing buckets then costs about what 64-key buckets save in grouping (bench/dbsync_bench.py).
+ROWS_PER_BUCKET = 128
 MAX_BUCKETS = 1 << 18
+PACKED_ROWS = 1 << 22  # rows per query when localizing a table with one integer key (64 MB)
 # Our own sessions group many buckets in memory (HashAggregate).
 SESSION_WORK_MEM = '128MB'
 
@@ -199,23 +202,44 @@ def describe_key(table):
 
 
 INTEGER_TYPES = ('smallint', 'integer', 'bigint')
-# Types whose equality means the very same value, so their own hash function is
-# exact.  Others (numeric 1.0 = 1.00, float -0 = 0, interval '1 day' = '24 hours',
-# jsonb, arrays, ...) are hashed as their text with the pinned settings.
-NATIVE_HASH_TYPES = INTEGER_TYPES + ('oid', 'boolean', 'bytea', 'date', 'uuid', 'text', 'character varying',
-                                     'time without time zone', 'timestamp without time zone',
-                                     'timestamp with time zone')
-COLLATED_TYPES = ('text', 'character varying', 'character')
+# Types whose equality means the very same value, so hashing the value itself is exact, and how
+# (value, seed).  Others (numeric 1.0 = 1.00, float -0 = 0, interval '1 day' = '24 hours', jsonb,
+# arrays, ...) are hashed as their text with the pinned settings.
+TYPE_HASHES = {
+    'smallint': 'hashint2extended({}, {})', 'integer': 'hashint4extended({}, {})',
+    'bigint': 'hashint8extended({}, {})', 'oid': 'hashoidextended({}, {})',
+    'boolean': 'hashint4extended({}::int4, {})', 'uuid': 'uuid_hash_extended({}, {})',
+    'bytea': "hashtextextended(encode({}, 'hex'), {})",
+    # byte-wise, whatever the column's collation
+    'text': 'hashtextextended({} COLLATE "C", {})', 'character varying': 'hashtextextended({} COLLATE "C", {})',
+    'character': 'hashbpcharextended({} COLLATE "C", {})',
+    'time without time zone': 'time_hash_extended({}, {})',
+    'timestamp without time zone': 'timestamp_hash_extended({}, {})',
+    'timestamp with time zone': 'timestamp_hash_extended({}::timestamp, {})',  # exact: TimeZone is pinned to UTC
+    'date': 'timestamp_hash_extended({}::timestamp, {})',
+}
 
 
-def hash_input(name, type_name):
-    """A column as it enters the row hash."""
+def hash_input(name, type_name, seed=0):
+    """A column's value hashed (int8), seeded by its position; NULL gets a constant of its own
+    (PostgreSQL folds it at plan time)."""
     base = type_name.split('(')[0]
-    if base in NATIVE_HASH_TYPES or (base == 'character' and '(' in type_name):
-        if base in COLLATED_TYPES:  # byte-wise, whatever the column's collation
-            return sql.SQL('{} COLLATE "C"').format(ident(name))
-        return ident(name)
-    return sql.SQL('({}::text COLLATE "C")').format(ident(name))
+    if base in TYPE_HASHES and (base != 'character' or '(' in type_name):
+        template = TYPE_HASHES[base]
+    else:
+        template = 'hashtextextended(({}::text COLLATE "C"), {})'
+    return sql.SQL('coalesce({}, hashint8extended({}, 1))').format(
+        sql.SQL(template).format(ident(name), sql.Literal(seed)), sql.Literal(seed))
+
+
+def row_hash(columns, types):
+    """A row's hash (int8): each column hashed with its position as seed, XORed, hashed again.
+    Cheaper than hash_record_extended(ROW(...)), which builds and takes apart a tuple per row;
+    the last hash ties the columns of a row together, so values swapped between rows still show."""
+    if not columns:
+        return sql.SQL('hashint8extended(0, 0)')
+    return sql.SQL('hashint8extended({}, 0)').format(
+        sql.SQL(' # ').join(hash_input(name, types[name], seed) for seed, name in enumerate(columns)))
 
 
 class TableSql(object):
@@ -234,8 +258,7 @@ class TableSql(object):
         self.types = dict((c['name'], c['type']) for c in table['columns'])
         self.key = table['row_key'] or []
         self.column_list = sql.SQL(', ').join(ident(name) for name in self.columns)
-        self.row_hash = sql.SQL('hash_record_extended(ROW({}), 0)').format(
-            sql.SQL(', ').join(hash_input(name, self.types[name]) for name in self.columns))
+        self.row_hash = row_hash(self.columns, self.types)
         self.buckets = max(1, min(MAX_BUCKETS, int(rows // ROWS_PER_BUCKET) + 1))
         if not self.key:
             self.strategy = 'whole'
@@ -243,7 +266,7 @@ class TableSql(object):
         elif key_range is not None and self.integer_key():
             self.strategy = 'range'
             span = max(1, key_range[1] - key_range[0] + 1)
-            self.shift = max(0, (span // self.buckets).bit_length())
+            self.shift = max(0, span // self.buckets - 1).bit_length()  # the least 2**shift >= keys per bucket
             self.bucket = sql.SQL('({}::int8 >> {})').format(ident(self.key[0]), sql.Literal(self.shift))
         else:
             self.strategy = 'hash'
@@ -255,15 +278,21 @@ class TableSql(object):
     def integer_key(self):
         return len(self.key) == 1 and self.types[self.key[0]] in INTEGER_TYPES
 
-    def bucket_hashes(self, only=False):
+    def bucket_hashes(self, only=False, blocks=None):
         # Keys are unique, so XOR of the row hashes is exact; without a key, equal
         # rows would cancel under XOR: sum them instead.
         combine = 'bit_xor({})' if self.key else 'sum({}::numeric)'
         return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, {combined} AS h FROM {rows} GROUP BY 1').format(
-            bucket=self.bucket, combined=sql.SQL(combine).format(self.row_hash), rows=self.rows(only))
+            bucket=self.bucket, combined=sql.SQL(combine).format(self.row_hash), rows=self.rows(only, blocks))
 
-    def rows(self, only):
-        """FROM clause: the table, or only the rows of the buckets in parameter %s (int8[])."""
+    def rows(self, only, blocks=None):
+        """FROM clause: the table, or only the rows of the buckets in parameter %s (int8[]), or only
+        those in the blocks [first, end) of this node's copy (end None: to the end; a TID range scan)."""
+        if blocks is not None:
+            first, end = blocks
+            return sql.SQL('{rel} WHERE ctid >= {first}::tid{end}').format(
+                rel=self.relation, first=sql.Literal('(%d,0)' % first),
+                end=sql.SQL('') if end is None else sql.SQL(' AND ctid < {}::tid').format(sql.Literal('(%d,0)' % end)))
         if not only:
             return self.relation
         if self.strategy == 'range':
@@ -279,6 +308,9 @@ class TableSql(object):
 
     def row_hashes(self):
         keys = sql.SQL(', ').join(sql.SQL('{}::text').format(ident(name)) for name in self.key)
+        if self.strategy == 'range':  # one integer key: (key, hash) pairs packed as for the buckets
+            return sql.SQL("SELECT string_agg(int8send({key}::int8) || int8send({hash}), ''::bytea) FROM {rows}").format(
+                key=ident(self.key[0]), hash=self.row_hash, rows=self.rows(True))
         return sql.SQL('SELECT {keys}, {hash} AS h FROM {rows}').format(
             keys=keys, hash=self.row_hash, rows=self.rows(True))
 
@@ -337,33 +369,93 @@ def table_sql_for(source_conn, target_conn, source_table, target_table):
     return TableSql(source_table, rows, key_range)
 
 
-def bucket_hashes(conn, table_sql, buckets=None):
-    """{bucket: (rows, hash)}, of every bucket or only of the given ones.
+def block_slices(blocks, jobs):
+    """[first, end) block ranges splitting a table of `blocks` blocks in `jobs` parts, the last one
+    open-ended (pure)."""
+    jobs = max(1, min(jobs, blocks))
+    bounds = [blocks * i // jobs for i in range(jobs)]
+    return [(first, end) for first, end in zip(bounds, bounds[1:] + [None])]
+
+
+def merge_buckets(parts, keyed):
+    """One {bucket: (rows, hash)} from those of disjoint parts of a table: counts add, hashes XOR
+    (keyed) or add (the sums of a table without a key) (pure)."""
+    merged = {}
+    for part in parts:
+        for bucket, (count, digest) in part.items():
+            if bucket in merged:
+                old_count, old_digest = merged[bucket]
+                merged[bucket] = (old_count + count, old_digest ^ digest if keyed else old_digest + digest)
+            else:
+                merged[bucket] = (count, digest)
+    return merged
+
+
+def table_blocks(conn, table):
+    """Blocks of this node's copy of a plain table (0 for a partitioned one: its rows are in its partitions)."""
+    if table['kind'] != 'r':
+        return 0
+    return int(run(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8 AS blocks",
+                   [ident(table['schema'], table['name']).as_string(conn)], action='size of %s' % table_name(table))[0]['blocks'])
+
+
+def bucket_hashes(conn, table_sql, buckets=None, blocks=None):
+    """{bucket: (rows, hash)}, of every bucket or only of the given ones (or of the rows in a block range).
 
     With a key there are up to MAX_BUCKETS buckets: they travel as one bytea of
     big-endian int8 triples (bucket, rows, hash), which Python unpacks in C,
     instead of a result row each (most of the compare's client time otherwise)."""
     params = [sorted(buckets)] if buckets is not None else None
-    query = table_sql.bucket_hashes(only=buckets is not None)
+    query = table_sql.bucket_hashes(only=buckets is not None, blocks=blocks)
     action = 'hash %s' % table_name(table_sql.table)
     if not table_sql.key:  # one bucket, its hash a numeric sum
         rows = run(conn, query, params, action, tuples=True)
         return dict((bucket, (count, digest)) for bucket, count, digest in rows)
     packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea "
                      "ORDER BY bucket) FROM ({}) AS pgforest_buckets").format(query)
-    blob = run(conn, packed, params, action, tuples=True)[0][0] or b''
-    values = array.array('q')
-    values.frombytes(bytes(blob))
-    if sys.byteorder == 'little':
-        values.byteswap()
+    # The planner cannot know how many buckets there are and would sort every row to group them;
+    # a hash table of the buckets is about twice as fast (work_mem is pinned high enough for it).
+    run(conn, "SELECT set_config('enable_sort', 'off', false)", action=action)
+    try:
+        blob = run(conn, packed, params, action, tuples=True)[0][0] or b''
+    finally:
+        run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
+    values = unpack_int8s(blob)
     return dict(zip(values[0::3], zip(values[1::3], values[2::3])))
 
 
 def row_hashes(conn, table_sql, buckets):
-    rows = run(conn, table_sql.row_hashes(), [sorted(buckets)], action='list rows of %s' % table_name(table_sql.table),
-               tuples=True)
+    """{key: row hash} of the rows in the given buckets; a key is a tuple of texts, or an int for a
+    table with one integer key (key_texts turns those into tuples; unpacking ints in C is faster)."""
+    action = 'list rows of %s' % table_name(table_sql.table)
+    buckets = sorted(buckets)
+    if table_sql.strategy == 'range':
+        # A bucket holds at most 2**shift keys: chunks of at most PACKED_ROWS rows (a bytea of 16 bytes
+        # per row has to stay far below PostgreSQL's 1 GB).
+        per_chunk = max(1, PACKED_ROWS >> table_sql.shift)
+        found = {}
+        for start in range(0, len(buckets), per_chunk):
+            blob = run(conn, table_sql.row_hashes(), [buckets[start:start + per_chunk]], action=action,
+                       tuples=True)[0][0]
+            found.update(zip(*[iter(unpack_int8s(blob))] * 2))
+        return found
+    rows = run(conn, table_sql.row_hashes(), [buckets], action=action, tuples=True)
     width = len(table_sql.key)
     return dict((row[:width], row[width]) for row in rows)
+
+
+def unpack_int8s(blob):
+    """The big-endian int8s of a bytea (None: none)."""
+    values = array.array('q')
+    values.frombytes(bytes(blob or b''))
+    if sys.byteorder == 'little':
+        values.byteswap()
+    return values
+
+
+def key_texts(keys):
+    """Keys as tuples of texts, as keys_match and the report take them."""
+    return [key if isinstance(key, tuple) else (str(key),) for key in keys]
 
 
 def table_name(table):

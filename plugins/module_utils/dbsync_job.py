@@ -34,6 +34,7 @@ class SyncOptions(NamedTuple):
     notice_wait: Optional[float] = None        # the freeze's notice time (None: mngdb_read_duration)
     freeze_read_duration: int = 1              # mngdb_read_duration meanwhile (poll_interval), without notice_wait
     idle_wait_timeout: float = 20
+    jobs: int = 1                    # sessions per node hashing slices of a big table at once
 
     @classmethod
     def from_params(cls, params, **overrides):
@@ -41,6 +42,10 @@ class SyncOptions(NamedTuple):
         given = dict((name, params[name]) for name in cls._fields if params.get(name) is not None)
         given.update(overrides)
         return cls(**given)
+
+
+# Below this many blocks (8 MB) a table is hashed by one session per node whatever `jobs` says.
+SLICE_MIN_BLOCKS = 1024
 
 
 class Sync(Job):
@@ -52,6 +57,7 @@ class Sync(Job):
         self.source = self.target = None        # status node dicts
         self.src_node = self.tgt_node = None     # their Nodes
         self.src = self.src_peer = self.tgt = None  # snapshot connections (two on the source)
+        self.hashers = dict(source=[], target=[])   # sessions in the snapshots that hash (jobs per node)
         self.snapshot = None
         self.freeze_window = None
         self.poll = None  # PollInterval of an online compare without notice_wait
@@ -85,6 +91,23 @@ class Sync(Job):
         else:
             self.refuse_if_applications()
             self.begin_snapshots()
+        self.open_hashers()
+
+    def open_hashers(self):
+        """jobs sessions per node in the compare's snapshots (the first ones are src_peer and tgt)."""
+        self.hashers = dict(source=[self.src_peer], target=[self.tgt])
+        if self.options.jobs <= 1:
+            return
+        snapshots = dict(source=self.snapshot, target=run(self.tgt, 'SELECT pg_export_snapshot() AS id')[0]['id'])
+        for side, node in (('source', self.source), ('target', self.target)):
+            for _job in range(self.options.jobs - 1):
+                _node, conn = self.connect(node, node['userdb'], bulk=True)
+                dbsync.pin_settings(conn)
+                run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+                run(conn, dbsync.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(dbsync.sql.Literal(snapshots[side])))
+                self.hashers[side].append(conn)
+        self.say('%d sessions per node hash tables of %d MB and more in slices' % (self.options.jobs,
+                                                                                SLICE_MIN_BLOCKS * 8 >> 10))
 
     def refuse_if_applications(self):
         conns = [('serverid %d' % self.source['serverid'], self.src), ('serverid %d' % self.target['serverid'], self.tgt)]
@@ -199,7 +222,7 @@ class Sync(Job):
             result.update(status='different', method='reload', detail='scope=all: copied without comparing')
             return result
         with self.timer('hash'):
-            src_buckets, tgt_buckets = self.both(dbsync.bucket_hashes, table_sql)
+            src_buckets, tgt_buckets = self.hash_buckets(table_sql, src)
         result['rows_source'] = sum(n for n, _h in src_buckets.values())
         result['rows_target'] = sum(n for n, _h in tgt_buckets.values())
         differing = dbsync.compare_buckets(src_buckets, tgt_buckets)
@@ -213,7 +236,7 @@ class Sync(Job):
             return result
         with self.timer('localize'):
             src_rows, tgt_rows = self.both(dbsync.row_hashes, table_sql, differing)
-        missing, extra, changed = dbsync.localize(src_rows, tgt_rows)
+        missing, extra, changed = (dbsync.key_texts(keys) for keys in dbsync.localize(src_rows, tgt_rows))
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
                       keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.options.sample_size]])
                                 for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
@@ -223,6 +246,35 @@ class Sync(Job):
         self.say('%s: %d missing, %d extra, %d changed of %d rows'
                  % (name, len(missing), len(extra), len(changed), result['rows_source']))
         return result
+
+    def hash_buckets(self, table_sql, table):
+        """Both nodes' {bucket: (rows, hash)} of a table: with jobs > 1 and a big table, each node's
+        copy split in block ranges hashed by its sessions at once, then merged."""
+        jobs = self.options.jobs
+        if jobs <= 1:
+            return self.both(dbsync.bucket_hashes, table_sql)
+        sizes = self.both(dbsync.table_blocks, table)
+        if max(sizes) < SLICE_MIN_BLOCKS:
+            return self.both(dbsync.bucket_hashes, table_sql)
+        parts = dict(source=[], target=[])
+        failures = []
+
+        def work(side, conn, blocks):
+            try:
+                parts[side].append(dbsync.bucket_hashes(conn, table_sql, blocks=blocks))
+            except Exception as exc:  # re-raised below in the module's thread
+                failures.append(exc)
+        threads = [threading.Thread(target=work, args=(side, conn, blocks))
+                   for side, size in zip(('source', 'target'), sizes)
+                   for conn, blocks in zip(self.hashers[side], dbsync.block_slices(size, jobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        keyed = bool(table_sql.key)
+        return dbsync.merge_buckets(parts['source'], keyed), dbsync.merge_buckets(parts['target'], keyed)
 
     def both(self, function, *args):
         """Run function(conn, *args) on the source and the target at the same time."""

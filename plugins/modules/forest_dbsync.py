@@ -90,6 +90,13 @@ options:
       - Seconds to wait, inside the write freeze, for polling drivers to notice it (O(online=true)).
       - Defaults to C(mngdb_read_duration) as O(freeze_read_duration) has made it (given, nothing is lowered).
     type: float
+  jobs:
+    description:
+      - Sessions per node that hash a big table (8 MB and more) at once, each a block range of it, in the
+        compare's snapshot; two servers with many cores finish in a fraction of the time. Each job is one
+        more connection to each node. From C(1) to C(64).
+    type: int
+    default: 1
   idle_wait_timeout:
     description: Seconds to wait for open transactions to end inside the freeze before giving up.
     type: float
@@ -233,6 +240,7 @@ def main():
         reload_fraction=dict(type='float', default=0.5),
         notice_wait=dict(type='float'),
         freeze_read_duration=dict(type='int', default=1),
+        jobs=dict(type='int', default=1),
         idle_wait_timeout=dict(type='float', default=20),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
     )
@@ -241,8 +249,11 @@ def main():
         module.fail_json(msg='online=true is for mode=compare: a sync needs the applications stopped. To bring a '
                              'node back while they run, use pgforest.cluster.forest_recover mode=online')
     bad = out_of_range(module.params,
-                       positive=('sample_size', 'notice_wait', 'freeze_read_duration', 'idle_wait_timeout'),
+                       positive=('sample_size', 'notice_wait', 'freeze_read_duration', 'idle_wait_timeout', 'jobs'),
                        fractions=('reload_fraction',))
+    if not bad and module.params['jobs'] > 64:
+        bad = 'jobs must be from 1 to 64 (got %d): each job is a connection to each node. Nothing was changed' \
+            % module.params['jobs']
     if bad:
         module.fail_json(msg=bad)
     run_job(module, lambda slot: compare_and_repair(module, slot))

@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import (
-    compare_buckets, hash_input, localize, schema_difference, selected)
+    block_slices, compare_buckets, hash_input, localize, merge_buckets, schema_difference, selected)
 
 
 @pytest.mark.parametrize('type_name, native', [
@@ -67,3 +67,27 @@ def test_a_cut_list_of_keys_says_how_many_more():
     [line] = report_lines([table], [])
     assert 'missing: id=0, id=1, id=2, id=3, id=4 (and 7 more)' in line
     assert 'changed: id=99' in line and 'changed: id=99 (and' not in line
+
+
+@pytest.mark.parametrize('blocks, jobs, slices', [
+    (100, 1, [(0, None)]),
+    (100, 4, [(0, 25), (25, 50), (50, 75), (75, None)]),
+    (10, 3, [(0, 3), (3, 6), (6, None)]),
+    (2, 5, [(0, 1), (1, None)]),      # never more slices than blocks
+    (0, 4, [(0, None)]),              # empty table: one open slice still reads what is there
+])
+def test_block_slices_cover_the_table_once_and_the_last_is_open(blocks, jobs, slices):
+    assert block_slices(blocks, jobs) == slices
+
+
+def test_merged_slices_give_the_whole_tables_buckets():
+    parts = [{1: (2, 0b1010), 2: (1, 7)}, {1: (1, 0b0110)}, {3: (4, 9)}]
+    assert merge_buckets(parts, keyed=True) == {1: (3, 0b1100), 2: (1, 7), 3: (4, 9)}
+    assert merge_buckets([{0: (2, 10)}, {0: (3, 5)}], keyed=False) == {0: (5, 15)}  # sums of a keyless table
+    assert merge_buckets([], keyed=True) == {}
+
+
+def test_each_column_is_seeded_by_its_position_and_null_has_its_own_value():
+    rendered = repr(hash_input('col', 'integer', 3))
+    assert 'hashint4extended' in rendered and 'coalesce' in rendered and 'Literal(3)' in rendered
+    assert repr(hash_input('col', 'integer', 3)) != repr(hash_input('col', 'integer', 4))
