@@ -297,6 +297,8 @@ class Sync(Job):
     # --- repairing ---------------------------------------------------------------
     def repair(self):
         run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
+        for conn in self.hashers['target'][1:]:  # and so would those of the other hashing sessions
+            run(conn, 'ROLLBACK')
         self.psql = dbsync.find_psql(self.options.copy_with)
         _node, writer = self.connect(self.target, self.userdb, bulk=True)
         dbsync.pin_settings(writer)
