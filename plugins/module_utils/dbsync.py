@@ -14,6 +14,7 @@ every string and column boundaries unambiguous.
 from __future__ import annotations
 
 import array
+import copy
 import fnmatch
 import os
 import shutil
@@ -278,6 +279,18 @@ class TableSql(object):
     def integer_key(self):
         return len(self.key) == 1 and self.types[self.key[0]] in INTEGER_TYPES
 
+    def narrowed(self, bits):
+        """The same table in key-range buckets 2**bits times narrower (strategy range only)."""
+        fine = copy.copy(self)
+        fine.shift = self.shift - bits
+        fine.bucket = sql.SQL('({}::int8 >> {})').format(ident(self.key[0]), sql.Literal(fine.shift))
+        return fine
+
+    def fine_bucket_hashes(self, fine):
+        """Hashes of the `fine` buckets within this table's buckets in parameter %s (int8[])."""
+        return sql.SQL('SELECT {bucket} AS bucket, count(*) AS n, bit_xor({hash}) AS h FROM {rows} GROUP BY 1').format(
+            bucket=fine.bucket, hash=self.row_hash, rows=self.rows(True))
+
     def bucket_hashes(self, only=False, blocks=None):
         # Keys are unique, so XOR of the row hashes is exact; without a key, equal
         # rows would cancel under XOR: sum them instead.
@@ -422,6 +435,30 @@ def bucket_hashes(conn, table_sql, buckets=None, blocks=None):
         run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
     values = unpack_int8s(blob)
     return dict(zip(values[0::3], zip(values[1::3], values[2::3])))
+
+
+# Localizing a table with one integer key narrows the differing buckets 2**FINE_BITS times on the
+# server before listing rows: with drift spread thinly, most rows of a differing bucket are equal,
+# and hashing them in groups costs far less than sending and comparing each one.
+FINE_BITS = 3
+
+
+def fine_buckets(conn, table_sql, fine, buckets):
+    """{fine bucket: (rows, hash)} of the rows in the given (coarse) buckets."""
+    action = 'hash parts of %s' % table_name(table_sql.table)
+    packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea) "
+                     "FROM ({}) AS pgforest_buckets").format(table_sql.fine_bucket_hashes(fine))
+    found = {}
+    per_chunk = max(1, PACKED_ROWS >> table_sql.shift)
+    buckets = sorted(buckets)
+    run(conn, "SELECT set_config('enable_sort', 'off', false)", action=action)
+    try:
+        for start in range(0, len(buckets), per_chunk):
+            values = unpack_int8s(run(conn, packed, [buckets[start:start + per_chunk]], action, tuples=True)[0][0])
+            found.update(zip(values[0::3], zip(values[1::3], values[2::3])))
+    finally:
+        run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
+    return found
 
 
 def row_hashes(conn, table_sql, buckets):

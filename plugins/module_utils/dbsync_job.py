@@ -235,6 +235,10 @@ class Sync(Job):
             result.update(method='reload', detail='no primary key or unique NOT NULL key: compared and repaired whole')
             return result
         with self.timer('localize'):
+            if table_sql.strategy == 'range' and table_sql.shift > dbsync.FINE_BITS:
+                fine = table_sql.narrowed(dbsync.FINE_BITS)
+                differing = dbsync.compare_buckets(*self.both(dbsync.fine_buckets, table_sql, fine, differing))
+                table_sql = fine
             src_rows, tgt_rows = self.both(dbsync.row_hashes, table_sql, differing)
         missing, extra, changed = (dbsync.key_texts(keys) for keys in dbsync.localize(src_rows, tgt_rows))
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),

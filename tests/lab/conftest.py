@@ -34,15 +34,8 @@ def pair():
         with lab.connect(serverid, lab.USERDB) as conn:
             conn.execute('DROP TABLE IF EXISTS forest_load_appa, forest_load_appa_items, '
                          'forest_load_appb, forest_load_appb_items')
-    set_read_duration(1)
+    lab.set_read_duration(1)
     yield
     lab.heal()
     for serverid in lab.NODES:
         lab.link('up', serverid)
-
-
-def set_read_duration(seconds):
-    """The drivers' notice time on both management databases (config.yml is tested in test_playbooks)."""
-    for serverid in lab.NODES:
-        with lab.connect(serverid, lab.MNGDB) as conn:
-            conn.execute("UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'", [str(seconds)])

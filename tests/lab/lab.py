@@ -155,7 +155,7 @@ def link(state, serverid):
 class AppDriver(object):
     """The reference driver (dev/pgforest_dev/forest_driver.py) on an application host, as its own process."""
 
-    def __init__(self, app, read_duration=1.0):
+    def __init__(self, app, read_duration=1.0, listen=True):
         self.app = app
         self.table = 'forest_load_' + app
         handle, self.out = tempfile.mkstemp(prefix='driver-%s-' % app, suffix='.json')
@@ -163,6 +163,8 @@ class AppDriver(object):
         cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
                os.path.join(REPO, 'dev', 'pgforest_dev', 'forest_driver.py'), '--userdb', USERDB,
                '--password-file', PASSWORD_FILE, '--read-duration', str(read_duration), '--out', self.out, '--table', self.table]
+        if not listen:  # polls only, as the JDBC driver does
+            cmd.append('--no-listen')
         for serverid, node in NODES.items():
             cmd += ['--node', '%d=%s:5432' % (serverid, node['host'])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
@@ -219,3 +221,10 @@ def wait_for(predicate, timeout, step=0.2):
             pass
         time.sleep(step)
     return False
+
+
+def set_read_duration(seconds):
+    """The drivers' poll interval on both management databases (config.yml is tested in test_playbooks)."""
+    for serverid in NODES:
+        with connect(serverid, MNGDB) as conn:
+            conn.execute("UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'", [str(seconds)])
