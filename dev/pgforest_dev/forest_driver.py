@@ -256,7 +256,7 @@ def main(argv=None):
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_args: stop.set())
     driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration, table=args.table,
-                         listen=not args.no_listen).start()
+                          listen=not args.no_listen).start()
     print('started', flush=True)
     while not stop.wait(0.2):
         pass

@@ -387,7 +387,7 @@ def block_slices(blocks, jobs):
     open-ended (pure)."""
     jobs = max(1, min(jobs, blocks))
     bounds = [blocks * i // jobs for i in range(jobs)]
-    return [(first, end) for first, end in zip(bounds, bounds[1:] + [None])]
+    return list(zip(bounds, bounds[1:] + [None]))
 
 
 def merge_buckets(parts, keyed):

@@ -106,8 +106,8 @@ class Sync(Job):
                 run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
                 run(conn, dbsync.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(dbsync.sql.Literal(snapshots[side])))
                 self.hashers[side].append(conn)
-        self.say('%d sessions per node hash tables of %d MB and more in slices' % (self.options.jobs,
-                                                                                SLICE_MIN_BLOCKS * 8 >> 10))
+        self.say('%d sessions per node hash tables of %d MB and more in slices'
+                 % (self.options.jobs, SLICE_MIN_BLOCKS * 8 >> 10))
 
     def refuse_if_applications(self):
         conns = [('serverid %d' % self.source['serverid'], self.src), ('serverid %d' % self.target['serverid'], self.tgt)]
