@@ -811,8 +811,8 @@ class OnlineRecovery(Recovery):
                 self.conns = []
                 if time.monotonic() > deadline:
                     raise RecoveryError('serverid %d is back on its old data directory, but serverid %d did not '
-                                        'answer for %ss, so its replication slot %s and the write freeze may '
-                                        'remain (%s). When it answers, run phase=cancel again'
+                                        'answer for %ss, so its replication slot %s, the write freeze and a lowered '
+                                        'mngdb_read_duration may remain (%s). When it answers, run phase=cancel again'
                                         % (self.target['serverid'], self.source['serverid'],
                                            ROLLBACK_RETRY_SECONDS, self.state['slot'], exc))
                 time.sleep(1)

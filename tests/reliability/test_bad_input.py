@@ -142,6 +142,13 @@ CASES = [
                                             data_dir=sandbox.data_dir(1)), ['max_rate must be'], BROKEN_1),
     ('recover: negative timeout', module('forest_recover', idle_wait_timeout=-1), ['idle_wait_timeout must be '
                                                                                    'above 0'], BROKEN_1),
+    ('recover: freeze_read_duration 0', module('forest_recover', host='forest1', mode='online', freeze_read_duration=0,
+                                               data_dir=sandbox.data_dir(1)),
+     ['freeze_read_duration must be above 0'], BROKEN_1),
+    ('dbsync: freeze_read_duration negative', module('forest_dbsync', online=True, freeze_read_duration=-1),
+     ['freeze_read_duration must be above 0'], NONE),
+    ('dbsync: jobs 0', module('forest_dbsync', jobs=0), ['jobs must be above 0'], NONE),
+    ('dbsync: jobs 1000', module('forest_dbsync', jobs=1000), ['jobs must be from 1 to 64'], NONE),
     ('recover: offline with a step of online', module('forest_recover', phase='cut'),
      ['offline recovery has one step'], BROKEN_1),
     ('recover: extra row in server_info', module('forest_recover'), ['serverid 0 and 1'], extra_server_row()),
