@@ -64,10 +64,12 @@ class ForestDriver(object):
         for serverid in self.nodes:
             try:
                 with self.connect(serverid, self.mngdb, autocommit=True) as conn:
-                    views.append(dict(conn.execute('SELECT serverid, udb_validity FROM server_info').fetchall()))
-                    if config is None:  # global_config from the first node that answers, as the guide says
-                        config = conn.execute("SELECT coalesce((SELECT value FROM global_config "
-                                              "WHERE key = 'mngdb_read_duration'), '30')").fetchone()[0]
+                    # One round trip: a slower read would widen the gap between two reads.
+                    rows = conn.execute("SELECT serverid, udb_validity, coalesce((SELECT value FROM global_config "
+                                        "WHERE key = 'mngdb_read_duration'), '30') FROM server_info").fetchall()
+                    views.append(dict((row[0], row[1]) for row in rows))
+                    if config is None and rows:  # global_config from the first node that answers, as the guide says
+                        config = rows[0][2]
             except psycopg.Error:
                 continue
         self.take_read_duration(config)

@@ -14,8 +14,8 @@ from typing import List, NamedTuple, Optional
 from . import dbsync
 from .forest_pg import ForestPgError, psycopg, run
 from .job import Job
-from .mngdb import read_config, refuse_if_applications
-from .poll_interval import PollInterval
+from .mngdb import refuse_if_applications
+from .poll_interval import PollInterval, freeze_notice
 from .quiesce import Quiesce
 from .shapes import StatusNode, TableResult
 
@@ -138,8 +138,7 @@ class Sync(Job):
         try:
             self.poll.lower(mngdbs)
             self.poll.wait_for_drivers(mngdbs)
-            self.freeze(mngdbs, max(float(read_config(conn, 'global_config').get('mngdb_read_duration', 30))
-                                    for conn in mngdbs.values()))
+            self.freeze(mngdbs, freeze_notice(mngdbs.values()))
         finally:  # success, failure or SIGINT: the DBA's interval back (a killed run's: the next run)
             failures = self.poll.put_back(mngdbs, strict=False)
             if failures:

@@ -40,9 +40,9 @@ from .forest_pg import (
 from .local_server import LocalServer, tree_size
 from .cluster_status import read_databases
 from .mngdb import (
-    SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, read_config, set_validity)
+    SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, set_validity)
 from .pair_choice import online_scope
-from .poll_interval import PollInterval, PollIntervalError
+from .poll_interval import PollInterval, PollIntervalError, freeze_notice
 from .quiesce import Quiesce
 from .recovery import Recovery, RecoveryError
 
@@ -103,6 +103,10 @@ OWN_SETTINGS_SQL = """
 SELECT name, setting FROM pg_file_settings
 WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo', 'primary_slot_name')
 """
+
+
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt('interrupted (%s)' % signal.Signals(signum).name)
 
 
 def databases_written(records, database_oids):
@@ -237,7 +241,11 @@ class OnlineRecovery(Recovery):
         return self.result()
 
     def guarded(self, name, function):
-        """Run a phase; on failure roll everything back and say what happened and what was undone."""
+        """Run a phase; on failure roll everything back and say what happened and what was undone.
+        SIGTERM counts as an interruption too; during the rollback both are ignored: Ctrl-C on
+        ansible-playbook sends the module SIGINT and, a moment later, SIGTERM, which would otherwise
+        kill it half-way through putting things back."""
+        previous = signal.signal(signal.SIGTERM, _interrupted)
         try:
             self.timed(name, function)
         except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
@@ -245,6 +253,8 @@ class OnlineRecovery(Recovery):
                 raise
             cause = '%s failed: %s' % (name, exc or 'interrupted (SIGINT)')
             self.say(cause)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 self.rollback()
             except Exception as undo:  # the cause first, then what is left to undo
@@ -253,6 +263,9 @@ class OnlineRecovery(Recovery):
                                 'broken (-1), serverid %d is untouched and valid, the replication slot and the '
                                 'standby settings are gone. Fix the cause and run the recovery again'
                                 % (cause, self.state['target']['serverid'], self.state['source']['serverid']))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def start_new(self):
         self.choose(online=True)
@@ -528,8 +541,7 @@ class OnlineRecovery(Recovery):
                                                           ', '.join(dbsync.table_name(t) for t in tables)))
         notice = self.p['notice_wait']
         if notice is None:  # every database's drivers must notice: the longest poll interval
-            notice = max(float(read_config(conn, 'global_config').get('mngdb_read_duration', 30))
-                         for conn in src_mngdbs.values())
+            notice = freeze_notice(src_mngdbs.values())
         self.cut_report['notice_seconds'] = notice
         self.say('write freeze: serverid %d to 0 in %s, waiting %.1fs for drivers to notice'
                  % (self.target['serverid'], ', '.join(mngdb_name(userdb) for userdb in self.userdbs), notice))

@@ -38,8 +38,24 @@ SELECT (SELECT value FROM global_config WHERE key = 'mngdb_read_duration') AS va
 """
 
 
+# A driver's read of the management database takes time too: one that began just before the 0 was
+# set reads again up to one interval plus that long later.  Seen under load in the soak: a driver
+# polling every second started a write 1 s after the 0, and the cut refused (safely) to go on.
+READ_MARGIN = 0.25
+
+
 class PollIntervalError(ForestError):
     pass
+
+
+def freeze_notice(conns):
+    """Seconds a freeze waits for the drivers of every management database of `conns`: the longest
+    mngdb_read_duration now in force, plus READ_MARGIN."""
+    longest = 0
+    for conn in conns:
+        value = interval(run(conn, READ_SQL, action='read mngdb_read_duration')[0]['value'])
+        longest = max(longest, value if value is not None else DEFAULT)
+    return longest + READ_MARGIN
 
 
 def parse_record(comment):

@@ -216,8 +216,8 @@ read_duration:
   sample: {"short": 1, "lowered": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "adopted": [],
            "put_back": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "kept": [], "waited": 27.3}
 cut:
-  description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), replay_wait_seconds,
-    promote_seconds, sequences_copied, freeze_window; with unlogged tables, unlogged_tables, unlogged_rows and
+  description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), notice_seconds (the freeze's wait
+    for the drivers), replay_wait_seconds, promote_seconds, sequences_copied, freeze_window; with unlogged tables, unlogged_tables, unlogged_rows and
     unlogged_seconds (their contents are copied inside the freeze and add that long to it).
   returned: success
   type: dict

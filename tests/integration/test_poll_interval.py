@@ -118,7 +118,7 @@ def test_a_polling_driver_is_frozen_with_a_one_second_notice_and_the_dba_value_c
     assert result['stage'] == 'done'
     assert driver.errors == []
     assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
-    assert result['cut']['notice_seconds'] == 1.0
+    assert result['cut']['notice_seconds'] == 1.25  # the lowered interval and the drivers' read time
     polled = result['read_duration']
     # The stopped target's database could not be lowered; its copy of the source's was put back after the cut.
     assert (polled['short'], polled['lowered'], polled['adopted'], polled['kept']) == (1, [SOURCE_MNGDB], [], [])
