@@ -109,21 +109,27 @@ def pair_leader(hosts, play_hosts):
     return active[0] if active else ''
 
 
+def pair_statuses(hosts_vars):
+    """[{pair, status}] of the pair leaders' forest_status results, by pair name
+    (`ansible_play_hosts | map('extract', hostvars) | pgforest.cluster.pair_statuses`)."""
+    found = []
+    for host_vars in hosts_vars:
+        status = host_vars.get('forest_status') or {}
+        if host_vars.get('inventory_hostname') == host_vars.get('forest_common_pair_leader') and 'databases' in status:
+            found.append(dict(pair=host_vars.get('forest_common_pair_name'), status=status))
+    return sorted(found, key=lambda item: str(item['pair']))
+
+
 def status_lines(hosts_vars):
     """One line per pair and user database from the pair leaders' forest_status results
     (`ansible_play_hosts | map('extract', hostvars) | pgforest.cluster.status_lines`)."""
     lines = []
-    for host_vars in hosts_vars:
-        status = host_vars.get('forest_status') or {}
-        leader = host_vars.get('forest_common_pair_leader')
-        if host_vars.get('inventory_hostname') != leader or 'databases' not in status:
-            continue
-        for found in status['databases']:
+    for item in pair_statuses(hosts_vars):
+        for found in item['status']['databases']:
             nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'],
                                           '' if node['reachable'] else '(unreachable)') for node in found['nodes'])
             lines.append('%-16s %-16s %-13s %-40s %s' % (
-                host_vars.get('forest_common_pair_name'), found['userdb'], found['cluster_state'], nodes,
-                found['recommended_action']['action']))
+                item['pair'], found['userdb'], found['cluster_state'], nodes, found['recommended_action']['action']))
     return sorted(lines)
 
 
@@ -131,6 +137,7 @@ class FilterModule(object):
     def filters(self):
         return {
             'userdbs': userdbs,
+            'pair_statuses': pair_statuses,
             'pair_hosts': pair_hosts,
             'pair_name': pair_name,
             'pair_servers': pair_servers,

@@ -246,7 +246,7 @@ def _merged_broken_log(views):
                    and abs(other['epoch'] - row['epoch']) <= SAME_INCIDENT_SECONDS for other in kept):
             kept.append(row)
     limit = max([len(view['broken_log']) for view in views] or [0])
-    return [dict((k, v) for k, v in row.items() if k not in ('epoch', 'view')) for row in kept[:limit]]
+    return [dict((k, v) for k, v in row.items() if k != 'view') for row in kept[:limit]]
 
 
 def _incident(row):

@@ -187,7 +187,8 @@ recommended_action:
   sample: {"action": "online_recovery", "target": 1, "source": 0, "online_possible": true,
            "reason": "serverid 1 is marked broken (-1); serverid 0 is valid ..."}
 broken_log:
-  description: Most recent C(broken_log) rows of both views, newest first, without duplicates.
+  description: Most recent C(broken_log) rows of both views, newest first, without duplicates; C(time) as the
+    server writes it, C(epoch) the same as Unix time.
   returned: always
   type: list
   elements: dict
