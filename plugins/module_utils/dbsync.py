@@ -14,6 +14,7 @@ every string and column boundaries unambiguous.
 from __future__ import annotations
 
 import array
+import contextlib
 import copy
 import fnmatch
 import os
@@ -382,6 +383,18 @@ def table_sql_for(source_conn, target_conn, source_table, target_table):
     return TableSql(source_table, rows, key_range)
 
 
+@contextlib.contextmanager
+def grouped_in_a_hash_table(conn, action):
+    """Our session groups buckets in a hash table for the queries inside: the planner cannot know how
+    many buckets there are and would sort every row to group them, about twice as slow (work_mem is
+    pinned high enough for the table)."""
+    run(conn, "SELECT set_config('enable_sort', 'off', false)", action=action)
+    try:
+        yield
+    finally:
+        run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
+
+
 def block_slices(blocks, jobs):
     """[first, end) block ranges splitting a table of `blocks` blocks in `jobs` parts, the last one
     open-ended (pure)."""
@@ -426,13 +439,8 @@ def bucket_hashes(conn, table_sql, buckets=None, blocks=None):
         return dict((bucket, (count, digest)) for bucket, count, digest in rows)
     packed = sql.SQL("SELECT string_agg(int8send(bucket::int8) || int8send(n) || int8send(h), ''::bytea "
                      "ORDER BY bucket) FROM ({}) AS pgforest_buckets").format(query)
-    # The planner cannot know how many buckets there are and would sort every row to group them;
-    # a hash table of the buckets is about twice as fast (work_mem is pinned high enough for it).
-    run(conn, "SELECT set_config('enable_sort', 'off', false)", action=action)
-    try:
+    with grouped_in_a_hash_table(conn, action):
         blob = run(conn, packed, params, action, tuples=True)[0][0] or b''
-    finally:
-        run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
     values = unpack_int8s(blob)
     return dict(zip(values[0::3], zip(values[1::3], values[2::3])))
 
@@ -451,13 +459,10 @@ def fine_buckets(conn, table_sql, fine, buckets):
     found = {}
     per_chunk = max(1, PACKED_ROWS >> table_sql.shift)
     buckets = sorted(buckets)
-    run(conn, "SELECT set_config('enable_sort', 'off', false)", action=action)
-    try:
+    with grouped_in_a_hash_table(conn, action):
         for start in range(0, len(buckets), per_chunk):
             values = unpack_int8s(run(conn, packed, [buckets[start:start + per_chunk]], action, tuples=True)[0][0])
             found.update(zip(values[0::3], zip(values[1::3], values[2::3])))
-    finally:
-        run(conn, "SELECT set_config('enable_sort', 'on', false)", action=action)
     return found
 
 
