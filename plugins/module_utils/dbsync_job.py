@@ -46,6 +46,7 @@ class SyncOptions(NamedTuple):
 
 # Below this many blocks (8 MB) a table is hashed by one session per node whatever `jobs` says.
 SLICE_MIN_BLOCKS = 1024
+SNAPSHOT_TRIES = 5  # snapshots taken again while a write straddled them (online compare)
 
 
 class Sync(Job):
@@ -149,11 +150,32 @@ class Sync(Job):
     def freeze(self, mngdbs, notice):
         target_sid = self.target['serverid']
         self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
-        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout)
+        watch = mngdbs['serverid %d %s' % (self.source['serverid'], self.mngdb)]
+        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout,
+                         watch=watch)
         with freeze:
-            self.begin_snapshots()
+            self.snapshots_with_no_write_between(freeze)
         self.freeze_window = freeze.window
         self.say('write freeze released after %.3fs (snapshots open on both nodes)' % freeze.window)
+
+    def snapshots_with_no_write_between(self, freeze):
+        """Snapshots no write straddles (Quiesce.wrote_since_idle): a late driver's write on one
+        node and not yet on the other would show as a difference that is not there."""
+        for attempt in range(1, SNAPSHOT_TRIES + 1):
+            self.begin_snapshots()
+            if not freeze.wrote_since_idle():
+                return
+            for conn in (self.src, self.src_peer, self.tgt):
+                run(conn, 'ROLLBACK')
+            self.say('write freeze: a transaction wrote serverid %d while the snapshots were taken (try %d of %d); '
+                     'taking them again' % (self.source['serverid'], attempt, SNAPSHOT_TRIES))
+            if attempt < SNAPSHOT_TRIES:
+                freeze.wait_until_idle_again()
+        raise dbsync.DbsyncError(
+            'online compare: sessions kept writing serverid %d during the write freeze (%d tries), so no two '
+            'snapshots were sure to hold the same writes; the freeze was undone and nothing was compared. A driver '
+            'that ignores udb_validity 0, or another application writing %s there, does this: stop it, or '
+            'compare offline' % (self.source['serverid'], SNAPSHOT_TRIES, self.source['userdb']))
 
     # --- comparing ---------------------------------------------------------------
     def compare(self):

@@ -12,6 +12,14 @@ around a short critical step.
    and fail naming the sessions;
 3. the caller's critical step;
 4. validity := its final value (the value before, unless told otherwise), NOTIFY.
+
+A driver too slow to see the freeze can still start a write after step 2. A caller that
+needs a moment with no write at all (consistent snapshots on both nodes) passes `watch`, a
+connection to any database of one node, and after its step asks `wrote_since_idle()`:
+PostgreSQL hands out a transaction id to every writing transaction, so an unchanged next id
+from before the idle check to after the step proves nothing wrote there meanwhile -- and a
+driver writes every node before it commits any, so a write that straddles the step must
+take an id on each node. `wait_until_idle_again()` lets the caller retry.
 The freeze window (1 to 4) is measured and does not depend on the data size.
 """
 
@@ -41,7 +49,7 @@ class Quiesce(object):
     """Context manager: `with Quiesce(...) as freeze: critical step`; freeze.window after."""
 
     def __init__(self, mngdb_conns, userdb_conns, serverid, notice_wait, idle_wait_timeout,
-                 final_validity=None, poll=0.05):
+                 final_validity=None, poll=0.05, watch=None):
         self.mngdb_conns = mngdb_conns      # {label: connection to a management database}
         self.userdb_conns = userdb_conns    # connections whose databases must be idle
         self.serverid = serverid
@@ -49,6 +57,8 @@ class Quiesce(object):
         self.idle_wait_timeout = idle_wait_timeout
         self.final_validity = final_validity
         self.poll = poll
+        self.watch = watch                  # autocommit connection to one node (wrote_since_idle)
+        self.next_xid = None
         self.previous = {}
         self.started = None
         self.window = None
@@ -77,11 +87,26 @@ class Quiesce(object):
         self._restore(final)
         return False
 
+    def wait_until_idle_again(self):
+        """After wrote_since_idle() said yes: wait for the writer to finish, for a new try."""
+        self._wait_until_idle()
+
+    def wrote_since_idle(self):
+        """Whether any transaction took an id on the watched node since the last idle check began."""
+        return self._next_xid() != self.next_xid
+
+    def _next_xid(self):
+        if self.watch is None:
+            return None
+        return run(self.watch, 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid',
+                   action='read the next transaction id')[0]['xid']
+
     def _wait_until_idle(self):
         own = [conn.info.backend_pid for conn in self.userdb_conns]
         waited = time.monotonic()
         deadline = waited + self.idle_wait_timeout
         while True:
+            self.next_xid = self._next_xid()  # before the look: a write that starts during it shows
             busy = []
             for conn in self.userdb_conns:
                 busy += run(conn, OPEN_TRANSACTIONS_SQL, [own], action='look for open transactions')
