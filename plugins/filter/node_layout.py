@@ -61,6 +61,7 @@ class FilterModule(object):
             'node_data_dir': layout.node_data_dir,
             'node_socket_dir': layout.node_socket_dir,
             'node_log_file': layout.node_log_file,
+            'node_tls_dir': layout.node_tls_dir,
             'node_service_name': node_service_name,
             'node_server': node_server,
         }

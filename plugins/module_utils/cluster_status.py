@@ -80,7 +80,7 @@ def _unread_servers(view, read):
 def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
-                server_addr=None, broken_log=[])
+                server_addr=None, broken_log=[], ssl=None, tls_version=None)
 
 
 def read_view(node, mngdb, broken_log_limit) -> View:
@@ -97,8 +97,11 @@ def read_view(node, mngdb, broken_log_limit) -> View:
         view.update(reachable=True, server_version=conn.info.server_version)
         try:
             facts = run(conn, 'SELECT pg_is_in_recovery() AS in_recovery, '
-                              'host(inet_server_addr()) AS addr, inet_server_port() AS port')[0]
-            view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']))
+                              'host(inet_server_addr()) AS addr, inet_server_port() AS port, '
+                              's.ssl, s.version AS tls_version '
+                              'FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()')[0]
+            view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']),
+                        ssl=facts['ssl'], tls_version=facts['tls_version'])
             missing = missing_tables(conn)
             if missing:
                 view.update(mngdb='broken', error=node_error(node.label, 'read management database',
@@ -208,6 +211,7 @@ def merge(views: List[View]) -> PairStatus:
             reachable=bool(own and own['reachable'] and own['error'] is None),
             validity=validity, validity_name=VALIDITY_NAMES.get(validity, 'unknown'), views=seen,
             server_version=own and own['server_version'], in_recovery=own and own['in_recovery'],
+            ssl=own['ssl'] if own else None, tls_version=own['tls_version'] if own else None,
             mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
     for view in views:
         if owners[view['label']] is None and reference:

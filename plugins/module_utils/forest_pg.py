@@ -53,7 +53,19 @@ def connection_argument_spec():
                             fallback=(env_fallback, ['PGPASSWORD'])),
         connect_timeout=dict(type='int', default=3),
         statement_timeout=dict(type='int', default=30000),
+        ssl_mode=dict(type='str', choices=list(SSL_MODES)),
+        ssl_rootcert=dict(type='path'),
+        ssl_cert=dict(type='path'),
+        ssl_key=dict(type='path', no_log=False),  # a file name, not the key
     )
+
+
+# libpq's sslmode values, weakest first.  Unset: libpq's default (prefer).
+SSL_MODES = ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')
+# module option -> libpq keyword: every connection, every child program (psql, pg_dump,
+# pg_basebackup) and a recovered standby's primary_conninfo get them (Node.tls_keywords).
+TLS_KEYWORDS = (('ssl_mode', 'sslmode'), ('ssl_rootcert', 'sslrootcert'), ('ssl_cert', 'sslcert'),
+                ('ssl_key', 'sslkey'))
 
 
 def node_error(node, action, detail, sqlstate=None, hint=None) -> NodeError:
@@ -73,6 +85,10 @@ class ForestPgError(ForestError):
 
     @property
     def hint(self):
+        if self.sqlstate == '28000' and 'no encryption' in self.detail:
+            return ('that node admits only encrypted connections (TLS is on for the pair): connect with ssl_mode '
+                    'require or stronger (forest_tls: true in the inventory gives verify-full, or set '
+                    'forest_pg_ssl_mode)')
         if self.sqlstate in SQLSTATE_HINTS:
             return SQLSTATE_HINTS[self.sqlstate]
         return _hint_from_text(self.detail)
@@ -113,6 +129,10 @@ def _hint_from_text(detail):
     if 'timeout expired' in text or 'timed out' in text:
         return ('the node did not answer within connect_timeout: its server may be hung '
                 '(stopped process, full disk, network) or overloaded')
+    if 'certificate' in text or 'ssl' in text or 'tls' in text:
+        return ('TLS failed: with ssl_mode verify-ca or verify-full, ssl_rootcert (forest_pg_ssl_rootcert) must be '
+                'the CA that signed the node\'s certificate, and verify-full needs the address connected to in the '
+                'certificate; a node without TLS needs ssl_mode prefer or disable')
     if 'connection refused' in text or 'no such file or directory' in text:
         return 'no server listens there: check that PostgreSQL runs on that host and port'
     return None
@@ -122,8 +142,9 @@ class Node(object):
     """How to reach one PostgreSQL server, and a label for messages."""
 
     def __init__(self, host, port=5432, user='postgres', password=None,
-                 connect_timeout=3, statement_timeout=30000, label=None):
+                 connect_timeout=3, statement_timeout=30000, label=None, tls=None):
         self.host = host
+        self.tls = dict(tls or {})  # {module option: value} of TLS_KEYWORDS, unset ones left out
         self.port = int(port)
         self.user = user
         self.password = password
@@ -133,13 +154,19 @@ class Node(object):
 
     @classmethod
     def from_params(cls, params, label=None):
+        tls = dict((option, params[option]) for option, _keyword in TLS_KEYWORDS if params.get(option))
         return cls(params['login_host'], params['login_port'], params['login_user'],
                    params.get('login_password'), params['connect_timeout'],
-                   params['statement_timeout'], label=label)
+                   params['statement_timeout'], label=label, tls=tls)
 
     def sibling(self, host, port):
-        """The same credentials and timeouts, for another node."""
-        return Node(host, port, self.user, self.password, self.connect_timeout, self.statement_timeout)
+        """The same credentials, timeouts and TLS settings, for another node."""
+        return Node(host, port, self.user, self.password, self.connect_timeout, self.statement_timeout,
+                    tls=self.tls)
+
+    def tls_keywords(self):
+        """The libpq keywords of this node's TLS settings (sslmode, sslrootcert, sslcert, sslkey)."""
+        return dict((keyword, self.tls[option]) for option, keyword in TLS_KEYWORDS if self.tls.get(option))
 
     def session_options(self, bulk=False):
         """The one session-timeout policy of the collection (libpq `options`).
@@ -158,6 +185,7 @@ class Node(object):
                     connect_timeout=self.connect_timeout,
                     application_name=APPLICATION_NAME,
                     options=self.session_options(bulk))
+        info.update(self.tls_keywords())
         if self.password:
             info['password'] = self.password
         return info

@@ -46,6 +46,15 @@ def node_log_file(base_dir):
     return '%s/postgresql.log' % base_dir
 
 
+def node_tls_dir(base_dir):
+    """The node's TLS files (forest_node role, forest_tls): ca.crt, server.crt, server.key."""
+    return '%s/tls' % base_dir
+
+
+def node_tls_ca_file(base_dir):
+    return '%s/ca.crt' % node_tls_dir(base_dir)
+
+
 def node_service_name(serverid):
     """pgforest-node<N>: the systemd unit of node N."""
     return 'pgforest-node%d' % serverid

@@ -491,7 +491,7 @@ class OnlineRecovery(Recovery):
             return
         conninfo = libpq_conninfo(host=standby.host, port=standby.port, user=standby.user,
                                   passfile=self.workspace.passfile, application_name=APPLICATION,
-                                  connect_timeout=standby.connect_timeout)
+                                  connect_timeout=standby.connect_timeout, **standby.tls_keywords())
         auto_conf = os.path.join(self.server.data_dir, 'postgresql.auto.conf')
         with open(auto_conf, 'a') as handle:
             handle.write('%s\nprimary_conninfo = \'%s\'\nprimary_slot_name = \'%s\'\n'

@@ -48,6 +48,8 @@ class View(TypedDict):
     in_recovery: Optional[bool]
     server_addr: Optional[str]       # the address the server sees itself on
     broken_log: List[dict]
+    ssl: Optional[bool]              # this module's session encrypted (pg_stat_ssl)
+    tls_version: Optional[str]
 
 
 class StatusNode(TypedDict):
@@ -63,6 +65,8 @@ class StatusNode(TypedDict):
     views: Dict[str, Optional[int]]  # what each node's own view says of this one, by serverid
     server_version: Optional[int]
     in_recovery: Optional[bool]
+    ssl: Optional[bool]              # the module's session to it encrypted (pg_stat_ssl); None: not read
+    tls_version: Optional[str]       # e.g. TLSv1.3
     mngdb: str
     error: Optional[NodeError]
 

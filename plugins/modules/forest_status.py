@@ -133,7 +133,10 @@ databases:
   sample: [{"userdb": "orders", "cluster_state": "healthy", "healthy": true},
            {"userdb": "billing", "cluster_state": "degraded", "healthy": false}]
 nodes:
-  description: One entry per serverid of C(server_info).
+  description:
+    - One entry per serverid of C(server_info).
+    - C(ssl) says whether this module's session to the node was encrypted (the server's C(pg_stat_ssl)),
+      C(tls_version) with what; both C(null) for a node not read.
   returned: always
   type: list
   elements: dict
@@ -149,6 +152,8 @@ nodes:
       views: {"0": 1, "1": -1}
       server_version: 150018
       in_recovery: false
+      ssl: true
+      tls_version: TLSv1.3
       mngdb: present
       error: null
 user_databases:

@@ -7,7 +7,11 @@ forest_* inventory variables, so `ansible forest -m pgforest.cluster.forest_stat
 
 from __future__ import annotations
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.pgforest.cluster.plugins.filter.node_layout import node_server
+from ansible_collections.pgforest.cluster.plugins.module_utils import local_server as layout
 
 # module option -> inventory variable
 INVENTORY_DEFAULTS = {
@@ -17,7 +21,26 @@ INVENTORY_DEFAULTS = {
     'login_password': 'forest_pg_password',
     'peer_host': 'forest_peer_host',
     'userdb': 'forest_userdb',
+    'ssl_mode': 'forest_pg_ssl_mode',
+    'ssl_rootcert': 'forest_pg_ssl_rootcert',
+    'ssl_cert': 'forest_pg_ssl_cert',
+    'ssl_key': 'forest_pg_ssl_key',
 }
+
+# Taken from the host the module runs on (its files: the CA certificate, a client key).
+TLS_OPTIONS = ('ssl_mode', 'ssl_rootcert', 'ssl_cert', 'ssl_key')
+# What tls_defaults reads: whether TLS is on, and where the node lives (node_server).
+TLS_RULE_VARIABLES = ('forest_tls', 'forest_serverid', 'forest_node_serverid', 'forest_node_base_dir')
+
+
+def tls_defaults(host_vars):
+    """With forest_tls true (the forest_node role serves TLS with the pair's CA), what the modules
+    connect with unless told otherwise: verify-full against the CA certificate the role put on the
+    node.  host_vars: the host's variables, templated."""
+    if not boolean(host_vars.get('forest_tls', False), strict=False):
+        return {}
+    return dict(ssl_mode='verify-full',
+                ssl_rootcert=layout.node_tls_ca_file(node_server(host_vars)['base_dir']))
 
 
 class InventoryDefaultsAction(ActionBase):
@@ -37,9 +60,21 @@ class InventoryDefaultsAction(ActionBase):
                 args['userdbs'] = self._templar.template(task_vars['forest_userdbs'])
             if args.get('userdbs') is not None:
                 skip.add('userdb')
+        # The TLS files are read where the module runs: a delegated task's, on the delegate host.
+        file_vars, file_templar = task_vars, self._templar
+        delegated = task_vars.get('ansible_delegated_vars', {}).get(self._task.delegate_to or '')
+        if self._task.delegate_to and delegated is not None:
+            file_vars, file_templar = delegated, self._templar.copy_with_new_env(available_variables=delegated)
         for option, variable in INVENTORY_DEFAULTS.items():
-            if option not in skip and args.get(option) is None and variable in task_vars:
-                args[option] = self._templar.template(task_vars[variable])
+            source, templar = (file_vars, file_templar) if option in TLS_OPTIONS else (task_vars, self._templar)
+            if option not in skip and args.get(option) is None and variable in source:
+                args[option] = templar.template(source[variable])
+        if 'forest_tls' in file_vars:
+            host_vars = dict((name, file_templar.template(file_vars[name])) for name in TLS_RULE_VARIABLES
+                             if name in file_vars)
+            for option, value in tls_defaults(host_vars).items():
+                if args.get(option) is None:
+                    args[option] = value
         result.update(self._execute_module(module_name=self._task.action, module_args=args,
                                            task_vars=task_vars))
         return result

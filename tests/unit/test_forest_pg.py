@@ -80,3 +80,34 @@ def test_scram_verifier_matches_a_known_postgres_value():
 ])
 def test_sqlstate_of_a_refused_login_is_recovered_from_the_text(text, sqlstate):
     assert sqlstate_from_text(text) == sqlstate
+
+
+def test_tls_settings_reach_every_connection_child_program_and_peer():
+    params = dict(login_host='10.0.0.1', login_port=5432, login_user='postgres', login_password='pw',
+                  connect_timeout=3, statement_timeout=1000, ssl_mode='verify-full',
+                  ssl_rootcert='/etc/ca dir/ca.crt', ssl_cert=None, ssl_key=None)
+    node = Node.from_params(params)
+    assert node.tls_keywords() == dict(sslmode='verify-full', sslrootcert='/etc/ca dir/ca.crt')
+    assert node.conninfo('userdb')['sslmode'] == 'verify-full'
+    child = node.conninfo_string('userdb', bulk=True)
+    assert "sslmode='verify-full'" in child and "sslrootcert='/etc/ca dir/ca.crt'" in child
+    assert node.sibling('10.0.0.2', 5433).tls_keywords() == node.tls_keywords()
+    plain = Node.from_params(dict(params, ssl_mode=None, ssl_rootcert=None))
+    assert plain.tls_keywords() == {} and 'sslmode' not in plain.conninfo('userdb')
+
+
+def test_tls_options_are_checked_choices_and_the_key_option_is_a_path_not_a_secret():
+    spec = connection_argument_spec()
+    assert spec['ssl_mode']['choices'] == ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
+    assert spec['ssl_key'] == dict(type='path', no_log=False)
+
+
+@pytest.mark.parametrize('sqlstate, detail, hint_words', [
+    ('28000', 'no pg_hba.conf entry for host "10.0.0.1", user "postgres", database "x", no encryption',
+     'only encrypted connections'),
+    (None, 'root certificate file "/x/ca.crt" does not exist', 'ssl_rootcert'),
+    (None, 'SSL error: certificate verify failed', 'the CA that signed'),
+    (None, 'server certificate for "10.0.0.1" does not match host name "db1"', 'ssl_rootcert'),
+])
+def test_tls_refusals_say_what_to_do(sqlstate, detail, hint_words):
+    assert hint_words in str(ForestPgError('node0', 'connect', detail, sqlstate))

@@ -49,3 +49,16 @@ def test_a_module_on_the_node_host_finds_the_log_where_the_role_puts_it():
         data_dir='/var/lib/pgforest/node1/data', pg_bindir='/usr/lib/postgresql/15/bin', os_user='postgres',
         log_file=None, service_manager='pg_ctl', service_name=None, start_timeout=60))
     assert server.log_file == node_layout.node_server({'forest_serverid': 1})['log_file']
+
+
+def test_with_forest_tls_the_modules_verify_against_the_ca_the_role_installs():
+    from ansible_collections.pgforest.cluster.plugins.plugin_utils.inventory_defaults import tls_defaults
+    assert tls_defaults({'forest_serverid': 1}) == {}
+    assert tls_defaults({'forest_tls': 'false', 'forest_serverid': 1}) == {}
+    assert tls_defaults({'forest_tls': True, 'forest_serverid': 1}) == dict(
+        ssl_mode='verify-full', ssl_rootcert='/var/lib/pgforest/node1/tls/ca.crt')
+    assert tls_defaults({'forest_tls': 'yes', 'forest_serverid': 0, 'forest_node_base_dir': '/srv/pg0'}) == dict(
+        ssl_mode='verify-full', ssl_rootcert='/srv/pg0/tls/ca.crt')
+    # the role installs it where its own variable, computed by the same filter, says
+    with open(os.path.join(REPO, 'roles', 'forest_node', 'vars', 'main.yml')) as handle:
+        assert 'pgforest.cluster.node_tls_dir' in yaml.safe_load(handle)['forest_node_tls_dir']
