@@ -11,6 +11,9 @@ its `databases` gives its own samples):
   pgforest_node_validity{pair,userdb,serverid,view}  udb_validity of the node as node `view` says it
   pgforest_node_reachable{pair,userdb,serverid}  1 or 0
   pgforest_broken_log_age_seconds{pair,userdb,serverid}  since the node's newest broken_log entry
+  pgforest_replication_slot_lag_bytes{pair,userdb,serverid,slot}  WAL an online recovery's target has
+                                                 still to confirm (on its source, while it runs)
+  pgforest_replication_slot_active{pair,userdb,serverid,slot}  1 while the copy or standby streams
   pgforest_status_time_seconds                   when the status was read (Unix time)
 """
 
@@ -30,6 +33,10 @@ METRICS = (
                                '(1 valid, 0 write-suppressed, -1 broken).'),
     ('pgforest_node_reachable', 'Whether the node answered forest_status (1) or not (0).'),
     ('pgforest_broken_log_age_seconds', 'Seconds since the newest broken_log entry about the node.'),
+    ('pgforest_replication_slot_lag_bytes', 'Bytes of WAL written on the node since an online recovery\'s '
+                                            'target last confirmed them through its slot.'),
+    ('pgforest_replication_slot_active', 'Whether the online recovery\'s copy or standby streams through the '
+                                         'slot (1) or not (0).'),
     ('pgforest_status_time_seconds', 'When the status was read (Unix time).'),
 )
 
@@ -62,6 +69,13 @@ def database_samples(pair, status, now):
             if validity is not None:
                 out['pgforest_node_validity'].append(sample('pgforest_node_validity', dict(labels, view=view),
                                                             int(validity)))
+        for slot in node.get('replication_slots') or []:
+            slot_labels = dict(labels, slot=slot['name'])
+            out['pgforest_replication_slot_active'].append(sample('pgforest_replication_slot_active', slot_labels,
+                                                                  int(bool(slot.get('active')))))
+            if slot.get('lag_bytes') is not None:
+                out['pgforest_replication_slot_lag_bytes'].append(sample(
+                    'pgforest_replication_slot_lag_bytes', slot_labels, int(slot['lag_bytes'])))
         if node['serverid'] in newest:
             out['pgforest_broken_log_age_seconds'].append(sample(
                 'pgforest_broken_log_age_seconds', labels, round(max(0.0, now - newest[node['serverid']]), 3)))

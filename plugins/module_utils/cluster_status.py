@@ -24,6 +24,14 @@ from .shapes import PairOfDatabases, PairStatus, View
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
+# An online recovery's slot on its source (online_recovery: pgforest_recovery_<target serverid>) and the
+# WAL it holds back: the bytes written since the standby last confirmed (none on a standby itself).
+RECOVERY_SLOTS_SQL = r"""
+SELECT slot_name AS name, active,
+       CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END AS lag_bytes
+FROM pg_replication_slots WHERE slot_name LIKE 'pgforest\_recovery\_%' ORDER BY slot_name
+"""
 
 
 def pair_argument_spec():
@@ -80,7 +88,7 @@ def _unread_servers(view, read):
 def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
-                server_addr=None, broken_log=[], ssl=None, tls_version=None)
+                server_addr=None, broken_log=[], ssl=None, tls_version=None, replication_slots=[])
 
 
 def read_view(node, mngdb, broken_log_limit) -> View:
@@ -102,6 +110,7 @@ def read_view(node, mngdb, broken_log_limit) -> View:
                               'FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()')[0]
             view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']),
                         ssl=facts['ssl'], tls_version=facts['tls_version'])
+            view['replication_slots'] = run(conn, RECOVERY_SLOTS_SQL, action='read replication slots')
             missing = missing_tables(conn)
             if missing:
                 view.update(mngdb='broken', error=node_error(node.label, 'read management database',
@@ -212,6 +221,7 @@ def merge(views: List[View]) -> PairStatus:
             validity=validity, validity_name=VALIDITY_NAMES.get(validity, 'unknown'), views=seen,
             server_version=own and own['server_version'], in_recovery=own and own['in_recovery'],
             ssl=own['ssl'] if own else None, tls_version=own['tls_version'] if own else None,
+            replication_slots=own['replication_slots'] if own else [],
             mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
     for view in views:
         if owners[view['label']] is None and reference:

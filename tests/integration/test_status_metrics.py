@@ -63,3 +63,29 @@ def test_without_the_variable_no_file_is_written(metrics_file):
     done = sandbox.playbook('status.yml')
     assert done.returncode == 0, done.stdout[-3000:]
     assert not os.path.exists(metrics_file)
+
+
+def test_a_recovery_slot_shows_the_wal_it_holds_back(metrics_file):
+    """The slot an online recovery streams through (pgforest_recovery_<target>) on its source: the WAL the
+    target has not confirmed. One a killed recovery left behind keeps WAL for ever -- the metric shows it grow."""
+    slot = 'pgforest_recovery_1'
+    sandbox.on(0, "SELECT pg_create_physical_replication_slot('%s', true)" % slot, dbname='postgres')
+    try:
+        first = sandbox.playbook('status.yml', extra_vars=dict(forest_metrics_file=metrics_file))
+        assert first.returncode == 0, first.stdout[-3000:]
+        where = labels(pair='forest', userdb=sandbox.USERDB, serverid=0, slot=slot)
+        held = metrics(metrics_file)[('pgforest_replication_slot_lag_bytes', where)]
+        assert metrics(metrics_file)[('pgforest_replication_slot_active', where)] == 0
+        sandbox.on(0, 'CREATE TABLE wal_filler AS SELECT g, repeat(md5(g::text), 8) AS t '
+                      'FROM generate_series(1, 20000) g; DROP TABLE wal_filler', dbname=sandbox.USERDB)
+        again = sandbox.playbook('status.yml', extra_vars=dict(forest_metrics_file=metrics_file))
+        assert again.returncode == 0, again.stdout[-3000:]
+        grown = metrics(metrics_file)[('pgforest_replication_slot_lag_bytes', where)]
+        assert grown >= held + 5 * 1024 * 1024, (held, grown)  # 20,000 rows of 256 bytes and more
+        status = sandbox.module('forest_status')
+        assert [node['replication_slots'] for node in status['nodes']][0][0]['name'] == slot
+    finally:
+        sandbox.on(0, "SELECT pg_drop_replication_slot('%s')" % slot, dbname='postgres')
+    done = sandbox.playbook('status.yml', extra_vars=dict(forest_metrics_file=metrics_file))
+    assert not [key for key in metrics(metrics_file) if key[0].startswith('pgforest_replication_slot')]
+    assert done.returncode == 0

@@ -72,6 +72,23 @@ def test_a_status_without_databases_is_one_database():
     assert value(found, 'pgforest_database_state', pair='p', userdb='userdb', state='recovering') == 1
 
 
+def test_a_recovery_slot_reports_its_lag_and_whether_it_streams():
+    source = dict(node(0, {0: 1, 1: 1}), replication_slots=[
+        dict(name='pgforest_recovery_1', active=True, lag_bytes=16777216)])
+    standby = dict(node(1, {0: 0, 1: 0}), replication_slots=[
+        dict(name='pgforest_recovery_1', active=False, lag_bytes=None)])  # a copy's slot on a standby: no lag
+    found = samples(prometheus_metrics([dict(pair='p', status=database('userdb', 'recovering', [source, standby]))],
+                                       now=NOW))
+    labels = dict(pair='p', userdb='userdb', slot='pgforest_recovery_1')
+    assert value(found, 'pgforest_replication_slot_lag_bytes', serverid=0, **labels) == 16777216
+    assert value(found, 'pgforest_replication_slot_active', serverid=0, **labels) == 1
+    assert value(found, 'pgforest_replication_slot_active', serverid=1, **labels) == 0
+    assert ('pgforest_replication_slot_lag_bytes', frozenset(dict(labels, serverid='1').items())) not in found
+    healthy = samples(prometheus_metrics([dict(pair='p', status=database('userdb', 'healthy', [node(0, {0: 1})]))],
+                                         now=NOW))
+    assert not [key for key in healthy if key[0].startswith('pgforest_replication_slot')]
+
+
 @pytest.mark.parametrize('items, message', [
     ('not a list', 'takes a list'),
     ([{'pair': 'p'}], 'needs a pair name and a forest_status result'),
