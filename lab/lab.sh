@@ -150,14 +150,26 @@ NETWORK
     touch "$dir/.identity"
 }
 
+# The monitoring host of lab/inventory.yml (forest_monitoring: node0) runs ansible-playbook from its
+# metrics timer, as a DBA's management host would have Ansible installed: the checkout and its
+# virtualenv's Python are mounted read-only at the same paths on every machine.
+controller_binds() {
+    local repo prefix
+    repo=$(cd "$here/.." && pwd)
+    [ -x "$repo/.venv/bin/python" ] || return 0
+    prefix=$("$repo/.venv/bin/python" -c 'import sys; print(sys.base_prefix)')
+    printf -- '--bind-ro=%s\n--bind-ro=%s\n' "$repo" "$prefix"
+}
+
 boot_node() {
-    local name=$1 dir="$LAB_STATE/$1"
+    local name=$1 dir="$LAB_STATE/$1" binds
     alive "$dir/nspawn.pid" && return 0
     prepare_node "$name" "${LAB_NODES[$name]}"
+    mapfile -t binds < <(controller_binds)
     start_bg "$dir/nspawn.pid" "$dir/console.log" \
         nsenter "--net=/run/netns/$LAB_NS" systemd-nspawn --quiet --boot --directory="$dir/root" \
         --machine="$name" --register=no --keep-unit --console=read-only \
-        --network-bridge=br0 --capability=CAP_NET_ADMIN
+        --network-bridge=br0 --capability=CAP_NET_ADMIN "${binds[@]}"
 }
 
 lab_ssh() {  # address command...

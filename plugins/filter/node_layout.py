@@ -13,6 +13,8 @@ inventory variables over the same rule.
 
 from __future__ import annotations
 
+import os
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pgforest.cluster.plugins.module_utils import local_server as layout
@@ -54,6 +56,22 @@ def node_server(host_vars):
                 service_name=given('forest_node_service_name') or node_service_name(serverid))
 
 
+# The private CA of forest_tls on the controller, unless forest_tls_ca_dir says where.
+DEFAULT_TLS_CA_DIR = '~/.pgforest/ca'
+
+
+def tls_ca_dir(value=None):
+    """The private CA's directory on the controller (forest_tls_ca_dir, else ~/.pgforest/ca), expanded."""
+    return os.path.expanduser(value if value not in (None, '') else DEFAULT_TLS_CA_DIR)
+
+
+def tls_ca_file(host_vars):
+    """On the controller, the CA certificate a host's node certificate chains to: the DBA's
+    (forest_tls_ca_file) or the private CA's."""
+    given = host_vars.get('forest_tls_ca_file')
+    return given if given not in (None, '') else os.path.join(tls_ca_dir(host_vars.get('forest_tls_ca_dir')), 'ca.crt')
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -64,4 +82,6 @@ class FilterModule(object):
             'node_tls_dir': layout.node_tls_dir,
             'node_service_name': node_service_name,
             'node_server': node_server,
+            'tls_ca_dir': tls_ca_dir,
+            'tls_ca_file': tls_ca_file,
         }
