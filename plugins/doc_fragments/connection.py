@@ -63,7 +63,7 @@ options:
   ssl_key:
     description:
       - Its private key file (libpq C(sslkey)); libpq accepts it owned by the user it runs as with mode 0600, or
-        owned by root with mode 0640 (make its group the PostgreSQL OS user's: pg_basebackup and the standby
-        run as that user). Default from C(forest_pg_ssl_key).
+        owned by root with mode 0640 (make its group the PostgreSQL OS user's, since pg_basebackup and the
+        standby run as that user). Default from C(forest_pg_ssl_key).
     type: path
 '''

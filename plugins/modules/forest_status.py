@@ -137,9 +137,9 @@ nodes:
     - One entry per serverid of C(server_info).
     - C(ssl) says whether this module's session to the node was encrypted (the server's C(pg_stat_ssl)),
       C(tls_version) with what; both C(null) for a node not read.
-    - C(replication_slots) lists an online recovery's slot on its source (C(pgforest_recovery_<target>)): C(name),
-      C(active) (the copy or the standby streams through it) and C(lag_bytes), the WAL written since the target
-      last confirmed (what it still has to catch up); empty when no recovery runs.
+    - C(replication_slots) lists an online recovery's slot on its source, C(pgforest_recovery_<target>), with
+      C(name), C(active) (the copy or the standby streams through it) and C(lag_bytes), the WAL written since the
+      target last confirmed (what it still has to catch up); empty when no recovery runs.
   returned: always
   type: list
   elements: dict

@@ -22,8 +22,8 @@ def metrics():
 
 
 def reachable(found, serverid):
-    return found.get(('pgforest_node_reachable', frozenset(dict(pair='forest', userdb=lab.USERDB,
-                                                                 serverid=str(serverid)).items())))
+    labels = dict(pair='forest', userdb=lab.USERDB, serverid=str(serverid))
+    return found.get(('pgforest_node_reachable', frozenset(labels.items())))
 
 
 def test_the_timer_writes_and_refreshes_the_metrics_on_the_monitoring_host(pair, record):
