@@ -70,6 +70,24 @@ def playbook(name, **extra_vars):
     return call
 
 
+def metrics_playbook(**extra_vars):
+    """playbooks/metrics.yml with this machine (forest0) as the monitoring host: a second inventory adds the
+    group; become off (the sandbox runs as root, without sudo).  Nothing may be written under /etc."""
+    def call():
+        extra = os.path.join(sandbox.SANDBOX, 'monitoring-inventory.yml')
+        with open(extra, 'w') as handle:
+            handle.write('forest_monitoring:\n  hosts:\n    forest0:\n')
+        done = sandbox.playbook('metrics.yml', '-i', extra, extra_vars=dict(extra_vars, ansible_become=False,
+                                                                              forest_metrics_config_dir=METRICS_DIR))
+        assert not unhandled(done.stdout + done.stderr), (done.stdout + done.stderr)[-3000:]
+        assert not os.path.exists(METRICS_DIR) and not os.path.exists('/etc/systemd/system/pgforest-metrics.timer')
+        return done.returncode != 0, done.stdout + done.stderr, 'changed=0' not in done.stdout.split('PLAY RECAP')[-1]
+    return call
+
+
+METRICS_DIR = '/etc/pgforest-metrics-bad-input-test'
+
+
 def hidden_table(sid, table):
     return (lambda: sandbox.on(sid, 'ALTER TABLE %s RENAME TO %s_hidden' % (table, table), dbname=sandbox.MNGDB),
             lambda: sandbox.on(sid, 'ALTER TABLE %s_hidden RENAME TO %s' % (table, table), dbname=sandbox.MNGDB))
@@ -189,6 +207,18 @@ CASES = [
     ('playbook restore: no such backup', playbook('restore.yml', backup='/nonexistent/forest-logical-x'),
      ['/nonexistent/forest-logical-x'], NONE),
     ('playbook backup: kind not a choice', playbook('backup.yml', kind='incremental'), ['kind'], NONE),
+    ('playbook provision: TLS certificate without its key and CA',
+     playbook('provision.yml', forest_tls=True, forest_tls_cert_file='/nonexistent/db1.crt'),
+     ['go together: give all three'], NONE),
+    ('playbook metrics: interval below 10 s', metrics_playbook(forest_metrics_interval=5),
+     ['forest_metrics_interval must be 10 seconds or more (got 5)'], NONE),
+    ('playbook metrics: no Ansible, collection or psycopg on the monitoring host',
+     metrics_playbook(forest_metrics_ansible_playbook='/nonexistent/ansible-playbook',
+                      forest_metrics_collections_path='/nonexistent', forest_metrics_python='/nonexistent/python3'),
+     ['/nonexistent/ansible-playbook is not an executable', 'the collection is not in /nonexistent',
+      '/nonexistent/python3 cannot import psycopg'], NONE),
+    ('playbook metrics: a unit name with a space', metrics_playbook(forest_metrics_unit='pg metrics'),
+     ["a unit name (got 'pg metrics')"], NONE),
 ]
 
 
