@@ -73,6 +73,10 @@ def test_plain_tcp_is_refused_and_every_tool_session_is_encrypted(pair, record):
             time.sleep(0.1)
 
     driver = stop_node1_under_load()
+    # The application host's driver (libpq's default sslmode, prefer) is encrypted too.
+    app_sessions = lab.query(0, "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                "WHERE a.application_name = 'forest-driver'", dbname='postgres')
+    assert app_sessions and all(row[0] for row in app_sessions), app_sessions
     watchers = [threading.Thread(target=target, daemon=True) for target in (watch, watch_standby)]
     try:
         for thread in watchers:
@@ -96,4 +100,5 @@ def test_plain_tcp_is_refused_and_every_tool_session_is_encrypted(pair, record):
     record(what='forest_tls on: plain TCP refused from the workstation and from the peer; forest_status sessions '
                 'TLSv1.3; during an online recovery under the driver every walsender session on the source '
                 '(pg_basebackup, the standby) encrypted, the standby streaming with sslmode=verify-full',
-           walsender_sessions=sorted(names), samples=len(seen), acked=len(acked.acked), lost=0, duplicated=0)
+           walsender_sessions=sorted(names), samples=len(seen), driver_sessions_encrypted=len(app_sessions),
+           acked=len(acked.acked), lost=0, duplicated=0)

@@ -1,0 +1,70 @@
+"""forest_tls on the sandbox pair (loopback addresses, one machine): the role turns TLS on (certificates from a
+private CA kept in the sandbox) and off again, idempotently; the modules verify the nodes' certificates by
+default; plain TCP is refused while it is on. The two-machine version, with online recovery and
+pg_stat_ssl of every session, is tests/lab/test_tls.py."""
+import os
+
+import psycopg
+import pytest
+
+from pgforest_dev import sandbox
+
+CA_DIR = os.path.join(sandbox.SANDBOX, 'tls-ca')
+
+
+def provision(tls):
+    done = sandbox.playbook('provision.yml', extra_vars=dict(forest_tls=tls, forest_tls_ca_dir=CA_DIR))
+    assert done.returncode == 0, done.stdout[-3000:]
+    return sandbox.recap(done.stdout)
+
+
+def tls_dir(serverid):
+    return os.path.join(os.path.dirname(sandbox.data_dir(serverid)), 'tls')
+
+
+@pytest.fixture
+def tls_on():
+    provision(True)
+    yield
+    provision(False)
+
+
+def test_tls_on_refuses_plain_tcp_and_the_modules_verify_the_nodes(tls_on):
+    assert [changes['changed'] for changes in provision(True).values()] == [0, 0]  # idempotent with TLS
+    for serverid in sandbox.NODES:
+        with pytest.raises(psycopg.OperationalError, match='no encryption'):
+            sandbox.connect(serverid, sslmode='disable')
+        assert oct(os.stat(os.path.join(tls_dir(serverid), 'server.key')).st_mode & 0o777) == '0o600'
+        with sandbox.connect(serverid, sslmode='verify-full', sslrootcert=os.path.join(CA_DIR, 'ca.crt')) as conn:
+            assert conn.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').fetchone() == (True,)
+    # The action plugin's default with forest_tls: verify-full against the node's own CA file.
+    status = sandbox.playbook('status.yml', extra_vars=dict(forest_tls=True, fail_unless_healthy=True))
+    assert status.returncode == 0, status.stdout[-3000:]
+    verified = sandbox.module('forest_status', ssl_mode='verify-full',
+                              ssl_rootcert=os.path.join(tls_dir(0), 'ca.crt'))
+    assert [(node['ssl'], node['tls_version']) for node in verified['nodes']] == [(True, 'TLSv1.3')] * 2
+    # A CA that did not sign them (a node certificate is no CA): refused, and the hint says what to check.
+    wrong = sandbox.module('forest_status', ssl_mode='verify-full', ssl_rootcert=os.path.join(tls_dir(0), 'server.crt'))
+    assert wrong['cluster_state'] == 'down' and 'ssl_rootcert' in wrong['unreached'][0]['hint']
+    plain = sandbox.module('forest_status', ssl_mode='disable')
+    assert plain['cluster_state'] == 'down' and 'only encrypted connections' in plain['unreached'][0]['hint']
+    # dbsync's psql pipes carry the TLS settings too (a repair copies through them).
+    sandbox.both('DROP TABLE IF EXISTS tls_items; CREATE TABLE tls_items (id int PRIMARY KEY, v text)')
+    try:
+        sandbox.on(0, "INSERT INTO tls_items SELECT g, 'v' || g FROM generate_series(1, 300) g")
+        sandbox.set_views({1: -1}, {1: -1})
+        synced = sandbox.module('forest_dbsync', mode='sync', source=0, include=['public.tls_items'],
+                                ssl_mode='verify-full', ssl_rootcert=os.path.join(tls_dir(0), 'ca.crt'))
+        assert not synced.get('failed'), synced.get('msg')
+        assert sandbox.query(1, 'SELECT count(*) FROM tls_items', dbname=sandbox.USERDB) == [(300,)]
+    finally:
+        sandbox.reset_pair()
+        sandbox.both('DROP TABLE IF EXISTS tls_items')
+
+
+def test_tls_off_again_admits_plain_tcp(tls_on):
+    provision(False)
+    for serverid in sandbox.NODES:
+        with sandbox.connect(serverid, sslmode='disable') as conn:
+            assert conn.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').fetchone() == (False,)
+    assert sandbox.module('forest_status')['healthy'] is True
