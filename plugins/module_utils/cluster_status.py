@@ -88,7 +88,8 @@ def _unread_servers(view, read):
 def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
-                server_addr=None, broken_log=[], ssl=None, tls_version=None, replication_slots=[])
+                server_addr=None, broken_log=[], ssl=None, tls_version=None, tls_client_dn=None,
+                replication_slots=[])
 
 
 def read_view(node, mngdb, broken_log_limit) -> View:
@@ -106,10 +107,10 @@ def read_view(node, mngdb, broken_log_limit) -> View:
         try:
             facts = run(conn, 'SELECT pg_is_in_recovery() AS in_recovery, '
                               'host(inet_server_addr()) AS addr, inet_server_port() AS port, '
-                              's.ssl, s.version AS tls_version '
+                              's.ssl, s.version AS tls_version, s.client_dn AS tls_client_dn '
                               'FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()')[0]
             view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']),
-                        ssl=facts['ssl'], tls_version=facts['tls_version'])
+                        ssl=facts['ssl'], tls_version=facts['tls_version'], tls_client_dn=facts['tls_client_dn'])
             view['replication_slots'] = run(conn, RECOVERY_SLOTS_SQL, action='read replication slots')
             missing = missing_tables(conn)
             if missing:
@@ -221,6 +222,7 @@ def merge(views: List[View]) -> PairStatus:
             validity=validity, validity_name=VALIDITY_NAMES.get(validity, 'unknown'), views=seen,
             server_version=own and own['server_version'], in_recovery=own and own['in_recovery'],
             ssl=own['ssl'] if own else None, tls_version=own['tls_version'] if own else None,
+            tls_client_dn=own['tls_client_dn'] if own else None,
             replication_slots=own['replication_slots'] if own else [],
             mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
     for view in views:

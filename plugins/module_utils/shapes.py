@@ -50,6 +50,7 @@ class View(TypedDict):
     broken_log: List[dict]
     ssl: Optional[bool]              # this module's session encrypted (pg_stat_ssl)
     tls_version: Optional[str]
+    tls_client_dn: Optional[str]     # the client certificate the server verified (ssl_cert)
     replication_slots: List[dict]    # an online recovery's slots: name, active, lag_bytes
 
 
@@ -68,6 +69,7 @@ class StatusNode(TypedDict):
     in_recovery: Optional[bool]
     ssl: Optional[bool]              # the module's session to it encrypted (pg_stat_ssl); None: not read
     tls_version: Optional[str]       # e.g. TLSv1.3
+    tls_client_dn: Optional[str]     # the module's client certificate as the server verified it
     replication_slots: List[dict]    # on a recovery's source: its slot, active, lag_bytes held back
     mngdb: str
     error: Optional[NodeError]

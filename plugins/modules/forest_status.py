@@ -136,7 +136,8 @@ nodes:
   description:
     - One entry per serverid of C(server_info).
     - C(ssl) says whether this module's session to the node was encrypted (the server's C(pg_stat_ssl)),
-      C(tls_version) with what; both C(null) for a node not read.
+      C(tls_version) with what, C(tls_client_dn) the client certificate the server verified (O(ssl_cert)), all
+      C(null) for a node not read.
     - C(replication_slots) lists an online recovery's slot on its source, C(pgforest_recovery_<target>), with
       C(name), C(active) (the copy or the standby streams through it) and C(lag_bytes), the WAL written since the
       target last confirmed (what it still has to catch up); empty when no recovery runs.
@@ -157,6 +158,7 @@ nodes:
       in_recovery: false
       ssl: true
       tls_version: TLSv1.3
+      tls_client_dn: null
       replication_slots: []
       mngdb: present
       error: null

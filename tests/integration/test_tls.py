@@ -3,6 +3,7 @@ private CA kept in the sandbox) and off again, idempotently; the modules verify 
 default; plain TCP is refused while it is on. The two-machine version, with online recovery and
 pg_stat_ssl of every session, is tests/lab/test_tls.py."""
 import os
+import subprocess
 
 import psycopg
 import pytest
@@ -60,6 +61,24 @@ def test_tls_on_refuses_plain_tcp_and_the_modules_verify_the_nodes(tls_on):
     finally:
         sandbox.reset_pair()
         sandbox.both('DROP TABLE IF EXISTS tls_items')
+
+
+def test_a_client_certificate_reaches_the_server(tls_on, tmp_path):
+    """ssl_cert / ssl_key: the server verifies the module's client certificate (signed by the pair's CA)."""
+    key, cert = str(tmp_path / 'client.key'), str(tmp_path / 'client.crt')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+                    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=postgres',
+                    '-addext', 'extendedKeyUsage=clientAuth', '-CA', os.path.join(CA_DIR, 'ca.crt'),
+                    '-CAkey', os.path.join(CA_DIR, 'ca.key')], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    options = dict(ssl_mode='verify-full', ssl_rootcert=os.path.join(tls_dir(0), 'ca.crt'), ssl_cert=cert,
+                   ssl_key=key)
+    status = sandbox.module('forest_status', **options)
+    assert [node['tls_client_dn'] for node in status['nodes']] == ['/CN=postgres'] * 2, status['nodes']
+    os.chmod(key, 0o644)  # libpq refuses a key others can read, and says so
+    refused = sandbox.module('forest_status', **options)
+    assert refused['cluster_state'] == 'down'
+    assert 'private key file' in refused['unreached'][0]['detail'], refused['unreached']
 
 
 def test_tls_off_again_admits_plain_tcp(tls_on):
