@@ -9,6 +9,11 @@ if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepi
     echo "bootstrap: $python cannot create virtualenvs; installing python3-venv" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
 fi
+# forest_tls's private CA (the forest_node role) and the TLS tests issue certificates with openssl.
+if ! command -v openssl >/dev/null; then
+    echo "bootstrap: installing openssl" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
 # The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the
