@@ -77,8 +77,8 @@ def metrics_playbook(**extra_vars):
         extra = os.path.join(sandbox.SANDBOX, 'monitoring-inventory.yml')
         with open(extra, 'w') as handle:
             handle.write('forest_monitoring:\n  hosts:\n    forest0:\n')
-        done = sandbox.playbook('metrics.yml', '-i', extra, extra_vars=dict(extra_vars, ansible_become=False,
-                                                                              forest_metrics_config_dir=METRICS_DIR))
+        variables = dict(extra_vars, ansible_become=False, forest_metrics_config_dir=METRICS_DIR)
+        done = sandbox.playbook('metrics.yml', '-i', extra, extra_vars=variables)
         assert not unhandled(done.stdout + done.stderr), (done.stdout + done.stderr)[-3000:]
         assert not os.path.exists(METRICS_DIR) and not os.path.exists('/etc/systemd/system/pgforest-metrics.timer')
         return done.returncode != 0, done.stdout + done.stderr, 'changed=0' not in done.stdout.split('PLAY RECAP')[-1]
