@@ -46,7 +46,8 @@ class SyncOptions(NamedTuple):
 
 # Below this many blocks (8 MB) a table is hashed by one session per node whatever `jobs` says.
 SLICE_MIN_BLOCKS = 1024
-SNAPSHOT_TRIES = 5  # snapshots taken again while a write straddled them (online compare)
+# Snapshots taken again while a write may have straddled them (online compare); a try costs milliseconds.
+SNAPSHOT_TRIES = 20
 
 
 class Sync(Job):
@@ -167,15 +168,16 @@ class Sync(Job):
                 return
             for conn in (self.src, self.src_peer, self.tgt):
                 run(conn, 'ROLLBACK')
-            self.say('write freeze: a transaction wrote serverid %d while the snapshots were taken (try %d of %d); '
-                     'taking them again' % (self.source['serverid'], attempt, SNAPSHOT_TRIES))
+            self.say('write freeze: a transaction took an id on serverid %d while the snapshots were taken (try %d '
+                     'of %d); taking them again' % (self.source['serverid'], attempt, SNAPSHOT_TRIES))
             if attempt < SNAPSHOT_TRIES:
                 freeze.wait_until_idle_again()
         raise dbsync.DbsyncError(
-            'online compare: sessions kept writing serverid %d during the write freeze (%d tries), so no two '
-            'snapshots were sure to hold the same writes; the freeze was undone and nothing was compared. A driver '
-            'that ignores udb_validity 0, or another application writing %s there, does this: stop it, or '
-            'compare offline' % (self.source['serverid'], SNAPSHOT_TRIES, self.source['userdb']))
+            'online compare: transactions kept writing serverid %d during the write freeze (%d tries), so no two '
+            'snapshots were sure to hold the same writes; the freeze was undone and nothing was compared. The check '
+            'counts the writes of every database of that server: a driver that ignores udb_validity 0, another '
+            'application writing %s, or a busy other database there does this. Stop it or wait for a quieter '
+            'moment, or compare offline' % (self.source['serverid'], SNAPSHOT_TRIES, self.source['userdb']))
 
     # --- comparing ---------------------------------------------------------------
     def compare(self):
