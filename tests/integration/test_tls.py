@@ -13,8 +13,8 @@ from pgforest_dev import sandbox
 CA_DIR = os.path.join(sandbox.SANDBOX, 'tls-ca')
 
 
-def provision(tls):
-    done = sandbox.playbook('provision.yml', extra_vars=dict(forest_tls=tls, forest_tls_ca_dir=CA_DIR))
+def provision(tls, **extra_vars):
+    done = sandbox.playbook('provision.yml', extra_vars=dict(extra_vars, forest_tls=tls, forest_tls_ca_dir=CA_DIR))
     assert done.returncode == 0, done.stdout[-3000:]
     return sandbox.recap(done.stdout)
 
@@ -79,6 +79,33 @@ def test_a_client_certificate_reaches_the_server(tls_on, tmp_path):
     refused = sandbox.module('forest_status', **options)
     assert refused['cluster_state'] == 'down'
     assert 'private key file' in refused['unreached'][0]['detail'], refused['unreached']
+
+
+def serial(path):
+    return subprocess.run(['openssl', 'x509', '-noout', '-serial', '-enddate', '-in', path], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def served_serial(serverid):
+    """The serial of the certificate the server presents (openssl s_client speaks PostgreSQL's STARTTLS)."""
+    node = sandbox.NODES[serverid]
+    hello = subprocess.run(['openssl', 's_client', '-starttls', 'postgres', '-connect',
+                            '%s:%s' % (node['host'], node['port'])], input='', capture_output=True, text=True,
+                           timeout=20, check=False)
+    return subprocess.run(['openssl', 'x509', '-noout', '-serial'], input=hello.stdout, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_a_certificate_near_its_end_is_renewed(tls_on):
+    installed = os.path.join(tls_dir(1), 'server.crt')
+    provision(True, forest_node_tls_renew_days=100000)  # every certificate "ends soon": issued again
+    renewed = serial(installed)
+    assert [changes['changed'] for changes in provision(True, forest_node_tls_renew_days=100000).values()] != [0, 0]
+    assert serial(installed) != renewed  # and again: installed, the servers reloaded
+    assert [changes['changed'] for changes in provision(True).values()] == [0, 0]  # 30 days: nothing to renew
+    assert served_serial(1) == serial(installed).splitlines()[0]  # the server reloaded and serves the new one
+    status = sandbox.module('forest_status', ssl_mode='verify-full', ssl_rootcert=os.path.join(tls_dir(0), 'ca.crt'))
+    assert status['healthy'] is True
 
 
 def test_tls_off_again_admits_plain_tcp(tls_on):
