@@ -14,6 +14,9 @@ its `databases` gives its own samples):
   pgforest_replication_slot_lag_bytes{pair,userdb,serverid,slot}  WAL an online recovery's target has
                                                  still to confirm (on its source, while it runs)
   pgforest_replication_slot_active{pair,userdb,serverid,slot}  1 while the copy or standby streams
+  pgforest_read_duration_seconds{pair,userdb,serverid}  the node's mngdb_read_duration (drivers' poll interval)
+  pgforest_read_duration_lowered_seconds{pair,userdb,serverid}  how long a run has had it lowered (a killed
+                                                 run's lowering stays until the next run puts it back)
   pgforest_status_time_seconds                   when the status was read (Unix time)
 """
 
@@ -37,6 +40,10 @@ METRICS = (
                                             'target last confirmed them through its slot.'),
     ('pgforest_replication_slot_active', 'Whether the online recovery\'s copy or standby streams through the '
                                          'slot (1) or not (0).'),
+    ('pgforest_read_duration_seconds', 'mngdb_read_duration of the node: how often the drivers read the '
+                                       'management database (seconds).'),
+    ('pgforest_read_duration_lowered_seconds', 'How long an online recovery or online compare has had '
+                                               'mngdb_read_duration lowered on the node (a killed run\'s stays).'),
     ('pgforest_status_time_seconds', 'When the status was read (Unix time).'),
 )
 
@@ -76,6 +83,13 @@ def database_samples(pair, status, now):
             if slot.get('lag_bytes') is not None:
                 out['pgforest_replication_slot_lag_bytes'].append(sample(
                     'pgforest_replication_slot_lag_bytes', slot_labels, int(slot['lag_bytes'])))
+        read_duration = node.get('read_duration') or {}
+        if read_duration.get('seconds') is not None:
+            out['pgforest_read_duration_seconds'].append(sample('pgforest_read_duration_seconds', labels,
+                                                                read_duration['seconds']))
+        if read_duration.get('lowered'):
+            out['pgforest_read_duration_lowered_seconds'].append(sample(
+                'pgforest_read_duration_lowered_seconds', labels, read_duration['lowered']['for_seconds']))
         if node['serverid'] in newest:
             out['pgforest_broken_log_age_seconds'].append(sample(
                 'pgforest_broken_log_age_seconds', labels, round(max(0.0, now - newest[node['serverid']]), 3)))

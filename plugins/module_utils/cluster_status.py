@@ -18,6 +18,7 @@ from typing import List
 from .forest_pg import (
     ForestPgError, Node, connection_argument_spec, node_error, run)
 from .local_server import local_server_argument_spec
+from . import poll_interval
 from .mngdb import (
     MngdbError, VALIDITY_NAMES, missing_tables, mngdb_name, parse_udb_url, read_server_info, urls_of)
 from .shapes import PairOfDatabases, PairStatus, View
@@ -89,7 +90,7 @@ def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
                 server_addr=None, broken_log=[], ssl=None, tls_version=None, tls_client_dn=None,
-                replication_slots=[])
+                replication_slots=[], read_duration=None)
 
 
 def read_view(node, mngdb, broken_log_limit) -> View:
@@ -119,6 +120,11 @@ def read_view(node, mngdb, broken_log_limit) -> View:
                                                              're-create it with forest_mngdb'))
                 return view
             view['server_info'] = read_server_info(conn)
+            poll = run(conn, poll_interval.READ_SQL, action='read mngdb_read_duration')[0]
+            lowered = poll_interval.parse_record(poll['comment'])
+            view['read_duration'] = dict(
+                seconds=poll_interval.interval(poll['value']), lowered=lowered and dict(
+                    lowered, for_seconds=round(max(0.0, poll['now'] - float(lowered['at'])), 1)))
             view['broken_log'] = run(conn, 'SELECT serverid, time::text AS time, extract(epoch FROM time)::float8 '
                                            'AS epoch, client, api_task, err_msg, err_type, err_state '
                                            'FROM broken_log ORDER BY time DESC LIMIT %s',
@@ -223,6 +229,7 @@ def merge(views: List[View]) -> PairStatus:
             server_version=own and own['server_version'], in_recovery=own and own['in_recovery'],
             ssl=own['ssl'] if own else None, tls_version=own['tls_version'] if own else None,
             tls_client_dn=own['tls_client_dn'] if own else None,
+            read_duration=own['read_duration'] if own else None,
             replication_slots=own['replication_slots'] if own else [],
             mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
     for view in views:
@@ -356,6 +363,13 @@ def summary_lines(status):
             'reachable' if node['reachable'] else 'UNREACHABLE',
             'standby ' if node['in_recovery'] else '',
             'views %s' % node['views'] if len(set(node['views'].values())) > 1 else ''))
+    for node in status['nodes']:
+        lowered = (node.get('read_duration') or {}).get('lowered')
+        if lowered:
+            lines.append('serverid %d: mngdb_read_duration lowered to %s s by %s %.0f s ago (the DBA\'s value: %s); '
+                         'if that run is over (killed), the next online recovery or online compare puts it back, or '
+                         'set it with playbooks/config.yml' % (node['serverid'], lowered['short'], lowered.get('by'),
+                                                               lowered['for_seconds'], lowered['dba']))
     return lines
 
 

@@ -52,6 +52,7 @@ class View(TypedDict):
     tls_version: Optional[str]
     tls_client_dn: Optional[str]     # the client certificate the server verified (ssl_cert)
     replication_slots: List[dict]    # an online recovery's slots: name, active, lag_bytes
+    read_duration: Optional[dict]    # mngdb_read_duration: seconds, lowered (poll_interval's record)
 
 
 class StatusNode(TypedDict):
@@ -71,6 +72,7 @@ class StatusNode(TypedDict):
     tls_version: Optional[str]       # e.g. TLSv1.3
     tls_client_dn: Optional[str]     # the module's client certificate as the server verified it
     replication_slots: List[dict]    # on a recovery's source: its slot, active, lag_bytes held back
+    read_duration: Optional[dict]    # its mngdb_read_duration (seconds) and a run's lowering (lowered)
     mngdb: str
     error: Optional[NodeError]
 

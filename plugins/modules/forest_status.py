@@ -141,6 +141,9 @@ nodes:
     - C(replication_slots) lists an online recovery's slot on its source, C(pgforest_recovery_<target>), with
       C(name), C(active) (the copy or the standby streams through it) and C(lag_bytes), the WAL written since the
       target last confirmed (what it still has to catch up); empty when no recovery runs.
+    - C(read_duration) is the node's C(mngdb_read_duration) (C(seconds)) and, while an online recovery or online
+      compare has it lowered, C(lowered) - the DBA's value C(dba), C(short), C(by), C(at) and C(for_seconds) -
+      also left behind by a killed run (the summary says so; the next such run puts it back).
   returned: always
   type: list
   elements: dict
@@ -160,6 +163,7 @@ nodes:
       tls_version: TLSv1.3
       tls_client_dn: null
       replication_slots: []
+      read_duration: {"seconds": 30, "lowered": null}
       mngdb: present
       error: null
 user_databases:

@@ -11,6 +11,7 @@ import pytest
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 
+from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import prometheus_metrics
 from ansible_collections.pgforest.cluster.plugins.module_utils.poll_interval import MARK, PollInterval
 
 TARGET = 1
@@ -206,6 +207,14 @@ def test_a_killed_online_compare_is_put_back_by_the_next_one():
     wait_for(lowered_on_source, 'the compare to lower mngdb_read_duration')
     run.kill_module()
     assert interval(0)[0] == interval(1)[0] == '1'
+    # forest_status tells the DBA what the killed run left, and the metrics too.
+    status = sandbox.module('forest_status')
+    lowered = [node['read_duration']['lowered'] for node in status['nodes']]
+    assert [(record['dba'], record['short']) for record in lowered] == [(DBA, 1)] * 2, lowered
+    assert [node['read_duration']['seconds'] for node in status['nodes']] == [1, 1]
+    assert any('mngdb_read_duration lowered to 1 s' in line for line in status['summary']), status['summary']
+    metrics = prometheus_metrics([dict(pair='p', status=status)])
+    assert 'pgforest_read_duration_lowered_seconds{pair="p",serverid="0",userdb="%s"}' % sandbox.USERDB in metrics
     result = online_compare()
     assert not result.get('failed'), result.get('msg')
     assert sorted(result['read_duration']['adopted']) == [SOURCE_MNGDB, TARGET_MNGDB]

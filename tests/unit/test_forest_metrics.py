@@ -102,3 +102,16 @@ def test_what_is_not_a_status_is_refused_by_name(items, message):
 def test_no_pairs_still_says_when():
     found = samples(prometheus_metrics([], now=NOW))
     assert found == {('pgforest_status_time_seconds', frozenset()): NOW}
+
+
+def test_the_poll_interval_and_a_lowering_left_behind():
+    lowered = dict(node(0, {0: 1}), read_duration=dict(seconds=1, lowered=dict(dba='30', short=1, at=NOW - 7200,
+                                                                                 for_seconds=7200.0)))
+    normal = dict(node(1, {1: 1}), read_duration=dict(seconds=30, lowered=None))
+    found = samples(prometheus_metrics([dict(pair='p', status=database('userdb', 'healthy', [lowered, normal]))],
+                                       now=NOW))
+    assert value(found, 'pgforest_read_duration_seconds', pair='p', userdb='userdb', serverid=0) == 1
+    assert value(found, 'pgforest_read_duration_seconds', pair='p', userdb='userdb', serverid=1) == 30
+    assert value(found, 'pgforest_read_duration_lowered_seconds', pair='p', userdb='userdb', serverid=0) == 7200
+    assert ('pgforest_read_duration_lowered_seconds',
+            frozenset(dict(pair='p', userdb='userdb', serverid='1').items())) not in found

@@ -20,7 +20,8 @@ def view(owner, values, reachable=True, urls=None, mngdb='present'):
                 server_info=rows if reachable and mngdb == 'present' else None,
                 server_version=150018 if reachable else None, in_recovery=False if reachable else None,
                 server_addr='%s:%s' % (host, port) if reachable else None, broken_log=[],
-                ssl=False if reachable else None, tls_version=None, tls_client_dn=None, replication_slots=[])
+                ssl=False if reachable else None, tls_version=None, tls_client_dn=None, replication_slots=[],
+                read_duration=None)
 
 
 def by_sid(status):
