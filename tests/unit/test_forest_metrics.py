@@ -105,8 +105,8 @@ def test_no_pairs_still_says_when():
 
 
 def test_the_poll_interval_and_a_lowering_left_behind():
-    lowered = dict(node(0, {0: 1}), read_duration=dict(seconds=1, lowered=dict(dba='30', short=1, at=NOW - 7200,
-                                                                                 for_seconds=7200.0)))
+    record = dict(dba='30', short=1, at=NOW - 7200, for_seconds=7200.0)
+    lowered = dict(node(0, {0: 1}), read_duration=dict(seconds=1, lowered=record))
     normal = dict(node(1, {1: 1}), read_duration=dict(seconds=30, lowered=None))
     found = samples(prometheus_metrics([dict(pair='p', status=database('userdb', 'healthy', [lowered, normal]))],
                                        now=NOW))
