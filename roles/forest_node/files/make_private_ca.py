@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Make forest_tls's private CA in a directory on the controller, once: make_private_ca.py DIR.
