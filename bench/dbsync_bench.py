@@ -21,27 +21,9 @@ time is the module's own (summary.seconds); the wall time through `ansible`
 """
 import argparse
 import statistics
-import subprocess
 
-from pgforest_dev import sandbox
-from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, env as bench_env, hash_floor, host_args,
-                                pg_comparator, print_table, psql, recreate, timed)
-
-PG_BIN = sandbox.PG_BIN
-
-
-def setup(scale):
-    for serverid in (0, 1):
-        recreate(serverid)
-    procs = [subprocess.Popen([PG_BIN + '/pgbench', '-i', '-q', '-s', str(scale), *host_args(serverid), DB],
-                              env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for serverid in (0, 1)]
-    if any(proc.wait() for proc in procs):
-        raise SystemExit('pgbench -i failed')
-    for name in ('forest0', 'forest1'):
-        result = sandbox.module('forest_mngdb', host=name, userdb=DB,
-                                servers=['127.0.0.11:5432', '127.0.0.12:5432'])
-        if result.get('failed'):
-            raise SystemExit(result['msg'])
+from pgforest_dev.bench import (DB, dbsync, drop_databases, dump_restore, hash_floor, pg_comparator, pgbench_pair,
+                                print_table, psql, timed)
 
 
 def drift(fraction):
@@ -69,7 +51,7 @@ def main():
     args = parser.parse_args()
 
     print('setting up pgbench scale %d on both nodes ...' % args.scale, flush=True)
-    setup(args.scale)
+    pgbench_pair(args.scale)
     rows = int(psql(0, DB, 'SELECT count(*) FROM pgbench_accounts'))
     size = int(psql(0, DB, 'SELECT pg_database_size(current_database())'))
     print('%d accounts, %.0f MB per node; drift: UPDATE of %g %% of them on serverid 1 (row counts unchanged)\n'

@@ -24,23 +24,9 @@ import tempfile
 import time
 
 from pgforest_dev import sandbox
-from pgforest_dev.bench import DB, dbsync, drop_databases, env as bench_env, host_args, psql, recreate
+from pgforest_dev.bench import DB, dbsync, drop_databases, env as bench_env, pgbench_pair, psql
 
 CA_DIR = os.path.join(sandbox.SANDBOX, 'tls-bench-ca')
-
-
-def setup(scale):
-    for serverid in (0, 1):
-        recreate(serverid)
-    procs = [subprocess.Popen([sandbox.PG_BIN + '/pgbench', '-i', '-q', '-s', str(scale), *host_args(serverid), DB],
-                              env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for serverid in (0, 1)]
-    if any(proc.wait() for proc in procs):
-        raise SystemExit('pgbench -i failed')
-    for name in ('forest0', 'forest1'):
-        result = sandbox.module('forest_mngdb', host=name, userdb=DB, servers=['127.0.0.11:5432', '127.0.0.12:5432'])
-        if result.get('failed'):
-            raise SystemExit(result['msg'])
 
 
 def provision(tls):
@@ -94,7 +80,7 @@ def main():
     parser.add_argument('--rounds', type=int, default=3, help='rounds of each measure (the median is shown)')
     args = parser.parse_args()
     print('setting up pgbench scale %d on both nodes ...' % args.scale, flush=True)
-    setup(args.scale)
+    pgbench_pair(args.scale)
     size = int(psql(0, DB, 'SELECT pg_database_size(current_database())'))
     print('%.0f MB per node, median of %d rounds\n' % (size / 2 ** 20, args.rounds), flush=True)
     try:

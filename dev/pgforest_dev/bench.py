@@ -42,6 +42,21 @@ def recreate(serverid):
     psql(serverid, 'postgres', 'CREATE DATABASE %s' % DB)
 
 
+def pgbench_pair(scale):
+    """benchdb afresh on both nodes: pgbench tables at `scale`, and its management database listing both."""
+    for serverid in (0, 1):
+        recreate(serverid)
+    procs = [subprocess.Popen([sandbox.PG_BIN + '/pgbench', '-i', '-q', '-s', str(scale), *host_args(serverid), DB],
+                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for serverid in (0, 1)]
+    if any(proc.wait() for proc in procs):
+        raise SystemExit('pgbench -i failed')
+    for name in ('forest0', 'forest1'):
+        result = sandbox.module('forest_mngdb', host=name, userdb=DB,
+                                servers=['127.0.0.11:5432', '127.0.0.12:5432'])
+        if result.get('failed'):
+            raise SystemExit(result['msg'])
+
+
 def dbsync(**args):
     started = time.monotonic()
     result = sandbox.module('forest_dbsync', userdb=DB, timeout=3600, **args)
