@@ -124,12 +124,16 @@ def sqlstate_from_text(detail):
     return None
 
 
+TLS_FAILURE_WORDS = ('certificate', 'ssl error', 'sslmode', 'does not support ssl', 'tlsv1 alert')
+
+
 def _hint_from_text(detail):
     text = detail.lower()
     if 'timeout expired' in text or 'timed out' in text:
         return ('the node did not answer within connect_timeout: its server may be hung '
                 '(stopped process, full disk, network) or overloaded')
-    if 'certificate' in text or 'ssl' in text or 'tls' in text:
+    # Not any text with "SSL" in it: "SSL SYSCALL error: EOF detected" is a server gone mid-session.
+    if any(words in text for words in TLS_FAILURE_WORDS):
         return ('TLS failed: with ssl_mode verify-ca or verify-full, ssl_rootcert (forest_pg_ssl_rootcert) must be '
                 'the CA that signed the node\'s certificate, and verify-full needs the address connected to in the '
                 'certificate; a node without TLS needs ssl_mode prefer or disable')

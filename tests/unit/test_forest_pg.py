@@ -107,7 +107,12 @@ def test_tls_options_are_checked_choices_and_the_key_option_is_a_path_not_a_secr
      'only encrypted connections'),
     (None, 'root certificate file "/x/ca.crt" does not exist', 'ssl_rootcert'),
     (None, 'SSL error: certificate verify failed', 'the CA that signed'),
+    (None, 'server does not support SSL, but SSL was required', 'a node without TLS needs ssl_mode prefer'),
     (None, 'server certificate for "10.0.0.1" does not match host name "db1"', 'ssl_rootcert'),
 ])
 def test_tls_refusals_say_what_to_do(sqlstate, detail, hint_words):
     assert hint_words in str(ForestPgError('node0', 'connect', detail, sqlstate))
+
+
+def test_a_server_gone_mid_session_over_tls_gets_no_tls_hint():
+    assert ForestPgError('node0', 'query', 'SSL SYSCALL error: EOF detected').hint is None
