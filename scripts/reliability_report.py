@@ -27,6 +27,11 @@ SECTIONS = [
     ('faults', 'Faults injected at each step (`make test`)',
      'A fault hits a running step; afterwards forest_status must name the state, the valid node keeps every '
      'row it had, and a re-run (or phase=cancel, then a re-run) completes with the pair healthy and equal.'),
+    ('mess', 'Real-world mess: batch jobs, maintenance, drivers writing in either order (`make test`)',
+     'The reference driver writes throughout. A 45-s batch transaction and a stream of 5-s transactions on the '
+     'source during an online recovery, VACUUM and ANALYZE in a loop during another, and online compares with '
+     'three drivers (one writing serverid 1 first): every freeze begun within notice + 1 s, the driver\'s longest '
+     'gap within notice + 1.5 s, lost and duplicated counted after each case, no false difference.'),
     ('bad_input', 'Bad input (`make test`)',
      'Each case must fail with a message that says what to do, and change nothing: both management '
      'databases and a checksum of both user databases are the same before and after.'),

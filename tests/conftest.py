@@ -15,7 +15,7 @@ def provisioned_pair():
 
 # The cases that take a minute (faults injected into recoveries, recoveries under load) start
 # first: parallel workers then finish together instead of one worker running the longest case last.
-SLOW_FILES = ('test_faults.py', 'test_soak.py', 'test_forest_recover_online.py', 'test_security.py',
+SLOW_FILES = ('test_mess.py', 'test_faults.py', 'test_soak.py', 'test_forest_recover_online.py', 'test_security.py',
               'test_split_brain.py')
 
 

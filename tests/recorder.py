@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.environ.get('FOREST_RESULTS_DIR') or os.path.join(REPO, 'tests', 'output', 'reliability')
 SECTION_OF_FILE = {
     'test_soak.py': 'soak', 'test_faults.py': 'faults', 'test_bad_input.py': 'bad_input',
-    'test_split_brain.py': 'split_brain', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
+    'test_split_brain.py': 'split_brain', 'test_mess.py': 'mess', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
     'test_first_contact.py': 'lab_first_contact', 'test_playbooks.py': 'lab_playbooks',
     'test_network_faults.py': 'lab_network_faults', 'test_tls.py': 'lab_production',
     'test_metrics_timer.py': 'lab_production',

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS {table}_items (load_id bigint NOT NULL, n int NOT NUL
 
 class ForestDriver(object):
     def __init__(self, nodes, userdb, password, read_duration=1.0, pause=0.002,
-                 broken_prefixes=('08', '53', '57P', '3D'), table='forest_load', listen=True):
+                 broken_prefixes=('08', '53', '57P', '3D'), table='forest_load', listen=True, reverse=False):
         self.nodes = nodes  # {serverid: (host, port)}
         # Each application its own tables (and sequence), so two drivers never interleave ids.
         self.table = table
@@ -41,6 +41,8 @@ class ForestDriver(object):
         self.broken_prefixes = broken_prefixes
         self.validity = {}
         self.acked = []       # ids acknowledged to the "application"
+        self.ack_times = []   # monotonic time of each acknowledgement (longest_gap)
+        self.reverse = reverse  # write and commit the nodes from the highest serverid down
         self.errors = []
         self.suppressed_waits = 0
         self._stop = threading.Event()
@@ -140,7 +142,7 @@ class ForestDriver(object):
             self.suppressed_waits += 1
             time.sleep(0.01)
             return None
-        valid = [sid for sid, value in sorted(self.validity.items()) if value == 1]
+        valid = [sid for sid, value in sorted(self.validity.items(), reverse=self.reverse) if value == 1]
         payload = uuid.uuid4().hex  # unique: a repeated payload means a write applied twice
         ids, done = set(), []
         for serverid in valid:
@@ -164,6 +166,7 @@ class ForestDriver(object):
             self.errors.append('nodes handed out different ids %s for one write' % sorted(ids))
         if done:
             self.acked.append((ids.pop(), payload))
+            self.ack_times.append(time.monotonic())
             return True
         return None
 
@@ -196,6 +199,11 @@ class ForestDriver(object):
             thread.start()
             self._threads.append(thread)
         return self
+
+    def longest_gap(self):
+        """The longest time between two acknowledged writes: what a freeze cost this application."""
+        times = list(self.ack_times)
+        return max([b - a for a, b in zip(times, times[1:])] or [0.0])
 
     def stop(self):
         self._stop.set()

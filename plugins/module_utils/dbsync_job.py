@@ -16,7 +16,7 @@ from .forest_pg import ForestPgError, psycopg, run
 from .job import Job
 from .mngdb import refuse_if_applications
 from .poll_interval import PollInterval, freeze_notice
-from .quiesce import Quiesce
+from .quiesce import FreezeAgain, Quiesce
 from .shapes import StatusNode, TableResult
 
 
@@ -46,8 +46,8 @@ class SyncOptions(NamedTuple):
 
 # Below this many blocks (8 MB) a table is hashed by one session per node whatever `jobs` says.
 SLICE_MIN_BLOCKS = 1024
-# Snapshots taken again while a write may have straddled them (online compare); a try costs milliseconds.
-SNAPSHOT_TRIES = 20
+# What one try of the snapshots takes at most (milliseconds here): a try begins only if the freeze has it.
+SNAPSHOT_SECONDS = 0.1
 
 
 class Sync(Job):
@@ -62,6 +62,8 @@ class Sync(Job):
         self.hashers = dict(source=[], target=[])   # sessions in the snapshots that hash (jobs per node)
         self.snapshot = None
         self.freeze_window = None
+        self.freeze_report = None
+        self.snapshot_retries = 0
         self.poll = None  # PollInterval of an online compare without notice_wait
         self.psql = None
         self.results: List[TableResult] = []
@@ -153,31 +155,35 @@ class Sync(Job):
         self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
         watch = mngdbs['serverid %d %s' % (self.source['serverid'], self.mngdb)]
         freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout,
-                         watch=watch)
-        with freeze:
-            self.snapshots_with_no_write_between(freeze)
-        self.freeze_window = freeze.window
+                         watch=watch, say=self.say)
+        try:
+            freeze.run(self.snapshots_with_no_write_between)
+        finally:
+            self.freeze_window = freeze.window
+            self.freeze_report = dict(window=freeze.window, notice_seconds=notice,
+                                      waited_before_seconds=round(freeze.waited_before, 3),
+                                      undone=freeze.undone, snapshot_retries=self.snapshot_retries)
         self.say('write freeze released after %.3fs (snapshots open on both nodes)' % freeze.window)
 
     def snapshots_with_no_write_between(self, freeze):
         """Snapshots no write straddles (Quiesce.wrote_since_idle): a late driver's write on one
-        node and not yet on the other would show as a difference that is not there."""
-        for attempt in range(1, SNAPSHOT_TRIES + 1):
+        node and not yet on the other would show as a difference that is not there.  Taken again
+        while this freeze's bound allows; then the freeze is undone and tried again later."""
+        while True:
             self.begin_snapshots()
             if not freeze.wrote_since_idle():
                 return
             for conn in (self.src, self.src_peer, self.tgt):
                 run(conn, 'ROLLBACK')
-            self.say('write freeze: a transaction took an id on serverid %d while the snapshots were taken (try %d '
-                     'of %d); taking them again' % (self.source['serverid'], attempt, SNAPSHOT_TRIES))
-            if attempt < SNAPSHOT_TRIES:
-                freeze.wait_until_idle_again()
-        raise dbsync.DbsyncError(
-            'online compare: transactions kept writing serverid %d during the write freeze (%d tries), so no two '
-            'snapshots were sure to hold the same writes; the freeze was undone and nothing was compared. The check '
-            'counts the writes of every database of that server: a driver that ignores udb_validity 0, another '
-            'application writing %s, or a busy other database there does this. Stop it or wait for a quieter '
-            'moment, or compare offline' % (self.source['serverid'], SNAPSHOT_TRIES, self.source['userdb']))
+            self.snapshot_retries += 1
+            self.say('write freeze: a transaction took an id on serverid %d while the snapshots were taken; taking '
+                     'them again' % self.source['serverid'])
+            busy = freeze.idle_again(max(0.0, freeze.time_left() - SNAPSHOT_SECONDS))
+            if busy or freeze.time_left() < SNAPSHOT_SECONDS:
+                raise FreezeAgain('transactions kept writing serverid %d while the snapshots were taken (a driver '
+                                  'that ignores udb_validity 0, another application writing %s, or a busy other '
+                                  'database of that server: every database\'s writes count)'
+                                  % (self.source['serverid'], self.source['userdb']), busy)
 
     # --- comparing ---------------------------------------------------------------
     def compare(self):
@@ -460,7 +466,8 @@ def report(sync, failed=False):
     equal = not failed and all(t['status'] in settled for t in tables) and all(s['status'] == 'set' for s in sequences)
     return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
                 target=sync.target and sync.target['serverid'], tables=tables,
-                sequences=sequences, freeze_window=sync.freeze_window, phases=sync.timer.phases,
+                sequences=sequences, freeze_window=sync.freeze_window, freeze=sync.freeze_report,
+                phases=sync.timer.phases,
                 read_duration=sync.poll.report if sync.poll is not None else None,
                 unlogged_tables=sync.unlogged,
                 progress=sync.progress,

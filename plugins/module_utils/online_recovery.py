@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ import threading
 import time
 from typing import NamedTuple, Optional
 
-from . import dbsync
+from . import dbsync, freeze_writes
 from .forest_pg import (
     ForestPgError, close_all, libpq_conninfo, run)
 from .local_server import LocalServer, tree_size
@@ -43,7 +42,7 @@ from .mngdb import (
     SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, set_validity)
 from .pair_choice import online_scope
 from .poll_interval import PollInterval, PollIntervalError, freeze_notice
-from .quiesce import Quiesce
+from .quiesce import OWN_XID_SQL, Quiesce
 from .recovery import Recovery, RecoveryError
 
 # The target's own configuration, kept across the copy (forest.conf: the forest_node role's include).
@@ -82,21 +81,7 @@ def next_phase(stage):
     return ([phase.name for phase in PHASES if phase.needs == stage] or ['cancel'])[0]
 
 
-WAL_POSITION_SQL = """
-SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid, pg_current_wal_lsn()::text AS lsn
-"""
-# The WAL a transaction wrote after the cut's position, with the databases its blocks belong to
-# (pg_walinspect, PostgreSQL 15 contrib): read only when the source's transaction ids moved inside the
-# freeze, to tell a write into a forest database (lost on the target) from one into postgres or a
-# replaced database (allowed: the copy replaces them anyway).
-WAL_WRITES_SQL = """
-SELECT xid::text AS xid, resource_manager, record_type,
-       coalesce(block_ref, '') || ' ' || coalesce(description, '') AS refs
-FROM pg_get_wal_records_info(%s::pg_lsn, pg_current_wal_flush_lsn())
-WHERE xid::text <> '0'
-"""
-# "blkref #0: rel 1663/16384/16385 ..." (tablespace/database/relfilenode), "base/16384/16390" (smgr).
-DATABASE_IN_WAL = re.compile(r'\brel \d+/(\d+)/\d+|\bbase/(\d+)/\d+')
+WAL_POSITION_SQL = "SELECT pg_current_wal_lsn()::text AS lsn"
 ROLLBACK_RETRY_SECONDS = 30
 # What the node's configuration files say (our own session overrides lock_timeout).
 OWN_SETTINGS_SQL = """
@@ -107,20 +92,6 @@ WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo
 
 def _interrupted(signum, _frame):
     raise KeyboardInterrupt('interrupted (%s)' % signal.Signals(signum).name)
-
-
-def databases_written(records, database_oids):
-    """{database oid: WAL records} of the records (WAL_WRITES_SQL rows) whose blocks belong to one of
-    `database_oids`; records of other databases and of shared catalogs (database 0) are left out."""
-    wanted = set(int(oid) for oid in database_oids)
-    found = {}
-    for record in records:
-        for match in DATABASE_IN_WAL.finditer(record['refs']):
-            oid = int(match.group(1) or match.group(2))
-            if oid in wanted:
-                found[oid] = found.get(oid, 0) + 1
-                break
-    return found
 
 
 class Workspace(object):
@@ -548,12 +519,14 @@ class OnlineRecovery(Recovery):
         freeze = Quiesce(dict(('serverid %d %s' % (self.source['serverid'], mngdb_name(userdb)), conn)
                               for userdb, conn in src_mngdbs.items()),
                          list(src_users.values()), self.target['serverid'],
-                         notice, self.p['idle_wait_timeout'], final_validity=1)
+                         notice, self.p['idle_wait_timeout'], final_validity=1, watch=src_admin, say=self.say)
         try:
-            with freeze:
-                self.promote_in_freeze(src_admin, src_users, src_mngdbs, tgt_admin, unlogged)
+            freeze.run(lambda frozen: self.promote_in_freeze(frozen, src_admin, src_users, src_mngdbs, tgt_admin,
+                                                             unlogged))
         finally:
             self.freeze_window = self.cut_report['freeze_window'] = freeze.window
+            self.cut_report.update(waited_before_freeze=round(freeze.waited_before, 3),
+                                   freezes_undone=[undone['window'] for undone in freeze.undone])
         self.state['stage'] = phase_named('cut').leaves
         self.workspace.save(self.state)
         self.say('write freeze released after %ss: serverid %d is valid (1) on both nodes'
@@ -600,7 +573,8 @@ class OnlineRecovery(Recovery):
         self.say('%s: copied %d rows of %d unlogged table(s) in %.3fs'
                  % (userdb, rows, len(tables), time.monotonic() - started))
 
-    def promote_in_freeze(self, src_admin, src_users, src_mngdbs, tgt_admin, unlogged=()):
+    def promote_in_freeze(self, freeze, src_admin, src_users, src_mngdbs, tgt_admin, unlogged=()):
+        before = freeze.own_xid  # taken by the idle check, just before its last look
         position = run(src_admin, WAL_POSITION_SQL)[0]
         self.cut_report['lag_at_cut'] = self.lag(src_admin, tgt_admin)
         self.wait_replayed(tgt_admin, position['lsn'])
@@ -609,9 +583,8 @@ class OnlineRecovery(Recovery):
             raise RecoveryError('serverid %d did not finish promotion within %ss (see %s)'
                                 % (self.target['serverid'], self.p['start_timeout'], self.server.log_file))
         self.cut_report['promote_seconds'] = round(time.monotonic() - promoted, 3)
-        after = run(src_admin, WAL_POSITION_SQL)[0]
-        if after['next_xid'] != position['next_xid']:
-            self.check_no_forest_write(src_admin, position, after)
+        after = run(src_admin, OWN_XID_SQL, action='take a transaction id')[0]['xid']
+        self.check_no_forest_write(src_admin, src_users, src_mngdbs, before, after, position['lsn'])
         copied = 0
         tgt_mngdbs = []
         for userdb, src_user in src_users.items():
@@ -625,43 +598,37 @@ class OnlineRecovery(Recovery):
         for tgt_mngdb in tgt_mngdbs:
             set_validity(tgt_mngdb, self.target['serverid'], 1)
 
-    def check_no_forest_write(self, src_admin, position, after):
-        """Transactions ran on the source after the position the target was promoted at.  The WAL
-        says where they wrote: a forest database's write is lost on the target (refused, rolled back);
-        writes elsewhere (postgres, or a database the copy replaces as asked) are not."""
-        lost = 'a transaction wrote to serverid %d during the write freeze (transaction ids %s to %s), after the ' \
-               'position serverid %d had replayed' % (self.source['serverid'], position['next_xid'],
-                                                      after['next_xid'], self.target['serverid'])
+    def check_no_forest_write(self, src_admin, src_users, src_mngdbs, before, after, position):
+        """Other transactions than ours may have taken ids on the source between the idle check and
+        the promotion (freeze_writes): a write of user data into a forest database after the
+        position the target was promoted at is lost on the target (refused, rolled back); statistics,
+        vacuum and writes elsewhere (postgres, or a database the copy replaces as asked) are not."""
+        if after == before + 1:
+            return
+        lost = 'a transaction wrote to serverid %d during the write freeze (transaction ids %d to %d), after the ' \
+               'position serverid %d had replayed' % (self.source['serverid'], before + 1, after - 1,
+                                                      self.target['serverid'])
         cause = ': a client ignores udb_validity=0 (not a PostgresForest driver, or its notice time is longer ' \
                 'than notice_wait)'
-        names = self.userdbs + [mngdb_name(userdb) for userdb in self.userdbs]
+        conns = dict(src_users)
+        conns.update((mngdb_name(userdb), conn) for userdb, conn in src_mngdbs.items())
         try:
-            oids = dict((row['oid'], row['datname']) for row in run(
-                src_admin, 'SELECT oid::int8 AS oid, datname FROM pg_database WHERE datname = ANY(%s)', [names]))
-            written = self.wal_writes(src_admin, position['lsn'], oids)
-        except ForestPgError as exc:
-            raise RecoveryError('%s%s (could not read the WAL to tell which database: %s)' % (lost, cause, exc))
+            oids = dict((row['datname'], row['oid']) for row in run(
+                src_admin, 'SELECT oid::int8 AS oid, datname FROM pg_database WHERE datname = ANY(%s)', [list(conns)]))
+            written, harmless, still_open = freeze_writes.look(
+                src_admin, before, after, position, dict((oids[name], (name, conn)) for name, conn in conns.items()))
+        except (ForestPgError, freeze_writes.FreezeWritesError) as exc:
+            raise RecoveryError('%s%s (could not read the WAL to tell what they wrote: %s)' % (lost, cause, exc))
         if written:
-            where = ', '.join('%s (%d WAL records)' % (oids[oid], count) for oid, count in sorted(written.items()))
-            raise RecoveryError('%s, into %s%s' % (lost, where, cause))
+            raise RecoveryError('%s, into %s%s' % (lost, freeze_writes.describe_lost(written), cause))
+        if still_open:
+            raise RecoveryError('%s: a transaction is still open in a forest database and may write there yet: %s%s'
+                                % (lost, freeze_writes.describe_open(still_open), cause))
         self.cut_report['other_writes_in_freeze'] = True
-        self.say('transactions ran on serverid %d during the freeze, none in a forest database (so in postgres%s, '
-                 'which the copy replaces)' % (self.source['serverid'],
-                                               ''.join(' or ' + name for name in self.replaced)))
-
-    @staticmethod
-    def wal_writes(admin, start_lsn, oids):
-        """databases_written() since start_lsn, through pg_walinspect (created for the look if missing,
-        then dropped; both in admin's database, not a forest one)."""
-        created = not run(admin, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'")
-        if created:
-            run(admin, 'CREATE EXTENSION pg_walinspect', action='create pg_walinspect to read the WAL of the freeze')
-        try:
-            return databases_written(run(admin, WAL_WRITES_SQL, [start_lsn], action='read the WAL of the freeze'),
-                                     oids)
-        finally:
-            if created:
-                run(admin, 'DROP EXTENSION IF EXISTS pg_walinspect')
+        self.cut_report['writes_not_lost'] = harmless
+        self.say('%d other transaction(s) took an id on serverid %d during the freeze; none changed user data of a '
+                 'forest database (statistics, vacuum, or postgres%s, which the copy replaces)'
+                 % (after - before - 1, self.source['serverid'], ''.join(' or ' + name for name in self.replaced)))
 
     def wait_replayed(self, tgt_admin, lsn):
         started = time.monotonic()
@@ -830,6 +797,10 @@ class OnlineRecovery(Recovery):
                 time.sleep(1)
 
     # --- result ------------------------------------------------------------------------------
+    def failure_result(self):
+        """What a failed run reports: its steps, and the cut's figures so far (freezes undone, waits)."""
+        return dict(super().failure_result(), cut=self.cut_report)
+
     def result(self, changed=None):
         state = self.state or {}
         return dict(mode='online', phase=self.p['phase'], changed=bool(state) if changed is None else changed,

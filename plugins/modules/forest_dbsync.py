@@ -97,10 +97,6 @@ options:
         more connection to each node. From C(1) to C(64).
     type: int
     default: 1
-  idle_wait_timeout:
-    description: Seconds to wait for open transactions to end inside the freeze before giving up.
-    type: float
-    default: 20
   copy_with:
     description:
       - How whole tables are copied (O(scope=all), tables without a key, mostly different tables).
@@ -202,6 +198,15 @@ freeze_window:
   description: Seconds the applications' writes were frozen (O(online=true)), else null.
   returned: always
   type: float
+freeze:
+  description:
+    - With O(online=true), the freeze's figures, else null. C(window) as freeze_window; C(notice_seconds);
+      C(waited_before_seconds) (waited with the writes flowing for long transactions to end); C(undone) (each
+      freeze begun and undone, with its C(window) and C(reason)); C(snapshot_retries) (snapshots taken again
+      because a transaction took an id while they were taken).
+  returned: always
+  type: dict
+  sample: {"window": 1.32, "notice_seconds": 1.25, "waited_before_seconds": 0.0, "undone": [], "snapshot_retries": 1}
 read_duration:
   description:
     - With O(online=true) and no O(notice_wait), what happened to C(mngdb_read_duration) (O(freeze_read_duration)),
@@ -241,7 +246,7 @@ def main():
         notice_wait=dict(type='float'),
         freeze_read_duration=dict(type='int', default=1),
         jobs=dict(type='int', default=1),
-        idle_wait_timeout=dict(type='float', default=20),
+        idle_wait_timeout=dict(type='float', default=60),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),
     )
     module = forest_module(argument_spec)

@@ -86,10 +86,6 @@ options:
       - Seconds the drivers need to notice C(udb_validity=0) (given, C(mngdb_read_duration) is not lowered).
       - Default C(mngdb_read_duration) at the freeze, which O(freeze_read_duration) has made short.
     type: float
-  idle_wait_timeout:
-    description: How long the freeze waits for open transactions on the source to end before it gives up.
-    type: float
-    default: 20
   catch_up_timeout:
     description: Seconds the standby may take to come within 1 MB of the source before the freeze.
     type: float
@@ -216,11 +212,19 @@ read_duration:
   sample: {"short": 1, "lowered": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "adopted": [],
            "put_back": ["serverid 0 userdb_pghainfo", "serverid 1 userdb_pghainfo"], "kept": [], "waited": 27.3}
 cut:
-  description: With O(mode=online), lag_before_freeze and lag_at_cut (bytes), notice_seconds (the freeze's wait
-    for the drivers), replay_wait_seconds, promote_seconds, sequences_copied, freeze_window; with unlogged tables, unlogged_tables, unlogged_rows and
-    unlogged_seconds (their contents are copied inside the freeze and add that long to it).
+  description:
+    - With O(mode=online), lag_before_freeze and lag_at_cut (bytes), notice_seconds (the freeze's wait for the
+      drivers), waited_before_freeze (seconds waited, writes flowing, for long transactions on the source to end),
+      freezes_undone (the seconds of each freeze begun and undone because a transaction was still open; empty
+      when the first one held), replay_wait_seconds, promote_seconds, sequences_copied, freeze_window; with
+      unlogged tables, unlogged_tables, unlogged_rows and unlogged_seconds (their contents are copied inside the
+      freeze and add that long to it).
+    - When other transactions took ids on the source during the freeze without changing user data of a forest
+      database (ANALYZE, vacuum, other databases), other_writes_in_freeze is true and writes_not_lost counts
+      their WAL records. Also returned, as far as it got, when the recovery failed.
   returned: success
   type: dict
+  sample: {"notice_seconds": 1.25, "waited_before_freeze": 38.2, "freezes_undone": [], "freeze_window": 1.41}
 cleanup:
   description: With O(mode=online), target_settings (the node's own lock_timeout and listen_addresses after cleanup).
   returned: success
@@ -278,7 +282,7 @@ def main():
         replace_databases=dict(type='list', elements='str', default=[]),
         notice_wait=dict(type='float'),
         freeze_read_duration=dict(type='int', default=1),
-        idle_wait_timeout=dict(type='float', default=20),
+        idle_wait_timeout=dict(type='float', default=60),
         catch_up_timeout=dict(type='float', default=3600),
         replay_wait_timeout=dict(type='float', default=30),
         copy_with=dict(type='str', choices=['auto', 'psql', 'python'], default='auto'),

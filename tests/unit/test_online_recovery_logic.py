@@ -97,18 +97,3 @@ def test_the_role_asks_the_table_which_phases_start_a_recovery():
     assert [phase for phase in ('all', 'base', 'cut', 'cleanup', 'cancel') if starts_recovery(phase)] == ['all', 'base']
     with pytest.raises(AnsibleFilterError, match='phase must be one of all, base, cut, cleanup, cancel'):
         starts_recovery('sideways')
-
-
-def test_only_writes_into_the_named_databases_count_as_lost():
-    from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import databases_written
-    records = [
-        dict(refs='blkref #0: rel 1663/16384/16390 fork main blk 0 off 3'),          # heap insert, forest db
-        dict(refs='blkref #0: rel 1663/16384/16390 fork main blk 0 off 4'),
-        dict(refs='blkref #0: rel 1663/16500/16600 fork main blk 2 '),                # another database
-        dict(refs=' base/16700/16800'),                                              # smgr create, forest db
-        dict(refs='blkref #0: rel 1664/0/1262 fork main blk 0 '),                     # shared catalog
-        dict(refs=' COMMIT 2026-11-22 11:00:00.000000+00'),                          # no block
-    ]
-    assert databases_written(records, [16384, 16700]) == {16384: 2, 16700: 1}
-    assert databases_written(records, ['16500']) == {16500: 1}
-    assert databases_written(records, []) == {}

@@ -1,0 +1,206 @@
+"""Online recovery and online compare under real-world mess, with the reference driver writing all
+along: a batch job's long transaction, a stream of long transactions, VACUUM and ANALYZE in a loop,
+and drivers that write the nodes in either order. Every freeze begun stays within notice + 1 s, the
+application's longest gap between acknowledged writes within notice + 1.5 s, nothing is lost."""
+import os
+import threading
+
+import pytest
+
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from breakage import (break_node, driver_nodes, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
+                      set_read_duration, start_driver, wait_marked_broken)
+
+TARGET = 1
+# Online compares in the stress case: 10 in make test, FOREST_SOAK_COMPARES (100) in make soak.
+COMPARES = int(os.environ.get('FOREST_SOAK_COMPARES', '10'))
+
+
+@pytest.fixture
+def mess_pair():
+    sandbox.reset_pair()
+    load_tables_clean()
+    sandbox.both('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders;'
+                 'CREATE TABLE mess_orders (id serial PRIMARY KEY, item text);'
+                 'INSERT INTO mess_orders (item) SELECT $$item$$ || g FROM generate_series(1, 5000) g')
+    set_read_duration(1)
+    yield
+    for serverid in sandbox.NODES:
+        sandbox.ensure_running(serverid)
+    sandbox.reset_pair()
+    load_tables_clean()
+    sandbox.both('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders')
+
+
+class Batch(threading.Thread):
+    """A batch job on the source (serverid 0): `count` transactions of `seconds` each, back to back, each
+    inserting a row into batch_rows first; application_name 'nightly batch'."""
+
+    def __init__(self, seconds, count=1):
+        super().__init__(daemon=True)
+        self.seconds, self.count = seconds, count
+        self.committed = 0
+        self.open = threading.Event()   # its first transaction holds an id
+        self.stopping = threading.Event()
+        sandbox.on(0, 'CREATE TABLE IF NOT EXISTS batch_rows (id serial PRIMARY KEY, n int)')
+
+    def run(self):
+        with sandbox.connect(0, sandbox.USERDB, autocommit=False, application_name='nightly batch') as conn:
+            for n in range(self.count):
+                if self.stopping.is_set():
+                    break
+                conn.execute('INSERT INTO batch_rows (n) VALUES (%s)', [n])
+                self.open.set()
+                conn.execute('SELECT pg_sleep(%s)', [self.seconds])
+                conn.commit()
+                self.committed += 1
+
+    def __enter__(self):
+        self.start()
+        assert self.open.wait(30), 'the batch did not begin'
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.join(self.seconds + 30)
+
+
+def broken_target_under_load():
+    """serverid 1 stopped and marked broken by the reference driver, which keeps writing serverid 0."""
+    driver = start_driver()
+    assert sandbox.wait_for(lambda: len(driver.acked) >= 20, 30), 'the driver did not write'
+    break_node('stopped', TARGET)
+    assert wait_marked_broken(driver, TARGET), 'the driver did not mark serverid 1 broken'
+    return driver
+
+
+def writing_both_again(driver):
+    acked = len(driver.acked)
+    assert sandbox.wait_for(lambda: driver.validity == {0: 1, 1: 1} and len(driver.acked) > acked + 10, 30), \
+        'the driver did not write both nodes again'
+
+
+def freezes(result, driver):
+    """The figures of every freeze begun, asserted: each within notice + 1 s, the application's
+    longest gap within notice + 1.5 s."""
+    cut = result['cut']
+    notice = cut['notice_seconds']
+    windows = [w for w in cut.get('freezes_undone', []) + [cut.get('freeze_window')] if w is not None]
+    assert windows and max(windows) <= notice + 1.0, cut
+    assert driver.longest_gap() <= notice + 1.5, (driver.longest_gap(), cut)
+    return dict(notice=notice, freeze_windows=windows, longest_gap=round(driver.longest_gap(), 3))
+
+
+def test_a_long_batch_transaction_delays_the_recovery_not_the_applications(mess_pair, record):
+    driver = broken_target_under_load()
+    try:
+        with Batch(seconds=45) as batch:
+            result = recover_online(TARGET, notice_wait=None, idle_wait_timeout=120)
+        writing_both_again(driver)
+    finally:
+        driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    figures = freezes(result, driver)
+    facts = pair_checks(driver)
+    record(batch_seconds=45, waited_before_freeze=result['cut']['waited_before_freeze'], **dict(figures, **facts))
+    assert healthy_and_equal(facts), facts
+    assert batch.committed == 1
+    assert result['cut']['waited_before_freeze'] > 10, result['cut']  # the wait was outside the freeze
+    assert any('waiting before the write freeze' in line and 'nightly batch' in line for line in result['progress'])
+    # the batch's row, committed on the source while the target was a standby, is on the recovered node
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM batch_rows', dbname=sandbox.USERDB) == [(1,)]
+
+
+def test_a_stream_of_long_transactions_never_stretches_a_freeze(mess_pair, record):
+    """5-s transactions back to back: no freeze of notice + 1 s can hold, so the recovery gives up
+    cleanly, having frozen the applications only briefly, and names the batch; then it succeeds."""
+    driver = broken_target_under_load()
+    try:
+        with Batch(seconds=5, count=100):
+            failed = recover_online(TARGET, notice_wait=None, idle_wait_timeout=15)
+        result = recover_online(TARGET, notice_wait=None)
+        writing_both_again(driver)
+    finally:
+        driver.stop()
+    assert failed.get('failed'), 'the recovery held a freeze although a 5-s transaction was open'
+    figures = freezes(failed, driver)
+    facts = pair_checks(driver)
+    record(batch_seconds=5, freezes_undone=len(failed['cut'].get('freezes_undone', [])), message=failed['msg'],
+           **dict(figures, **facts))
+    assert 'nightly batch' in failed['msg'] and 'Rolled back' in failed['msg'], failed['msg']
+    assert len(failed['cut'].get('freezes_undone', [])) <= 3, failed['cut']
+    assert not result.get('failed'), result.get('msg')
+    assert healthy_and_equal(facts), facts
+
+
+def test_vacuum_and_analyze_in_a_loop_do_not_fail_the_cut(mess_pair, record):
+    sandbox.on(0, 'DELETE FROM mess_orders WHERE id % 3 = 0')  # work for vacuum
+    stop = threading.Event()
+    rounds = []
+
+    def maintain():
+        with sandbox.connect(0, sandbox.USERDB, application_name='dba maintenance') as conn:
+            while not stop.is_set():
+                conn.execute('VACUUM mess_orders')
+                conn.execute('ANALYZE mess_orders')
+                conn.execute('ANALYZE')
+                rounds.append(1)
+
+    driver = broken_target_under_load()
+    worker = threading.Thread(target=maintain, daemon=True)
+    worker.start()
+    try:
+        assert sandbox.wait_for(lambda: len(rounds) >= 3, 30)
+        result = recover_online(TARGET, notice_wait=None)
+        writing_both_again(driver)
+    finally:
+        stop.set()
+        worker.join(30)
+        driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    figures = freezes(result, driver)
+    facts = pair_checks(driver)
+    record(maintenance_rounds=len(rounds), writes_not_lost=result['cut'].get('writes_not_lost'),
+           **dict(figures, **facts))
+    assert healthy_and_equal(facts), facts
+    # ANALYZE took transaction ids inside the freeze; they changed statistics, not user data
+    assert result['cut'].get('other_writes_in_freeze') is True, result['progress']
+    assert any('none changed user data' in line for line in result['progress'])
+
+
+def test_online_compares_under_drivers_writing_either_order_find_no_false_difference(mess_pair, record):
+    """Three reference drivers, one writing (and committing) serverid 1 first, the others 0 first;
+    COMPARES online compares in a row; then, drivers stopped, a sync from serverid 1, which must find
+    nothing to change (it would delete an acknowledged write if a compare had been wrong)."""
+    drivers = [ForestDriver(driver_nodes(), sandbox.USERDB, sandbox.password(), read_duration=1.0,
+                            table='forest_load%s' % suffix, reverse=reverse).start()
+               for suffix, reverse in (('', False), ('_b', True), ('_c', False))]
+    results = []
+    try:
+        assert sandbox.wait_for(lambda: all(len(d.acked) >= 20 for d in drivers), 30), 'the drivers did not write'
+        for number in range(COMPARES):
+            results.append(sandbox.module('forest_dbsync', online=True, source=number % 2,
+                                          include=['public.forest_load*'], timeout=300))
+        acked = [len(d.acked) for d in drivers]
+        assert sandbox.wait_for(lambda: all(len(d.acked) > n + 10 for d, n in zip(drivers, acked)), 30)
+    finally:
+        for driver in drivers:
+            driver.stop()
+    # A sync from serverid 1 after the compares said equal: it must find nothing to delete.
+    synced = sandbox.module('forest_dbsync', mode='sync', source=1, include=['public.forest_load*'], timeout=300)
+    false_differences = [r['tables'] for r in results if not r.get('failed') and r['equal'] is not True]
+    failures = [r['msg'] for r in results if r.get('failed')]
+    problems = [p for d in drivers for p in lost_or_duplicated(d, lambda sid: sandbox.connect(sid, sandbox.USERDB))]
+    windows = [r['freeze_window'] for r in results if r.get('freeze_window') is not None]
+    record(compares=len(results), false_differences=len(false_differences), failed=len(failures),
+           failure_messages=failures[:3], retries=sum((r.get('freeze') or {}).get('snapshot_retries', 0)
+                                                      for r in results),
+           freeze_window_max=max(windows or [0]), acked=sum(len(d.acked) for d in drivers),
+           lost_or_duplicated=len(problems), sync_equal=synced.get('equal'))
+    assert false_differences == []
+    assert failures == [], failures
+    assert not synced.get('failed') and synced['equal'] is True, synced.get('msg') or synced['report']
+    assert all(t['status'] == 'equal' for t in synced['tables']), synced['report']
+    assert problems == []
+    assert all(not d.errors for d in drivers), [d.errors[:3] for d in drivers]
