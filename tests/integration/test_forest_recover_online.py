@@ -195,10 +195,9 @@ def test_target_killed_during_base_copy_rolls_back_then_recovery_succeeds():
 
 def test_source_unreachable_during_cut_rolls_back_then_recovery_succeeds():
     assert not recover(phase='base').get('failed')
-    holder = sandbox.connect(0, sandbox.USERDB, autocommit=False)  # keeps the freeze waiting
-    holder.execute('SELECT count(*) FROM online_orders')
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', idle_wait_timeout=15)))
+    # a long notice keeps the freeze in place while the source goes away
+    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', notice_wait=10)))
     worker.start()
     deadline = time.time() + 30
     while sandbox.query(0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
@@ -209,7 +208,6 @@ def test_source_unreachable_during_cut_rolls_back_then_recovery_succeeds():
     time.sleep(3)
     sandbox.ensure_running(0)
     worker.join()
-    holder.close()
     assert outcome.get('failed') and outcome['msg'].startswith('cut failed:'), outcome.get('msg')
     assert 'Rolled back' in outcome['msg'], outcome['msg']
     assert_rolled_back(running=True)

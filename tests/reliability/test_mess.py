@@ -3,12 +3,12 @@ along: a batch job's long transaction, a stream of long transactions, VACUUM and
 and drivers that write the nodes in either order. Every freeze begun stays within notice + 1 s, the
 application's longest gap between acknowledged writes within notice + 1.5 s, nothing is lost."""
 import os
-import threading
 
 import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.workloads import Batch, Maintenance
 from breakage import (break_node, driver_nodes, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
                       set_read_duration, start_driver, wait_marked_broken)
 
@@ -31,39 +31,6 @@ def mess_pair():
     sandbox.reset_pair()
     load_tables_clean()
     sandbox.both('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders')
-
-
-class Batch(threading.Thread):
-    """A batch job on the source (serverid 0): `count` transactions of `seconds` each, back to back, each
-    inserting a row into batch_rows first; application_name 'nightly batch'."""
-
-    def __init__(self, seconds, count=1):
-        super().__init__(daemon=True)
-        self.seconds, self.count = seconds, count
-        self.committed = 0
-        self.open = threading.Event()   # its first transaction holds an id
-        self.stopping = threading.Event()
-        sandbox.on(0, 'CREATE TABLE IF NOT EXISTS batch_rows (id serial PRIMARY KEY, n int)')
-
-    def run(self):
-        with sandbox.connect(0, sandbox.USERDB, autocommit=False, application_name='nightly batch') as conn:
-            for n in range(self.count):
-                if self.stopping.is_set():
-                    break
-                conn.execute('INSERT INTO batch_rows (n) VALUES (%s)', [n])
-                self.open.set()
-                conn.execute('SELECT pg_sleep(%s)', [self.seconds])
-                conn.commit()
-                self.committed += 1
-
-    def __enter__(self):
-        self.start()
-        assert self.open.wait(30), 'the batch did not begin'
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.join(self.seconds + 30)
 
 
 def broken_target_under_load():
@@ -136,32 +103,17 @@ def test_a_stream_of_long_transactions_never_stretches_a_freeze(mess_pair, recor
 
 def test_vacuum_and_analyze_in_a_loop_do_not_fail_the_cut(mess_pair, record):
     sandbox.on(0, 'DELETE FROM mess_orders WHERE id % 3 = 0')  # work for vacuum
-    stop = threading.Event()
-    rounds = []
-
-    def maintain():
-        with sandbox.connect(0, sandbox.USERDB, application_name='dba maintenance') as conn:
-            while not stop.is_set():
-                conn.execute('VACUUM mess_orders')
-                conn.execute('ANALYZE mess_orders')
-                conn.execute('ANALYZE')
-                rounds.append(1)
-
     driver = broken_target_under_load()
-    worker = threading.Thread(target=maintain, daemon=True)
-    worker.start()
     try:
-        assert sandbox.wait_for(lambda: len(rounds) >= 3, 30)
-        result = recover_online(TARGET, notice_wait=None)
+        with Maintenance('mess_orders') as maintenance:
+            result = recover_online(TARGET, notice_wait=None)
         writing_both_again(driver)
     finally:
-        stop.set()
-        worker.join(30)
         driver.stop()
     assert not result.get('failed'), result.get('msg')
     figures = freezes(result, driver)
     facts = pair_checks(driver)
-    record(maintenance_rounds=len(rounds), writes_not_lost=result['cut'].get('writes_not_lost'),
+    record(maintenance_rounds=maintenance.rounds, writes_not_lost=result['cut'].get('writes_not_lost'),
            **dict(figures, **facts))
     assert healthy_and_equal(facts), facts
     # ANALYZE took transaction ids inside the freeze; they changed statistics, not user data
