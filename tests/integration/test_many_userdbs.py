@@ -298,7 +298,7 @@ def test_writes_into_a_replaced_database_during_the_freeze_are_not_a_lost_write(
     assert monitor.count > 0
     assert not result.get('failed'), result.get('msg')
     assert result['cut'].get('other_writes_in_freeze') is True, result['progress']
-    assert any('none in a forest database' in line for line in result['progress'])
+    assert any('none changed user data of a forest database' in line for line in result['progress'])
     assert sandbox.query(0, "SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'") == []
     assert sandbox.module('forest_status', userdbs=['userdb', SECOND])['healthy']
 
