@@ -46,7 +46,7 @@ def test_a_writer_that_fails_stops_a_reader_stuck_writing_within_seconds(tmp_pat
     assert time.monotonic() - started < 5
     assert failed.value.first == 1
     message = str(failed.value)
-    assert message.startswith('copy of t failed: the target (sh) failed first, it exited 3: ERROR:  lock timeout')
+    assert message.startswith('copy of t failed: the target failed first: sh exited 3: ERROR:  lock timeout')
     assert message.endswith('the source was stopped')
     assert not alive(int(pidfile.read_text()))
 
@@ -64,7 +64,7 @@ def test_a_reader_that_dies_mid_copy_kills_the_writer_before_it_sees_the_end_of_
              ).run('copy of t')
     assert time.monotonic() - started < 5
     assert failed.value.first == 0
-    assert 'the source (sh) failed first, it exited 2: FATAL:  terminating connection' in str(failed.value)
+    assert 'the source failed first: sh exited 2: FATAL:  terminating connection' in str(failed.value)
     assert str(failed.value).endswith('the target was stopped')
     assert not committed.exists()
     assert not alive(int(pidfile.read_text()))
@@ -106,8 +106,8 @@ def test_which_side_failed_first(reader, writer, closed, expected):
 def test_failure_text_names_the_failed_side_and_the_other_as_stopped():
     cmds = (['/usr/bin/psql'], ['/usr/bin/psql'])
     assert failure_text(0, [2, -signal.SIGTERM], ('FATAL:  gone', ''), SIDES, cmds) == (
-        'the source (psql) failed first, it exited 2: FATAL:  gone; the target was stopped')
+        'the source failed first: psql exited 2: FATAL:  gone; the target was stopped')
     assert failure_text(1, [-signal.SIGKILL, 0], ('', ''), SIDES, cmds) == (
-        'the target (psql) failed first, it exited before the end of its input: no message; the source was stopped')
+        'the target failed first: psql exited before the end of its input: no message; the source was stopped')
     assert failure_text(0, [-9, 1], ('', 'ERROR:  x'), SIDES, cmds) == (
-        'the source (psql) failed first, it was killed by signal 9: no message; the target exited 1 too: ERROR:  x')
+        'the source failed first: psql was killed by signal 9: no message; the target exited 1 too: ERROR:  x')
