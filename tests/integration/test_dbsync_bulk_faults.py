@@ -65,8 +65,8 @@ def content(serverid):
 
 
 class Sync(object):
-    """forest_dbsync mode=sync scope=all from serverid 0, run in the background (its own process
-    group, so that a hung run and its psql children can be ended by the test)."""
+    """forest_dbsync mode=sync scope=all from serverid 0, run in the background (a hung run and its psql
+    children can be ended by the test)."""
 
     def __init__(self, **args):
         args = dict(dict(mode='sync', scope='all', source=0, include=[SCHEMA + '.*'], copy_with='psql',
@@ -74,24 +74,45 @@ class Sync(object):
         cmd, env = sandbox.module_command('forest_dbsync', **args)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                     cwd=REPO, start_new_session=True)
+                                     cwd=REPO)
         self.ended = None
 
     def result(self, timeout=HANG):
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the run and every child it left
-            self.proc.communicate()
+            self.kill()
             raise AssertionError('forest_dbsync hung: still running %d s after it started' % timeout)
         self.ended = time.monotonic()
         return sandbox.module_result('forest0', subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
                                                                             out, err), 'forest_dbsync')
 
     def kill(self):
+        """End a run that hung, and every process it started (its psql children too)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            for pid in [self.proc.pid] + descendants(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.communicate()
+
+
+def descendants(pid):
+    """The pids of every process below pid (from /proc's parent pids)."""
+    parents = {}
+    for entry in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/stat' % entry) as handle:
+                parents[int(entry)] = int(handle.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 @pytest.fixture
