@@ -168,8 +168,8 @@ def failure_text(first, statuses, tails, sides, cmds):
     how = 'was killed by signal %d' % -status if status < 0 else 'exited %d' % status
     if status == 0:
         how = 'exited before the end of its input'
-    text = '%s failed first: %s %s: %s' % (sides[first], os.path.basename(cmds[first][0]), how,
-                                            tails[first] or 'no message')
+    text = '%s failed first: %s %s: %s' % (
+        sides[first], os.path.basename(cmds[first][0]), how, tails[first] or 'no message')
     if statuses[other] in (None, -signal.SIGTERM, -signal.SIGKILL):
         text += '; %s was stopped' % sides[other]
     elif statuses[other] != 0:

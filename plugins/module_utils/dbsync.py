@@ -689,9 +689,9 @@ def lock_wait_remedy(sessions):
         remedies.append('autovacuum gives way to a lock request after deadlock_timeout, so it came back meanwhile')
     clients = [s for s in sessions if s['pid'] is not None and s.get('backend_type') != 'autovacuum worker']
     if clients:
+        pids = ', '.join('pid %s' % s['pid'] for s in clients)
         remedies.append('end the transaction of %s where it runs (COMMIT or ROLLBACK), wait for it, or end %s '
-                        'with pg_terminate_backend' % (', '.join('pid %s' % s['pid'] for s in clients),
-                                                        'it' if len(clients) == 1 else 'them'))
+                        'with pg_terminate_backend' % (pids, 'it' if len(clients) == 1 else 'them'))
     return '; '.join(remedies) + '; then run the sync again'
 
 
