@@ -372,18 +372,21 @@ class Sync(Job):
         table_sql = result['_sql']
         if result['method'] == 'reload' and self.psql:
             return self.pipe_table(writer, result)
-        with writer.transaction():
-            run(writer, 'SET LOCAL session_replication_role = replica', action='disable triggers')
-            if result['method'] == 'reload':
-                self.empty(writer, table_sql)
-                self.copy(writer, table_sql, result, None)
-            else:
-                missing, extra, changed = result['_keys']
-                if extra or changed:
-                    run(writer, table_sql.delete(extra + changed), action='delete rows of %s' % result['table'])
-                if missing or changed:
-                    self.copy(writer, table_sql, result, missing + changed)
-            self.verify(writer, result)
+        truncate = result['method'] == 'reload' and not dbsync.referenced_by_foreign_keys(writer, table_sql.table)
+        with dbsync.lock_waits_named(writer, table_sql.table, 'AccessExclusiveLock' if truncate else 'RowExclusiveLock',
+                                     'repair of %s: serverid %d' % (result['table'], self.target['serverid'])):
+            with writer.transaction():  # rolled back before lock_waits_named looks up who held the table
+                run(writer, 'SET LOCAL session_replication_role = replica', action='disable triggers')
+                if result['method'] == 'reload':
+                    self.empty(writer, table_sql, truncate)
+                    self.copy(writer, table_sql, result, None)
+                else:
+                    missing, extra, changed = result['_keys']
+                    if extra or changed:
+                        run(writer, table_sql.delete(extra + changed), action='delete rows of %s' % result['table'])
+                    if missing or changed:
+                        self.copy(writer, table_sql, result, missing + changed)
+                self.verify(writer, result)
 
     def repair_large_objects(self, writer, result):
         """In one transaction: remove what the source lacks or has otherwise, create
@@ -404,19 +407,20 @@ class Sync(Job):
         table_sql = result['_sql']
         truncate = not dbsync.referenced_by_foreign_keys(writer, table_sql.table)
         rows, size = dbsync.pipe_table(self.psql, (self.src_node, self.source['userdb']),
-                                       (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer)
+                                       (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer,
+                                       names=tuple('serverid %d' % node['serverid'] for node in (self.source, self.target)))
         result.update(rows_copied=rows, bytes_copied=size, method='reload (psql)')
         try:
             self.verify(writer, result)
         except dbsync.DbsyncError as exc:
             raise dbsync.DbsyncError('%s; the copy had committed, so run the sync again' % exc)
 
-    def empty(self, writer, table_sql):
+    def empty(self, writer, table_sql, truncate):
         # TRUNCATE refuses tables that other tables reference, even with FK checks off.
-        if dbsync.referenced_by_foreign_keys(writer, table_sql.table):
-            run(writer, table_sql.delete(), action='delete %s' % dbsync.table_name(table_sql.table))
-        else:
+        if truncate:
             run(writer, table_sql.truncate(), action='truncate %s' % dbsync.table_name(table_sql.table))
+        else:
+            run(writer, table_sql.delete(), action='delete %s' % dbsync.table_name(table_sql.table))
 
     def copy(self, writer, table_sql, result, keys):
         rows, size = dbsync.copy_rows(self.src_peer, writer, table_sql, keys)

@@ -155,6 +155,7 @@ class Node(object):
         self.connect_timeout = max(int(connect_timeout), 1)
         self.statement_timeout = int(statement_timeout)
         self.label = label or '%s:%s' % (host, self.port)
+        self.deadlock_timeout = None  # ms, the server's, read by the first bulk connection (learn_deadlock_timeout)
 
     @classmethod
     def from_params(cls, params, label=None):
@@ -178,10 +179,27 @@ class Node(object):
         Interactive sessions (status, management database, locks, checks): every
         statement bounded by statement_timeout.  Bulk sessions (hashing, COPY,
         psql pipes, pg_dump, restores, pg_basebackup): statements run as long as
-        the data needs, but lock waits stay bounded, so a bulk step never hangs
-        behind another session's lock."""
-        return '-c statement_timeout=%d -c lock_timeout=%d' % (0 if bulk else self.statement_timeout,
-                                                               self.statement_timeout)
+        the data needs, but lock waits stay bounded (bulk_lock_timeout), so a bulk
+        step never hangs behind another session's lock, and outlast the wait after
+        which autovacuum gives way, so autovacuum never fails one."""
+        if not bulk:
+            return '-c statement_timeout=%d -c lock_timeout=%d' % (self.statement_timeout, self.statement_timeout)
+        return '-c statement_timeout=0 -c lock_timeout=%d' % self.bulk_lock_timeout()
+
+    def bulk_lock_timeout(self):
+        """A bulk session's lock_timeout (ms) on this server: see bulk_lock_timeout()."""
+        return bulk_lock_timeout(self.statement_timeout, self.deadlock_timeout or DEFAULT_DEADLOCK_TIMEOUT)
+
+    def learn_deadlock_timeout(self, conn):
+        """Read the server's deadlock_timeout (as this session has it: the waiter's own decides when
+        autovacuum is told to give way) and, when it moves the bulk lock_timeout away from what the
+        session was opened with, set the session's lock_timeout again.  Once per Node."""
+        before = self.bulk_lock_timeout()
+        self.deadlock_timeout = int(run(conn, "SELECT setting FROM pg_settings WHERE name = 'deadlock_timeout'",
+                                        action='read deadlock_timeout')[0]['setting'])
+        if self.bulk_lock_timeout() != before:
+            run(conn, "SELECT set_config('lock_timeout', %s, false)", ['%dms' % self.bulk_lock_timeout()],
+                action='set lock_timeout')
 
     def conninfo(self, dbname, bulk=False):
         """libpq keywords; the password stays in memory, never in a string or argv."""
@@ -218,7 +236,33 @@ class Node(object):
         except psycopg.Error as exc:
             raise error_from(exc, where, 'connect')
         conn.forest_where = where
+        if bulk:
+            try:
+                if self.deadlock_timeout is None:
+                    self.learn_deadlock_timeout(conn)
+                if not autocommit:
+                    conn.commit()  # the setting stays; no transaction is left open by connect
+            except BaseException:
+                conn.close()
+                raise
         return conn
+
+
+# PostgreSQL's default deadlock_timeout (ms): what a bulk session assumes until it has read the server's.
+DEFAULT_DEADLOCK_TIMEOUT = 1000
+# After deadlock_timeout, a lock request blocked by autovacuum makes it give way (it is cancelled;
+# an anti-wraparound vacuum never is), and autovacuum then has to notice and roll back: a moment,
+# longer on a loaded machine.  A bulk session's lock wait outlasts both by this much.
+AUTOVACUUM_GIVES_WAY = 3000
+
+
+def bulk_lock_timeout(statement_timeout, deadlock_timeout):
+    """lock_timeout (ms) of a bulk session (pure): bounded, so a real client holding a lock ends the
+    step with an error naming it, never a hang; at least statement_timeout, as every session's;
+    and past deadlock_timeout + AUTOVACUUM_GIVES_WAY, so a lock that autovacuum holds never ends a
+    bulk copy: with a lock_timeout below deadlock_timeout, a TRUNCATE gave up before autovacuum
+    was even asked to give way."""
+    return max(int(statement_timeout), int(deadlock_timeout) + AUTOVACUUM_GIVES_WAY)
 
 
 # Upper bounds: a day to connect; PostgreSQL's own maximum for statement_timeout (ms, int4).

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 
+from .child_pipe import Pipe
 from .errors import ForestError
 from . import dbsync
 from .dbsync_job import Sync, SyncOptions
@@ -123,8 +124,11 @@ class OfflineRecovery(Recovery):
             reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname, bulk=True)]
             writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
                       '--dbname=' + tgt_node.conninfo_string(dbname, bulk=True)]
-            pipe = dbsync.Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ)).run(
-                'pg_dump | psql of %s (serverid %d now has it empty or partial; it stays marked broken: run the '
+            # psql restores in one transaction, and the pipe kills it when pg_dump fails: never a partial copy.
+            pipe = Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ),
+                        sides=('pg_dump on serverid %d' % self.source['serverid'],
+                               'psql on serverid %d' % self.target['serverid'])).run(
+                'pg_dump | psql of %s (serverid %d now has it empty; it stays marked broken: run the '
                 'recovery again)' % (dbname, self.target['serverid']))
             self.bytes_copied += pipe.moved
             self.say('%s: %d bytes dumped from serverid %d and restored'
