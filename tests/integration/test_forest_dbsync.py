@@ -421,16 +421,18 @@ def test_a_hung_node_is_refused_in_words_not_a_dict():
 
 
 def test_online_compare_never_reports_a_write_that_straddles_its_snapshots():
-    """A writer that ignores the freeze (a driver too slow to see it, or no driver at all) writes
-    both nodes in one transaction each, back to back. The snapshots must never see its write on
-    one node and not the other: the compare retries them, or fails saying so -- never a false
-    difference."""
+    """A writer that ignores the freeze (a driver too slow to see it) writes both nodes in one
+    transaction each and commits them only when both are written, as a PostgresForest driver does,
+    back to back. The snapshots must never see its write on one node and not the other: the compare
+    retries them, or fails saying so -- never a false difference. (A client that commits one node
+    before it writes the other is no driver: for a moment the nodes really differ, and no look at
+    either node can tell that moment from a real difference; the freeze is what keeps drivers out.)"""
     import threading
     both('CREATE TABLE "{s}".w (id bigint PRIMARY KEY)'.format(s=SCHEMA))
     stop = threading.Event()
 
     def write():
-        conns = [sandbox.connect(sid, sandbox.USERDB) for sid in (0, 1)]
+        conns = [sandbox.connect(sid, sandbox.USERDB, autocommit=False) for sid in (0, 1)]
         n = 0
         while not stop.is_set():
             n += 1
