@@ -12,12 +12,12 @@ from __future__ import annotations
 from .errors import ForestError
 from .forest_pg import (
     APPLICATION_NAME, ident, run)
+from .wording import VALIDITY_NAMES  # noqa: F401 (mngdb.VALIDITY_NAMES: udb_validity's meaning)
 
 INT_MAX = 2147483647
 MNGDB_SUFFIX = '_pghainfo'
 # Drivers LISTEN here; a NOTIFY makes them re-read server_info at once.
 NOTIFY_CHANNEL = 'pgforest_server_info'
-VALIDITY_NAMES = {1: 'valid', 0: 'write-suppressed', -1: 'broken'}
 
 # key: (default, range) -- range None means any string.
 GLOBAL_CONFIG = {
