@@ -25,7 +25,7 @@ def _newest_epoch(status):
 
 
 def _incident(row, since):
-    """`marked by client X at T (task): error [SQLSTATE s]`, and whether it is older than the run."""
+    """`by client X at T (task): error (SQLSTATE s)`, and whether it is older than the run."""
     parts = ['by client %s' % (row.get('client') or 'unknown')]
     if row.get('time'):
         parts.append('at %s' % row['time'])
@@ -35,7 +35,7 @@ def _incident(row, since):
     if row.get('err_msg'):
         text += ': %s' % ' '.join(str(row['err_msg']).split())
     if row.get('err_state'):
-        text += ' [SQLSTATE %s]' % row['err_state']
+        text += ' (SQLSTATE %s)' % row['err_state']
     if since is not None and (row.get('epoch') or 0) <= since:
         text += ' (logged before this run)'
     return text
