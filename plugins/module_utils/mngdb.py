@@ -12,7 +12,6 @@ from __future__ import annotations
 from .errors import ForestError
 from .forest_pg import (
     APPLICATION_NAME, ident, run)
-from .wording import VALIDITY_NAMES  # noqa: F401 (mngdb.VALIDITY_NAMES: udb_validity's meaning)
 
 INT_MAX = 2147483647
 MNGDB_SUFFIX = '_pghainfo'

@@ -16,13 +16,14 @@ filter pgforest.cluster.shown gives `shown` to the roles and playbooks)."""
 
 from __future__ import annotations
 
-# udb_validity's meaning (guide §9); mngdb.VALIDITY_NAMES is this table.
+# udb_validity's meaning (guide §9), the one table (status nodes carry it as validity_name).
 VALIDITY_NAMES = {1: 'valid', 0: 'write-suppressed', -1: 'broken'}
 
 
 def shown(value):
     """A value as a person reads it: lists and sets as `a, b`, dicts as `key=value key=value`,
-    None as `none`, booleans as `yes`/`no`, anything else as str()."""
+    None and empty collections as `none`, booleans as `yes`/`no`, whole floats without `.0`, anything
+    else as str()."""
     if value is None:
         return 'none'
     if isinstance(value, bool):
@@ -30,9 +31,9 @@ def shown(value):
     if isinstance(value, dict):
         return pairs(value)
     if isinstance(value, (set, frozenset)):
-        return ', '.join(shown(item) for item in sorted(value, key=_order))
+        return ', '.join(shown(item) for item in sorted(value, key=_order)) or 'none'
     if isinstance(value, (list, tuple)):
-        return ', '.join(shown(item) for item in value)
+        return ', '.join(shown(item) for item in value) or 'none'
     if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return str(value)
