@@ -25,7 +25,7 @@ from . import backup
 from .cluster_status import merge, read_view
 from .job import Job
 from .divergence import row_counts
-from .forest_pg import Node, ident, run, sql
+from .forest_pg import Node, ident, run, shown_name, sql
 from .local_server import LocalServer, find_bindir
 from .mngdb import (
     database_exists, refuse_if_applications, parse_udb_url, set_validity)
@@ -227,7 +227,8 @@ class LogicalRestore(BackupJob):
         present = set(r['rolname'] for r in run(admin, 'SELECT rolname FROM pg_roles'))
         if needed - present:
             raise backup.BackupError('%s lacks the roles %s that own or were granted objects in the backup: create them '
-                                     '(CREATE ROLE) first; nothing was changed' % (where, listed(needed - present)))
+                                     '(CREATE ROLE) first; nothing was changed' % (
+                                         where, listed(shown_name(role) for role in sorted(needed - present))))
         leftover = [name for name in REPLACED.values() if database_exists(admin, name)]
         if leftover:
             raise backup.BackupError('%s has %s from an earlier restore that did not finish (the databases as they were '
