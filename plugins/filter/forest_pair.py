@@ -64,6 +64,31 @@ def backup_source(userdb, base, all_userdbs):
     return dict(userdb=userdb, backup_dir=backup_dir(base, userdb, all_userdbs))
 
 
+def userdb_refusal(asked, all_userdbs, pair='forest'):
+    """`asked | pgforest.cluster.userdb_refusal(forest_common_pair_userdbs, forest_common_pair_name)`: '' when
+    every user database asked for (`-e userdb=NAME`, a list, or none) is one of the pair's; else one line that
+    lists the pair's databases (any value: quotes, dots, non-ASCII, numbers, lists are refused cleanly)."""
+    if asked is None or (isinstance(asked, (list, tuple)) and not asked):
+        return ''
+    names = list(asked) if isinstance(asked, (list, tuple)) else [asked]
+    unknown = [name for name in names if not isinstance(name, str) or name not in all_userdbs]
+    if not unknown:
+        return ''
+    return ('%s %s of pair %s; its user databases are %s (forest_userdbs in the inventory). Nothing was changed: '
+            'give one of them, or leave userdb out for all of them' % (
+                ', '.join('userdb "%s"' % _printable(name) for name in unknown),
+                'is not a user database' if len(unknown) == 1 else 'are not user databases', pair,
+                ', '.join(all_userdbs)))
+
+
+def _printable(value):
+    """A name as given, control characters escaped, bounded (a message is one line)."""
+    text = str(value) if not isinstance(value, str) else value
+    text = ''.join(char if char.isprintable() else '\\x%02x' % ord(char) if ord(char) < 256 else '\\u%04x' % ord(char)
+                   for char in text)
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
 def _pair_name(host_vars, group):
     value = host_vars.get('forest_pair')
     return group if value in (None, '') else str(value)
@@ -145,4 +170,5 @@ class FilterModule(object):
             'backup_source': backup_source,
             'pair_leader': pair_leader,
             'status_lines': status_lines,
+            'userdb_refusal': userdb_refusal,
         }

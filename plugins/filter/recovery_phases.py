@@ -19,6 +19,17 @@ def starts_recovery(phase):
     return phase == 'all' or any(step.name == phase and step.needs is None for step in PHASES)
 
 
+def completes_recovery(phase):
+    """Whether phase=<phase> ends with the target valid, so the pair must be healthy afterwards: all, the
+    phase that promotes the target (the cut sets its validity to 1) and those after it; not the first
+    steps nor cancel, which leave the target broken by design."""
+    if phase not in PHASE_CHOICES:
+        raise AnsibleFilterError('phase must be one of %s, got %r' % (', '.join(PHASE_CHOICES), phase))
+    names = [step.name for step in PHASES]
+    promoting = [step.name for step in PHASES if step.leaves == 'promoted']
+    return phase == 'all' or bool(promoting) and phase in names[names.index(promoting[0]):]
+
+
 class FilterModule(object):
     def filters(self):
-        return {'recovery_phase_starts': starts_recovery}
+        return {'recovery_phase_starts': starts_recovery, 'recovery_phase_completes': completes_recovery}

@@ -171,6 +171,9 @@ def resolve(backup, backup_dir):
         return found[0]['path']
     if os.sep not in backup and backup_dir:
         backup = os.path.join(backup_dir, backup)
+    if os.path.exists(backup) and not os.path.isdir(backup):
+        raise BackupError('backup %s is a file, not a backup (a directory that forest_backup wrote): give its '
+                          'directory, its name in backup_dir, or latest' % backup)
     if not os.path.isdir(backup):
         raise BackupError('backup %s does not exist: give its directory, its name in backup_dir, or latest'
                           % backup)

@@ -25,11 +25,12 @@ from . import backup
 from .cluster_status import merge, read_view
 from .job import Job
 from .divergence import row_counts
-from .forest_pg import Node, ident, run, sql
+from .forest_pg import Node, ident, run, shown_name, sql
 from .local_server import LocalServer, find_bindir
 from .mngdb import (
     database_exists, refuse_if_applications, parse_udb_url, set_validity)
 from .pair_choice import backup_source, this_node
+from .wording import listed
 
 # Ordinary tables (partitions included, extension members left out, as pg_dump does).
 # Roles that own or were granted something in the current database (a restore needs them).
@@ -199,7 +200,8 @@ class LogicalRestore(BackupJob):
         now = sorted((n['serverid'], n['url']) for n in status['nodes'])
         if now and now != backup_urls:
             raise backup.BackupError('this backup belongs to the pair %s, but these nodes list %s in server_info: '
-                                     'restore it where it came from (nothing was changed)' % (backup_urls, now))
+                                     'restore it where it came from (nothing was changed)' % (
+                                         _urls_text(backup_urls), _urls_text(now)))
         targets = []
         for sid, url in backup_urls:
             host, port, _db = parse_udb_url(url)
@@ -225,11 +227,12 @@ class LogicalRestore(BackupJob):
         present = set(r['rolname'] for r in run(admin, 'SELECT rolname FROM pg_roles'))
         if needed - present:
             raise backup.BackupError('%s lacks the roles %s that own or were granted objects in the backup: create them '
-                                     '(CREATE ROLE) first; nothing was changed' % (where, sorted(needed - present)))
+                                     '(CREATE ROLE) first; nothing was changed' % (
+                                         where, listed(shown_name(role) for role in sorted(needed - present))))
         leftover = [name for name in REPLACED.values() if database_exists(admin, name)]
         if leftover:
             raise backup.BackupError('%s has %s from an earlier restore that did not finish (the databases as they were '
-                                     'before it): rename them back or drop them, then retry' % (where, leftover))
+                                     'before it): rename them back or drop them, then retry' % (where, listed(leftover)))
         return admin
 
     def load(self, targets, admins, path, manifest):
@@ -305,6 +308,11 @@ class LogicalRestore(BackupJob):
                     restored=[t['serverid'] for t in targets], created=manifest['created'],
                     row_counts=dict((k, v['tables']) for k, v in manifest['databases'].items()),
                     phases=self.phases, progress=self.progress, seconds=round(time.monotonic() - self.started, 3))
+
+
+def _urls_text(urls):
+    """[(serverid, url)] as `serverid 0 at host:port/db, serverid 1 at ...`."""
+    return ', '.join('serverid %s at %s' % (sid, url) for sid, url in urls) or 'no server'
 
 
 def refuse_without_confirmation(params, check_mode, what):

@@ -20,8 +20,9 @@ from .forest_pg import (
 from .local_server import local_server_argument_spec
 from . import poll_interval
 from .mngdb import (
-    MngdbError, VALIDITY_NAMES, missing_tables, mngdb_name, parse_udb_url, read_server_info, urls_of)
+    MngdbError, missing_tables, mngdb_name, parse_udb_url, read_server_info, urls_of)
 from .shapes import PairOfDatabases, PairStatus, View
+from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
 # A read gets connect_timeout plus this long before its node is called unreachable.
 READ_MARGIN = 0.75
@@ -201,7 +202,7 @@ def merge(views: List[View]) -> PairStatus:
                             view['server_info']))) for view in listed))
     if reference and sorted(row['serverid'] for row in reference) != [0, 1]:
         problems.append('server_info must list serverid 0 and 1 (found %s)'
-                        % [row['serverid'] for row in reference])
+                        % listed_text([row['serverid'] for row in reference]))
     for view in views:
         if view['mngdb'] == 'missing':
             problems.append('%s: management database missing (create it: forest_mngdb with servers, '
@@ -295,7 +296,7 @@ def _state_and_action(nodes, problems, views):
                                       'must survive from it, mark it broken on both (forest_mngdb serverid=N '
                                       'validity=-1) and the node you keep valid on both (forest_mngdb serverid=K '
                                       'validity=1), then recover it' % '; '.join('serverid %d is seen as %s' % (
-                                          node['serverid'], node['views']) for node in nodes))
+                                          node['serverid'], views_text(node['views'])) for node in nodes))
     bad = [node for node in nodes if node['validity'] == -1 or not node['reachable']]
     if len(bad) == 2:
         return 'down', _down_action(nodes)
@@ -303,9 +304,10 @@ def _state_and_action(nodes, problems, views):
         return 'degraded', _degraded_action(bad[0], [node for node in nodes if node is not bad[0]][0])
     if any(node['validity'] == 0 for node in nodes):
         suppressed = [node['serverid'] for node in nodes if node['validity'] == 0]
-        return 'recovering', _action('wait_or_cancel_recovery', 'serverid %s is write-suppressed (0): an online '
+        return 'recovering', _action('wait_or_cancel_recovery', '%s %s write-suppressed (0): an online '
                                      'recovery or sync is in its freeze window; if none runs, cancel it '
-                                     '(forest_recover phase=cancel) or set validity back' % suppressed)
+                                     '(forest_recover phase=cancel) or set validity back' % (
+                                         serverids(suppressed), 'is' if len(suppressed) == 1 else 'are'))
     return 'healthy', _action('none', 'both nodes are valid and both views agree')
 
 
@@ -362,7 +364,7 @@ def summary_lines(status):
             node['serverid'], node['url'], node['validity_name'],
             'reachable' if node['reachable'] else 'UNREACHABLE',
             'standby ' if node['in_recovery'] else '',
-            'views %s' % node['views'] if len(set(node['views'].values())) > 1 else ''))
+            'views %s' % views_text(node['views']) if len(set(node['views'].values())) > 1 else ''))
     for node in status['nodes']:
         lowered = (node.get('read_duration') or {}).get('lowered')
         if lowered:

@@ -15,6 +15,7 @@ import time
 from .dbsync import USER_TABLES_SQL, unlogged_tables
 from .forest_pg import (
     Node, close_all, ident, run, shown_name, sql)
+from .wording import shown
 
 
 def row_counts(conn):
@@ -65,12 +66,17 @@ def compare_row_counts(params, status, rounds=3, pause=0.5):
                 tables_compared=len(tables), unlogged_tables=unlogged)
 
 
+def _rows_on(sid, count):
+    return 'serverid %s has %s rows' % (sid, shown(count)) if count is not None else 'serverid %s lacks it' % sid
+
+
 def flag_divergence(status, comparison):
     """A healthy pair whose user databases differ is diverged (guide §11.1.2, 11.2)."""
     status['user_databases'] = comparison
     if status['cluster_state'] != 'healthy' or comparison['equal'] is not False:
         return status
-    tables = ', '.join('%s %s' % (table, rows) for table, rows in sorted(comparison['differences'].items())[:5])
+    tables = '; '.join('%s: %s' % (table, ', '.join(_rows_on(sid, count) for sid, count in rows.items()))
+                       for table, rows in sorted(comparison['differences'].items())[:5])
     status.update(cluster_state='diverged', healthy=False, recommended_action=dict(
         action='compare_and_repair',
         reason='both nodes are valid but their user databases differ in %d table(s), the same in %d reads '

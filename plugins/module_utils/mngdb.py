@@ -17,7 +17,6 @@ INT_MAX = 2147483647
 MNGDB_SUFFIX = '_pghainfo'
 # Drivers LISTEN here; a NOTIFY makes them re-read server_info at once.
 NOTIFY_CHANNEL = 'pgforest_server_info'
-VALIDITY_NAMES = {1: 'valid', 0: 'write-suppressed', -1: 'broken'}
 
 # key: (default, range) -- range None means any string.
 GLOBAL_CONFIG = {

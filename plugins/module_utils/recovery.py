@@ -24,6 +24,7 @@ from .dbsync_job import Sync, SyncOptions
 from .forest_pg import run
 from .job import Job
 from .pair_choice import recovery_pair
+from .wording import pairs
 from .mngdb import (
     create_database, refuse_if_applications, set_validity)
 
@@ -101,7 +102,9 @@ class OfflineRecovery(Recovery):
             raise RecoveryError('the repair did not make serverid %d equal to serverid %d (%s); it stays marked '
                                 'broken' % (self.target['serverid'], self.source['serverid'],
                                             '; '.join(self.sync_result['report'])))
-        self.say('repaired by diff: %s' % self.sync_result['summary'])
+        summary = self.sync_result['summary']
+        self.say('repaired by diff: tables %s; %d rows, %d bytes copied in %s s' % (
+            pairs(summary['tables']), summary['rows_copied'], summary['bytes_copied'], summary['seconds']))
 
     def repair_by_dump(self):
         """The guide's way: drop both databases on the target, pg_dump | psql them from the source."""

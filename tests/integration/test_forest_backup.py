@@ -192,7 +192,7 @@ def test_a_restore_needs_the_roles_of_the_backup():
         refused = restore(confirm=True)
     finally:
         sandbox.query(0, 'DROP ROLE IF EXISTS "report Owner"')
-    assert refused.get('failed') and "serverid 1 lacks the roles ['report Owner']" in refused['msg'], refused
+    assert refused.get('failed') and 'serverid 1 lacks the roles "report Owner" that' in refused['msg'], refused
     assert marker_survives()
 
 
@@ -266,3 +266,57 @@ def test_bad_input_is_refused_clearly():
     no_dir = backup(kind='physical')
     assert no_dir.get('failed') and 'data_dir' in no_dir['msg']
     assert leftover_databases() == []
+
+
+def test_a_physical_restore_without_confirmation_changes_neither_node():
+    """The leader refuses without -e confirm_restore=true, and so does the other host: it must not restore its
+    own part of the physical backup on its own (it did: the refusal ran on the leader only)."""
+    taken = sandbox.playbook('backup.yml', extra_vars=dict(forest_backup_dir=BACKUPS, kind='physical'))
+    assert taken.returncode == 0, taken.stdout[-3000:]
+    write_marker()
+    servers = [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES]
+    done = sandbox.playbook('restore.yml', extra_vars=dict(forest_backup_dir=BACKUPS, kind='physical'))
+    assert done.returncode != 0, done.stdout[-3000:]
+    refused = [line for line in done.stdout.splitlines() if line.startswith('fatal: [forest')]
+    assert len(refused) == 2 and all('-e confirm_restore=true' in line for line in refused), done.stdout[-3000:]
+    assert [sandbox.recap(done.stdout)[host]['changed'] for host in ('forest0', 'forest1')] == [0, 0]
+    assert marker_survives() and [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES] == servers
+
+
+def mark_broken_after_the_restore(stop, marked):
+    """A driver that marks serverid 1 broken right after the restore: once the restore's working databases
+    (pgforest_restore_*, pgforest_replaced_*) came and went on serverid 0, a broken_log row and -1 in both views."""
+    import time
+    seen = False
+    while not stop.is_set():
+        working = sandbox.query(0, "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgforest\\_re%'")[0][0]
+        seen = seen or working > 0
+        if seen and not working:
+            for serverid in sandbox.NODES:
+                with sandbox.connect(serverid, sandbox.MNGDB, application_name='pgforest.cluster') as conn:
+                    conn.execute("INSERT INTO broken_log_detail (serverid, client, api_task, err_msg, err_state) "
+                                 "VALUES (1, 'batch-host-2', 'commit', 'server closed the connection unexpectedly', "
+                                 "'08006')")
+                    conn.execute('UPDATE server_info SET udb_validity = -1 WHERE serverid = 1')
+            marked.append(True)
+            return
+        time.sleep(0.02)
+
+
+def test_restore_playbook_fails_when_a_node_is_marked_broken_right_after():
+    import threading
+    backup()
+    stop, marked = threading.Event(), []
+    watcher = threading.Thread(target=mark_broken_after_the_restore, args=(stop, marked), daemon=True)
+    watcher.start()
+    try:
+        done = sandbox.playbook('restore.yml', extra_vars=dict(forest_backup_dir=BACKUPS, confirm_restore=True))
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert marked, done.stdout[-3000:]
+    assert done.returncode != 0, done.stdout[-3000:]
+    [failure] = [line for line in done.stdout.splitlines() if line.startswith('fatal: [forest0]')]
+    for words in ('After the restore of pair forest the pair is not healthy: degraded', 'serverid 1 is marked -1',
+                  'by client batch-host-2', 'server closed the connection unexpectedly (SQLSTATE 08006)'):
+        assert words in failure, failure

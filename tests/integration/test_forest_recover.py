@@ -1,4 +1,7 @@
 """forest_recover mode=offline against the sandbox pair."""
+import threading
+import time
+
 import psycopg
 import pytest
 
@@ -123,3 +126,59 @@ def test_a_second_recovery_of_the_same_pair_is_refused():
         result = recover()
     assert result.get('failed') and 'another recovery of this pair is running' in result['msg']
     assert sandbox.module('forest_status')['cluster_state'] == 'degraded'
+
+
+CRASH = ('app-host-7 (pid 4242)', 'executeUpdate', 'could not send data to server: Connection reset by peer',
+         'ForestException', '08006')
+
+
+def mark_broken_again_once_valid(stop, marked):
+    """What a driver does when its next write to serverid 1 fails: a broken_log row and udb_validity -1 in
+    both views, here as soon as the recovery has set serverid 1 valid. (Its sessions carry the collection's
+    application_name only so that the offline recovery does not count them as applications.)"""
+    conns = [sandbox.connect(sid, sandbox.MNGDB, application_name='pgforest.cluster') for sid in (0, 1)]
+    try:
+        while not stop.is_set():
+            if conns[0].execute('SELECT udb_validity FROM server_info WHERE serverid = 1').fetchone()[0] == 1:
+                for conn in conns:
+                    conn.execute('INSERT INTO broken_log_detail (serverid, client, api_task, err_msg, err_type, '
+                                 'err_state) VALUES (1, %s, %s, %s, %s, %s)', CRASH)
+                    conn.execute('UPDATE server_info SET udb_validity = -1 WHERE serverid = 1')
+                marked.append(time.monotonic())
+                return
+            time.sleep(0.005)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_recover_playbook_fails_when_the_node_is_marked_broken_again_right_after():
+    """recover.yml ends with rc != 0 when the pair is not healthy at the end, and says who marked which node
+    and why (broken_log), not "ok" with "pair degraded"."""
+    stop, marked = threading.Event(), []
+    watcher = threading.Thread(target=mark_broken_again_once_valid, args=(stop, marked), daemon=True)
+    watcher.start()
+    try:
+        done = sandbox.playbook('recover.yml', extra_vars=dict(mode='offline'))
+    finally:
+        stop.set()
+        watcher.join(10)
+    output = done.stdout + done.stderr
+    assert marked, 'the recovery never set serverid 1 valid: ' + output[-3000:]
+    assert done.returncode != 0, output[-3000:]
+    failure = [line for line in done.stdout.splitlines() if line.startswith('fatal: [forest0]')]
+    assert len(failure) == 1, output[-3000:]
+    for words in ('After the recovery of pair forest the pair is not healthy: degraded',
+                  'serverid 1 is marked -1 (broken)', 'by client app-host-7 (pid 4242)', '(executeUpdate)',
+                  'could not send data to server: Connection reset by peer', 'SQLSTATE 08006'):
+        assert words in failure[0], failure[0]
+    assert 'logged before this run' not in failure[0]
+    assert '[' not in failure[0].split('"msg": ', 1)[1] and '{' not in failure[0].split('"msg": ', 1)[1]
+
+
+def test_recover_playbook_ends_ok_on_a_healthy_pair_after_the_recovery():
+    done = sandbox.playbook('recover.yml', extra_vars=dict(mode='offline'))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert 'cluster healthy' in done.stdout
+    assert "{'" not in done.stdout, done.stdout  # seconds per phase written for people
+    assert_pair_equal_and_healthy()

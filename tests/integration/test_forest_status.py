@@ -157,3 +157,22 @@ def test_unlogged_tables_are_named_by_status_and_dbsync():
     assert status['user_databases']['unlogged_tables'] == ['public."Ünlogged ""Q"""']
     assert compared['unlogged_tables'] == ['public."Ünlogged ""Q"""']
     assert any('unlogged tables' in line for line in compared['progress'])
+
+
+REPR = ("{'", "['", '[-1', '[0', '[1', "': ")
+
+
+@pytest.mark.parametrize('view0, view1, words', [
+    ({0: 1, 1: 1}, {0: 1, 1: -1}, 'views 0=valid 1=broken'),
+    ({0: 1, 1: 0}, {0: 1, 1: 0}, 'serverid 1 is write-suppressed (0)'),
+    ({0: 1, 1: -1}, {0: -1, 1: 1}, 'serverid 0 is seen as 0=valid 1=broken'),
+], ids=['views disagree', 'recovering', 'split brain'])
+def test_what_the_status_playbook_prints_has_no_python_repr(view0, view1, words):
+    sandbox.set_views(view0, view1)
+    try:
+        done = sandbox.playbook('status.yml', extra_vars=dict(fail_unless_healthy=True))
+    finally:
+        sandbox.reset_pair()
+    assert done.returncode != 0 and words in done.stdout, done.stdout[-3000:]
+    shown = [line for line in done.stdout.splitlines() if '"msg"' in line or line.startswith('        "')]
+    assert shown and not [line for line in shown if any(mark in line for mark in REPR)], shown

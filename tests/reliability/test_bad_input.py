@@ -304,3 +304,102 @@ def test_a_held_recovery_lock_refuses_a_second_recovery(record):
         sandbox.reset_pair()
     record(message=result.get('msg'))
     assert result.get('failed') and 'another recovery of this pair is running' in result['msg']
+
+
+# --- one-line refusals on every host of the pair (issue 26) -------------------------------------------------
+FATAL = re.compile(r'^fatal: \[(forest\d)\]: FAILED! => (\{.*\})$', re.M)
+
+
+def refusals(output):
+    """{host: msg} of the play's failures, one per host (ansible's `fatal: [host]: FAILED! => {...}` lines)."""
+    import json
+    found = {}
+    for host, result in FATAL.findall(output):
+        assert host not in found, 'two failures on %s: %s' % (host, output[-3000:])
+        found[host] = json.loads(result)['msg']
+    return found
+
+
+def assert_refused_on_every_host(done, words):
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    assert not unhandled(output) and 'Error while evaluating' not in output, output[-3000:]
+    found = refusals(done.stdout)
+    assert sorted(found) == ['forest0', 'forest1'], output[-3000:]
+    for message in found.values():
+        assert '\n' not in message, message
+        for word in words:
+            assert word in message, 'message lacks %r: %s' % (word, message)
+    assert 'changed=0' in done.stdout.split('PLAY RECAP')[-1].split('forest1')[0]
+    return found['forest0']
+
+
+NOT_A_BACKUP = os.path.join(sandbox.SANDBOX, 'not-a-backup')
+NAMED_LIKE_ONE = os.path.join(sandbox.SANDBOX, 'forest-logical-20260101T000000Z')
+
+
+@pytest.mark.parametrize('given, words', [
+    ('/etc/passwd', ['backup /etc/passwd is a file, not a backup']),
+    ('/nonexistent/forest-logical-20260101T000000Z', ['/nonexistent/forest-logical-20260101T000000Z does not exist']),
+    (NOT_A_BACKUP, [NOT_A_BACKUP + ' is not named like a backup']),
+    (NAMED_LIKE_ONE, ['is not a readable backup manifest']),
+], ids=['a file', 'a missing path', 'a directory that is not a backup', 'a directory named like one, empty'])
+def test_a_bad_backup_to_restore_is_one_line_on_every_host_and_changes_nothing(given, words, record):
+    for folder in (NOT_A_BACKUP, NAMED_LIKE_ONE):
+        os.makedirs(folder, exist_ok=True)
+    try:
+        before = fingerprint()
+        for confirmed in (False, True):
+            done = sandbox.playbook('restore.yml', extra_vars=dict(backup=given, confirm_restore=confirmed))
+            message = assert_refused_on_every_host(done, words)
+        assert fingerprint() == before
+    finally:
+        for folder in (NOT_A_BACKUP, NAMED_LIKE_ONE):
+            os.rmdir(folder)
+    record(message=message)
+
+
+USERDB_REFUSED = ['is not a user database of pair forest; its user databases are userdb', 'Nothing was changed']
+
+
+@pytest.mark.parametrize('name, extra_vars', [
+    ('dbsync.yml', {}),
+    ('dbsync.yml', dict(mode='sync', source=0)),
+    ('backup.yml', {}),
+    ('config.yml', dict(key='mngdb_read_duration', value='5')),
+    ('restore.yml', dict(confirm_restore=True)),
+    ('recover.yml', dict(mode='offline')),
+    ('recover.yml', {}),
+], ids=['dbsync', 'dbsync sync', 'backup', 'config', 'restore', 'recover offline', 'recover online'])
+def test_a_userdb_that_is_not_the_pairs_is_one_line_on_every_host(name, extra_vars, record):
+    setup, undo = BROKEN_1 if name == 'recover.yml' else NONE
+    if setup:
+        setup()
+    try:
+        before = fingerprint()
+        done = sandbox.playbook(name, extra_vars=dict(extra_vars, userdb='userdb; drop table catalogue_orders'))
+        message = assert_refused_on_every_host(done, ['userdb "userdb; drop table catalogue_orders"'] + USERDB_REFUSED)
+        assert fingerprint() == before
+    finally:
+        if undo:
+            undo()
+    record(message=message)
+
+
+@pytest.mark.parametrize('userdb, shown', [
+    ("it's", 'userdb "it\'s"'),
+    ('user.db', 'userdb "user.db"'),
+    ('userdb"; --', 'userdb "userdb"; --"'),
+    ('ünïcødé', 'userdb "ünïcødé"'),
+    ('', 'userdb ""'),
+    ('USERDB', 'userdb "USERDB"'),
+    (42, 'userdb "42"'),
+    (['userdb', 'other'], 'userdb "other"'),
+    ('tab\there', 'userdb "tab\\x09here"'),
+], ids=['quote', 'dot', 'double quote', 'non-ASCII', 'empty', 'case', 'a number', 'a list', 'control character'])
+def test_an_odd_userdb_is_refused_cleanly(userdb, shown, record):
+    before = fingerprint()
+    done = sandbox.playbook('dbsync.yml', extra_vars=dict(userdb=userdb))
+    message = assert_refused_on_every_host(done, [shown] + USERDB_REFUSED)
+    assert fingerprint() == before
+    record(message=message)
