@@ -35,6 +35,7 @@ from .forest_pg import ForestPgError, run
 from .freeze_writes import MAINTENANCE_COMMAND
 from .mngdb import set_validity
 from .wait import wait_until
+from .wording import shown
 
 # Every open transaction but our own (one that has not written yet may still write), except a VACUUM or
 # ANALYZE running as its own command: they change no user data (freeze_writes), and a DBA's maintenance
@@ -172,7 +173,7 @@ class Quiesce(object):
                 'between them); serverid %d stays as it was (%s). The last one: %s. Find what writes during the '
                 'freeze, or wait for a quieter moment, then retry'
                 % (len(self.undone), max(u['window'] for u in self.undone), self.serverid,
-                   ', '.join(sorted(set(str(v) for v in self.previous.values() if v is not None))),
+                   shown(set(v for v in self.previous.values() if v is not None)),
                    self.undone[-1]['reason']))
         rest = max(REST_SECONDS, self.notice_wait)
         time.sleep(rest)
@@ -214,7 +215,7 @@ class Quiesce(object):
                 'or cancel it (pg_cancel_backend), or raise idle_wait_timeout (the time waited before the freeze, '
                 'while the applications keep writing), then retry'
                 % (self.idle_wait_timeout, self.notice_wait + BOUND_BEYOND_NOTICE, undone, self.serverid,
-                   ', '.join(sorted(set(str(v) for v in self.previous.values() if v is not None))),
+                   shown(set(v for v in self.previous.values() if v is not None)),
                    describe_blockers(blocking)))
         self._blocked_before.clear()
 
@@ -251,7 +252,7 @@ class Quiesce(object):
                 failures.append(str(exc))
         self.window = round(time.monotonic() - self.started, 3) if self.started else None
         if failures:
-            wanted = ', '.join(sorted(set(str(v) for v in values.values() if v is not None)))
+            wanted = shown(set(v for v in values.values() if v is not None))
             raise QuiesceError('could not end the write freeze on every node: serverid %d may still be 0 '
                                '(write-suppressed) there; set it with forest_mngdb serverid=%d validity=%s. %s'
                                % (self.serverid, self.serverid, wanted, '; '.join(failures)))
