@@ -4,19 +4,24 @@
 #                two-machine lab, sanity, lint)
 #   make check   the quick loop: unit, sanity, lint and the integration suite
 #   make soak    24 online recoveries in a row under load
+#   make test-loaded  the sandbox suites (integration + reliability) with CPU hogs beside them
 # The sandbox suites run on WORKERS parallel workers, each with its own two-node sandbox in a
 # network namespace of its own (scripts/worker_sandboxes.py); results go to tests/output/.
+# LOAD=N (sandbox-suites, integration, reliability, test-loaded) runs them with `stress-ng --cpu N`
+# beside them for the whole run, stopped afterwards whatever happens (scripts/under_load.sh).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY := sandbox/inventory.yml
 WORKERS ?= 3
+LOAD ?= 0
+UNDER_LOAD := bash scripts/under_load.sh $(LOAD)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test check unit integration reliability sandbox-suites workers soak molecule sanity lint sandbox \
-	sandbox-down venv clean lab-up lab-down lab-test publish-reliability
+.PHONY: demo test check unit integration reliability sandbox-suites test-loaded workers soak molecule sanity lint \
+	sandbox sandbox-down venv clean lab-up lab-down lab-test publish-reliability
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
@@ -48,16 +53,20 @@ workers: venv
 # Integration and reliability in one run, so the workers share out every case of both.
 # The workers' servers are stopped afterwards, passed or failed: a finished run leaves nothing running.
 sandbox-suites: workers
-	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration tests/reliability; \
+	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration tests/reliability; \
 	status=$$?; $(BIN)/python scripts/worker_sandboxes.py down; exit $$status
 
+# The same suites on a busy machine: 2 CPU hogs (stress-ng) beside the workers for the whole run.
+test-loaded:
+	$(MAKE) sandbox-suites LOAD=$(if $(filter-out 0,$(LOAD)),$(LOAD),2)
+
 integration: workers
-	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration
+	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration
 
 # Faults, bad input, split brain, secrets and 4 recoveries under load; the report goes to
 # tests/output/reliability/RELIABILITY.md (make publish-reliability puts it in docs/).
 reliability: workers
-	$(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/reliability
+	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/reliability
 
 soak: sandbox
 	FOREST_SOAK_RECOVERIES=24 $(BIN)/pytest tests/reliability/test_soak.py
