@@ -28,6 +28,7 @@ started=$(date +%s)
 script=$$
 ( trap - EXIT INT TERM; while kill -0 "$script" 2>/dev/null; do sleep 1; done; kill -TERM -- "-$hog" 2>/dev/null ) &
 watchdog=$!
+# shellcheck disable=SC2317  # called by the EXIT trap
 stop_hogs() {
     kill "$watchdog" 2>/dev/null
     if kill -0 "$hog" 2>/dev/null; then
