@@ -46,6 +46,7 @@ demo: sandbox
 # the whole sandbox suites under load on 2 workers took 57 min 33 s (297 cases), against ~13 min unloaded
 # on 3 workers, so a whole loaded run would break make test's ~40 min budget; the 58 slowest cases
 # (faults, soak, online recoveries: the timing cases and the fault injection) took 14 min 24 s of it.
+# make timing-loaded alone (its 37 cases, 2 workers, same busy machine): 8 min 20 s, 9 min with provisioning.
 # make test-loaded runs everything under load.
 test: unit sanity lint sandbox-suites timing-loaded molecule lab-test
 	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
