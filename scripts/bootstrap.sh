@@ -14,6 +14,11 @@ if ! command -v openssl >/dev/null; then
     echo "bootstrap: installing openssl" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
 fi
+# make test-loaded (LOAD=N) runs the sandbox suites with CPU hogs beside them (scripts/under_load.sh).
+if ! command -v stress-ng >/dev/null; then
+    echo "bootstrap: installing stress-ng" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng
+fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
 # The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the

@@ -64,6 +64,13 @@ def cell(value):
     return text.replace('|', '\\|').replace('\n', ' ')
 
 
+def under_load(section):
+    """How the run was loaded: `make test-loaded` (scripts/under_load.sh) runs the suites with CPU hogs beside."""
+    if not section.get('cpu_load'):
+        return ''
+    return ', with CPU hogs beside the suite (`%s`, `make test-loaded`)' % section['cpu_load']
+
+
 def case_table(cases, section):
     lines = ['| case | outcome | s | what happened | run at, commit |', '|---|---|---|---|---|']
     for case in cases:
@@ -107,19 +114,23 @@ def write_report(results_file, doc):
            '(and the lab suite in `tests/lab/`) records at the end of each run into `tests/output/reliability/` '
            '(`make test` runs it with a short soak, `make soak` with 24 recoveries); `make publish-reliability` '
            'copies a run\'s sections into `docs/reliability/results.json` and rewrites this page. '
-           'Do not edit by hand.', '']
+           'Do not edit by hand.', '',
+           'A section run by `make test-loaded` (the same sandbox suites with `stress-ng --cpu 2` beside them, a busy '
+           'machine) says so in its "CPU load beside" column and line. The lost and duplicated counts are measured '
+           'after each run, by looking up every write the reference driver acknowledged on the nodes '
+           '(`forest_driver.write_counts`), never written into a test.', '']
     totals = [(name, results[name]) for name, _t, _d in SECTIONS if name in results]
-    out += ['| section | cases | passed | last run (UTC) | commit |', '|---|---|---|---|---|']
+    out += ['| section | cases | passed | last run (UTC) | commit | CPU load beside |', '|---|---|---|---|---|---|']
     for name, section in totals:
         passed = sum(1 for case in section['cases'] if case['outcome'] == 'passed')
-        out.append('| %s | %d | %d | %s | %s |' % (name, len(section['cases']), passed, section['run_at'],
-                                                   section['commit']))
+        out.append('| %s | %d | %d | %s | %s | %s |' % (name, len(section['cases']), passed, section['run_at'],
+                                                        section['commit'], section.get('cpu_load') or 'none'))
     for name, title, description in SECTIONS:
         if name not in results:
             continue
         section = results[name]
         out += ['', '## ' + title, '', description, '',
-                'Run at %s on commit %s.' % (section['run_at'], section['commit'])]
+                'Run at %s on commit %s%s.' % (section['run_at'], section['commit'], under_load(section))]
         if name.startswith('soak'):
             out += soak_lines(section['cases'])
         out += [''] + case_table(section['cases'], section)

@@ -88,6 +88,8 @@ def pytest_sessionfinish(session):
             if section_of(nodeid) == section and entry['outcome'] != 'not run':
                 kept[entry['case']] = dict(entry, run_at=when, commit=commit)
         results[section] = dict(run_at=when, commit=commit, cases=[kept[name] for name in sorted(kept)])
+        if os.environ.get('FOREST_CPU_LOAD'):  # scripts/under_load.sh: CPU hogs ran beside the suite
+            results[section]['cpu_load'] = os.environ['FOREST_CPU_LOAD']
     os.makedirs(RESULTS_DIR, exist_ok=True)
     with open(results_file, 'w') as handle:
         json.dump(results, handle, indent=1, sort_keys=True)

@@ -214,15 +214,20 @@ class ForestDriver(object):
         return self
 
 
-def lost_or_duplicated(driver, connect):
-    """Problems with the driver's acknowledged writes on each node: [] when every one is there exactly once.
+def write_counts(driver, connect, serverids=None):
+    """The driver's acknowledged writes checked on each node (serverids: those nodes only; default every
+    node), as measured counts for the reports: {acked, lost, duplicated, other_contents, problems}.
 
-    connect(serverid) opens a connection to that node's user database."""
+    lost: acknowledged writes missing, duplicated: writes applied more than once, other_contents: writes
+    whose row or items differ, each summed over the nodes checked; problems: one line per kind and node
+    ([] when every acknowledged write is there exactly once).  connect(serverid) opens a connection to
+    that node's user database."""
     table = getattr(driver, 'table', 'forest_load')
     ids = [write_id for write_id, _payload in driver.acked]
     expected = dict(driver.acked)
-    problems = []
-    for serverid in sorted(driver.nodes):
+    counts = dict(acked=len(ids), lost=0, duplicated=0, other_contents=0, problems=[])
+    problems = counts['problems']
+    for serverid in sorted(driver.nodes if serverids is None else serverids):
         with connect(serverid) as conn:
             rows = conn.execute('SELECT l.id, l.payload, (SELECT count(*) FROM %s_items i WHERE i.load_id = l.id) '
                                 'FROM %s l WHERE l.id = ANY(%%s)' % (table, table), [ids]).fetchall()
@@ -232,6 +237,9 @@ def lost_or_duplicated(driver, connect):
         missing = [write_id for write_id in ids if write_id not in found]
         wrong = [write_id for write_id, (payload, items) in found.items()
                  if payload != expected[write_id] or items != 3]
+        counts['lost'] += len(missing)
+        counts['other_contents'] += len(wrong)
+        counts['duplicated'] += len(twice)
         if missing:
             problems.append('serverid %d lost %d acknowledged writes, e.g. ids %s'
                             % (serverid, len(missing), missing[:5]))
@@ -240,7 +248,14 @@ def lost_or_duplicated(driver, connect):
                             % (serverid, len(wrong), wrong[:5]))
         if twice:
             problems.append('serverid %d applied %d writes twice, e.g. %s' % (serverid, len(twice), twice[:3]))
-    return problems
+    return counts
+
+
+def lost_or_duplicated(driver, connect):
+    """Problems with the driver's acknowledged writes on each node: [] when every one is there exactly once.
+
+    connect(serverid) opens a connection to that node's user database."""
+    return write_counts(driver, connect)['problems']
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ import time
 import psycopg
 
 from pgforest_dev import REPO
+from pgforest_dev.wait import wait_for
 # A parallel test worker's own sandbox (scripts/worker_sandboxes.py), else the checkout's: .sandbox,
 # a link to where the postgres OS user can reach.
 SANDBOX = os.environ.get('FOREST_SANDBOX_DIR') or os.path.realpath(os.path.join(REPO, '.sandbox'))
@@ -159,7 +160,6 @@ def postmaster_pid(serverid):
 def ensure_running(serverid):
     """Undo a fault: resume a SIGSTOPped postmaster, start a stopped one."""
     import signal
-    import time
     if os.path.exists(os.path.join(data_dir(serverid), 'postmaster.pid')):
         try:
             os.kill(postmaster_pid(serverid), signal.SIGCONT)
@@ -168,13 +168,13 @@ def ensure_running(serverid):
     if pg_ctl(serverid, 'status', check=False).returncode != 0:
         log = os.path.join(SANDBOX, NODES[serverid]['name'], 'postgresql.log')
         pg_ctl(serverid, 'start', '-w', '-l', log)
-    for _attempt in range(50):
+
+    def answers():
         try:
-            query(serverid, 'SELECT 1')
-            return
+            return query(serverid, 'SELECT 1')
         except psycopg.OperationalError:
-            time.sleep(0.2)
-    raise AssertionError('serverid %d does not come back' % serverid)
+            return False
+    wait_for('serverid %d to come back' % serverid, answers, interval=0.2)
 
 
 def reset_pair():

@@ -8,6 +8,7 @@ import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
 
 TARGET = 1
 SLOT = 'pgforest_recovery_%d' % TARGET
@@ -111,15 +112,13 @@ def test_online_recovery_under_load_loses_and_duplicates_nothing():
     nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
-        time.sleep(1)
+        driver_writes(driver)
         stop_target()
-        deadline = time.time() + 10
-        while driver.validity.get(TARGET) != -1 and time.time() < deadline:
-            time.sleep(0.1)
-        assert driver.validity[TARGET] == -1, 'the driver did not mark the stopped node broken'
+        driver_sees(driver, {TARGET: -1})  # the driver marked the stopped node broken
         acked_while_degraded = len(driver.acked)
         result = recover(notice_wait=None)  # the drivers' notice time: mngdb_read_duration = 1 s
-        time.sleep(1.5)
+        if not result.get('failed'):
+            driver_writes_to_every_node(driver)
     finally:
         driver.stop()
     assert_recovered(result)
@@ -178,13 +177,16 @@ def test_target_killed_during_base_copy_rolls_back_then_recovery_succeeds():
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(recover(max_rate='2M')))
     worker.start()
-    killed = False
-    for _attempt in range(100):
-        time.sleep(0.1)
+    killed = []
+
+    def kill_basebackup():
         if sandbox.kill_own('pg_basebackup.*' + SLOT):
-            killed = True
-            break
-    worker.join()
+            killed.append(True)
+        return killed or not worker.is_alive()
+    try:
+        wait_for('pg_basebackup to run', kill_basebackup, interval=0.1)
+    finally:
+        worker.join()
     sandbox.on(0, 'DROP TABLE bulk')
     assert killed, 'pg_basebackup never ran'
     assert outcome.get('failed') and 'base failed: pg_basebackup from serverid 0 failed' in outcome['msg']
@@ -199,13 +201,10 @@ def test_source_unreachable_during_cut_rolls_back_then_recovery_succeeds():
     # a long notice keeps the freeze in place while the source goes away
     worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', notice_wait=10)))
     worker.start()
-    deadline = time.time() + 30
-    while sandbox.query(0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
-                        dbname=sandbox.MNGDB) != [(0,)]:
-        assert time.time() < deadline, 'the freeze never started'
-        time.sleep(0.05)
+    wait_for('the freeze to start', lambda: sandbox.query(
+        0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET], dbname=sandbox.MNGDB) == [(0,)])
     sandbox.pg_ctl(0, 'stop', '-m', 'immediate')
-    time.sleep(3)
+    time.sleep(3)  # how long the source stays down (the fault itself), not a wait for something to happen
     sandbox.ensure_running(0)
     worker.join()
     assert outcome.get('failed') and outcome['msg'].startswith('cut failed:'), outcome.get('msg')

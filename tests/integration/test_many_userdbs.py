@@ -9,6 +9,7 @@ import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
 
 TARGET = 1
 SECOND = 'billing'
@@ -95,15 +96,16 @@ def test_online_recovery_covers_both_databases_under_two_drivers():
     drivers = [ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start()
                for userdb in ('userdb', SECOND)]
     try:
-        time.sleep(1)
+        for driver in drivers:
+            driver_writes(driver)
         sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
-        deadline = time.time() + 10
-        while any(driver.validity.get(TARGET) != -1 for driver in drivers) and time.time() < deadline:
-            time.sleep(0.1)
-        assert [driver.validity[TARGET] for driver in drivers] == [-1, -1]
+        for driver in drivers:
+            driver_sees(driver, {TARGET: -1})  # each driver marked the stopped node broken
         before = [len(driver.acked) for driver in drivers]
         result = recover(notice_wait=None)
-        time.sleep(1.5)
+        if not result.get('failed'):
+            for driver in drivers:
+                driver_writes_to_every_node(driver)
     finally:
         for driver in drivers:
             driver.stop()
@@ -264,6 +266,7 @@ class Writer(object):
 
     def __enter__(self):
         self.thread.start()
+        wait_for('the first write of the client that ignores udb_validity', lambda: self.count > 0)
         return self
 
     def __exit__(self, *exc):
@@ -311,16 +314,17 @@ def test_node_1_broken_for_one_database_only_both_drivers_lose_nothing():
     drivers = dict((userdb, ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start())
                    for userdb in ('userdb', SECOND))
     try:
-        time.sleep(1)
+        for driver in drivers.values():
+            driver_writes(driver)
         views('userdb', {TARGET: -1}, {TARGET: -1})  # userdb only: serverid 1 is broken for it
-        deadline = time.time() + 10
-        while drivers['userdb'].validity.get(TARGET) != -1 and time.time() < deadline:
-            time.sleep(0.1)
-        assert drivers['userdb'].validity[TARGET] == -1 and drivers[SECOND].validity[TARGET] == 1
+        driver_sees(drivers['userdb'], {TARGET: -1})
+        assert drivers[SECOND].validity[TARGET] == 1
         refused = recover(notice_wait=None)
         assert refused.get('failed') and 'billing: serverid 1 is still valid there' in refused['msg']
         result = recover(notice_wait=None, include_valid=[SECOND])
-        time.sleep(1.5)
+        if not result.get('failed'):
+            for driver in drivers.values():
+                driver_writes_to_every_node(driver)
     finally:
         for driver in drivers.values():
             driver.stop()

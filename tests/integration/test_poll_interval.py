@@ -4,12 +4,12 @@ and the DBA's value is back after success, cancel, failure, SIGINT, and a killed
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes_to_every_node, wait_for
 
 from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import prometheus_metrics
 from ansible_collections.pgforest.cluster.plugins.module_utils.poll_interval import MARK, PollInterval
@@ -77,7 +77,7 @@ class Background(object):
     def kill_module(self):
         """The module dies as with a lost controller: SIGKILL, no chance to undo anything.  (Ansible's
         worker runs it in a session of its own, so the ad hoc command's group does not hold it.)"""
-        wait_for(lambda: sandbox.kill_own('AnsiballZ_forest_'), 'the module to run')
+        wait_for('the module to run', lambda: sandbox.kill_own('AnsiballZ_forest_'))
         self.signal(signal.SIGKILL)
         self.process.wait()
 
@@ -88,13 +88,6 @@ class Background(object):
                 self.process.args, self.process.returncode, stdout, stderr))
         except AssertionError:
             return dict(failed=True, msg='no result (rc=%s): %s' % (self.process.returncode, (stdout + stderr)[-300:]))
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'timed out waiting for ' + what
-        time.sleep(0.05)
 
 
 def lowered_on_source():
@@ -110,9 +103,10 @@ def test_a_polling_driver_is_frozen_with_a_one_second_notice_and_the_dba_value_c
     try:
         assert driver.read_duration == 6.0  # taken from global_config
         sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
-        wait_for(lambda: driver.validity.get(TARGET) == -1, 'the driver to mark the stopped node broken')
+        driver_sees(driver, {TARGET: -1})  # the driver marked the stopped node broken
         result = recover()
-        time.sleep(1)
+        if not result.get('failed'):
+            driver_writes_to_every_node(driver)
     finally:
         driver.stop()
     assert not result.get('failed'), result.get('msg')
@@ -156,13 +150,13 @@ def test_a_failed_cut_puts_the_value_back():
 
 def test_sigint_while_waiting_for_the_drivers_puts_the_value_back():
     run = Background('forest_recover', 'forest%d' % TARGET, mode='online', data_dir=sandbox.data_dir(TARGET))
-    wait_for(lambda: os.path.exists(os.path.join(WORKSPACE, 'state.json')) and lowered_on_source(),
-             'the recovery to lower mngdb_read_duration')
+    wait_for('the recovery to lower mngdb_read_duration',
+             lambda: os.path.exists(os.path.join(WORKSPACE, 'state.json')) and lowered_on_source())
     run.signal(signal.SIGINT)
     result = run.result()
     # Ctrl-C ends ansible at once ("User interrupted execution"); the module, interrupted too, rolls back.
     assert result.get('failed'), result
-    wait_for(lambda: not sandbox.own_processes('AnsiballZ_forest_recover'), 'the interrupted module to roll back')
+    wait_for('the interrupted module to roll back', lambda: not sandbox.own_processes('AnsiballZ_forest_recover'))
     assert_dba_value_back(0, 1)
     assert not os.path.exists(WORKSPACE)
     assert sandbox.query(0, 'SELECT count(*) FROM pg_replication_slots') == [(0,)]
@@ -170,12 +164,12 @@ def test_sigint_while_waiting_for_the_drivers_puts_the_value_back():
 
 def test_a_killed_recovery_leaves_a_record_that_its_cancel_uses():
     run = Background('forest_recover', 'forest%d' % TARGET, mode='online', data_dir=sandbox.data_dir(TARGET))
-    wait_for(lambda: os.path.exists(os.path.join(WORKSPACE, 'state.json')) and lowered_on_source(),
-             'the recovery to lower mngdb_read_duration')
+    wait_for('the recovery to lower mngdb_read_duration',
+             lambda: os.path.exists(os.path.join(WORKSPACE, 'state.json')) and lowered_on_source())
     run.kill_module()
     sandbox.kill_own('pg_basebackup.*pgforest_recovery_%d' % TARGET)
-    wait_for(lambda: not sandbox.query(0, "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pgforest%%'"),
-             "the killed run's sessions to end")
+    wait_for("the killed run's sessions to end",
+             lambda: not sandbox.query(0, "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pgforest%%'"))
     value, comment = interval(0)
     assert value == '1' and '"dba": "6"' in comment  # the record says what to put back
     cancelled = recover(phase='cancel')
@@ -204,7 +198,7 @@ def test_online_compare_lowers_waits_freezes_and_puts_back():
 def test_a_killed_online_compare_is_put_back_by_the_next_one():
     sandbox.set_views({TARGET: 1}, {TARGET: 1})
     run = Background('forest_dbsync', 'forest0', online=True)
-    wait_for(lowered_on_source, 'the compare to lower mngdb_read_duration')
+    wait_for('the compare to lower mngdb_read_duration', lowered_on_source)
     run.kill_module()
     assert interval(0)[0] == interval(1)[0] == '1'
     # forest_status tells the DBA what the killed run left, and the metrics too.

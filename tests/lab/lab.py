@@ -13,7 +13,7 @@ import time
 import psycopg
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import lost_or_duplicated as _lost_or_duplicated
+from pgforest_dev.forest_driver import write_counts as _write_counts
 # One PLAY RECAP parser for the sandbox's tests and the lab's.
 from pgforest_dev.sandbox import recap  # noqa: F401  pylint: disable=unused-import
 
@@ -196,11 +196,20 @@ class Acked(object):
         self.nodes = NODES
 
 
-def lost_or_duplicated(*drivers):
-    problems = []
+def write_counts(*drivers):
+    """The drivers' acknowledged writes checked on both nodes, measured (for the report):
+    {lost, duplicated, other_contents, problems}, summed over the drivers."""
+    total = dict(lost=0, duplicated=0, other_contents=0, problems=[])
     for driver in drivers:
-        problems += _lost_or_duplicated(driver, lambda serverid: connect(serverid, USERDB))
-    return problems
+        counts = _write_counts(driver, lambda serverid: connect(serverid, USERDB))
+        for key in ('lost', 'duplicated', 'other_contents'):
+            total[key] += counts[key]
+        total['problems'] += counts['problems']
+    return total
+
+
+def lost_or_duplicated(*drivers):
+    return write_counts(*drivers)['problems']
 
 
 def end_app_sessions():

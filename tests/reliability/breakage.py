@@ -5,7 +5,8 @@ import subprocess
 import time
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.forest_driver import ForestDriver, write_counts
+from pgforest_dev.wait import wait_for
 
 KINDS = ('stopped', 'killed', 'diverged', 'hung then killed')
 
@@ -36,9 +37,8 @@ def kill_server(serverid):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    deadline = time.time() + 10
-    while any(os.path.exists('/proc/%d' % pid) for pid in pids) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for('the processes of serverid %d to end' % serverid,
+             lambda: not any(os.path.exists('/proc/%d' % pid) for pid in pids))
 
 
 def break_node(kind, serverid):
@@ -56,7 +56,7 @@ def break_node(kind, serverid):
         assert not marked.get('failed'), marked.get('msg')
     elif kind == 'hung then killed':
         signal_server(serverid, signal.SIGSTOP)
-        time.sleep(2)
+        time.sleep(2)  # how long the hang lasts (the fault itself), not a wait for something to happen
         kill_server(serverid)
     else:
         raise ValueError(kind)
@@ -70,11 +70,13 @@ def start_driver():
     return ForestDriver(driver_nodes(), sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
 
 
-def wait_marked_broken(driver, serverid, timeout=15):
-    deadline = time.time() + timeout
-    while driver.validity.get(serverid) != -1 and time.time() < deadline:
-        time.sleep(0.05)
-    return driver.validity.get(serverid) == -1
+def wait_marked_broken(driver, serverid, timeout=60):
+    """Whether the driver marked serverid broken (saw -1 for it) within timeout seconds."""
+    try:
+        return wait_for('the driver to mark serverid %d broken' % serverid,
+                        lambda: driver.validity.get(serverid) == -1, timeout)
+    except AssertionError:
+        return False
 
 
 def recover_online(target, **args):
@@ -94,10 +96,14 @@ def pair_checks(driver=None):
     facts = dict(cluster_state=status.get('cluster_state'), equal=compared.get('equal'),
                  sequences_aligned=sequences(0) == sequences(1))
     if driver is not None:
-        problems = lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB))
-        facts.update(acked=len(driver.acked), problems=problems, driver_errors=driver.errors[:3],
-                     lost=sum(1 for p in problems if 'lost' in p), duplicated=sum(1 for p in problems if 'twice' in p))
+        facts.update(driver_facts(driver), driver_errors=driver.errors[:3])
     return facts
+
+
+def driver_facts(driver, serverids=None):
+    """The driver's acknowledged writes checked on serverids (default both nodes), measured:
+    acked, lost, duplicated (and other_contents), problems."""
+    return write_counts(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB), serverids)
 
 
 def healthy_and_equal(facts):

@@ -13,6 +13,7 @@ import pytest
 
 from pgforest_dev import sandbox
 from breakage import kill_server, pair_checks, signal_server
+from pgforest_dev.wait import wait_for
 
 SOURCE, TARGET = 0, 1
 NODE_DIR = os.path.join(sandbox.SANDBOX, sandbox.NODES[TARGET]['name'])
@@ -71,7 +72,7 @@ def terminate_tool_sessions():
 
 def hang_source(seconds=4):
     signal_server(SOURCE, signal.SIGSTOP)
-    time.sleep(seconds)
+    time.sleep(seconds)  # how long the hang lasts (the fault itself), not a wait for something to happen
     signal_server(SOURCE, signal.SIGCONT)
 
 
@@ -206,15 +207,16 @@ def inject(step, fault, prefill=False):
     try:
         started = time.monotonic()
         run = STEPS[step]['start']()
-        while not STEPS[step]['running']():
+
+        def running():
             assert run.process.poll() is None, 'the step ended before the fault: %s' % run.wait()
-            assert time.monotonic() - started < 120, 'the step never ran'
-            time.sleep(0.02)
+            return STEPS[step]['running']()
+        wait_for('the step to run', running, timeout=120, interval=0.02)
         at = round(time.monotonic() - started, 2)
         injector = threading.Thread(target=FAULTS[fault], args=(run,))
         injector.start()
         if holder is not None:
-            time.sleep(0.5)
+            injector.join()  # the fault has landed while the step waits on the held row
     finally:
         if holder is not None:
             holder.close()
@@ -261,10 +263,8 @@ def test_fault(step, fault, fault_pair, record):
 
 def wait_tool_gone(timeout=120):
     """An interrupted module may still be rolling back after Ansible returned."""
-    deadline = time.monotonic() + timeout
-    while sandbox.own_processes('AnsiballZ_forest_'):
-        assert time.monotonic() < deadline, 'a module process is still running'
-        time.sleep(0.2)
+    wait_for('the module processes to end', lambda: not sandbox.own_processes('AnsiballZ_forest_'), timeout,
+             interval=0.2)
 
 
 def sandbox_usage_mb():

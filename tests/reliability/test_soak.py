@@ -5,8 +5,9 @@ import time
 import pytest
 
 from pgforest_dev import sandbox
-from breakage import (KINDS, break_node, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
-                      set_read_duration, start_driver, wait_marked_broken)
+from breakage import (KINDS, break_node, driver_facts, healthy_and_equal, load_tables_clean, pair_checks,
+                      recover_online, set_read_duration, start_driver, wait_marked_broken)
+from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from recorder import soak_recoveries
 
 
@@ -31,19 +32,25 @@ def one_recovery(target, kind):
     driver = start_driver()
     started = time.monotonic()
     try:
-        time.sleep(1)
+        driver_writes(driver)  # writing to both nodes before the break
         break_node(kind, target)
         assert wait_marked_broken(driver, target), 'the driver did not stop writing to serverid %d' % target
         acked_before = len(driver.acked)
         result = recover_online(target, notice_wait=None)
-        time.sleep(1.5)  # the driver writes to both nodes again
+        if not result.get('failed'):
+            try:
+                driver_writes_to_every_node(driver)  # the driver writes to both nodes again
+            except AssertionError:
+                pass  # recorded below as driver_writes_both=False
         both_valid = driver.validity == {0: 1, 1: 1}
     finally:
         driver.stop()
-    if result.get('failed'):  # rolled back: the target is as broken as before, record why
-        return dict(target=target, kind=kind, ok=False, recovery_msg=result.get('msg'), acked=len(driver.acked),
-                    lost=0, duplicated=0, equal=False, sequences_aligned=False, problems=[], driver_errors=[],
-                    freeze_window=None, seconds=round(time.monotonic() - started, 1))
+    if result.get('failed'):  # rolled back: the target is as broken as before; its writes are checked on the source
+        facts = driver_facts(driver, serverids=[1 - target])
+        facts.update(target=target, kind=kind, ok=False, recovery_msg=result.get('msg'), equal=False,
+                     sequences_aligned=False, driver_errors=driver.errors[:3], freeze_window=None,
+                     seconds=round(time.monotonic() - started, 1))
+        return facts
     facts = pair_checks(driver)
     facts.update(target=target, kind=kind, seconds=round(time.monotonic() - started, 1),
                  freeze_window=result.get('freeze_window'), recovery_msg=result.get('msg'),

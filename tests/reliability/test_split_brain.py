@@ -6,6 +6,7 @@ import pytest
 
 from pgforest_dev import sandbox
 from breakage import load_tables_clean, set_read_duration, start_driver
+from pgforest_dev.wait import driver_writes
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_a_pair_under_load_is_not_reported_diverged(provisioned_pair, record):
     set_read_duration(1)
     driver = start_driver()
     try:
-        time.sleep(0.5)
+        driver_writes(driver, 100)  # the load is on before the reads
         states = [sandbox.module('forest_status', compare='counts') for _read in range(4)]
     finally:
         driver.stop()

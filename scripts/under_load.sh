@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run a command with CPU hogs beside it: `under_load.sh N COMMAND...` starts `stress-ng --cpu N`
+# (N workers that spin on the CPU), runs COMMAND, and stops the hogs afterwards whatever happens
+# (COMMAND passed, failed, or the run was interrupted); exits with COMMAND's status.  N = 0 runs
+# COMMAND alone.  Production machines are busy: the sandbox suites must hold on a loaded machine too
+# (make test-loaded, or LOAD=N on the sandbox-suite targets).  stress-ng comes from Debian's packages
+# (scripts/bootstrap.sh installs it).
+set -uo pipefail
+if [[ $# -lt 2 || ! $1 =~ ^[0-9]+$ ]]; then
+    echo "usage: $0 CPU_WORKERS COMMAND [ARGS...]" >&2
+    exit 2
+fi
+workers=$1
+shift
+if [[ $workers -eq 0 ]]; then
+    exec "$@"
+fi
+if ! command -v stress-ng >/dev/null; then
+    echo "under_load: stress-ng is missing (apt-get install stress-ng, or make venv on a fresh machine)" >&2
+    exit 2
+fi
+
+# A session of its own, so the hogs are stopped as one group (the parent and its workers).  A watchdog
+# stops them too should this script be killed outright (SIGKILL runs no trap); --timeout is the last net.
+setsid stress-ng --cpu "$workers" --timeout 4h --quiet 2>/dev/null &
+hog=$!
+started=$(date +%s)
+script=$$
+( trap - EXIT INT TERM; while kill -0 "$script" 2>/dev/null; do sleep 1; done; kill -TERM -- "-$hog" 2>/dev/null ) &
+watchdog=$!
+# shellcheck disable=SC2317  # called by the EXIT trap
+stop_hogs() {
+    kill "$watchdog" 2>/dev/null
+    if kill -0 "$hog" 2>/dev/null; then
+        kill -TERM -- "-$hog" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$hog" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$hog" 2>/dev/null
+        wait "$hog" 2>/dev/null
+        echo "under_load: CPU hogs stopped after $(( $(date +%s) - started )) s (stress-ng --cpu $workers, pid $hog)"
+    fi
+}
+trap stop_hogs EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+sleep 0.5
+if ! kill -0 "$hog" 2>/dev/null; then
+    echo "under_load: stress-ng --cpu $workers did not start" >&2
+    exit 2
+fi
+echo "under_load: running under CPU load: stress-ng --cpu $workers (pid $hog) beside: $*"
+# The suites' recorder notes it in the report (tests/recorder.py).
+FOREST_CPU_LOAD="stress-ng --cpu $workers" "$@"
+status=$?
+echo "under_load: the command exited $status after $(( $(date +%s) - started )) s, under stress-ng --cpu $workers"
+exit $status
