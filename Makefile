@@ -3,7 +3,8 @@
 #   make test    set everything up and run every test (unit, integration, reliability, molecule, the
 #                two-machine lab, sanity, lint), and the timing-dependent cases once more under CPU load
 #   make check   the quick loop: unit, sanity, lint and the integration suite
-#   make soak    24 online recoveries in a row under load
+#   make soak    24 online recoveries in a row under load, and the real-world mess cases with 100 online
+#                compares under three drivers
 #   make test-loaded  the whole sandbox suites (integration + reliability) with CPU hogs beside them
 # The sandbox suites run on WORKERS parallel workers, each with its own two-node sandbox in a
 # network namespace of its own (scripts/worker_sandboxes.py); results go to tests/output/.
@@ -74,7 +75,9 @@ test-loaded:
 # under its writes, bounds on the freeze window.  New files of such cases belong here too.
 TIMING_TESTS := tests/integration/test_forest_recover_online.py tests/integration/test_poll_interval.py \
 	tests/integration/test_many_userdbs.py tests/reliability/test_soak.py tests/reliability/test_split_brain.py \
-	tests/integration/test_forest_dbsync.py::test_online_compare_under_write_load_finds_no_false_difference
+	tests/integration/test_forest_dbsync.py::test_online_compare_under_write_load_finds_no_false_difference \
+	tests/integration/test_forest_dbsync.py::test_online_compare_never_reports_a_write_that_straddles_its_snapshots \
+	tests/reliability/test_mess.py
 timing-loaded:
 	$(MAKE) workers
 	bash scripts/under_load.sh $(if $(filter-out 0,$(LOAD)),$(LOAD),2) \
@@ -90,7 +93,8 @@ reliability: workers
 	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/reliability
 
 soak: sandbox
-	FOREST_SOAK_RECOVERIES=24 $(BIN)/pytest tests/reliability/test_soak.py
+	FOREST_SOAK_RECOVERIES=24 FOREST_SOAK_COMPARES=100 $(BIN)/pytest tests/reliability/test_soak.py \
+		tests/reliability/test_mess.py
 
 publish-reliability: venv
 	$(BIN)/python scripts/reliability_report.py --publish

@@ -19,6 +19,7 @@ import time
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes
 from pgforest_dev.workloads import Batch, Maintenance
 
 TARGET = 1
@@ -33,21 +34,21 @@ class Nothing(object):
 
 
 def one_recovery(workload):
+    sandbox.ensure_running(TARGET)
     sandbox.reset_pair()
-    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
-    sandbox.set_views({TARGET: -1}, {TARGET: -1})
     nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
-        if not sandbox.wait_for(lambda: len(driver.acked) >= 20, 30):
-            raise SystemExit('the reference driver did not write')
+        driver_writes(driver, 20)
+        sandbox.set_views({TARGET: -1}, {TARGET: -1})
+        sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+        driver_sees(driver, {TARGET: -1})
         started = time.monotonic()
         with workload:
             result = sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=900, mode='online',
                                     data_dir=sandbox.data_dir(TARGET), idle_wait_timeout=600)
         seconds = time.monotonic() - started
-        acked = len(driver.acked)
-        sandbox.wait_for(lambda: len(driver.acked) > acked + 10, 30)
+        driver_writes(driver)
     finally:
         driver.stop()
     if result.get('failed'):

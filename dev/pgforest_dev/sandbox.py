@@ -2,7 +2,6 @@
 import os
 import subprocess
 import tempfile
-import time
 
 import psycopg
 
@@ -218,14 +217,3 @@ def on(serverid, sql, dbname=USERDB):
 def both(sql, dbname=USERDB):
     for serverid in NODES:
         on(serverid, sql, dbname)
-
-
-def wait_for(ready, timeout, poll=0.05):
-    """Wait for an event the test needs (a write acknowledged, a validity seen): ready() true within
-    `timeout` seconds (an upper bound, never a pause); whether it came."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll)
-    return True

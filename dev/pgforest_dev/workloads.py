@@ -3,6 +3,7 @@ batch job's long transactions and a DBA's VACUUM/ANALYZE loop."""
 import threading
 
 from pgforest_dev import sandbox
+from pgforest_dev.wait import wait_for
 
 
 class Batch(threading.Thread):
@@ -31,8 +32,7 @@ class Batch(threading.Thread):
 
     def __enter__(self):
         self.start()
-        if not self.open.wait(30):
-            raise RuntimeError('the batch did not begin within 30 s')
+        wait_for('the batch to begin its first transaction', self.open.is_set)
         return self
 
     def __exit__(self, *exc):
@@ -60,8 +60,7 @@ class Maintenance(threading.Thread):
 
     def __enter__(self):
         self.start()
-        if not sandbox.wait_for(lambda: self.rounds >= 3, 30):
-            raise RuntimeError('the maintenance loop did not run')
+        wait_for('the maintenance loop to run 3 rounds', lambda: self.rounds >= 3)
         return self
 
     def __exit__(self, *exc):

@@ -8,6 +8,7 @@ import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from pgforest_dev.workloads import Batch, Maintenance
 from breakage import (break_node, driver_nodes, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
                       set_read_duration, start_driver, wait_marked_broken)
@@ -36,16 +37,14 @@ def mess_pair():
 def broken_target_under_load():
     """serverid 1 stopped and marked broken by the reference driver, which keeps writing serverid 0."""
     driver = start_driver()
-    assert sandbox.wait_for(lambda: len(driver.acked) >= 20, 30), 'the driver did not write'
+    driver_writes(driver, 20)
     break_node('stopped', TARGET)
     assert wait_marked_broken(driver, TARGET), 'the driver did not mark serverid 1 broken'
     return driver
 
 
 def writing_both_again(driver):
-    acked = len(driver.acked)
-    assert sandbox.wait_for(lambda: driver.validity == {0: 1, 1: 1} and len(driver.acked) > acked + 10, 30), \
-        'the driver did not write both nodes again'
+    driver_writes_to_every_node(driver)
 
 
 def freezes(result, driver):
@@ -130,12 +129,13 @@ def test_online_compares_under_drivers_writing_either_order_find_no_false_differ
                for suffix, reverse in (('', False), ('_b', True), ('_c', False))]
     results = []
     try:
-        assert sandbox.wait_for(lambda: all(len(d.acked) >= 20 for d in drivers), 30), 'the drivers did not write'
+        for driver in drivers:
+            driver_writes(driver, 20)
         for number in range(COMPARES):
             results.append(sandbox.module('forest_dbsync', online=True, source=number % 2,
                                           include=['public.forest_load*'], timeout=300))
-        acked = [len(d.acked) for d in drivers]
-        assert sandbox.wait_for(lambda: all(len(d.acked) > n + 10 for d, n in zip(drivers, acked)), 30)
+        for driver in drivers:
+            driver_writes(driver)  # still writing after the last freeze
     finally:
         for driver in drivers:
             driver.stop()
