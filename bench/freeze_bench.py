@@ -9,7 +9,8 @@ all along, the drivers' interval 1 s (notice 1.25 s), once per workload on the s
 
 For each: the freeze window (udb_validity 0 -> 1), the driver's longest gap between acknowledged
 writes (what the application felt), the time waited before the freeze with writes flowing, the
-recovery's seconds, and lost/duplicated writes; the freeze and the gap as ratios to the quiet run.
+cut's seconds (the base copy runs first, the workload is open when the cut begins), and
+lost/duplicated writes; the freeze and the gap as ratios to the quiet run.
 Before this rule, a batch transaction held every driver for idle_wait_timeout (20 s), then failed.
 
     .venv/bin/python bench/freeze_bench.py [--batch 30] [--rounds 1]
@@ -43,16 +44,23 @@ def one_recovery(workload):
         sandbox.set_views({TARGET: -1}, {TARGET: -1})
         sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
         driver_sees(driver, {TARGET: -1})
+        run = dict(host='forest%d' % TARGET, timeout=900, mode='online', data_dir=sandbox.data_dir(TARGET))
+        base = sandbox.module('forest_recover', phase='base', **run)
+        if base.get('failed'):
+            raise SystemExit('forest_recover phase=base failed: %s' % base['msg'])
         started = time.monotonic()
-        with workload:
-            result = sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=900, mode='online',
-                                    data_dir=sandbox.data_dir(TARGET), idle_wait_timeout=600)
+        with workload:  # open when the cut begins
+            result = sandbox.module('forest_recover', phase='cut', idle_wait_timeout=600, **run)
         seconds = time.monotonic() - started
+        if not result.get('failed'):
+            cleanup = sandbox.module('forest_recover', phase='cleanup', **run)
+            if cleanup.get('failed'):
+                raise SystemExit('forest_recover phase=cleanup failed: %s' % cleanup['msg'])
         driver_writes(driver)
     finally:
         driver.stop()
     if result.get('failed'):
-        raise SystemExit('forest_recover failed: %s' % result['msg'])
+        raise SystemExit('forest_recover phase=cut failed: %s' % result['msg'])
     problems = lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) + driver.errors
     return dict(freeze=result['freeze_window'], gap=driver.longest_gap(), seconds=seconds,
                 waited=result['cut']['waited_before_freeze'], undone=len(result['cut']['freezes_undone']),
@@ -92,7 +100,7 @@ def main():
     base_gap = median([r['gap'] for r in rows[0][1]])
     print('\nonline recovery under the reference driver, notice 1.25 s (median of %d):' % args.rounds)
     print('  %-13s %8s %6s %9s %6s %11s %7s %9s  %s' % ('source', 'freeze', 'ratio', 'gap', 'ratio', 'waited', 'undone',
-                                                        'recovery', 'driver'))
+                                                        'cut', 'driver'))
     for name, runs in rows:
         freeze, gap = median([r['freeze'] for r in runs]), median([r['gap'] for r in runs])
         print('  %-13s %7.3fs %5.2fx %8.3fs %5.2fx %10.1fs %7d %8.1fs  %s' % (
