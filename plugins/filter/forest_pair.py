@@ -134,7 +134,7 @@ def status_lines(hosts_vars):
     for item in pair_statuses(hosts_vars):
         for found in item['status']['databases']:
             nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'], node_note(node))
-                                 for node in found['nodes'])
+                             for node in found['nodes'])
             lines.append('%-16s %-16s %-13s %-40s %s' % (
                 item['pair'], found['userdb'], found['cluster_state'], nodes, found['recommended_action']['action']))
     return sorted(lines)

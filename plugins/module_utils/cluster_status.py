@@ -386,8 +386,8 @@ def _replaced_action(new, good, online):
                        target=new['serverid'], source=good['serverid'], online_possible=online, command=mark)
     return _action('online_recovery' if online else 'offline_recovery',
                    '%s. It is marked broken (-1); serverid %d is valid and serves the applications. Recover serverid '
-                   '%d from it (playbooks/recover.yml%s)' % (what, good['serverid'], new['serverid'],
-                                                             '' if online else ' -e mode=offline'),
+                   '%d from it (playbooks/recover.yml%s: it has none of the pair\'s data)'
+                   % (what, good['serverid'], new['serverid'], '' if online else ' -e mode=offline -e method=dump'),
                    target=new['serverid'], source=good['serverid'], online_possible=online)
 
 

@@ -53,8 +53,9 @@ class View(TypedDict):
     tls_client_dn: Optional[str]     # the client certificate the server verified (ssl_cert)
     replication_slots: List[dict]    # an online recovery's slots: name, active, lag_bytes
     read_duration: Optional[dict]    # mngdb_read_duration: seconds, lowered (poll_interval's record)
-    identity: Optional[dict]         # the node as it is (system_identifier, mngdb_id) and the pair's record
-                                     # of both nodes in this view (recorded: rows, None before the tables)
+    # the node as it is (system_identifier, mngdb_id) and the pair's record of both nodes in this view
+    # (recorded: rows, None before the identity tables)
+    identity: Optional[dict]
 
 
 class StatusNode(TypedDict):

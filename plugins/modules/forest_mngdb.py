@@ -23,6 +23,9 @@ description:
     management database and notifies listening drivers.
   - Before changing anything it reads both nodes' C(server_info); if they differ the pair is
     misconfigured and nothing is done. Every value is validated before any connection writes.
+  - Every management database holds the pair's record of both nodes' identity (table C(node_identity), the
+    server's C(system_identifier) and the management database's own id from C(mngdb_origin)), the same rows in
+    both views. A node new to the pair is never valid, see O(servers) and O(record_identity).
 version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
@@ -33,6 +36,12 @@ options:
     description:
       - The pair as C(host:port), serverid 0 first. Must be in the same order on both nodes.
       - Creates (or checks) this node's management database.
+      - When this node's user or management database is missing while the other node's management database
+        serves the pair (it recorded the nodes' identities, or it is from before identities), this node is new
+        to the pair (a rebuilt host, a lost data directory), so it is first set to C(-1) in the other node's
+        management database, then its databases are created with itself C(-1), and a warning says that
+        C(playbooks/recover.yml) brings it back. If the other node does not answer, nothing is created.
+      - Adds the identity tables to a management database from before them.
     type: list
     elements: str
   create_userdb:
@@ -65,6 +74,17 @@ options:
     description: Change C(local_config) or C(server_info) even while driver sessions are connected.
     type: bool
     default: false
+  record_identity:
+    description:
+      - Compare each node with the pair's record of its identity, in both management databases.
+      - A node not recorded yet is recorded as it is now while it is valid (C(1)) in both views (a new pair,
+        or one provisioned before identities were recorded); a recorded row missing from a view is copied there.
+      - A node whose C(system_identifier) or management database id differs from the record is not the node
+        the pair knew (a new initdb, a restored copy), so it is set to C(-1) in every view and named in a warning.
+      - O(validity=1) records the node as it is now too (the DBA says it holds the pair's data); so do
+        M(pgforest.cluster.forest_recover) and M(pgforest.cluster.forest_restore).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -90,6 +110,12 @@ EXAMPLES = r'''
     userdb: userdb
     global_config:
       mngdb_read_duration: 10
+  run_once: true
+
+- name: Record both nodes' identities (provision does it once both nodes have their databases)
+  pgforest.cluster.forest_mngdb:
+    userdb: userdb
+    record_identity: true
   run_once: true
 
 - name: Mark serverid 1 valid again after an offline repair
@@ -118,6 +144,15 @@ driver_sessions:
     O(local_config) and O(overwrite); empty otherwise).
   returned: always
   type: dict
+new_nodes:
+  description: Nodes found new to the pair (O(servers), O(record_identity)) and marked C(-1), each with its
+    C(serverid), C(reason), C(mngdb) and the C(message) also given as a warning.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"serverid": 1, "mngdb": "appdb_pghainfo",
+            "reason": "its forest databases are missing while serverid 0 has them (a new server: ...)",
+            "message": "serverid 1 is new to the pair: ... playbooks/recover.yml brings it back ..."}]
 '''
 
 import contextlib
@@ -252,6 +287,8 @@ class Keeper(object):
             if not mngdb.database_exists(self.conn(peer, 'postgres'), self.mngdb):
                 return dict(mngdb=False, identities=None, origin=None, server_info=[])
             conn = self.conn(peer, self.mngdb)
+            if mngdb.missing_tables(conn):  # being created by this same run on the peer (one transaction)
+                return dict(mngdb=False, identities=None, origin=None, server_info=[])
             return dict(mngdb=True, identities=mngdb.read_identities(conn), origin=mngdb.read_origin(conn),
                         server_info=mngdb.read_server_info(conn))
         except ForestPgError:
@@ -289,8 +326,10 @@ class Keeper(object):
     def create_mngdb(self, admin, desired, identities=()):
         mngdb.create_database(admin, self.mngdb)
         with self.this.connect(self.mngdb) as conn:
-            mngdb.create_schema(conn)
+            # One transaction: a peer provisioned at the same moment sees no tables or all of them, never
+            # the guide's tables without the identity ones (which would read as a pair from before them).
             with conn.transaction():
+                mngdb.create_schema(conn)
                 mngdb.write_config(conn, 'global_config', dict((k, v[0]) for k, v in mngdb.GLOBAL_CONFIG.items()))
                 mngdb.write_config(conn, 'local_config', dict((k, v[0]) for k, v in mngdb.LOCAL_CONFIG.items()))
                 mngdb.write_server_info(conn, desired)
@@ -418,13 +457,16 @@ class Keeper(object):
             validity = [dict((r['serverid'], r['udb_validity']) for r in view_rows).get(sid)
                         for _n, _c, view_rows in views]
             if verdict == 'replaced':
-                self.new_nodes.append(dict(serverid=sid, reason=reason, mngdb=self.mngdb,
-                                           message=mngdb.new_node_message(sid, reason)))
+                marked = False
                 for view_node, view_conn, view_rows in views:
                     seen = dict((r['serverid'], r['udb_validity']) for r in view_rows).get(sid)
                     if seen != -1:
+                        marked = True
                         self.plan(view_node, 'udb_validity of serverid %d %s -> -1 (not the node the pair recorded)'
                                   % (sid, seen), lambda c, s=sid: mngdb.set_validity(c, s, -1))
+                if marked:  # one warning per event: a node provision just made -1 was named when it was made
+                    self.new_nodes.append(dict(serverid=sid, reason=reason, mngdb=self.mngdb,
+                                               message=mngdb.new_node_message(sid, reason)))
             elif verdict == 'matches':
                 for view_node, view_conn, _vr in views:
                     if not any(row['serverid'] == sid for row in recorded[id(view_conn)]):

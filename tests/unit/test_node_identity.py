@@ -22,8 +22,9 @@ def row(serverid, identity):
 RECORD = [row(0, NODE0), row(1, OLD)]
 
 
-def identity(actual, recorded=RECORD):
-    return dict(actual, recorded=recorded)
+def identity(actual, recorded=None, unrecorded=False):
+    """A view's identity: the node as it is and the pair's record (RECORD unless told; None: no tables)."""
+    return dict(actual, recorded=None if unrecorded else RECORD if recorded is None else recorded)
 
 
 # --- the one rule: a node against the pair's record ---------------------------------------------
@@ -111,7 +112,7 @@ def test_a_replaced_node_marked_broken_is_recovered():
 
 def test_matching_or_unrecorded_identities_leave_a_healthy_pair_healthy():
     for ids in ((identity(NODE0), identity(OLD)), (identity(NODE0, []), identity(OLD, [])),
-                (identity(NODE0, None), identity(OLD, None)), (None, None)):
+                (identity(NODE0, unrecorded=True), identity(OLD, unrecorded=True)), (None, None)):
         status = merge([view(0, {0: 1, 1: 1}, identity=ids[0]), view(1, {0: 1, 1: 1}, identity=ids[1])])
         assert status['cluster_state'] == 'healthy', ids
         assert not any(node['replaced'] for node in status['nodes'])
