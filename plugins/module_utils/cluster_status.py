@@ -269,7 +269,7 @@ def _identity(serverid, own, views):
         for row in (view.get('identity') or {}).get('recorded') or []:
             if row['serverid'] == serverid and row not in recorded:
                 recorded.append(row)
-    verdict, reason = identity_verdict(actual, recorded)
+    verdict, reason = identity_verdict(actual, recorded, standby=bool(own and own['in_recovery']))
     identity = dict(system_identifier=actual and actual['system_identifier'], mngdb_id=actual and actual['mngdb_id'],
                     recorded=recorded, verdict=verdict, reason=reason)
     return dict(identity=identity, replaced=verdict == 'replaced')

@@ -369,16 +369,20 @@ def identity_text(identity):
         identity.get('system_identifier'), identity.get('mngdb_id') or 'none')
 
 
-def identity_verdict(actual, recorded):
+def identity_verdict(actual, recorded, standby=False):
     """The one rule comparing a node with the pair's record of it.
 
     actual: {system_identifier, mngdb_id} of the node as it is now, or None when it was not read;
     recorded: the rows the views hold for that serverid ({system_identifier, mngdb_id, ...}; any
     number, a view without one gives none).  Returns (verdict, reason): 'unknown' (not read),
     'unrecorded' (no view records it: a pair from before identities, or one being provisioned),
-    'matches', or 'replaced' -- any view recording something else is enough."""
+    'matches', or 'replaced' -- any view recording something else is enough.  A standby (standby=True)
+    is an online recovery's copy of the other node under way: it is judged once promoted, when the
+    recovery records it."""
     if not actual or not actual.get('system_identifier'):
         return 'unknown', 'its identity could not be read'
+    if standby:
+        return 'unknown', 'a standby (an online recovery\'s copy under way): judged once it is promoted'
     if not recorded:
         return 'unrecorded', 'the pair has no record of its identity yet'
     for row in recorded:

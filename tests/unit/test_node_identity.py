@@ -42,6 +42,11 @@ def test_identity_verdict(actual, recorded, verdict):
     assert identity_verdict(actual, recorded)[0] == verdict
 
 
+def test_a_standby_is_judged_once_promoted():
+    """An online recovery's copy of node 0 is a standby until the cut, which records it."""
+    assert identity_verdict(NODE0, [row(1, OLD)], standby=True)[0] == 'unknown'
+
+
 def test_reasons_name_both_values():
     reason = identity_verdict(NEW, [row(1, OLD)])[1]
     assert NEW['system_identifier'] in reason and OLD['system_identifier'] in reason
