@@ -60,10 +60,6 @@ def stop_target():
     sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate', check=False)
 
 
-def as_postgres(*argv):
-    subprocess.run(['runuser', '-u', 'postgres', '--'] + list(argv), check=True, capture_output=True)
-
-
 def cold_copy(serverid, into):
     """A physical copy of serverid's data directory, taken with its server stopped (backup.yml kind=physical
     does the same), then the server started again."""
@@ -119,6 +115,14 @@ def assert_healthy_and_equal():
     for userdb in USERDBS:
         compared = sandbox.module('forest_dbsync', userdb=userdb)
         assert compared['equal'] is True, (userdb, compared['report'])
+
+
+@pytest.fixture(scope='module', autouse=True)
+def provisioned_as_the_inventory_says():
+    """The tests provision the pair with appdb too (its pg_hba entries): afterwards, as the inventory says."""
+    yield
+    back = sandbox.playbook('provision.yml')
+    assert back.returncode == 0, back.stdout[-3000:]
 
 
 @pytest.fixture(autouse=True)
