@@ -194,6 +194,20 @@ def reset_pair():
                 for key, (value, _range) in mngdb.LOCAL_CONFIG.items():
                     conn.execute("INSERT INTO local_config VALUES ('DEFAULT', %s, %s)", [key, value])
                 conn.execute('DELETE FROM broken_log_detail')
+    record_identities()
+
+
+def record_identities(mngdb_name=MNGDB):
+    """The pair's record of both nodes' identities, as they are now, in both views (what provision
+    records for a healthy pair): a test that replaced a node's data directory leaves no `replaced`."""
+    from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb
+    conns = [connect(serverid, mngdb_name) for serverid in sorted(NODES)]
+    try:
+        for serverid, conn in enumerate(conns):
+            mngdb.accept_node(serverid, conn, conns, how=mngdb.ORIGIN_ADOPTED)
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def set_views(view0, view1):

@@ -10,6 +10,8 @@ its `databases` gives its own samples):
   pgforest_database_healthy{pair,userdb}         1 or 0
   pgforest_node_validity{pair,userdb,serverid,view}  udb_validity of the node as node `view` says it
   pgforest_node_reachable{pair,userdb,serverid}  1 or 0
+  pgforest_node_replaced{pair,userdb,serverid}   1 when the node is not the one the pair recorded (a new
+                                                 server: rebuilt host, lost data directory, restored copy)
   pgforest_broken_log_age_seconds{pair,userdb,serverid}  since the node's newest broken_log entry
   pgforest_replication_slot_lag_bytes{pair,userdb,serverid,slot}  WAL an online recovery's target has
                                                  still to confirm (on its source, while it runs)
@@ -35,6 +37,8 @@ METRICS = (
     ('pgforest_node_validity', 'udb_validity of a node as the management database on node "view" says it '
                                '(1 valid, 0 write-suppressed, -1 broken).'),
     ('pgforest_node_reachable', 'Whether the node answered forest_status (1) or not (0).'),
+    ('pgforest_node_replaced', 'Whether the node is not the one the pair recorded (1: a new server, it needs '
+                               'recover.yml) or is (0).'),
     ('pgforest_broken_log_age_seconds', 'Seconds since the newest broken_log entry about the node.'),
     ('pgforest_replication_slot_lag_bytes', 'Bytes of WAL written on the node since an online recovery\'s '
                                             'target last confirmed them through its slot.'),
@@ -72,6 +76,7 @@ def database_samples(pair, status, now):
     for node in status.get('nodes') or []:
         labels = dict(base, serverid=node['serverid'])
         out['pgforest_node_reachable'].append(sample('pgforest_node_reachable', labels, int(bool(node.get('reachable')))))
+        out['pgforest_node_replaced'].append(sample('pgforest_node_replaced', labels, int(bool(node.get('replaced')))))
         for view, validity in sorted((node.get('views') or {}).items()):
             if validity is not None:
                 out['pgforest_node_validity'].append(sample('pgforest_node_validity', dict(labels, view=view),

@@ -145,14 +145,21 @@ def pair_statuses(hosts_vars):
     return sorted(found, key=lambda item: str(item['pair']))
 
 
+def node_note(node):
+    """What a status line adds after a node's validity: why it is not usable."""
+    notes = [note for note, present in (('unreachable', not node['reachable']), ('replaced', node.get('replaced')))
+             if present]
+    return '(%s)' % ','.join(notes) if notes else ''
+
+
 def status_lines(hosts_vars):
     """One line per pair and user database from the pair leaders' forest_status results
     (`ansible_play_hosts | map('extract', hostvars) | pgforest.cluster.status_lines`)."""
     lines = []
     for item in pair_statuses(hosts_vars):
         for found in item['status']['databases']:
-            nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'],
-                                          '' if node['reachable'] else '(unreachable)') for node in found['nodes'])
+            nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'], node_note(node))
+                             for node in found['nodes'])
             lines.append('%-16s %-16s %-13s %-40s %s' % (
                 item['pair'], found['userdb'], found['cluster_state'], nodes, found['recommended_action']['action']))
     return sorted(lines)

@@ -28,7 +28,7 @@ from .divergence import row_counts
 from .forest_pg import Node, ident, run, shown_name, sql
 from .local_server import LocalServer, find_bindir
 from .mngdb import (
-    database_exists, refuse_if_applications, parse_udb_url, set_validity)
+    accept_node, database_exists, refuse_if_applications, parse_udb_url, set_validity)
 from .pair_choice import backup_source, this_node
 from .wording import listed
 
@@ -296,6 +296,9 @@ class LogicalRestore(BackupJob):
             _node, conn = self.connect(target, self.mngdb)
             for other in targets:
                 set_validity(conn, other['serverid'], 1)
+        views = dict((target['serverid'], self.connect(target, self.mngdb)[1]) for target in targets)
+        for serverid, conn in views.items():  # both hold the backup's management database: each its own again
+            accept_node(serverid, conn, list(views.values()))
         self.say('udb_validity 1 for both nodes on both nodes')
 
     def drop(self, admins, names):

@@ -20,7 +20,8 @@ from .forest_pg import (
 from .local_server import local_server_argument_spec
 from . import poll_interval
 from .mngdb import (
-    MngdbError, missing_tables, mngdb_name, parse_udb_url, read_server_info, urls_of)
+    MngdbError, identity_verdict, missing_tables, mngdb_name, parse_udb_url, read_identities,
+    read_origin, read_server_info, system_identifier, urls_of)
 from .shapes import PairOfDatabases, PairStatus, View
 from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
@@ -91,7 +92,7 @@ def new_view(node) -> View:
     return dict(label=node.label, host=node.host, port=node.port, reachable=False, error=None,
                 mngdb='unknown', server_info=None, server_version=None, in_recovery=None,
                 server_addr=None, broken_log=[], ssl=None, tls_version=None, tls_client_dn=None,
-                replication_slots=[], read_duration=None)
+                replication_slots=[], read_duration=None, identity=None)
 
 
 def read_view(node, mngdb, broken_log_limit) -> View:
@@ -121,6 +122,7 @@ def read_view(node, mngdb, broken_log_limit) -> View:
                                                              're-create it with forest_mngdb'))
                 return view
             view['server_info'] = read_server_info(conn)
+            view['identity'] = read_identity(conn)
             poll = run(conn, poll_interval.READ_SQL, action='read mngdb_read_duration')[0]
             lowered = poll_interval.parse_record(poll['comment'])
             view['read_duration'] = dict(
@@ -134,6 +136,17 @@ def read_view(node, mngdb, broken_log_limit) -> View:
         except ForestPgError as exc:
             view.update(mngdb='broken', error=exc.as_dict())
     return view
+
+
+def read_identity(conn):
+    """The node as it is and the pair's record in this view; None when it cannot be read (a login
+    without the right to pg_control_system): unknown, never a reason to call the node replaced."""
+    try:
+        origin = read_origin(conn)
+        return dict(system_identifier=system_identifier(conn), mngdb_id=origin and origin['mngdb_id'],
+                    recorded=read_identities(conn))
+    except ForestPgError:
+        return None
 
 
 def read_views(nodes, mngdb, broken_log_limit, deadline):
@@ -232,7 +245,8 @@ def merge(views: List[View]) -> PairStatus:
             tls_client_dn=own['tls_client_dn'] if own else None,
             read_duration=own['read_duration'] if own else None,
             replication_slots=own['replication_slots'] if own else [],
-            mngdb=own['mngdb'] if own else 'unknown', error=own and own['error']))
+            mngdb=own['mngdb'] if own else 'unknown', error=own and own['error'],
+            **_identity(sid, own, listed)))
     for view in views:
         if owners[view['label']] is None and reference:
             problems.append('%s (%s:%s) is not one of the servers in server_info'
@@ -245,6 +259,21 @@ def merge(views: List[View]) -> PairStatus:
                 problems=problems, recommended_action=action,
                 broken_log=_merged_broken_log(listed),
                 unreached=[view['error'] for view in views if not view['reachable']])
+
+
+def _identity(serverid, own, views):
+    """{identity, replaced} of serverid: its own view's identity against every view's record of it
+    (mngdb.identity_verdict, the one rule)."""
+    actual = own and own.get('identity')
+    recorded = []
+    for view in views:
+        for row in (view.get('identity') or {}).get('recorded') or []:
+            if row['serverid'] == serverid and row not in recorded:
+                recorded.append(row)
+    verdict, reason = identity_verdict(actual, recorded, standby=bool(own and own['in_recovery']))
+    identity = dict(system_identifier=actual and actual['system_identifier'], mngdb_id=actual and actual['mngdb_id'],
+                    recorded=recorded, verdict=verdict, reason=reason)
+    return dict(identity=identity, replaced=verdict == 'replaced')
 
 
 def _value_in(view, serverid):
@@ -297,7 +326,7 @@ def _state_and_action(nodes, problems, views):
                                       'validity=-1) and the node you keep valid on both (forest_mngdb serverid=K '
                                       'validity=1), then recover it' % '; '.join('serverid %d is seen as %s' % (
                                           node['serverid'], views_text(node['views'])) for node in nodes))
-    bad = [node for node in nodes if node['validity'] == -1 or not node['reachable']]
+    bad = [node for node in nodes if node['validity'] == -1 or not node['reachable'] or node['replaced']]
     if len(bad) == 2:
         return 'down', _down_action(nodes)
     if len(bad) == 1:
@@ -329,6 +358,8 @@ def _degraded_action(broken, good):
     is marked first (drivers do it on their next failed write); a node marked -1
     is recovered, online when the valid node is a reachable primary."""
     online = good['reachable'] and good['validity'] == 1 and not good['in_recovery']
+    if broken['replaced']:
+        return _replaced_action(broken, good, online)
     how = ('online from serverid %d (applications keep running), or offline with the applications stopped'
            % good['serverid'] if online else
            'offline (online recovery is not possible now: serverid %d is not a reachable primary)' % good['serverid'])
@@ -343,6 +374,23 @@ def _degraded_action(broken, good):
                    'serverid %d is marked broken (-1); serverid %d is valid and serves the applications. Recover '
                    'serverid %d %s' % (broken['serverid'], good['serverid'], broken['serverid'], how),
                    target=broken['serverid'], source=good['serverid'], online_possible=online)
+
+
+def _replaced_action(new, good, online):
+    """A node that is not the one the pair recorded holds none of the pair's data, whatever its
+    validity says: it is recovered (a copy of the valid node), after being marked -1 if it is not."""
+    what = 'serverid %d is replaced: %s' % (new['serverid'], new['identity']['reason'])
+    if new['validity'] != -1:
+        mark = 'forest_mngdb serverid=%d validity=-1' % new['serverid']
+        return _action('mark_broken', '%s. It is still marked %s: mark it broken (%s; playbooks/provision.yml does '
+                       'it too), then recover it from serverid %d (playbooks/recover.yml)'
+                       % (what, new['validity_name'], mark, good['serverid']),
+                       target=new['serverid'], source=good['serverid'], online_possible=online, command=mark)
+    return _action('online_recovery' if online else 'offline_recovery',
+                   '%s. It is marked broken (-1); serverid %d is valid and serves the applications. Recover serverid '
+                   '%d from it (playbooks/recover.yml%s: it has none of the pair\'s data)'
+                   % (what, good['serverid'], new['serverid'], '' if online else ' -e mode=offline -e method=dump'),
+                   target=new['serverid'], source=good['serverid'], online_possible=online)
 
 
 def _down_action(nodes):
@@ -361,7 +409,7 @@ def summary_lines(status):
     lines = ['cluster %s: %s' % (status['cluster_state'], status['recommended_action']['reason'])]
     for node in status['nodes']:
         lines.append('serverid %d %-24s %-16s %-9s %s%s' % (
-            node['serverid'], node['url'], node['validity_name'],
+            node['serverid'], node['url'], node['validity_name'] + (' REPLACED' if node.get('replaced') else ''),
             'reachable' if node['reachable'] else 'UNREACHABLE',
             'standby ' if node['in_recovery'] else '',
             'views %s' % views_text(node['views']) if len(set(node['views'].values())) > 1 else ''))

@@ -39,7 +39,7 @@ from .forest_pg import (
 from .local_server import LocalServer, tree_size
 from .cluster_status import read_databases
 from .mngdb import (
-    SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, set_validity)
+    SYSTEM_DATABASES, accept_node, database_names, forest_userdbs, mngdb_name, set_validity)
 from .pair_choice import online_scope
 from .poll_interval import PollInterval, PollIntervalError, freeze_notice
 from .quiesce import OWN_XID_SQL, Quiesce
@@ -597,6 +597,8 @@ class OnlineRecovery(Recovery):
             self.copy_unlogged(userdb, src_bulk, tables)
         for tgt_mngdb in tgt_mngdbs:
             set_validity(tgt_mngdb, self.target['serverid'], 1)
+        for src_mngdb, tgt_mngdb in zip(src_mngdbs.values(), tgt_mngdbs):  # the pair accepts the copy as this node
+            accept_node(self.target['serverid'], tgt_mngdb, [src_mngdb, tgt_mngdb])
 
     def check_no_forest_write(self, src_admin, src_users, src_mngdbs, before, after, position):
         """Other transactions than ours may have taken ids on the source between the idle check and

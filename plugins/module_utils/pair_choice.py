@@ -55,6 +55,8 @@ def recovery_pair(status: PairStatus, online: bool, target: Optional[int] = None
         detail = '; '.join(status['problems']) or action['reason']
         raise PairChoiceError('cannot recover: the pair is %s (%s). %s Nothing was changed.'
                               % (state, detail, RIGHT_TOOL[state]))
+    if action['action'] == 'mark_broken' and by_serverid(status['nodes'])[action['target']].get('replaced'):
+        raise PairChoiceError('cannot recover yet: %s. Nothing was changed' % action['reason'])
     if action['action'] == 'mark_broken':
         raise PairChoiceError('cannot recover yet: serverid %s does not answer but is not marked broken. Mark it '
                               'once you know it is the broken one (%s), then run the recovery again. Nothing was '

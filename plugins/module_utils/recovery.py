@@ -26,7 +26,7 @@ from .job import Job
 from .pair_choice import recovery_pair
 from .wording import pairs
 from .mngdb import (
-    create_database, refuse_if_applications, set_validity)
+    accept_node, create_database, refuse_if_applications, set_validity)
 
 # One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
@@ -145,6 +145,8 @@ class OfflineRecovery(Recovery):
         for node in (self.source, self.target):
             _n, conn = self.connect(node, self.mngdb)
             set_validity(conn, self.target['serverid'], 1)
+        views = [self.connect(node, self.mngdb)[1] for node in (self.source, self.target)]
+        accept_node(self.target['serverid'], views[1], views)  # the pair accepts the repaired node as it is
         self.say('serverid %d marked valid (1) on both nodes' % self.target['serverid'])
 
     def run(self):

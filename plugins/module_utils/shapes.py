@@ -53,6 +53,9 @@ class View(TypedDict):
     tls_client_dn: Optional[str]     # the client certificate the server verified (ssl_cert)
     replication_slots: List[dict]    # an online recovery's slots: name, active, lag_bytes
     read_duration: Optional[dict]    # mngdb_read_duration: seconds, lowered (poll_interval's record)
+    # the node as it is (system_identifier, mngdb_id) and the pair's record of both nodes in this view
+    # (recorded: rows, None before the identity tables)
+    identity: Optional[dict]
 
 
 class StatusNode(TypedDict):
@@ -75,6 +78,8 @@ class StatusNode(TypedDict):
     read_duration: Optional[dict]    # its mngdb_read_duration (seconds) and a run's lowering (lowered)
     mngdb: str
     error: Optional[NodeError]
+    identity: Optional[dict]         # system_identifier, mngdb_id, recorded (the views' rows for it), verdict, reason
+    replaced: bool                   # not the node the pair recorded: a new server, never healthy until recovered
 
 
 class Action(TypedDict, total=False):

@@ -23,6 +23,9 @@ description:
     management database and notifies listening drivers.
   - Before changing anything it reads both nodes' C(server_info); if they differ the pair is
     misconfigured and nothing is done. Every value is validated before any connection writes.
+  - Every management database holds the pair's record of both nodes' identity (table C(node_identity), the
+    server's C(system_identifier) and the management database's own id from C(mngdb_origin)), the same rows in
+    both views. A node new to the pair is never valid, see O(servers) and O(record_identity).
 version_added: 0.1.0
 author: pgforest.cluster developers (@pgforest)
 extends_documentation_fragment:
@@ -33,6 +36,12 @@ options:
     description:
       - The pair as C(host:port), serverid 0 first. Must be in the same order on both nodes.
       - Creates (or checks) this node's management database.
+      - When this node's user or management database is missing while the other node's management database
+        serves the pair (it recorded the nodes' identities, or it is from before identities), this node is new
+        to the pair (a rebuilt host, a lost data directory), so it is first set to C(-1) in the other node's
+        management database, then its databases are created with itself C(-1), and a warning says that
+        C(playbooks/recover.yml) brings it back. If the other node does not answer, nothing is created.
+      - Adds the identity tables to a management database from before them.
     type: list
     elements: str
   create_userdb:
@@ -65,6 +74,17 @@ options:
     description: Change C(local_config) or C(server_info) even while driver sessions are connected.
     type: bool
     default: false
+  record_identity:
+    description:
+      - Compare each node with the pair's record of its identity, in both management databases.
+      - A node not recorded yet is recorded as it is now while it is valid (C(1)) in both views (a new pair,
+        or one provisioned before identities were recorded); a recorded row missing from a view is copied there.
+      - A node whose C(system_identifier) or management database id differs from the record is not the node
+        the pair knew (a new initdb, a restored copy), so it is set to C(-1) in every view and named in a warning.
+      - O(validity=1) records the node as it is now too (the DBA says it holds the pair's data); so do
+        M(pgforest.cluster.forest_recover) and M(pgforest.cluster.forest_restore).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -90,6 +110,12 @@ EXAMPLES = r'''
     userdb: userdb
     global_config:
       mngdb_read_duration: 10
+  run_once: true
+
+- name: Record both nodes' identities (provision does it once both nodes have their databases)
+  pgforest.cluster.forest_mngdb:
+    userdb: userdb
+    record_identity: true
   run_once: true
 
 - name: Mark serverid 1 valid again after an offline repair
@@ -118,6 +144,15 @@ driver_sessions:
     O(local_config) and O(overwrite); empty otherwise).
   returned: always
   type: dict
+new_nodes:
+  description: Nodes found new to the pair (O(servers), O(record_identity)) and marked C(-1), each with its
+    C(serverid), C(reason), C(mngdb) and the C(message) also given as a warning.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"serverid": 1, "mngdb": "appdb_pghainfo",
+            "reason": "its forest databases are missing while serverid 0 has them (a new server: ...)",
+            "message": "serverid 1 is new to the pair: ... playbooks/recover.yml brings it back ..."}]
 '''
 
 import contextlib
@@ -143,6 +178,7 @@ class Keeper(object):
         self.before = {}
         self.after = {}
         self.sessions = {}
+        self.new_nodes = []  # [{serverid, reason, mngdb, message}]: nodes new to the pair, marked -1
 
     # --- connections ---------------------------------------------------------
     def conn(self, node, dbname):
@@ -175,15 +211,25 @@ class Keeper(object):
     def ensure_present(self, desired):
         admin = self.conn(self.this, 'postgres')
         label = self.this.label
-        if not mngdb.database_exists(admin, self.userdb):
-            if not self.params['create_userdb']:
-                raise mngdb.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
-                                       % (self.userdb, label))
+        missing = [name for name in (self.userdb, self.mngdb) if not mngdb.database_exists(admin, name)]
+        if self.userdb in missing and not self.params['create_userdb']:
+            raise mngdb.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
+                                   % (self.userdb, label))
+        me, peer_sid, peer = self.locate(desired)
+        peer_state = None
+        reason = None
+        if me is not None and missing:
+            peer_state = self.read_peer(peer)
+            reason = mngdb.new_node_reason(me, missing, peer_sid, peer_state)
+        if reason:
+            desired = self.mark_new(me, peer_sid, peer, peer_state, desired, reason)
+        if self.userdb in missing:
             self.plan(self.this, 'create database %s' % self.userdb,
                       lambda conn: mngdb.create_database(conn, self.userdb), 'postgres')
-        if not mngdb.database_exists(admin, self.mngdb):
+        if self.mngdb in missing:
+            identities = (peer_state or {}).get('identities') or [] if reason else []
             self.plan(self.this, 'create database %s with its tables, defaults and server_info' % self.mngdb,
-                      lambda conn: self.create_mngdb(conn, desired), 'postgres')
+                      lambda conn: self.create_mngdb(conn, desired, identities), 'postgres')
             self.before[label] = ''
             self.after[label] = self.describe(desired, mngdb.GLOBAL_CONFIG, mngdb.LOCAL_CONFIG)
             return
@@ -207,7 +253,64 @@ class Keeper(object):
             self.after[label] = mngdb.server_info_text(rows)
             self.plan(self.this, 'server_info %s -> %s' % (_urls(current), _urls(rows)),
                       lambda conn: mngdb.write_server_info(conn, rows))
+        elif reason and dict((row['serverid'], row['udb_validity']) for row in current).get(me) != -1:
+            self.plan(self.this, 'udb_validity of serverid %d -> -1 (new to the pair)' % me,
+                      lambda conn: mngdb.set_validity(conn, me, -1))
+        if not mngdb.identity_tables_present(conn):
+            self.plan(self.this, 'add the identity tables (%s)' % ', '.join(mngdb.IDENTITY_TABLES),
+                      lambda c: mngdb.create_identity_tables(c, mngdb.ORIGIN_ADOPTED))
         self.fill_defaults(conn)
+
+    def locate(self, desired):
+        """(this node's serverid, the peer's, the peer Node) from the servers asked for; this
+        node's serverid is None when it is not one of them (then nothing is judged)."""
+        this = None
+        for row in desired:
+            host, port, _db = mngdb.parse_udb_url(row['udb_url'])
+            if (host, port) == (self.this.host, self.this.port):
+                this = row['serverid']
+        if this is None:
+            address = self.this_address()
+            for row in desired:
+                host, port, _db = mngdb.parse_udb_url(row['udb_url'])
+                if '%s:%s' % (host, port) == address:
+                    this = row['serverid']
+        if this is None:
+            return None, None, None
+        other = [row for row in desired if row['serverid'] != this][0]
+        host, port, _db = mngdb.parse_udb_url(other['udb_url'])
+        return this, other['serverid'], self.this.sibling(host, port)
+
+    def read_peer(self, peer):
+        """What the peer holds of this pair ({mngdb, identities, origin, server_info}), None when it does not answer."""
+        try:
+            if not mngdb.database_exists(self.conn(peer, 'postgres'), self.mngdb):
+                return dict(mngdb=False, identities=None, origin=None, server_info=[])
+            conn = self.conn(peer, self.mngdb)
+            if mngdb.missing_tables(conn):  # being created by this same run on the peer (one transaction)
+                return dict(mngdb=False, identities=None, origin=None, server_info=[])
+            return dict(mngdb=True, identities=mngdb.read_identities(conn), origin=mngdb.read_origin(conn),
+                        server_info=mngdb.read_server_info(conn))
+        except ForestPgError:
+            return None
+
+    def mark_new(self, me, peer_sid, peer, peer_state, desired, reason):
+        """This node is new to the pair: broken (-1) in the peer's view at once (before its databases
+        exist, so no driver ever sees it valid), and in its own view from the start; the peer's own
+        validity and the pair's record of identities as the peer has them."""
+        self.new_nodes.append(dict(serverid=me, reason=reason, mngdb=self.mngdb,
+                                   message=mngdb.new_node_message(me, reason)))
+        seen = dict((row['serverid'], row['udb_validity']) for row in peer_state['server_info'])
+        if seen.get(me, -1) != -1:
+            self.before.setdefault(peer.label, '')
+            self.before[peer.label] += 'server_info serverid %d udb_validity = %s\n' % (me, seen[me])
+            self.after[peer.label] = 'server_info serverid %d udb_validity = -1\n' % me
+            self.plan(peer, 'udb_validity of serverid %d %s -> -1 (new to the pair)' % (me, seen[me]),
+                      lambda conn: mngdb.set_validity(conn, me, -1))
+            if not self.module.check_mode:
+                self.apply()
+        return [dict(row, udb_validity=-1 if row['serverid'] == me else seen.get(row['serverid'], 1))
+                for row in desired]
 
     def fill_defaults(self, conn):
         for table, defaults in (('global_config', mngdb.GLOBAL_CONFIG), ('local_config', mngdb.LOCAL_CONFIG)):
@@ -220,14 +323,19 @@ class Keeper(object):
                 self.plan(self.this, '%s: add default rows %s' % (table, ', '.join(sorted(absent))),
                           lambda c, t=table, a=absent: mngdb.write_config(c, t, a))
 
-    def create_mngdb(self, admin, desired):
+    def create_mngdb(self, admin, desired, identities=()):
         mngdb.create_database(admin, self.mngdb)
         with self.this.connect(self.mngdb) as conn:
-            mngdb.create_schema(conn)
+            # One transaction: a peer provisioned at the same moment sees no tables or all of them, never
+            # the guide's tables without the identity ones (which would read as a pair from before them).
             with conn.transaction():
+                mngdb.create_schema(conn)
                 mngdb.write_config(conn, 'global_config', dict((k, v[0]) for k, v in mngdb.GLOBAL_CONFIG.items()))
                 mngdb.write_config(conn, 'local_config', dict((k, v[0]) for k, v in mngdb.LOCAL_CONFIG.items()))
                 mngdb.write_server_info(conn, desired)
+                mngdb.create_identity_tables(conn, mngdb.ORIGIN_CREATED)
+                for row in identities:  # the pair's record, the same in both views
+                    mngdb.write_identity(conn, row['serverid'], row)
 
     def describe(self, rows, global_config, local_config):
         text = ''.join('server_info %s %s %s\n' % (r['serverid'], r['udb_url'], r.get('udb_validity', 1))
@@ -299,6 +407,76 @@ class Keeper(object):
                 self.plan(node, 'udb_validity of serverid %d %s -> %s' % (serverid, current[serverid], validity),
                           lambda c: mngdb.set_validity(c, serverid, validity))
 
+    def change_identity_on_valid(self, views, serverid):
+        """forest_mngdb serverid=N validity=1 is the DBA saying node N holds the pair's data (after an
+        offline repair): the pair accepts it as it is now, or it would stay `replaced`."""
+        target = [(node, conn) for node, conn, rows in views if self.owner(node, rows) == serverid]
+        if not target:
+            return
+        node, conn = target[0]
+        actual = mngdb.current_identity(conn) if mngdb.identity_tables_present(conn) else None
+        recorded = [row for _n, c, _r in views for row in (mngdb.read_identities(c) or []) if row['serverid'] == serverid]
+        if actual and mngdb.identity_verdict(actual, recorded)[0] == 'matches' and len(recorded) == len(views):
+            return
+        self.plan(node, 'record the identity of serverid %d as it is now (the pair accepts it)' % serverid,
+                  lambda c: mngdb.accept_node(serverid, c, [view[1] for view in views]))
+
+    def owner(self, node, rows):
+        """The serverid a view's node is in server_info (None when it is not listed)."""
+        for row in rows:
+            host, port, _db = mngdb.parse_udb_url(row['udb_url'])
+            if (host, port) == (node.host, node.port):
+                return row['serverid']
+        if node is self.this:
+            address = self.this_address()
+            for row in rows:
+                if row['udb_url'].split('/', 1)[0] == address:
+                    return row['serverid']
+        return None
+
+    def record_identities(self, views):
+        """The pair's record of both nodes, in both views: a node not recorded yet is recorded while it
+        is valid (1) in both views (a new pair, or one from before identities: what they are now); a
+        recorded one missing from a view is copied there; a node that is not the one recorded is marked
+        broken (-1) in every view and named."""
+        for node, conn, _rows in views:
+            if not mngdb.identity_tables_present(conn):
+                self.plan(node, 'add the identity tables (%s)' % ', '.join(mngdb.IDENTITY_TABLES),
+                          lambda c: mngdb.create_identity_tables(c, mngdb.ORIGIN_ADOPTED))
+        if self.module.check_mode and self.steps:
+            return  # what they would hold cannot be read before they exist
+        self.apply()
+        recorded = dict((id(conn), mngdb.read_identities(conn)) for _n, conn, _r in views)
+        for node, conn, rows in views:
+            sid = self.owner(node, rows)
+            if sid is None:
+                continue
+            actual = mngdb.current_identity(conn)
+            rows_for = [row for found in recorded.values() for row in found if row['serverid'] == sid]
+            verdict, reason = mngdb.identity_verdict(actual, rows_for)
+            validity = [dict((r['serverid'], r['udb_validity']) for r in view_rows).get(sid)
+                        for _n, _c, view_rows in views]
+            if verdict == 'replaced':
+                marked = False
+                for view_node, view_conn, view_rows in views:
+                    seen = dict((r['serverid'], r['udb_validity']) for r in view_rows).get(sid)
+                    if seen != -1:
+                        marked = True
+                        self.plan(view_node, 'udb_validity of serverid %d %s -> -1 (not the node the pair recorded)'
+                                  % (sid, seen), lambda c, s=sid: mngdb.set_validity(c, s, -1))
+                if marked:  # one warning per event: a node provision just made -1 was named when it was made
+                    self.new_nodes.append(dict(serverid=sid, reason=reason, mngdb=self.mngdb,
+                                               message=mngdb.new_node_message(sid, reason)))
+            elif verdict == 'matches':
+                for view_node, view_conn, _vr in views:
+                    if not any(row['serverid'] == sid for row in recorded[id(view_conn)]):
+                        self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, mngdb.identity_text(actual)),
+                                  lambda c, s=sid, a=actual: mngdb.write_identity(c, s, a))
+            elif verdict == 'unrecorded' and len(views) == 2 and validity == [1, 1]:
+                for view_node, _vc, _vr in views:
+                    self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, mngdb.identity_text(actual)),
+                              lambda c, s=sid, a=actual: mngdb.write_identity(c, s, a))
+
     # --- applying ------------------------------------------------------------
     def apply(self):
         """Run the planned steps in order.  CREATE DATABASE runs on its own; the
@@ -344,9 +522,11 @@ def main():
         serverid=dict(type='int', choices=[0, 1]),
         validity=dict(type='int', choices=[-1, 0, 1]),
         force=dict(type='bool', default=False),
+        record_identity=dict(type='bool', default=False),
     )
     module = forest_module(argument_spec, required_together=[('serverid', 'validity')],
-                           required_one_of=[('servers', 'global_config', 'local_config', 'validity')])
+                           required_one_of=[('servers', 'global_config', 'local_config', 'validity',
+                                             'record_identity')])
     run_job(module, lambda slot: manage(module, slot))
 
 
@@ -372,10 +552,20 @@ def manage(module, slot):
             keeper.change_config(views, 'local_config', local_config)
         if params['validity'] is not None:
             keeper.change_validity(views, params['serverid'], params['validity'])
+            if params['validity'] == 1:
+                keeper.change_identity_on_valid(views, params['serverid'])
+        if not module.check_mode:
+            keeper.apply()
+    if params['record_identity']:
+        views, more_unreached = keeper.pair_views(require_all=False)
+        unreached += more_unreached
+        keeper.record_identities(views)
         if not module.check_mode:
             keeper.apply()
     result = dict(changed=bool(keeper.changes), changes=keeper.changes, unreached=unreached,
-                  driver_sessions=keeper.sessions)
+                  driver_sessions=keeper.sessions, new_nodes=keeper.new_nodes)
+    for found in keeper.new_nodes:
+        module.warn(found['message'])
     if module._diff and keeper.changes:
         result['diff'] = [dict(before_header=label, after_header=label, before=keeper.before.get(label, ''),
                                after=keeper.after.get(label, '')) for label in sorted(keeper.after)]

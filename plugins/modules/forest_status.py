@@ -144,6 +144,11 @@ nodes:
     - C(read_duration) is the node's C(mngdb_read_duration) (C(seconds)) and, while an online recovery or online
       compare has it lowered, C(lowered) - the DBA's value C(dba), C(short), C(by), C(at) and C(for_seconds) -
       also left behind by a killed run (the summary says so; the next such run puts it back).
+    - C(replaced) is C(true) when the node is not the one the pair recorded (its C(system_identifier) or its
+      management database's id differs from the record both management databases keep), such as a rebuilt host, a lost
+      data directory, a restored copy. Its database is then never C(healthy); the action is its recovery.
+      C(identity) has C(system_identifier), C(mngdb_id), C(recorded) (the views' rows for it), C(verdict)
+      (C(matches), C(replaced), C(unrecorded) or C(unknown)) and C(reason).
   returned: always
   type: list
   elements: dict
@@ -166,6 +171,12 @@ nodes:
       read_duration: {"seconds": 30, "lowered": null}
       mngdb: present
       error: null
+      replaced: true
+      identity: {"system_identifier": "7716034651242188732", "mngdb_id": "2ad369dd-62a0-4a47-8470-a470e50c1aee",
+                 "recorded": [{"serverid": 1, "system_identifier": "7716034651565068222",
+                               "mngdb_id": "3f4634e4-4cac-432d-8a27-a84f784546a1",
+                               "recorded_at": "2026-12-06 04:00:53+00"}],
+                 "verdict": "replaced", "reason": "its server is not the one the pair recorded ..."}
 user_databases:
   description:
     - With O(compare=counts), the comparison of the user databases. C(equal) is C(null) when a node does not answer.

@@ -38,7 +38,8 @@ def test_creates_schema_defaults_and_server_info_on_a_new_database():
         tables = sandbox.query(0, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class "
                                   "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v')",
                                dbname=name + '_pghainfo')
-        assert tables == [('broken_log,broken_log_detail,global_config,local_config,server_info',)]
+        assert tables == [('broken_log,broken_log_detail,global_config,local_config,mngdb_origin,node_identity,'
+                           'server_info',)]
         assert sandbox.query(0, 'SELECT count(*) FROM global_config', dbname=name + '_pghainfo') == [(12,)]
         assert mngdb(userdb=name, servers=SERVERS)['changed'] is False
     finally:

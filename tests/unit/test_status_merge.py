@@ -11,7 +11,7 @@ from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
 URLS = {0: '192.168.1.100:5432/userdb', 1: '192.168.1.101:5432/userdb'}
 
 
-def view(owner, values, reachable=True, urls=None, mngdb='present'):
+def view(owner, values, reachable=True, urls=None, mngdb='present', identity=None):
     urls = urls or URLS
     host, port, _db = parse_udb_url(URLS[owner])
     rows = [dict(serverid=sid, udb_url=urls[sid], udb_validity=values.get(sid)) for sid in sorted(urls)]
@@ -21,7 +21,7 @@ def view(owner, values, reachable=True, urls=None, mngdb='present'):
                 server_version=150018 if reachable else None, in_recovery=False if reachable else None,
                 server_addr='%s:%s' % (host, port) if reachable else None, broken_log=[],
                 ssl=False if reachable else None, tls_version=None, tls_client_dn=None, replication_slots=[],
-                read_duration=None)
+                read_duration=None, identity=identity if reachable else None)
 
 
 def by_sid(status):

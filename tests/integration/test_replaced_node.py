@@ -1,0 +1,223 @@
+"""A node new to the pair is never valid (DESIGN.md, issue 26 finding 1).
+
+Two forest databases on the pair: userdb, written by the reference driver, and appdb, idle. Node 1
+loses its data directory (or its whole host, or gets an old physical copy back); provision.yml
+rebuilds it. The new node must be broken (-1) for both databases in both views, status must name it
+`replaced` and never call the pair healthy, and a recovery brings it back with the same data.
+"""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+
+TARGET = 1
+APPDB = 'appdb'
+USERDBS = ['userdb', APPDB]
+PAIR_VARS = dict(forest_userdbs=USERDBS)
+NODE_DIR = os.path.dirname(sandbox.data_dir(TARGET))
+KEEP_FILES = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf', 'forest.conf']
+
+
+def wait_for(what, predicate, timeout=30.0):
+    """Poll until predicate() is true (an event seen), or fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('%s did not happen within %.0f s' % (what, timeout))
+        time.sleep(0.1)
+
+
+def provision():
+    run = sandbox.playbook('provision.yml', extra_vars=PAIR_VARS)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    return run
+
+
+def status():
+    return sandbox.module('forest_status', userdbs=USERDBS)
+
+
+def validities():
+    """{(userdb, view): {serverid: udb_validity}} of both databases in both views."""
+    return dict(((userdb, owner), dict(sandbox.query(owner, 'SELECT serverid, udb_validity FROM server_info',
+                                                     dbname=userdb + '_pghainfo')))
+                for userdb in USERDBS for owner in (0, 1))
+
+
+def recover_online():
+    result = sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, mode='online',
+                            data_dir=sandbox.data_dir(TARGET))
+    assert not result.get('failed'), result.get('msg')
+    return result
+
+
+def stop_target():
+    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate', check=False)
+
+
+def cold_copy(serverid, into):
+    """A physical copy of serverid's data directory, taken with its server stopped (backup.yml kind=physical
+    does the same), then the server started again."""
+    sandbox.pg_ctl(serverid, 'stop', '-m', 'fast')
+    try:
+        shutil.rmtree(into, ignore_errors=True)
+        subprocess.run(['cp', '-a', sandbox.data_dir(serverid), into], check=True)
+        for name in ('postmaster.pid', 'postmaster.opts'):
+            if os.path.exists(os.path.join(into, name)):
+                os.remove(os.path.join(into, name))
+    finally:
+        sandbox.ensure_running(serverid)
+
+
+def put_in_place(copy, keep_own_config):
+    """Node 1's data directory replaced with `copy` (its own configuration files kept when asked), started."""
+    stop_target()
+    own = {}
+    if keep_own_config:
+        for name in KEEP_FILES:
+            with open(os.path.join(sandbox.data_dir(TARGET), name), 'rb') as handle:
+                own[name] = handle.read()
+    shutil.rmtree(sandbox.data_dir(TARGET))
+    subprocess.run(['cp', '-a', copy, sandbox.data_dir(TARGET)], check=True)
+    for name, content in own.items():
+        with open(os.path.join(sandbox.data_dir(TARGET), name), 'wb') as handle:
+            handle.write(content)
+    sandbox.ensure_running(TARGET)
+
+
+def assert_new_node_is_broken_everywhere(output=None):
+    if output is not None:
+        assert 'serverid 1 is new to the pair' in output and 'recover.yml' in output, output[-3000:]
+    seen = validities()
+    assert all(view[TARGET] == -1 for view in seen.values()), seen
+    assert all(view[0] == 1 for view in seen.values()), seen
+    found = status()
+    assert not found['healthy'] and found['cluster_state'] == 'degraded', found['summary']
+    for database in found['databases']:
+        node = [node for node in database['nodes'] if node['serverid'] == TARGET][0]
+        assert node['replaced'] is True, (database['userdb'], node['identity'])
+        assert node['validity'] == -1 and database['cluster_state'] == 'degraded', database['summary']
+        action = database['recommended_action']
+        assert (action['action'], action['target']) == ('online_recovery', TARGET), action
+        assert 'replaced' in action['reason'] and 'recover.yml' in action['reason'], action['reason']
+    assert any('REPLACED' in line for line in found['summary']), found['summary']
+
+
+def assert_healthy_and_equal():
+    found = status()
+    assert found['healthy'], found['summary']
+    assert not any(node['replaced'] for database in found['databases'] for node in database['nodes'])
+    for userdb in USERDBS:
+        compared = sandbox.module('forest_dbsync', userdb=userdb)
+        assert compared['equal'] is True, (userdb, compared['report'])
+
+
+@pytest.fixture(scope='module', autouse=True)
+def provisioned_as_the_inventory_says():
+    """The tests provision the pair with appdb too (its pg_hba entries): afterwards, as the inventory says."""
+    yield
+    back = sandbox.playbook('provision.yml')
+    assert back.returncode == 0, back.stdout[-3000:]
+
+
+@pytest.fixture(autouse=True)
+def two_databases():
+    """userdb and appdb on both nodes as provision makes them (the pair's identities recorded), each
+    with data, the drivers' poll interval 1 s; afterwards node 1 runs, is valid, appdb is gone."""
+    sandbox.reset_pair()
+    provision()
+    sandbox.both('CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int);'
+                 'INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 300) g', dbname=APPDB)
+    for userdb in USERDBS:
+        sandbox.both("UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
+                     dbname=userdb + '_pghainfo')
+    assert status()['healthy']
+    yield
+    if not os.path.exists(os.path.join(sandbox.data_dir(TARGET), 'PG_VERSION')):
+        provision()
+    sandbox.ensure_running(TARGET)
+    if not status()['healthy']:
+        for userdb in USERDBS:
+            sandbox.on(0, 'UPDATE server_info SET udb_validity = -1 WHERE serverid = 1', dbname=userdb + '_pghainfo')
+        recover_online()
+    for serverid in (0, 1):
+        for name in (APPDB, APPDB + '_pghainfo'):
+            sandbox.query(serverid, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s',
+                          [name])
+            sandbox.query(serverid, 'DROP DATABASE IF EXISTS %s' % name)
+    sandbox.both('DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load')
+    sandbox.reset_pair()
+    shutil.rmtree(os.path.join(sandbox.SANDBOX, 'identity-copies'), ignore_errors=True)
+
+
+def test_a_lost_data_directory_comes_back_broken_in_both_views_until_recovered():
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    driver = ForestDriver(nodes, 'userdb', sandbox.password(), read_duration=1.0).start()
+    try:
+        wait_for('a write acknowledged on both nodes', lambda: len(driver.acked) > 20)
+        stop_target()
+        wait_for('the driver marking serverid 1 broken', lambda: driver.validity.get(TARGET) == -1)
+        shutil.rmtree(sandbox.data_dir(TARGET))
+        rebuilt = provision()  # the DBA rebuilds the host
+        assert_new_node_is_broken_everywhere(rebuilt.stdout + rebuilt.stderr)
+        before = len(driver.acked)
+        recover_online()
+        wait_for('the driver writing to both nodes again', lambda: driver.validity == {0: 1, 1: 1})
+        acked = len(driver.acked)
+        wait_for('a write acknowledged after the recovery', lambda: len(driver.acked) > acked)
+    finally:
+        driver.stop()
+    assert driver.errors == []
+    assert len(driver.acked) > before
+    assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, 'userdb')) == []
+    assert_healthy_and_equal()
+    # the pair recorded the recovered node: a second provision changes nothing and marks nothing
+    again = provision()
+    assert sandbox.recap(again.stdout)['forest1']['changed'] == 0, again.stdout[-3000:]
+    assert 'new to the pair' not in again.stdout + again.stderr
+
+
+def test_a_host_rebuilt_from_scratch_is_broken_until_recovered_offline():
+    """Offline by dump: a new node has none of the tables, which a repair by diff never creates."""
+    stop_target()
+    shutil.rmtree(NODE_DIR)  # data directory, configuration, log, socket directory: a new machine
+    rebuilt = provision()
+    assert_new_node_is_broken_everywhere(rebuilt.stdout + rebuilt.stderr)
+    recovered = sandbox.playbook('recover.yml', extra_vars=dict(PAIR_VARS, mode='offline', method='dump'))
+    assert recovered.returncode == 0, recovered.stdout[-4000:]
+    assert_healthy_and_equal()
+    assert sandbox.module('forest_mngdb', userdb=APPDB, record_identity=True)['changed'] is False
+
+
+@pytest.mark.parametrize('copy_of', ['an older copy of node 1', 'a copy of node 0'])
+def test_a_restored_physical_copy_is_not_the_node_the_pair_recorded(copy_of):
+    """An old copy of node 1 taken before its last recovery carries the identity the pair had before
+    (a server and management databases the recovery replaced); a copy of node 0 carries node 0's.
+    Both are told apart from the node the pair recorded, before and after provision."""
+    copy = os.path.join(sandbox.SANDBOX, 'identity-copies', 'data')
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    if copy_of == 'an older copy of node 1':
+        cold_copy(TARGET, copy)
+        for userdb in USERDBS:  # node 1 is recovered once: the pair records it anew
+            sandbox.on(0, 'UPDATE server_info SET udb_validity = -1 WHERE serverid = 1', dbname=userdb + '_pghainfo')
+        recover_online()
+        assert status()['healthy']
+    else:
+        cold_copy(0, copy)
+    sandbox.both('INSERT INTO accounts SELECT g, 0 FROM generate_series(1001, 1100) g', dbname=APPDB)
+    put_in_place(copy, keep_own_config=True)  # the DBA restores "node 1's backup"
+    found = status()
+    assert not found['healthy'], found['summary']
+    assert all(node['replaced'] for database in found['databases'] for node in database['nodes']
+               if node['serverid'] == TARGET), found['summary']
+    assert found['recommended_action']['action'] == 'mark_broken', found['recommended_action']
+    rebuilt = provision()
+    assert_new_node_is_broken_everywhere(rebuilt.stdout + rebuilt.stderr)
+    recovered = sandbox.playbook('recover.yml', extra_vars=PAIR_VARS)
+    assert recovered.returncode == 0, recovered.stdout[-4000:]
+    assert_healthy_and_equal()
