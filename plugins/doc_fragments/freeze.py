@@ -23,8 +23,8 @@ options:
   idle_wait_timeout:
     description:
       - Seconds the operation may wait, B(outside) the write freeze while the applications keep writing, for
-        the source to be quiet enough to freeze: no transaction open longer than the notice time (a batch job),
-        and none of a session that made an earlier freeze give up. Progress names each session it waits for.
+        the source to be quiet enough to freeze (no transaction open longer than the notice time, as a batch job
+        keeps one, and none of a session that made an earlier freeze give up). Progress names each session it waits for.
       - Inside the freeze, a transaction still open after the notice plus 0.3 s undoes the freeze at once and
         it is tried again later (at most 8 times), so no freeze lasts longer than the notice plus about 1 s.
         When this time runs out the operation fails, naming the sessions, with nothing changed.
