@@ -1,4 +1,5 @@
 """Ways to break a sandbox node, and the checks every recovery must pass afterwards."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -119,3 +120,21 @@ def set_read_duration(seconds):
     for serverid in sandbox.NODES:
         sandbox.on(serverid, "UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'"
                    % int(seconds), dbname=sandbox.MNGDB)
+
+
+@contextlib.contextmanager
+def clean_loaded_pair(setup_sql=None, teardown_sql=None):
+    """The pair as provisioned, no load tables, the drivers' interval 1 s; back so afterwards (both
+    servers running), whatever the case did. setup_sql/teardown_sql: the case's own tables, on both."""
+    sandbox.reset_pair()
+    load_tables_clean()
+    if setup_sql:
+        sandbox.both(setup_sql)
+    set_read_duration(1)
+    yield
+    for serverid in sandbox.NODES:
+        sandbox.ensure_running(serverid)
+    sandbox.reset_pair()
+    load_tables_clean()
+    if teardown_sql:
+        sandbox.both(teardown_sql)

@@ -10,8 +10,8 @@ from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from pgforest_dev.workloads import Batch, Maintenance
-from breakage import (break_node, driver_nodes, healthy_and_equal, load_tables_clean, pair_checks, recover_online,
-                      set_read_duration, start_driver, wait_marked_broken)
+from breakage import (break_node, clean_loaded_pair, driver_nodes, healthy_and_equal, pair_checks, recover_online,
+                      start_driver, wait_marked_broken)
 
 TARGET = 1
 # Online compares in the stress case: 10 in make test, FOREST_SOAK_COMPARES (100) in make soak.
@@ -20,18 +20,11 @@ COMPARES = int(os.environ.get('FOREST_SOAK_COMPARES', '10'))
 
 @pytest.fixture
 def mess_pair():
-    sandbox.reset_pair()
-    load_tables_clean()
-    sandbox.both('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders;'
-                 'CREATE TABLE mess_orders (id serial PRIMARY KEY, item text);'
-                 'INSERT INTO mess_orders (item) SELECT $$item$$ || g FROM generate_series(1, 5000) g')
-    set_read_duration(1)
-    yield
-    for serverid in sandbox.NODES:
-        sandbox.ensure_running(serverid)
-    sandbox.reset_pair()
-    load_tables_clean()
-    sandbox.both('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders')
+    with clean_loaded_pair('DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders;'
+                           'CREATE TABLE mess_orders (id serial PRIMARY KEY, item text);'
+                           'INSERT INTO mess_orders (item) SELECT $$item$$ || g FROM generate_series(1, 5000) g',
+                           'DROP TABLE IF EXISTS batch_rows; DROP TABLE IF EXISTS mess_orders'):
+        yield
 
 
 def broken_target_under_load():
@@ -43,8 +36,23 @@ def broken_target_under_load():
     return driver
 
 
-def writing_both_again(driver):
-    driver_writes_to_every_node(driver)
+def under_load(run):
+    """run() (online recoveries of serverid 1) while the reference driver writes, serverid 1 broken
+    first; then until the driver writes both nodes again. (driver, what run returned)."""
+    driver = broken_target_under_load()
+    try:
+        returned = run()
+        driver_writes_to_every_node(driver)
+    finally:
+        driver.stop()
+    return driver, returned
+
+
+def measured(result, driver, record, **figures):
+    """The freeze figures (asserted) and the pair's checks of a recovery under load, recorded; the facts."""
+    facts = pair_checks(driver)
+    record(**dict(freezes(result, driver), **dict(facts, **figures)))
+    return facts
 
 
 def freezes(result, driver):
@@ -59,17 +67,14 @@ def freezes(result, driver):
 
 
 def test_a_long_batch_transaction_delays_the_recovery_not_the_applications(mess_pair, record):
-    driver = broken_target_under_load()
-    try:
-        with Batch(seconds=45) as batch:
-            result = recover_online(TARGET, notice_wait=None, idle_wait_timeout=120)
-        writing_both_again(driver)
-    finally:
-        driver.stop()
+    batch = Batch(seconds=45)
+
+    def recover():
+        with batch:
+            return recover_online(TARGET, notice_wait=None, idle_wait_timeout=120)
+    driver, result = under_load(recover)
     assert not result.get('failed'), result.get('msg')
-    figures = freezes(result, driver)
-    facts = pair_checks(driver)
-    record(batch_seconds=45, waited_before_freeze=result['cut']['waited_before_freeze'], **dict(figures, **facts))
+    facts = measured(result, driver, record, batch_seconds=45, waited_before_freeze=result['cut']['waited_before_freeze'])
     assert healthy_and_equal(facts), facts
     assert batch.committed == 1
     assert result['cut']['waited_before_freeze'] > 10, result['cut']  # the wait was outside the freeze
@@ -81,19 +86,14 @@ def test_a_long_batch_transaction_delays_the_recovery_not_the_applications(mess_
 def test_a_stream_of_long_transactions_never_stretches_a_freeze(mess_pair, record):
     """5-s transactions back to back: no freeze of notice + 1 s can hold, so the recovery gives up
     cleanly, having frozen the applications only briefly, and names the batch; then it succeeds."""
-    driver = broken_target_under_load()
-    try:
+    def recover_twice():
         with Batch(seconds=5, count=100):
-            failed = recover_online(TARGET, notice_wait=None, idle_wait_timeout=15)
-        result = recover_online(TARGET, notice_wait=None)
-        writing_both_again(driver)
-    finally:
-        driver.stop()
+            first = recover_online(TARGET, notice_wait=None, idle_wait_timeout=15)
+        return first, recover_online(TARGET, notice_wait=None)
+    driver, (failed, result) = under_load(recover_twice)
     assert failed.get('failed'), 'the recovery held a freeze although a 5-s transaction was open'
-    figures = freezes(failed, driver)
-    facts = pair_checks(driver)
-    record(batch_seconds=5, freezes_undone=len(failed['cut'].get('freezes_undone', [])), message=failed['msg'],
-           **dict(figures, **facts))
+    facts = measured(failed, driver, record, batch_seconds=5, message=failed['msg'],
+                     freezes_undone=len(failed['cut'].get('freezes_undone', [])))
     assert 'nightly batch' in failed['msg'] and 'Rolled back' in failed['msg'], failed['msg']
     assert len(failed['cut'].get('freezes_undone', [])) <= 3, failed['cut']
     assert not result.get('failed'), result.get('msg')
@@ -102,18 +102,15 @@ def test_a_stream_of_long_transactions_never_stretches_a_freeze(mess_pair, recor
 
 def test_vacuum_and_analyze_in_a_loop_do_not_fail_the_cut(mess_pair, record):
     sandbox.on(0, 'DELETE FROM mess_orders WHERE id % 3 = 0')  # work for vacuum
-    driver = broken_target_under_load()
-    try:
-        with Maintenance('mess_orders') as maintenance:
-            result = recover_online(TARGET, notice_wait=None)
-        writing_both_again(driver)
-    finally:
-        driver.stop()
+    maintenance = Maintenance('mess_orders')
+
+    def recover():
+        with maintenance:
+            return recover_online(TARGET, notice_wait=None)
+    driver, result = under_load(recover)
     assert not result.get('failed'), result.get('msg')
-    figures = freezes(result, driver)
-    facts = pair_checks(driver)
-    record(maintenance_rounds=maintenance.rounds, writes_not_lost=result['cut'].get('writes_not_lost'),
-           **dict(figures, **facts))
+    facts = measured(result, driver, record, maintenance_rounds=maintenance.rounds,
+                     writes_not_lost=result['cut'].get('writes_not_lost'))
     assert healthy_and_equal(facts), facts
     # ANALYZE took transaction ids inside the freeze; they changed statistics, not user data
     assert result['cut'].get('other_writes_in_freeze') is True, result['progress']

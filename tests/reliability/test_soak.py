@@ -4,9 +4,8 @@ import time
 
 import pytest
 
-from pgforest_dev import sandbox
-from breakage import (KINDS, break_node, driver_facts, healthy_and_equal, load_tables_clean, pair_checks,
-                      recover_online, set_read_duration, start_driver, wait_marked_broken)
+from breakage import (KINDS, break_node, clean_loaded_pair, driver_facts, healthy_and_equal, pair_checks,
+                      recover_online, start_driver, wait_marked_broken)
 from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from recorder import soak_recoveries
 
@@ -18,14 +17,8 @@ def plan(count):
 
 @pytest.fixture
 def soak_pair():
-    sandbox.reset_pair()
-    load_tables_clean()
-    set_read_duration(1)
-    yield
-    for serverid in sandbox.NODES:
-        sandbox.ensure_running(serverid)
-    sandbox.reset_pair()
-    load_tables_clean()
+    with clean_loaded_pair():
+        yield
 
 
 def one_recovery(target, kind):
