@@ -156,8 +156,9 @@ def look(admin, before, after, position, forest_dbs):
 
 def describe_lost(lost):
     """`lost` of look() in words."""
-    return '; '.join('%s: %s' % (db, ', '.join('%s (%d WAL record%s)' % (rel, n, '' if n == 1 else 's')
-                                                 for rel, n in relations))
+    def relation(name, records):
+        return '%s (%d WAL record%s)' % (name, records, '' if records == 1 else 's')
+    return '; '.join('%s: %s' % (db, ', '.join(relation(name, n) for name, n in relations))
                      for db, relations in sorted(lost.items()))
 
 

@@ -135,11 +135,11 @@ class Quiesce(object):
                                       % (len(busy), time.monotonic() - self.started), busy)
                 result = step(self)
             except FreezeAgain as again:
-                self._restore(self.previous)
+                window = self._restore(self.previous)
                 self._blocked_before.update((s['pid'], s) for s in again.sessions)
-                self.undone.append(dict(window=self.window, reason=again.reason))
+                self.undone.append(dict(window=window, reason=again.reason))
                 self.say('write freeze undone after %.3fs and tried again later: %s%s'
-                         % (self.window, again.reason,
+                         % (window, again.reason,
                             ' (%s)' % describe_blockers(again.sessions) if again.sessions else ''))
                 self.window = None  # the window of the freeze that holds; undone ones are in self.undone
                 continue
@@ -250,9 +250,10 @@ class Quiesce(object):
                 set_validity(conn, self.serverid, values[label])
             except ForestPgError as exc:
                 failures.append(str(exc))
-        self.window = round(time.monotonic() - self.started, 3) if self.started else None
+        self.window = round(time.monotonic() - self.started, 3)
         if failures:
             wanted = shown(set(v for v in values.values() if v is not None))
             raise QuiesceError('could not end the write freeze on every node: serverid %d may still be 0 '
                                '(write-suppressed) there; set it with forest_mngdb serverid=%d validity=%s. %s'
                                % (self.serverid, self.serverid, wanted, '; '.join(failures)))
+        return self.window
