@@ -63,6 +63,7 @@ class Sync(Job):
         self.snapshot = None
         self.freeze_window = None
         self.freeze_report = None
+        self.frozen_sequences = None  # (source's, target's) read inside an online compare's freeze
         self.snapshot_retries = 0
         self.poll = None  # PollInterval of an online compare without notice_wait
         self.psql = None
@@ -155,7 +156,7 @@ class Sync(Job):
         self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
         watch = mngdbs['serverid %d %s' % (self.source['serverid'], self.mngdb)]
         freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout,
-                         watch=watch, say=self.say)
+                         watch=watch, say=self.say, own=[self.src_peer])
         try:
             freeze.run(self.snapshots_with_no_write_between)
         finally:
@@ -171,7 +172,11 @@ class Sync(Job):
         while this freeze's bound allows; then the freeze is undone and tried again later."""
         while True:
             self.begin_snapshots()
-            if not freeze.wrote_since_idle():
+            # Sequences are no part of a snapshot: read them now, while the drivers are held, and prove it.
+            sequences = tuple(dbsync.read_sequences(conn, self.options.include, self.options.exclude)
+                              for conn in (self.src, self.tgt))
+            if freeze.still_quiet():
+                self.frozen_sequences = sequences
                 return
             for conn in (self.src, self.src_peer, self.tgt):
                 run(conn, 'ROLLBACK')
@@ -190,8 +195,11 @@ class Sync(Job):
         with self.timer('catalog'):
             src_tables = dbsync.read_catalog(self.src, self.options.include, self.options.exclude)
             tgt_tables = dbsync.read_catalog(self.tgt, self.options.include, self.options.exclude)
-            src_seqs = dbsync.read_sequences(self.src, self.options.include, self.options.exclude)
-            tgt_seqs = dbsync.read_sequences(self.tgt, self.options.include, self.options.exclude)
+            if self.frozen_sequences is not None:  # an online compare's, read inside the freeze
+                src_seqs, tgt_seqs = self.frozen_sequences
+            else:
+                src_seqs = dbsync.read_sequences(self.src, self.options.include, self.options.exclude)
+                tgt_seqs = dbsync.read_sequences(self.tgt, self.options.include, self.options.exclude)
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
         names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
                     for row in found.values()) | set([dbsync.LARGE_OBJECTS])

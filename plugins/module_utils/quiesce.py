@@ -93,9 +93,10 @@ class Quiesce(object):
     """`Quiesce(...).run(step)`: step(freeze) runs inside the freeze; freeze.window after."""
 
     def __init__(self, mngdb_conns, userdb_conns, serverid, notice_wait, idle_wait_timeout,
-                 final_validity=None, poll=0.05, watch=None, say=None, margin=MARGIN):
+                 final_validity=None, poll=0.05, watch=None, say=None, margin=MARGIN, own=()):
         self.mngdb_conns = mngdb_conns      # {label: connection to a management database}
         self.userdb_conns = userdb_conns    # connections whose databases must be idle
+        self.own = list(own)                # more connections of ours, whose transactions are not looked for
         self.serverid = serverid
         self.notice_wait = notice_wait
         self.idle_wait_timeout = idle_wait_timeout
@@ -165,6 +166,13 @@ class Quiesce(object):
         """Whether any other transaction took an id on the watched node since the last idle check began."""
         return self._own_xid() != self.own_xid + 1
 
+    def still_quiet(self):
+        """No other transaction took an id on the watched node since the last idle check, and none is open
+        now on any node: what the step read meanwhile holds the same committed writes on both nodes --
+        its snapshots, and sequences too, which nextval changes outside any snapshot and without an id (a
+        driver that ran nextval on one node has its transaction open there until it commits on all)."""
+        return not self.wrote_since_idle() and not self._open_transactions()
+
     # --- step 0: outside the freeze --------------------------------------------------------
     def _rest_between_freezes(self):
         if len(self.undone) >= MAX_FREEZES:
@@ -180,7 +188,7 @@ class Quiesce(object):
         self.waited_before += rest
 
     def _open_transactions(self):
-        own = [conn.info.backend_pid for conn in self.userdb_conns]
+        own = [conn.info.backend_pid for conn in self.userdb_conns + self.own]
         sessions = []
         for conn in self.userdb_conns:
             sessions += run(conn, OPEN_TRANSACTIONS_SQL, [own], action='look for open transactions')
