@@ -109,7 +109,6 @@ class Quiesce(object):
         self.previous = {}
         self.started = None
         self.window = None
-        self.waited_for_idle = None         # seconds waited inside the (last) freeze
         self.waited_before = 0.0            # seconds waited outside the freezes (step 0)
         self.undone = []                    # [{window, reason}]: freezes given up and tried again
         self._blocked_before = {}           # pid: session, of the sessions that made a freeze give up
@@ -236,7 +235,6 @@ class Quiesce(object):
     def _wait_until_idle(self, within):
         """Inside the freeze: wait at most `within` seconds until no other session has a transaction
         open; the sessions still open then ([] when idle)."""
-        waited = time.monotonic()
         busy = []
 
         def idle():
@@ -245,7 +243,6 @@ class Quiesce(object):
             return not busy
 
         wait_until(idle, within, self.poll)
-        self.waited_for_idle = round(time.monotonic() - waited, 3)
         return busy
 
     # --- step 4 ----------------------------------------------------------------------------
