@@ -34,7 +34,7 @@ from .errors import ForestError
 from .forest_pg import ForestPgError, run
 from .freeze_writes import MAINTENANCE_COMMAND
 from .mngdb import set_validity
-from .wait import wait_until
+from .wait import ready_within
 from .wording import shown
 
 # Every open transaction but our own (one that has not written yet may still write), except a VACUUM or
@@ -211,7 +211,7 @@ class Quiesce(object):
                             describe_blockers(blocking)))
             return not blocking
 
-        done = wait_until(ready, max(0.0, budget), self.poll)
+        done = ready_within(ready, max(0.0, budget), self.poll)
         self.waited_before += time.monotonic() - began
         if not done:
             undone = (' %d write freeze(s) were begun and undone at once (%s s each);'
@@ -242,7 +242,7 @@ class Quiesce(object):
             busy[:] = self._open_transactions()
             return not busy
 
-        wait_until(idle, within, self.poll)
+        ready_within(idle, within, self.poll)
         return busy
 
     # --- step 4 ----------------------------------------------------------------------------

@@ -1,12 +1,9 @@
-"""The write freeze's pure rules: what step 0 waits for, the wait loop, and what counts as a write
+"""The write freeze's pure rules: what step 0 waits for, and what counts as a write
 in the freeze (WAL records by type and relation)."""
-import time
-
 from ansible_collections.pgforest.cluster.plugins.module_utils.freeze_writes import (
     changes_data, data_writes, describe_lost, xid32)
 from ansible_collections.pgforest.cluster.plugins.module_utils.quiesce import (
     blocking_before_freeze, describe_blockers)
-from ansible_collections.pgforest.cluster.plugins.module_utils.wait import wait_until
 
 
 def session(pid, seconds, **extra):
@@ -29,18 +26,6 @@ def test_blockers_are_named_for_people():
                     'UPDATE t SET v = 1')
     assert 'from local socket' in describe_blockers([session(8, 1.0)])
     assert '(no name)' in describe_blockers([session(8, 1.0)])
-
-
-def test_wait_until_checks_once_more_at_the_deadline_and_says_whether_it_happened():
-    calls = []
-    assert wait_until(lambda: calls.append(1) or len(calls) >= 3, 5, 0.001) is True
-    assert len(calls) == 3
-    calls[:] = []
-    started = time.monotonic()
-    assert wait_until(lambda: calls.append(1) and False, 0.05, 0.01) is False
-    assert time.monotonic() - started >= 0.05 and len(calls) >= 2
-    calls[:] = []
-    assert wait_until(lambda: calls.append(1) and False, 0, 0.01) is False and len(calls) == 1
 
 
 def test_only_records_that_change_rows_or_relation_files_count():
