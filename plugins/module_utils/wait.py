@@ -17,8 +17,8 @@ class WaitTimeout(ForestError):
         self.what = what
         self.timeout = timeout
         self.state = state
-        super().__init__('gave up waiting for %s after %s s%s' % (what, _seconds(timeout),
-                                                                 ' (%s)' % state if state else ''))
+        found = ' (%s)' % state if state else ''
+        super().__init__('gave up waiting for %s after %s s%s' % (what, _seconds(timeout), found))
 
 
 def _seconds(value):
