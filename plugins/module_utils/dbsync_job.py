@@ -2,22 +2,29 @@
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One compare (and repair) of a target's user database against a source's: consistent
-snapshots (offline, or inside a write freeze), compare, repair, report.  Sync.run is used
-alike by forest_dbsync and by the offline recovery that repairs a node by diff; no Ansible here."""
+snapshots (sync_snapshots), compare, repair, report (sync_report).  Sync.run is used alike
+by forest_dbsync and by the offline recovery that repairs a node by diff; no Ansible here."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import List, NamedTuple, Optional
 
-from . import dbsync
-from .forest_pg import ForestPgError, psycopg, run
+from .fan_out import all_of
+from .forest_pg import ForestPgError, psycopg, run, shown_name, sql
 from .job import Job
-from .mngdb import refuse_if_applications
-from .poll_interval import PollInterval, freeze_notice
-from .quiesce import FreezeAgain, Quiesce
+from .lock_waits import lock_waits_named
 from .shapes import StatusNode, TableResult
+from .sync_catalog import DbsyncError, read_catalog, schema_difference, selected, table_name, unlogged_tables
+from .sync_copy import copy_rows, find_psql, pipe_table, referenced_by_foreign_keys
+from .sync_hash import (
+    FINE_BITS, block_slices, bucket_hashes, compare_buckets, fine_buckets, key_texts, localize, merge_buckets,
+    pin_settings, row_hashes, table_blocks, table_sql_for)
+from .sync_large_objects import (
+    LARGE_OBJECTS, copy_large_objects, describe_large_object_change, large_objects, unlink_large_objects)
+from .sync_report import report
+from .sync_sequences import differing_sequences, read_sequences, set_sequence
+from .sync_snapshots import SLICE_MIN_BLOCKS, SnapshotJob
 
 
 class SyncOptions(NamedTuple):
@@ -44,28 +51,11 @@ class SyncOptions(NamedTuple):
         return cls(**given)
 
 
-# Below this many blocks (8 MB) a table is hashed by one session per node whatever `jobs` says.
-SLICE_MIN_BLOCKS = 1024
-# What one try of the snapshots takes at most (milliseconds here): a try begins only if the freeze has it.
-SNAPSHOT_SECONDS = 0.1
-
-
-class Sync(Job):
+class Sync(SnapshotJob, Job):
     """One compare (and repair) of the target's user database against the source's: run()."""
 
     def __init__(self, params, options, check_mode=False, log=None):
-        super(Sync, self).__init__(params, check_mode, log)
-        self.options = options
-        self.source = self.target = None        # status node dicts
-        self.src_node = self.tgt_node = None     # their Nodes
-        self.src = self.src_peer = self.tgt = None  # snapshot connections (two on the source)
-        self.hashers = dict(source=[], target=[])   # sessions in the snapshots that hash (jobs per node)
-        self.snapshot = None
-        self.freeze_window = None
-        self.freeze_report = None
-        self.frozen_sequences = None  # (source's, target's) read inside an online compare's freeze
-        self.snapshot_retries = 0
-        self.poll = None  # PollInterval of an online compare without notice_wait
+        super(Sync, self).__init__(params, options, check_mode, log)
         self.psql = None
         self.results: List[TableResult] = []
         self.sequences = []
@@ -84,152 +74,43 @@ class Sync(Job):
             self.repair()
         return report(self)
 
-    # --- snapshots -------------------------------------------------------------
-    def open_snapshots(self):
-        self.src_node, self.src = self.connect(self.source, self.source['userdb'], bulk=True)
-        self.tgt_node, self.tgt = self.connect(self.target, self.target['userdb'], bulk=True)
-        _node, self.src_peer = self.connect(self.source, self.source['userdb'], bulk=True)  # hashes beside src
-        for conn in (self.src, self.tgt, self.src_peer):
-            dbsync.pin_settings(conn)
-        if self.options.online:
-            self.snapshot_in_freeze()
-        else:
-            self.refuse_if_applications()
-            self.begin_snapshots()
-        self.open_hashers()
-
-    def open_hashers(self):
-        """jobs sessions per node in the compare's snapshots (the first ones are src_peer and tgt)."""
-        self.hashers = dict(source=[self.src_peer], target=[self.tgt])
-        if self.options.jobs <= 1:
-            return
-        snapshots = dict(source=self.snapshot, target=run(self.tgt, 'SELECT pg_export_snapshot() AS id')[0]['id'])
-        for side, node in (('source', self.source), ('target', self.target)):
-            for _job in range(self.options.jobs - 1):
-                _node, conn = self.connect(node, node['userdb'], bulk=True)
-                dbsync.pin_settings(conn)
-                run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
-                run(conn, dbsync.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(dbsync.sql.Literal(snapshots[side])))
-                self.hashers[side].append(conn)
-        self.say('%d sessions per node hash tables of %d MB and more in slices'
-                 % (self.options.jobs, SLICE_MIN_BLOCKS * 8 >> 10))
-
-    def refuse_if_applications(self):
-        conns = [('serverid %d' % self.source['serverid'], self.src), ('serverid %d' % self.target['serverid'], self.tgt)]
-        refuse_if_applications(conns, [self.userdb], dbsync.DbsyncError,
-                               'an offline compare needs the applications of %s stopped' % self.userdb,
-                               'Stop them, or compare with online=true (a short write freeze)')
-
-    def begin_snapshots(self):
-        for conn in (self.src, self.tgt):
-            run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
-            run(conn, 'SELECT 1')  # takes the snapshot now
-        # The second source connection shares the first one's snapshot.
-        snapshot = self.snapshot = run(self.src, 'SELECT pg_export_snapshot() AS id')[0]['id']
-        run(self.src_peer, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
-        run(self.src_peer, dbsync.sql.SQL('SET TRANSACTION SNAPSHOT {}').format(dbsync.sql.Literal(snapshot)))
-
-    def snapshot_in_freeze(self):
-        mngdbs = {}
-        for node_dict in (self.source, self.target):
-            _node, conn = self.connect(node_dict, self.mngdb)
-            mngdbs['serverid %d %s' % (node_dict['serverid'], self.mngdb)] = conn
-        target_sid = self.target['serverid']
-        if self.options.notice_wait is not None:
-            self.freeze(mngdbs, self.options.notice_wait)
-            return
-        self.poll = PollInterval(self.options.freeze_read_duration, 'online compare of serverid %d' % target_sid,
-                                 self.say)
-        try:
-            self.poll.lower(mngdbs)
-            self.poll.wait_for_drivers(mngdbs)
-            self.freeze(mngdbs, freeze_notice(mngdbs.values()))
-        finally:  # success, failure or SIGINT: the DBA's interval back (a killed run's: the next run)
-            failures = self.poll.put_back(mngdbs, strict=False)
-            if failures:
-                self.say('mngdb_read_duration could not be put back on every node: %s; the next online compare '
-                         'or recovery of the pair puts it back, or set it with playbooks/config.yml'
-                         % '; '.join(failures))
-
-    def freeze(self, mngdbs, notice):
-        target_sid = self.target['serverid']
-        self.say('write freeze: serverid %d to 0, waiting %.1fs for drivers to notice' % (target_sid, notice))
-        watch = mngdbs['serverid %d %s' % (self.source['serverid'], self.mngdb)]
-        freeze = Quiesce(mngdbs, [self.src, self.tgt], target_sid, notice, self.options.idle_wait_timeout,
-                         watch=watch, say=self.say, own=[self.src_peer])
-        try:
-            freeze.run(self.snapshots_with_no_write_between)
-        finally:
-            self.freeze_window = freeze.window
-            self.freeze_report = dict(window=freeze.window, notice_seconds=notice,
-                                      waited_before_seconds=round(freeze.waited_before, 3),
-                                      undone=freeze.undone, snapshot_retries=self.snapshot_retries)
-        self.say('write freeze released after %.3fs (snapshots open on both nodes)' % freeze.window)
-
-    def snapshots_with_no_write_between(self, freeze):
-        """Snapshots no write straddles (Quiesce.wrote_since_idle): a late driver's write on one
-        node and not yet on the other would show as a difference that is not there.  Taken again
-        while this freeze's bound allows; then the freeze is undone and tried again later."""
-        while True:
-            self.begin_snapshots()
-            # Sequences are no part of a snapshot: read them now, while the drivers are held, and prove it.
-            sequences = tuple(dbsync.read_sequences(conn, self.options.include, self.options.exclude)
-                              for conn in (self.src, self.tgt))
-            if freeze.still_quiet():
-                self.frozen_sequences = sequences
-                return
-            for conn in (self.src, self.src_peer, self.tgt):
-                run(conn, 'ROLLBACK')
-            self.snapshot_retries += 1
-            self.say('write freeze: a transaction took an id on serverid %d while the snapshots were taken; taking '
-                     'them again' % self.source['serverid'])
-            busy = freeze.idle_again(max(0.0, freeze.time_left() - SNAPSHOT_SECONDS))
-            if busy or freeze.time_left() < SNAPSHOT_SECONDS:
-                raise FreezeAgain('transactions kept writing serverid %d while the snapshots were taken (a driver '
-                                  'that ignores udb_validity 0, another application writing %s, or a busy other '
-                                  'database of that server: every database\'s writes count)'
-                                  % (self.source['serverid'], self.source['userdb']), busy)
-
     # --- comparing ---------------------------------------------------------------
     def compare(self):
         with self.timer('catalog'):
-            src_tables = dbsync.read_catalog(self.src, self.options.include, self.options.exclude)
-            tgt_tables = dbsync.read_catalog(self.tgt, self.options.include, self.options.exclude)
+            src_tables = read_catalog(self.src, self.options.include, self.options.exclude)
+            tgt_tables = read_catalog(self.tgt, self.options.include, self.options.exclude)
             if self.frozen_sequences is not None:  # an online compare's, read inside the freeze
                 src_seqs, tgt_seqs = self.frozen_sequences
             else:
-                src_seqs = dbsync.read_sequences(self.src, self.options.include, self.options.exclude)
-                tgt_seqs = dbsync.read_sequences(self.tgt, self.options.include, self.options.exclude)
+                src_seqs = read_sequences(self.src, self.options.include, self.options.exclude)
+                tgt_seqs = read_sequences(self.tgt, self.options.include, self.options.exclude)
         self.say('catalog: %d tables and %d sequences on the source' % (len(src_tables), len(src_seqs)))
         names = set((row['schema'], row['name']) for found in (src_tables, tgt_tables, src_seqs, tgt_seqs)
-                    for row in found.values()) | set([dbsync.LARGE_OBJECTS])
+                    for row in found.values()) | set([LARGE_OBJECTS])
         unmatched = [pattern for pattern in self.options.include or [] if not any(
-            dbsync.selected(name, [pattern], None) for name in names)]
+            selected(name, [pattern], None) for name in names)]
         if unmatched:
-            raise dbsync.DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
-                                     'e.g. public.orders, or a pattern like public.order*); nothing was compared or '
-                                     'changed' % ', '.join(repr(pattern) for pattern in unmatched))
+            raise DbsyncError('include %s matches no table or sequence on either node (give schema.table, '
+                              'e.g. public.orders, or a pattern like public.order*); nothing was compared or '
+                              'changed' % ', '.join(repr(pattern) for pattern in unmatched))
         self.results = []
         for name in sorted(set(src_tables) | set(tgt_tables)):
             self.results.append(self.compare_table(name, src_tables.get(name), tgt_tables.get(name)))
-        self.unlogged = [dbsync.table_name(table) for table in dbsync.unlogged_tables(self.src)]
+        self.unlogged = [table_name(table) for table in unlogged_tables(self.src)]
         if self.unlogged:
             self.say('unlogged tables (emptied by a crash of either server, not streamed to a standby): %s'
                      % ', '.join(self.unlogged))
-        if dbsync.selected(dbsync.LARGE_OBJECTS, self.options.include, self.options.exclude):
+        if selected(LARGE_OBJECTS, self.options.include, self.options.exclude):
             with self.timer('hash'):
                 self.results.append(self.compare_large_objects())
-        self.sequences = [dict(sequence=name, source=_seq_state(src_seqs.get(name)),
-                               target=_seq_state(tgt_seqs.get(name)), status='different', seq=src_seqs.get(name))
-                          for name in sorted(set(src_seqs) | set(tgt_seqs))
-                          if _seq_state(src_seqs.get(name)) != _seq_state(tgt_seqs.get(name))]
+        self.sequences = differing_sequences(src_seqs, tgt_seqs)
 
     def compare_large_objects(self) -> TableResult:
         """Large objects as one entry of the report, keyed by oid."""
-        result = dict(table=dbsync.shown_name(*dbsync.LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
+        result = dict(table=shown_name(*LARGE_OBJECTS), status='equal', missing=0, extra=0, changed=0, keys={},
                       rows_copied=0, bytes_copied=0, method='keys')
-        src, tgt = self.both(dbsync.large_objects)
-        missing, extra, changed = dbsync.localize(src, tgt)  # changed: content, owner or permissions
+        src, tgt = self.both(large_objects)
+        missing, extra, changed = localize(src, tgt)  # changed: content, owner or permissions
         result.update(rows_source=len(src), rows_target=len(tgt), _catalog=src, _keys=(missing, extra, changed))
         if missing or extra or changed:
             sample = self.options.sample_size
@@ -237,7 +118,7 @@ class Sync(Job):
                           keys=dict((kind, [dict(oid=str(oid)) for oid in oids[:sample]])
                                     for kind, oids in (('missing', missing), ('extra', extra), ('changed', changed))
                                     if oids),
-                          detail='; '.join('large object %d: %s' % (oid, dbsync.describe_large_object_change(
+                          detail='; '.join('large object %d: %s' % (oid, describe_large_object_change(
                               src[oid], tgt[oid])) for oid in changed[:sample]) or None)
             self.say('large objects: %d missing, %d extra, %d changed of %d'
                      % (len(missing), len(extra), len(changed), len(src)))
@@ -249,11 +130,11 @@ class Sync(Job):
         if src is None or tgt is None:
             result['status'] = 'only_on_target' if src is None else 'only_on_source'
             return result
-        problem = dbsync.schema_difference(src, tgt)
+        problem = schema_difference(src, tgt)
         if problem:
             result.update(status='schema_differs', detail=problem)
             return result
-        table_sql = dbsync.table_sql_for(self.src_peer, self.tgt, src, tgt)
+        table_sql = table_sql_for(self.src_peer, self.tgt, src, tgt)
         result['_sql'] = table_sql
         if self.options.scope == 'all' and self.options.mode == 'sync':
             result.update(status='different', method='reload', detail='scope=all: copied without comparing')
@@ -262,7 +143,7 @@ class Sync(Job):
             src_buckets, tgt_buckets = self.hash_buckets(table_sql, src)
         result['rows_source'] = sum(n for n, _h in src_buckets.values())
         result['rows_target'] = sum(n for n, _h in tgt_buckets.values())
-        differing = dbsync.compare_buckets(src_buckets, tgt_buckets)
+        differing = compare_buckets(src_buckets, tgt_buckets)
         result['_src_buckets'] = src_buckets
         result['_differing'] = differing
         if not differing:
@@ -272,12 +153,12 @@ class Sync(Job):
             result.update(method='reload', detail='no primary key or unique NOT NULL key: compared and repaired whole')
             return result
         with self.timer('localize'):
-            if table_sql.strategy == 'range' and table_sql.shift > dbsync.FINE_BITS:
-                fine = table_sql.narrowed(dbsync.FINE_BITS)
-                differing = dbsync.compare_buckets(*self.both(dbsync.fine_buckets, table_sql, fine, differing))
+            if table_sql.strategy == 'range' and table_sql.shift > FINE_BITS:
+                fine = table_sql.narrowed(FINE_BITS)
+                differing = compare_buckets(*self.both(fine_buckets, table_sql, fine, differing))
                 table_sql = fine
-            src_rows, tgt_rows = self.both(dbsync.row_hashes, table_sql, differing)
-        missing, extra, changed = (dbsync.key_texts(keys) for keys in dbsync.localize(src_rows, tgt_rows))
+            src_rows, tgt_rows = self.both(row_hashes, table_sql, differing)
+        missing, extra, changed = (key_texts(keys) for keys in localize(src_rows, tgt_rows))
         result.update(missing=len(missing), extra=len(extra), changed=len(changed), _keys=(missing, extra, changed),
                       keys=dict((kind, [dict(zip(table_sql.key, key)) for key in keys[:self.options.sample_size]])
                                 for kind, keys in (('missing', missing), ('extra', extra), ('changed', changed))
@@ -293,56 +174,28 @@ class Sync(Job):
         copy split in block ranges hashed by its sessions at once, then merged."""
         jobs = self.options.jobs
         if jobs <= 1:
-            return self.both(dbsync.bucket_hashes, table_sql)
-        sizes = self.both(dbsync.table_blocks, table)
+            return self.both(bucket_hashes, table_sql)
+        sizes = self.both(table_blocks, table)
         if max(sizes) < SLICE_MIN_BLOCKS:
-            return self.both(dbsync.bucket_hashes, table_sql)
-        parts = dict(source=[], target=[])
-        failures = []
-
-        def work(side, conn, blocks):
-            try:
-                parts[side].append(dbsync.bucket_hashes(conn, table_sql, blocks=blocks))
-            except Exception as exc:  # re-raised below in the module's thread
-                failures.append(exc)
-        threads = [threading.Thread(target=work, args=(side, conn, blocks))
-                   for side, size in zip(('source', 'target'), sizes)
-                   for conn, blocks in zip(self.hashers[side], dbsync.block_slices(size, jobs))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if failures:
-            raise failures[0]
+            return self.both(bucket_hashes, table_sql)
         keyed = bool(table_sql.key)
-        return dbsync.merge_buckets(parts['source'], keyed), dbsync.merge_buckets(parts['target'], keyed)
 
-    def both(self, function, *args):
-        """Run function(conn, *args) on the source and the target at the same time."""
-        out = {}
-
-        def work(key, conn):
-            try:
-                out[key] = function(conn, *args)
-            except Exception as exc:  # re-raised below in the module's thread
-                out[key] = exc
-        thread = threading.Thread(target=work, args=('source', self.src_peer))
-        thread.start()
-        work('target', self.tgt)
-        thread.join()
-        for key in ('source', 'target'):
-            if isinstance(out[key], Exception):
-                raise out[key]
-        return out['source'], out['target']
+        def hash_slice(conn, blocks):
+            return lambda: bucket_hashes(conn, table_sql, blocks=blocks)
+        slices = dict(((side, number), hash_slice(conn, blocks)) for side, size in zip(('source', 'target'), sizes)
+                      for number, (conn, blocks) in enumerate(zip(self.hashers[side], block_slices(size, jobs))))
+        parts = all_of(slices)
+        return tuple(merge_buckets([parts[key] for key in slices if key[0] == side], keyed)
+                     for side in ('source', 'target'))
 
     # --- repairing ---------------------------------------------------------------
     def repair(self):
         run(self.tgt, 'COMMIT')  # the compare snapshot's locks would block TRUNCATE
         for conn in self.hashers['target'][1:]:  # and so would those of the other hashing sessions
             run(conn, 'ROLLBACK')
-        self.psql = dbsync.find_psql(self.options.copy_with)
+        self.psql = find_psql(self.options.copy_with)
         _node, writer = self.connect(self.target, self.userdb, bulk=True)
-        dbsync.pin_settings(writer)
+        pin_settings(writer)
         for result in self.results:
             if result['status'] != 'different':
                 continue
@@ -354,7 +207,7 @@ class Sync(Job):
                 with self.timer('repair'):
                     self.repair_table(writer, result)
                 result['status'] = 'repaired'
-            except (ForestPgError, dbsync.DbsyncError, psycopg.Error) as exc:
+            except (ForestPgError, DbsyncError, psycopg.Error) as exc:
                 # psycopg.Error: the rollback itself failed because the connection is gone.
                 result.update(status='failed', detail=str(exc) if not isinstance(exc, psycopg.Error) else
                               '%s: connection lost during the repair (%s); its transaction did not commit'
@@ -371,7 +224,7 @@ class Sync(Job):
             with writer.transaction():
                 for seq in self.sequences:
                     if seq['seq'] is not None and seq['target'] is not None:
-                        dbsync.set_sequence(writer, seq['seq'])
+                        set_sequence(writer, seq['seq'])
                         seq['status'] = 'set'
 
     def repair_table(self, writer, result):
@@ -379,10 +232,10 @@ class Sync(Job):
             return self.repair_large_objects(writer, result)
         table_sql = result['_sql']
         if result['method'] == 'reload' and self.psql:
-            return self.pipe_table(writer, result)
-        truncate = result['method'] == 'reload' and not dbsync.referenced_by_foreign_keys(writer, table_sql.table)
-        with dbsync.lock_waits_named(writer, table_sql.table, 'AccessExclusiveLock' if truncate else 'RowExclusiveLock',
-                                     'repair of %s: serverid %d' % (result['table'], self.target['serverid'])):
+            return self.reload_through_psql(writer, result)
+        truncate = result['method'] == 'reload' and not referenced_by_foreign_keys(writer, table_sql.table)
+        with lock_waits_named(writer, table_sql.table, 'AccessExclusiveLock' if truncate else 'RowExclusiveLock',
+                              'repair of %s: serverid %d' % (result['table'], self.target['serverid'])):
             with writer.transaction():  # rolled back before lock_waits_named looks up who held the table
                 run(writer, 'SET LOCAL session_replication_role = replica', action='disable triggers')
                 if result['method'] == 'reload':
@@ -401,37 +254,37 @@ class Sync(Job):
         it again from the source, and check the result against the source's catalog."""
         missing, extra, changed = result['_keys']
         with writer.transaction():
-            dbsync.unlink_large_objects(writer, extra + changed)
-            result['bytes_copied'] = dbsync.copy_large_objects(self.src_peer, writer, missing + changed, result['_catalog'])
+            unlink_large_objects(writer, extra + changed)
+            result['bytes_copied'] = copy_large_objects(self.src_peer, writer, missing + changed, result['_catalog'])
             result['rows_copied'] = len(missing + changed)
-            after = dbsync.large_objects(writer)
+            after = large_objects(writer)
             wrong = [oid for oid in set(missing + changed + extra) if after.get(oid) != result['_catalog'].get(oid)]
             if wrong:
-                raise dbsync.DbsyncError('large objects %s still differ from the source after the repair'
-                                         % ', '.join(str(oid) for oid in sorted(wrong)[:10]))
+                raise DbsyncError('large objects %s still differ from the source after the repair'
+                                  % ', '.join(str(oid) for oid in sorted(wrong)[:10]))
 
-    def pipe_table(self, writer, result):
+    def reload_through_psql(self, writer, result):
         """Whole table through psql | psql, checked after its transaction committed."""
         table_sql = result['_sql']
-        truncate = not dbsync.referenced_by_foreign_keys(writer, table_sql.table)
-        rows, size = dbsync.pipe_table(self.psql, (self.src_node, self.source['userdb']),
-                                       (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer,
-                                       names=tuple('serverid %d' % node['serverid'] for node in (self.source, self.target)))
+        truncate = not referenced_by_foreign_keys(writer, table_sql.table)
+        rows, size = pipe_table(self.psql, (self.src_node, self.source['userdb']),
+                                (self.tgt_node, self.target['userdb']), self.snapshot, table_sql, truncate, writer,
+                                names=tuple('serverid %d' % node['serverid'] for node in (self.source, self.target)))
         result.update(rows_copied=rows, bytes_copied=size, method='reload (psql)')
         try:
             self.verify(writer, result)
-        except dbsync.DbsyncError as exc:
-            raise dbsync.DbsyncError('%s; the copy had committed, so run the sync again' % exc)
+        except DbsyncError as exc:
+            raise DbsyncError('%s; the copy had committed, so run the sync again' % exc)
 
     def empty(self, writer, table_sql, truncate):
         # TRUNCATE refuses tables that other tables reference, even with FK checks off.
         if truncate:
-            run(writer, table_sql.truncate(), action='truncate %s' % dbsync.table_name(table_sql.table))
+            run(writer, table_sql.truncate(), action='truncate %s' % table_name(table_sql.table))
         else:
-            run(writer, table_sql.delete(), action='delete %s' % dbsync.table_name(table_sql.table))
+            run(writer, table_sql.delete(), action='delete %s' % table_name(table_sql.table))
 
     def copy(self, writer, table_sql, result, keys):
-        rows, size = dbsync.copy_rows(self.src_peer, writer, table_sql, keys)
+        rows, size = copy_rows(self.src_peer, writer, table_sql, keys)
         result['rows_copied'] += rows
         result['bytes_copied'] += size
 
@@ -440,21 +293,21 @@ class Sync(Job):
         if '_src_buckets' not in result and result['method'] == 'reload (psql)':
             return  # scope=all through psql: COPY loaded every row it was sent, or nothing
         if '_src_buckets' not in result:  # scope=all: the source was not hashed, compare counts
-            count = run(writer, dbsync.sql.SQL('SELECT count(*) AS n FROM {}').format(result['_sql'].relation))[0]['n']
+            count = run(writer, sql.SQL('SELECT count(*) AS n FROM {}').format(result['_sql'].relation))[0]['n']
             if count != result['rows_copied']:
-                raise dbsync.DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
-                                                                                    result['rows_copied']))
+                raise DbsyncError('%s: %d rows after the copy, %d copied' % (result['table'], count,
+                                                                             result['rows_copied']))
             return
         table_sql = result['_sql']
         if result['method'] == 'keys':  # only the repaired buckets can have changed
             wanted = result['_differing']
             expected = dict((b, result['_src_buckets'][b]) for b in wanted if b in result['_src_buckets'])
-            ok = dbsync.bucket_hashes(writer, table_sql, wanted) == expected
+            ok = bucket_hashes(writer, table_sql, wanted) == expected
         else:
-            ok = dbsync.bucket_hashes(writer, table_sql) == result['_src_buckets']
+            ok = bucket_hashes(writer, table_sql) == result['_src_buckets']
         if not ok:
-            raise dbsync.DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
-                                     % result['table'])
+            raise DbsyncError('%s still differs from the source after the repair (was it written meanwhile?)'
+                              % result['table'])
 
     def failure_result(self):
         """What a failed run reports: the tables compared or repaired so far."""
@@ -462,52 +315,3 @@ class Sync(Job):
 
     def failed(self):
         return any(result['status'] == 'failed' for result in self.results)
-
-
-def _seq_state(seq):
-    return None if seq is None else [seq['last_value'], seq['is_called']]
-
-
-def report(sync, failed=False):
-    tables = [dict((k, v) for k, v in result.items() if not k.startswith('_')) for result in sync.results]
-    counts = {}
-    for table in tables:
-        counts[table['status']] = counts.get(table['status'], 0) + 1
-    sequences = [dict((k, v) for k, v in seq.items() if k != 'seq') for seq in sync.sequences]
-    settled = ('equal', 'repaired')
-    equal = not failed and all(t['status'] in settled for t in tables) and all(s['status'] == 'set' for s in sequences)
-    return dict(equal=equal, report=report_lines(tables, sequences), source=sync.source and sync.source['serverid'],
-                target=sync.target and sync.target['serverid'], tables=tables,
-                sequences=sequences, freeze_window=sync.freeze_window, freeze=sync.freeze_report,
-                phases=sync.timer.phases,
-                read_duration=sync.poll.report if sync.poll is not None else None,
-                unlogged_tables=sync.unlogged,
-                progress=sync.progress,
-                summary=dict(tables=counts, rows_copied=sum(t['rows_copied'] for t in tables),
-                             bytes_copied=sum(t['bytes_copied'] for t in tables),
-                             seconds=round(time.monotonic() - sync.started, 3)))
-
-
-def report_lines(tables, sequences):
-    """One readable line per table (and differing sequence)."""
-    lines = []
-    for t in tables:
-        line = '%-40s %-15s' % (t['table'], t['status'])
-        if 'rows_source' in t:
-            line += ' rows %s/%s' % (t['rows_source'], t['rows_target'])
-        if t['missing'] or t['extra'] or t['changed']:
-            line += ' missing %d extra %d changed %d' % (t['missing'], t['extra'], t['changed'])
-        if t['rows_copied']:
-            line += ' copied %d rows %d bytes (%s)' % (t['rows_copied'], t['bytes_copied'], t.get('method'))
-        for kind, keys in sorted(t['keys'].items()):
-            line += ' %s: %s' % (kind, ', '.join(','.join('%s=%s' % kv for kv in sorted(k.items())) for k in keys[:5]))
-            more = t[kind] - min(len(keys), 5)
-            if more > 0:
-                line += ' (and %d more)' % more
-        if t.get('detail') and t['status'] != 'repaired':
-            line += ' -- %s' % t['detail']
-        lines.append(line)
-    for seq in sequences:
-        lines.append('%-40s %-15s source %s target %s' % (seq['sequence'], 'sequence ' + seq['status'],
-                                                          seq['source'], seq['target']))
-    return lines

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 
-from .dbsync import USER_TABLES_SQL, unlogged_tables
 from .forest_pg import (
     Node, close_all, ident, run, shown_name, sql)
+from .sync_catalog import USER_TABLES_SQL, unlogged_tables
 from .wording import shown
 
 
 def row_counts(conn):
-    """{schema.table: rows} of every user table (dbsync.USER_TABLES_SQL) of conn's database (exact counts)."""
+    """{schema.table: rows} of every user table (sync_catalog.USER_TABLES_SQL) of conn's database (exact counts)."""
     return dict((row['name'], run(conn, sql.SQL('SELECT count(*) AS n FROM {}').format(
         ident(row['schema'], row['relname'])), action='count rows of ' + row['name'])[0]['n'])
         for row in run(conn, USER_TABLES_SQL, action='list tables'))

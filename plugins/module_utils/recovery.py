@@ -19,9 +19,8 @@ import time
 
 from .child_pipe import Pipe
 from .errors import ForestError
-from . import dbsync
 from .dbsync_job import Sync, SyncOptions
-from .forest_pg import run
+from .forest_pg import ident, run, sql
 from .job import Job
 from .pair_choice import recovery_pair
 from .wording import pairs
@@ -122,7 +121,7 @@ class OfflineRecovery(Recovery):
         src_node, _c = self.connect(self.source, 'postgres')
         tgt_node, admin = self.connect(self.target, 'postgres')
         for dbname in (self.userdb, self.mngdb):
-            run(admin, dbsync.sql.SQL('DROP DATABASE IF EXISTS {}').format(dbsync.ident(dbname)), action='drop ' + dbname)
+            run(admin, sql.SQL('DROP DATABASE IF EXISTS {}').format(ident(dbname)), action='drop ' + dbname)
             create_database(admin, dbname)
             reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname, bulk=True)]
             writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',

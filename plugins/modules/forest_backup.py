@@ -142,7 +142,9 @@ progress:
 '''
 
 from ..module_utils.backup import NAME_PATTERN
-from ..module_utils.backup_jobs import LogicalBackup, PhysicalBackup
+from ..module_utils.backup_jobs import BackupOptions
+from ..module_utils.backup_logical import LogicalBackup
+from ..module_utils.backup_physical import PhysicalBackup
 from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
@@ -159,26 +161,26 @@ def main():
         jobs=dict(type='int', default=2),
     )
     module = forest_module(argument_spec, required_if=[('kind', 'physical', ['data_dir'])])
-    check_options(module)
-    run_job(module, lambda slot: back_up(module, slot))
+    options = BackupOptions.from_params(module.params)
+    check_options(module, module.params['kind'], options)
+    run_job(module, lambda slot: back_up(module, options, slot))
 
 
-def back_up(module, slot):
+def back_up(module, options, slot):
     job_class = PhysicalBackup if module.params['kind'] == 'physical' else LogicalBackup
-    job = slot.job = job_class(module.params, module.check_mode, module.log)
+    job = slot.job = job_class(module.params, options, module.check_mode, module.log)
     return job.run()
 
 
-def check_options(module):
-    params = module.params
-    if params['kind'] == 'physical' and params['source'] is not None:
+def check_options(module, kind, options):
+    if kind == 'physical' and options.source is not None:
         module.fail_json(msg='source is for kind=logical: a physical backup copies the node of the host it runs on')
-    if params['keep'] < 0 or params['jobs'] < 1:
+    if options.keep < 0 or options.jobs < 1:
         module.fail_json(msg='keep must be 0 (keep all) or more, and jobs 1 or more')
-    match = NAME_PATTERN.match(params['name'] or '')
-    if params['name'] is not None and not (match and match.group(1) == params['kind']):
+    match = NAME_PATTERN.match(options.name or '')
+    if options.name is not None and not (match and match.group(1) == kind):
         module.fail_json(msg='name must look like forest-%s-YYYYmmddTHHMMSSZ (retention recognises backups by it)'
-                         % params['kind'])
+                         % kind)
 
 
 if __name__ == '__main__':

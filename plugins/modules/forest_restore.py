@@ -124,7 +124,9 @@ progress:
 '''
 
 from ..module_utils.backup import BackupError, backup_kind
-from ..module_utils.backup_jobs import LogicalRestore, PhysicalRestore
+from ..module_utils.backup_jobs import BackupOptions
+from ..module_utils.backup_logical import LogicalRestore
+from ..module_utils.backup_physical import PhysicalRestore
 from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
@@ -144,12 +146,13 @@ def main():
 
 
 def restore(module, slot):
-    kind = backup_kind(module.params['backup'], module.params['backup_dir'])
+    options = BackupOptions.from_params(module.params)
+    kind = backup_kind(options.backup, options.backup_dir)
     if kind == 'physical' and not module.params['data_dir']:
         raise BackupError('%s is a physical backup: give data_dir (this node\'s data directory) and serverid'
-                          % module.params['backup'])
-    job = slot.job = (PhysicalRestore if kind == 'physical' else LogicalRestore)(module.params, module.check_mode,
-                                                                                 module.log)
+                          % options.backup)
+    job_class = PhysicalRestore if kind == 'physical' else LogicalRestore
+    job = slot.job = job_class(module.params, options, module.check_mode, module.log)
     return job.run()
 
 

@@ -1,4 +1,4 @@
-"""The row hash and the bucket grouping at the speed of a bare scan (module_utils/dbsync.py), and
+"""The row hash and the bucket grouping at the speed of a bare scan (module_utils/sync_hash.py), and
 forest_dbsync's `jobs`: differences a weak hash would miss, and several sessions per node hashing
 block slices of a big table finding exactly what one session finds."""
 import pytest

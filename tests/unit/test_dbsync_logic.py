@@ -1,8 +1,9 @@
 """Pure logic of forest_dbsync: which hash a column gets, table selection, localizing."""
 import pytest
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync import (
-    block_slices, compare_buckets, hash_input, localize, merge_buckets, schema_difference, selected)
+from ansible_collections.pgforest.cluster.plugins.module_utils.sync_catalog import schema_difference, selected
+from ansible_collections.pgforest.cluster.plugins.module_utils.sync_hash import (
+    block_slices, compare_buckets, hash_input, localize, merge_buckets)
 
 
 @pytest.mark.parametrize('type_name, native', [
@@ -61,7 +62,7 @@ def test_column_order_is_a_schema_difference():
 
 
 def test_a_cut_list_of_keys_says_how_many_more():
-    from ansible_collections.pgforest.cluster.plugins.module_utils.dbsync_job import report_lines
+    from ansible_collections.pgforest.cluster.plugins.module_utils.sync_report import report_lines
     table = dict(table='public.orders', status='different', missing=12, extra=0, changed=1, rows_copied=0,
                  bytes_copied=0, keys=dict(missing=[dict(id=str(n)) for n in range(8)], changed=[dict(id='99')]))
     [line] = report_lines([table], [])

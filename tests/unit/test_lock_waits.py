@@ -2,7 +2,7 @@
 the message names who held the table and what to do (pure logic)."""
 import pytest
 
-from ansible_collections.pgforest.cluster.plugins.module_utils import dbsync
+from ansible_collections.pgforest.cluster.plugins.module_utils import lock_waits
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import (
     AUTOVACUUM_GIVES_WAY, Node, bulk_lock_timeout)
 
@@ -30,15 +30,15 @@ def test_session_options_bound_interactive_statements_and_bulk_lock_waits():
 
 
 def test_every_requested_mode_waits_for_access_exclusive_and_the_table_is_symmetric():
-    modes = dbsync.LOCK_MODES
+    modes = lock_waits.LOCK_MODES
     for wanted in modes:
-        assert 'AccessExclusiveLock' in dbsync.LOCK_CONFLICTS[wanted]
+        assert 'AccessExclusiveLock' in lock_waits.LOCK_CONFLICTS[wanted]
         for held in modes:
-            assert (held in dbsync.LOCK_CONFLICTS[wanted]) == (wanted in dbsync.LOCK_CONFLICTS[held])
-    assert dbsync.LOCK_CONFLICTS['RowExclusiveLock'] == (
+            assert (held in lock_waits.LOCK_CONFLICTS[wanted]) == (wanted in lock_waits.LOCK_CONFLICTS[held])
+    assert lock_waits.LOCK_CONFLICTS['RowExclusiveLock'] == (
         'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
-    assert 'ShareLock' not in dbsync.LOCK_CONFLICTS['ShareLock']
-    assert 'ShareUpdateExclusiveLock' in dbsync.LOCK_CONFLICTS['ShareUpdateExclusiveLock']
+    assert 'ShareLock' not in lock_waits.LOCK_CONFLICTS['ShareLock']
+    assert 'ShareUpdateExclusiveLock' in lock_waits.LOCK_CONFLICTS['ShareUpdateExclusiveLock']
 
 
 def holder(pid, mode, **facts):
@@ -53,7 +53,7 @@ WHERE = 'copy of public.t: serverid 1'
 
 
 def message(holders, wanted='AccessExclusiveLock'):
-    return dbsync.lock_wait_message('public.t', WHERE, '4s', wanted, holders)
+    return lock_waits.lock_wait_message('public.t', WHERE, '4s', wanted, holders)
 
 
 def test_a_client_holding_the_table_is_named_with_what_to_do():
