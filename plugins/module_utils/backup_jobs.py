@@ -22,7 +22,8 @@ import subprocess
 import time
 
 from . import backup
-from .cluster_status import merge, read_view
+from .status_read import read_view
+from .status_rules import merge
 from .job import Job
 from .divergence import row_counts
 from .forest_pg import Node, ident, run, shown_name, sql

@@ -143,7 +143,7 @@ progress:
 
 from ..module_utils.backup import NAME_PATTERN
 from ..module_utils.backup_jobs import LogicalBackup, PhysicalBackup
-from ..module_utils.cluster_status import node_host_argument_spec
+from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 

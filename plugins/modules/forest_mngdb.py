@@ -157,7 +157,7 @@ new_nodes:
 
 import contextlib
 
-from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.argument_specs import pair_argument_spec
 from ..module_utils.forest_pg import ForestPgError, Node
 from ..module_utils import mngdb
 from ..module_utils.module_runner import forest_module, run_job

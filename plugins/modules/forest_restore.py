@@ -125,7 +125,7 @@ progress:
 
 from ..module_utils.backup import BackupError, backup_kind
 from ..module_utils.backup_jobs import LogicalRestore, PhysicalRestore
-from ..module_utils.cluster_status import node_host_argument_spec
+from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 
