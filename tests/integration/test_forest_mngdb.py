@@ -156,4 +156,5 @@ def test_diff_of_validity_and_config_in_one_call_shows_both():
     out = result['_stdout']
     assert out.count('-global_config log_level = ') == 2, out
     assert out.count('+global_config log_level = 3') == 2, out
-    assert out.count('-server_info serverid 1 udb_validity = 1\n+server_info serverid 1 udb_validity = -1') == 2, out
+    assert out.count('-server_info serverid 1 udb_validity = 1\n') == 2, out
+    assert out.count('+server_info serverid 1 udb_validity = -1\n') == 2, out
