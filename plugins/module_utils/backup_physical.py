@@ -13,7 +13,8 @@ import time
 
 from . import backup
 from .backup_jobs import BackupJob
-from .cluster_status import merge, read_view
+from .status_read import read_view
+from .status_rules import merge
 from .divergence import row_counts
 from .forest_pg import Node
 from .local_server import LocalServer

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from .cluster_status import merge, read_pair
+from .status_read import read_pair
+from .status_rules import merge
 from .forest_pg import Node, close_all
 from .mngdb import mngdb_name
 from .shapes import PairStatus, StatusNode
@@ -64,7 +65,7 @@ class Job(object):
             return function(*args)
 
     def read_status(self) -> PairStatus:
-        """The merged status of the pair as it is now (cluster_status)."""
+        """The merged status of the pair as it is now (status_read, status_rules)."""
         return merge(list(read_pair(self.p, self.mngdb).values()))
 
     def node(self, node_dict: StatusNode) -> Node:

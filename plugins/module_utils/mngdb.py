@@ -77,13 +77,16 @@ def udb_url(host, port, userdb):
     return '%s:%s/%s' % (host, int(port), userdb)
 
 
-def parse_udb_url(url):
-    """'host:port/db' -> (host, port, db)."""
+def parse_udb_url(url, strict=True):
+    """'host:port/db' -> (host, port, db).  A malformed url is refused, or with strict=False gives
+    (None, None, None): the status reports it as a configuration problem, it always answers."""
     try:
         address, db = url.split('/', 1)
         host, port = address.rsplit(':', 1)
         return host, int(port), db
     except (ValueError, AttributeError):
+        if not strict:
+            return None, None, None
         raise MngdbError('udb_url %r is not host:port/db' % (url,))
 
 

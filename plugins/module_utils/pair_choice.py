@@ -3,11 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which node is the source and which the target: the one home of that choice.
 
-Pure functions of the merged status (cluster_status.merge: a dict with cluster_state,
+Pure functions of the merged status (status_rules.merge: a dict with cluster_state,
 recommended_action and nodes, each node a dict with serverid, validity, validity_name,
 reachable, in_recovery, error) and of the DBA's options.  Every job that copies data from one
 node to the other asks here: offline and online recovery, forest_dbsync, logical backups.
-The recovery's pair is the merged status's own recommendation (cluster_status decides which
+The recovery's pair is the merged status's own recommendation (status_rules decides which
 node is broken and which is good; nothing here decides it again)."""
 
 from __future__ import annotations

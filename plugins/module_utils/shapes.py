@@ -36,7 +36,7 @@ class ServerInfoRow(TypedDict):
 
 
 class View(TypedDict):
-    """What one server says about the pair (cluster_status.read_view)."""
+    """What one server says about the pair (status_read.read_view)."""
     label: str                       # host:port as the module reached it
     host: str
     port: int
@@ -59,7 +59,7 @@ class View(TypedDict):
 
 
 class StatusNode(TypedDict):
-    """One server of the pair in the merged status (cluster_status.merge); the jobs' source and target."""
+    """One server of the pair in the merged status (status_rules.merge); the jobs' source and target."""
     serverid: int
     url: str                         # udb_url: host:port/userdb
     host: Optional[str]
@@ -83,7 +83,7 @@ class StatusNode(TypedDict):
 
 
 class Action(TypedDict, total=False):
-    """What to do next (cluster_status): always action and reason; the rest where they apply."""
+    """What to do next (status_rules): always action and reason; the rest where they apply."""
     action: str
     reason: str
     source: int
@@ -93,7 +93,7 @@ class Action(TypedDict, total=False):
 
 
 class PairStatus(TypedDict):
-    """The pair as both views together describe it (cluster_status.merge)."""
+    """The pair as both views together describe it (status_rules.merge)."""
     cluster_state: str               # healthy, degraded, recovering, split_brain, down, misconfigured
     healthy: bool
     nodes: List[StatusNode]

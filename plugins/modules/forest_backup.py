@@ -145,7 +145,7 @@ from ..module_utils.backup import NAME_PATTERN
 from ..module_utils.backup_jobs import BackupOptions
 from ..module_utils.backup_logical import LogicalBackup
 from ..module_utils.backup_physical import PhysicalBackup
-from ..module_utils.cluster_status import node_host_argument_spec
+from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 

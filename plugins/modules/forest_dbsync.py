@@ -224,7 +224,7 @@ progress:
   elements: str
 '''
 
-from ..module_utils.cluster_status import pair_argument_spec
+from ..module_utils.argument_specs import pair_argument_spec
 from ..module_utils.dbsync_job import Sync, SyncOptions
 from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job

@@ -262,7 +262,7 @@ progress:
 
 import re
 
-from ..module_utils.cluster_status import node_host_argument_spec
+from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
 from ..module_utils.online_recovery import PHASE_CHOICES, OnlineRecovery

@@ -127,7 +127,7 @@ from ..module_utils.backup import BackupError, backup_kind
 from ..module_utils.backup_jobs import BackupOptions
 from ..module_utils.backup_logical import LogicalRestore
 from ..module_utils.backup_physical import PhysicalRestore
-from ..module_utils.cluster_status import node_host_argument_spec
+from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.module_runner import forest_module, run_job
 
 

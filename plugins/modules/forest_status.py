@@ -237,12 +237,13 @@ elapsed:
 
 import time
 
-from ..module_utils.cluster_status import (
-    pair_argument_spec, pair_of_databases, pair_summary_lines, read_databases)
+from ..module_utils.argument_specs import pair_argument_spec
+from ..module_utils.cluster_status import pair_of_databases, read_databases
 from ..module_utils.divergence import compare_row_counts, flag_divergence
 from ..module_utils.forest_pg import ForestPgError
 from ..module_utils.mngdb import MngdbError, mngdb_name
 from ..module_utils.module_runner import forest_module, run_job
+from ..module_utils.status_text import pair_summary_lines
 
 
 def main():

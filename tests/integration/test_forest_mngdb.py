@@ -147,3 +147,14 @@ def test_validity_is_set_on_the_reachable_node_when_the_other_is_down():
     result = mngdb(serverid=1, validity=-1)
     assert result['changed'] and len(result['unreached']) == 1, result
     assert [row[2] for row in sandbox.mngdb_rows(0, 'server_info')] == [1, -1]
+
+
+def test_diff_of_validity_and_config_in_one_call_shows_both():
+    """change_validity once replaced the diff text change_config had written for the same node."""
+    result = mngdb(serverid=1, validity=-1, global_config={'log_level': 3}, check=True, diff=True)
+    assert result['changed'] and len(result['changes']) == 4, result
+    out = result['_stdout']
+    assert out.count('-global_config log_level = ') == 2, out
+    assert out.count('+global_config log_level = 3') == 2, out
+    assert out.count('-server_info serverid 1 udb_validity = 1\n') == 2, out
+    assert out.count('+server_info serverid 1 udb_validity = -1\n') == 2, out

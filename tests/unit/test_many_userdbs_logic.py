@@ -5,11 +5,14 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pgforest.cluster.plugins.filter import forest_pair
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
-    STATE_SEVERITY, pair_of_databases, pair_summary_lines)
+from ansible_collections.pgforest.cluster.plugins.module_utils import cluster_status
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_of_databases
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import STATES
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import pair_summary_lines
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import PairChoiceError, online_scope
 
 from test_pair_choice import pair
+from test_status_merge import view
 
 
 # --- the pair over its databases -------------------------------------------------------------
@@ -42,12 +45,27 @@ def test_among_equally_bad_databases_a_recoverable_one_leads():
 
 
 def test_split_brain_and_down_are_worse_than_degraded():
-    assert STATE_SEVERITY.index('down') > STATE_SEVERITY.index('split_brain') > STATE_SEVERITY.index('degraded')
+    assert STATES.index('down') > STATES.index('split_brain') > STATES.index('degraded')
     status = pair_of_databases({'a': pair({0: 1, 1: -1}), 'b': pair({0: -1, 1: -1})})
     assert (status['cluster_state'], status['userdb']) == ('down', 'b')
 
 
 # --- what an online recovery of serverid 1 from serverid 0 may replace -----------------------
+
+def test_a_database_whose_read_raises_fails_the_status_with_its_own_error(monkeypatch):
+    """Every answer a node can give is in its view, so a read that raises is a bug: the status fails with
+    that error (its traceback in -vvv), never with a KeyError naming the database, the others read or not."""
+    def read_pair(params, mngdb, broken_log_limit=0):
+        if params['userdb'] == 'second':
+            raise RuntimeError('odd reply while reading %s' % mngdb)
+        return {('192.168.1.100', 5432): view(0, {0: 1, 1: 1}), ('192.168.1.101', 5432): view(1, {0: 1, 1: 1})}
+
+    monkeypatch.setattr(cluster_status, 'read_pair', read_pair)
+    params = dict(login_host='192.168.1.100', login_port=5432)
+    assert cluster_status.read_databases(params, ['first'])['first']['cluster_state'] == 'healthy'
+    with pytest.raises(RuntimeError, match='odd reply while reading second_pghainfo'):
+        cluster_status.read_databases(params, ['first', 'second', 'third'])
+
 
 def scope(statuses, **options):
     return online_scope(statuses, 0, 1, **options)

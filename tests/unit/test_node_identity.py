@@ -3,7 +3,8 @@ import pytest
 
 from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import prometheus_metrics
 from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import node_note
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, summary_lines
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import merge
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import summary_lines
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     MngdbError, identity_verdict, new_node_message, new_node_reason, peer_holds_pair)
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import PairChoiceError, recovery_pair

@@ -1,8 +1,8 @@
 """Which node is the source and which the target (module_utils/pair_choice.py), from merged
-statuses that cluster_status.merge makes out of the two views, as the jobs get them."""
+statuses that status_rules.merge makes out of the two views, as the jobs get them."""
 import pytest
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import merge
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import (
     NothingToRecover, PairChoiceError, backup_source, dbsync_pair, recovery_pair, this_node)
 

@@ -1,7 +1,8 @@
 """The shapes (module_utils/shapes.py) are what their makers make: a field added to a maker and
 not to its shape (or the other way round) fails here."""
 from ansible_collections.pgforest.cluster.plugins.module_utils import shapes
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import merge, new_view
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_read import new_view
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import merge
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError, Node
 
 from test_status_merge import view

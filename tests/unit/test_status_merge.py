@@ -1,8 +1,8 @@
 """The status merge and the management database's settings, without a server."""
 import pytest
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
-    effective_validity, merge, summary_lines)
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import effective_validity, merge
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import summary_lines
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import node_error
 from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
     GLOBAL_CONFIG, LOCAL_CONFIG, MngdbError, desired_server_info, mngdb_name, parse_udb_url,

@@ -9,8 +9,9 @@ from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import user
 from ansible_collections.pgforest.cluster.plugins.filter.recovery_phases import completes_recovery
 from ansible_collections.pgforest.cluster.plugins.filter.wording import unhealthy_after
 from ansible_collections.pgforest.cluster.plugins.module_utils import wording
-from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import (
-    merge, pair_of_databases, pair_summary_lines)
+from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_of_databases
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import merge
+from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import pair_summary_lines
 from ansible_collections.pgforest.cluster.plugins.module_utils.divergence import flag_divergence
 
 from test_status_merge import view
