@@ -265,9 +265,10 @@ import re
 from ..module_utils.cluster_status import node_host_argument_spec
 from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
-from ..module_utils.online_recovery import PHASE_CHOICES, OnlineRecovery
+from ..module_utils.online_phases import PHASE_CHOICES
+from ..module_utils.online_recovery import OnlineRecovery
 from ..module_utils.pair_choice import NothingToRecover
-from ..module_utils.recovery import OfflineRecovery
+from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
 
 
 def main():
@@ -306,8 +307,9 @@ def main():
 
 
 def recover(module, slot):
-    job_class = OnlineRecovery if module.params['mode'] == 'online' else OfflineRecovery
-    recovery = slot.job = job_class(module.params, module.check_mode, module.log)
+    options = RecoveryOptions.from_params(module.params)
+    job_class = OnlineRecovery if options.mode == 'online' else OfflineRecovery
+    recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
     try:
         result = recovery.run()
     except NothingToRecover as exc:
