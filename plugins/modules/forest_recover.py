@@ -40,10 +40,14 @@ extends_documentation_fragment:
   - pgforest.cluster.freeze
 options:
   mode:
-    description: C(offline) with the applications stopped, C(online) while they keep writing.
+    description:
+      - C(offline) with the applications stopped, C(online) while they keep writing.
+      - The default is C(online), as in the forest_recovery role and C(recover.yml), because it is the safe one
+        when the applications are still up; C(offline) must be asked for by name, by someone who stopped them
+        (docs/recovery.md, "One default").
     type: str
     choices: [offline, online]
-    default: offline
+    default: online
   phase:
     description:
       - With O(mode=online), which step to run. C(all) runs C(base), C(cut) and C(cleanup).
@@ -130,6 +134,7 @@ EXAMPLES = r'''
 - name: The guide's way
   pgforest.cluster.forest_recover:
     userdb: userdb
+    mode: offline
     method: dump
     target: 1
 
@@ -274,7 +279,7 @@ from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
 def main():
     argument_spec = node_host_argument_spec()
     argument_spec.update(
-        mode=dict(type='str', choices=['offline', 'online'], default='offline'),
+        mode=dict(type='str', choices=['offline', 'online'], default='online'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),

@@ -196,3 +196,21 @@ def test_the_role_asks_the_table_which_phases_start_a_recovery():
     with pytest.raises(AnsibleFilterError, match='phase must be one of all, base, cut, cleanup, cancel'):
         starts_recovery('sideways')
 
+
+# --- one default for mode ---------------------------------------------------------------------------
+
+def test_the_role_and_the_playbook_default_to_the_modules_mode():
+    """forest_recover's mode has one default (online: the safe one with the applications up); the role's
+    defaults, its argument spec and recover.yml must say the same, since Ansible wants them literal."""
+    import yaml
+    from pgforest_dev import REPO
+    from ansible_collections.pgforest.cluster.plugins.modules import forest_recover
+    documented = yaml.safe_load(forest_recover.DOCUMENTATION)['options']['mode']['default']
+    role = os.path.join(REPO, 'roles', 'forest_recovery')
+    with open(os.path.join(role, 'defaults', 'main.yml')) as handle:
+        role_default = yaml.safe_load(handle)['forest_recovery_mode']
+    with open(os.path.join(role, 'meta', 'argument_specs.yml')) as handle:
+        spec = yaml.safe_load(handle)['argument_specs']['main']['options']['forest_recovery_mode']['default']
+    with open(os.path.join(REPO, 'playbooks', 'recover.yml')) as handle:
+        playbook = yaml.safe_load(handle)[0]['vars']['mode']
+    assert documented == role_default == spec == playbook == 'online'
