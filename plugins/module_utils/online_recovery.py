@@ -22,8 +22,8 @@ what a later phase needs is kept in a state file in the workspace next to the
 data directory (never a password; that is in a 0600 passfile removed at the end).
 
 This file drives the phases; the parts are the phase table (online_phases), the workspace and
-its state file (recovery_workspace), the copy (base_copy), the standby (standby) and the cut
-(online_cut).
+its state file (recovery_workspace), the copy (base_copy), the standby (standby), the cut
+(online_cut), and the cleanup or rollback that ends it (online_finish).
 """
 
 from __future__ import annotations
@@ -33,25 +33,17 @@ import time
 
 from .base_copy import BaseCopy, check_base
 from .cluster_status import read_databases
-from .forest_pg import ForestPgError, close_all, run
+from .forest_pg import ForestPgError, run
 from .local_server import LocalServer
-from .mngdb import SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name, set_validity
+from .mngdb import SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name
 from .online_cut import Cut
-from .online_phases import CANCEL_PENDING, CANCELLED, PHASES, STARTED, next_phase, phase_named
+from .online_finish import Finish, views_of_target
+from .online_phases import PHASES, STARTED, next_phase, phase_named
 from .pair_choice import online_scope
-from .poll_interval import PollInterval, PollIntervalError
+from .poll_interval import PollInterval
 from .recovery import Recovery, RecoveryError
 from .recovery_workspace import Workspace, recorded_scope
-from .standby import Standby, remove_signal_files, write_settings
-from .wait import WaitTimeout, wait_until
-
-ROLLBACK_RETRY_SECONDS = 30
-# What the node's configuration files say (our own session overrides lock_timeout).
-OWN_SETTINGS_SQL = """
-SELECT name, setting FROM pg_file_settings
-WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo', 'primary_slot_name')
-"""
-
+from .standby import Standby, write_settings
 
 def _interrupted(signum, _frame):
     raise KeyboardInterrupt('interrupted (%s)' % signal.Signals(signum).name)
@@ -252,7 +244,7 @@ class OnlineRecovery(Recovery):
         self.state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
                           replaced_databases=self.replaced,
                           data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
-                          source_view_of_target=self.source_view_of_target())
+                          source_view_of_target=views_of_target(self))
         self.workspace.create()
         self.workspace.save(self.state)
         if self.poll is not None:  # drivers take the short interval while the copy runs
@@ -276,15 +268,6 @@ class OnlineRecovery(Recovery):
         self.state['stage'] = phase_named('base').leaves
         self.workspace.save(self.state)
 
-    def source_view_of_target(self):
-        """{management database: udb_validity of the target there}, on the source (a cancel puts it back)."""
-        seen = {}
-        for userdb in self.userdbs:
-            _node, mngdb = self.connect(self.source, mngdb_name(userdb))
-            rows = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target['serverid']])
-            seen[mngdb_name(userdb)] = rows[0]['udb_validity'] if rows else None
-        return seen
-
     def cut(self):
         cut = Cut(self, self.cut_report)
         try:
@@ -301,29 +284,10 @@ class OnlineRecovery(Recovery):
 
     def cleanup_phase(self):
         try:
-            self.cleanup()
+            self.cleanup_report = Finish(self).cleanup()
         except Exception as exc:  # the node serves already: never roll back now
             raise RecoveryError('serverid %d is recovered and valid, but the cleanup did not finish: %s. Run '
                                 'phase=cleanup again' % (self.target['serverid'], exc))
-
-    def cleanup(self):
-        _s, src_admin = self.connect(self.source, 'postgres')
-        Standby(self.source['serverid'], self.target['serverid'], src_admin).drop_slot(self.state['slot'], self.say)
-        self.workspace.put_back_own_config()
-        remove_signal_files(self.server)
-        if not self.server.running():  # it crashed or was stopped after the cut: it is a primary now
-            self.server.start()
-            self.say('started the server of %s (it was not running)' % self.server.data_dir)
-        self.put_back_poll_interval(strict=True)
-        _t, tgt_admin = self.connect(self.target, 'postgres')
-        run(tgt_admin, 'SELECT pg_reload_conf()')
-        Standby(self.source['serverid'], self.target['serverid'], src_admin, tgt_admin).wait_settings_gone()
-        self.workspace.remove()
-        self.state['stage'] = phase_named('cleanup').leaves
-        settings = dict((row['name'], row['setting']) for row in run(tgt_admin, OWN_SETTINGS_SQL))
-        self.cleanup_report = dict(target_settings=settings)
-        self.say('cleanup done: slot dropped, standby settings and old data directory removed; serverid %d runs '
-                 'with its own configuration (lock_timeout %s)' % (self.target['serverid'], settings.get('lock_timeout')))
 
     # --- cancel and rollback --------------------------------------------------------------
     def cancel(self):
@@ -347,69 +311,7 @@ class OnlineRecovery(Recovery):
         return self.result()
 
     def rollback(self):
-        """Back to the state before the recovery; every step may be repeated."""
-        state = self.state
-        if not state.get('target_restored'):
-            if self.basebackup is not None:
-                self.basebackup.kill()
-            if self.server.stop():
-                self.say('stopped the server of %s' % self.server.data_dir)
-            if self.workspace.put_back_old_data(state):
-                self.say('the old data directory is back in %s' % self.server.data_dir)
-            if state.get('was_running'):
-                self.server.start()
-                self.say('started the server of %s again, as before' % self.server.data_dir)
-            state['target_restored'] = True
-            state['stage'] = CANCEL_PENDING
-            self.workspace.save(state)
-        self.reset_source()
-        if self.poll is not None:  # the target's own (old) management databases, if it lowered them
-            self.poll.put_back(self.answering_mngdb_conns(self.target), strict=False)
-        self.workspace.remove()
-        state['stage'] = CANCELLED
-        self.say('cancelled: serverid %d as before the recovery, no slot on serverid %d'
-                 % (self.target['serverid'], self.source['serverid']))
-
-    def views_before(self):
-        """{management database: the target's validity there before the recovery} from the state file
-        (a state file of an earlier version holds one value, for the module's own database)."""
-        before = self.state.get('source_view_of_target')
-        return before if isinstance(before, dict) else {self.mngdb: before}
-
-    def reset_source(self):
-        """Slot dropped and the freeze's 0 undone on the source; retried while it does not answer."""
-        failed = [None]  # the last attempt's error
-
-        def reset():
-            try:
-                self.reset_source_once()
-                return True
-            except (ForestPgError, RecoveryError, PollIntervalError) as exc:
-                close_all(self.conns)
-                self.conns = []
-                failed[0] = exc
-                return False
-        try:
-            wait_until('serverid %d to answer' % self.source['serverid'], reset, ROLLBACK_RETRY_SECONDS, 1)
-        except WaitTimeout:
-            raise RecoveryError('serverid %d is back on its old data directory, but serverid %d did not '
-                                'answer for %ss, so its replication slot %s, the write freeze and a lowered '
-                                'mngdb_read_duration may remain (%s). When it answers, run phase=cancel again'
-                                % (self.target['serverid'], self.source['serverid'],
-                                   ROLLBACK_RETRY_SECONDS, self.state['slot'], failed[0]))
-
-    def reset_source_once(self):
-        _s, admin = self.connect(self.source, 'postgres')
-        Standby(self.source['serverid'], self.target['serverid'], admin).drop_slot(self.state['slot'], self.say)
-        for name, before in self.views_before().items():
-            _s, mngdb = self.connect(self.source, name)
-            current = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target['serverid']])
-            if current and current[0]['udb_validity'] == 0 and before is not None:
-                set_validity(mngdb, self.target['serverid'], before)
-                self.say('udb_validity of serverid %d set back to %s in %s on serverid %d'
-                         % (self.target['serverid'], before, name, self.source['serverid']))
-        if self.poll is not None:
-            self.poll.put_back(self.mngdb_conns(self.source))
+        Finish(self).rollback()
 
     # --- result ------------------------------------------------------------------------------
     def failure_result(self):
