@@ -45,6 +45,7 @@ from .recovery import Recovery, RecoveryError
 from .recovery_workspace import Workspace, recorded_scope
 from .standby import Standby, write_settings
 
+
 def _interrupted(signum, _frame):
     raise KeyboardInterrupt('interrupted (%s)' % signal.Signals(signum).name)
 

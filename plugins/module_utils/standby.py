@@ -118,8 +118,8 @@ class Standby(object):
             rows = run(self.src_admin, 'SELECT active FROM pg_replication_slots WHERE slot_name = %s', [slot])
             if rows and not rows[0]['active']:
                 run(self.src_admin, 'SELECT pg_drop_replication_slot(%s)', [slot])
-                say('dropped %sreplication slot %s on serverid %d' % ('the leftover ' if leftover else '', slot,
-                                                                       self.source))
+                say('dropped %sreplication slot %s on serverid %d'
+                    % ('the leftover ' if leftover else '', slot, self.source))
             return not rows or not rows[0]['active']
         try:
             wait_until('replication slot %s on serverid %d to be released' % (slot, self.source), dropped,
