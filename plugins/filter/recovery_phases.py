@@ -2,13 +2,14 @@
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The online recovery's phases as the forest_recovery role needs them, read from the one table
-(module_utils/online_recovery.py PHASES) instead of written again in YAML."""
+(module_utils/online_phases.py PHASES) instead of written again in YAML."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pgforest.cluster.plugins.module_utils.online_recovery import PHASE_CHOICES, PHASES
+# The phase table alone: importing online_recovery here would load psycopg and the whole recovery.
+from ansible_collections.pgforest.cluster.plugins.module_utils.online_phases import PHASE_CHOICES, PHASES
 
 
 def starts_recovery(phase):

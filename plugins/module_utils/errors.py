@@ -11,3 +11,7 @@ class ForestError(Exception):
 
     The modules' runner (module_runner.run_job) turns it into fail_json; any other
     exception there is a bug, reported as such."""
+
+
+class RecoveryError(ForestError):
+    """A recovery's refusal or failure (recovery.py and the online recovery's parts, which sit below it)."""

@@ -26,6 +26,7 @@ import time
 
 from .errors import ForestError
 from .forest_pg import ForestPgError, run, sql
+from .wait import pause
 
 KEY = 'mngdb_read_duration'
 DEFAULT = 30            # the guide's default when global_config has no row for it
@@ -156,11 +157,8 @@ class PollInterval(object):
         if left > 0:
             self.say('waiting %.1fs before the freeze, until every driver polls every %ds (one old interval '
                      'after the lowering)' % (left, self.short))
-        deadline = started + left
-        while time.monotonic() < deadline:
-            time.sleep(min(progress_every, deadline - time.monotonic()))
-            if time.monotonic() < deadline:
-                self.say('%.0fs left before the freeze' % (deadline - time.monotonic()))
+            pause(left - (time.monotonic() - started), progress_every,
+                  progress=(progress_every, lambda remaining: self.say('%.0fs left before the freeze' % remaining)))
         self.report['waited'] = round(self.report['waited'] + time.monotonic() - started, 3)
 
     def put_back(self, conns, strict=True):

@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from typing import NamedTuple, Optional
 
 from .child_pipe import Pipe
-from .errors import ForestError
+from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
 from .forest_pg import ident, run, sql
 from .job import Job
@@ -31,15 +32,37 @@ from .mngdb import (
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"
 
 
-class RecoveryError(ForestError):
-    pass
+class RecoveryOptions(NamedTuple):
+    """What a recovery does, apart from where (the connection options, and for online the local
+    server's: LocalServer) -- forest_recover's options, typed, built once by the module.  No
+    defaults here: each option has one, in the module's argument spec."""
+    mode: str                           # offline: applications stopped; online: they keep writing
+    phase: str                          # online: all, a phase of online_phases.PHASES, or cancel
+    method: str                         # offline: diff or dump
+    target: Optional[int]               # the serverid the DBA expects to recover
+    max_rate: Optional[str]             # online: pg_basebackup --max-rate
+    include_valid: list                 # online: forest databases still valid on the target, replaced anyway
+    replace_databases: list             # online: other databases the copy may replace
+    notice_wait: Optional[float]        # online: the freeze's notice time (None: mngdb_read_duration, lowered)
+    freeze_read_duration: int           # online, without notice_wait: mngdb_read_duration meanwhile
+    idle_wait_timeout: float
+    catch_up_timeout: float
+    replay_wait_timeout: float
+    copy_with: str                      # offline by diff: the forest_dbsync options
+    sample_size: int
+    reload_fraction: float
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(**dict((name, params[name]) for name in cls._fields))
 
 
 class Recovery(Job):
     """What offline and online recovery share: the pair's choice and lock."""
 
-    def __init__(self, params, check_mode=False, log=None):
+    def __init__(self, params, options, check_mode=False, log=None):
         super(Recovery, self).__init__(params, check_mode, log)
+        self.options = options
         self.bytes_copied = 0
         self.source = self.target = None
         self.sync_result = None
@@ -48,7 +71,7 @@ class Recovery(Job):
     # --- preconditions -------------------------------------------------------------
     def choose(self, online=False):
         """(source, target) node dicts: pair_choice.recovery_pair of the pair as it is now."""
-        self.source, self.target = recovery_pair(self.read_status(), online, self.p['target'])
+        self.source, self.target = recovery_pair(self.read_status(), online, self.options.target)
         return self.source, self.target
 
     def locked_mngdbs(self):
@@ -90,7 +113,8 @@ class OfflineRecovery(Recovery):
 
     # --- repair ------------------------------------------------------------------------
     def repair_by_diff(self):
-        options = SyncOptions.from_params(self.p, mode='sync', scope='diff', online=False, include=None, exclude=None)
+        options = SyncOptions(mode='sync', scope='diff', online=False, copy_with=self.options.copy_with,
+                              sample_size=self.options.sample_size, reload_fraction=self.options.reload_fraction)
         sync = Sync(self.p, options, self.check_mode, self.log_line)
         try:
             self.sync_result = sync.run(self.source, self.target)
@@ -151,10 +175,10 @@ class OfflineRecovery(Recovery):
     def run(self):
         self.choose()
         self.say('offline recovery of serverid %d from serverid %d by %s'
-                 % (self.target['serverid'], self.source['serverid'], self.p['method']))
+                 % (self.target['serverid'], self.source['serverid'], self.options.method))
         self.lock_and_choose_again()
         self.refuse_if_applications()
-        if self.p['method'] == 'dump':
+        if self.options.method == 'dump':
             self.timed('copy', self.repair_by_dump)
         else:
             self.timed('copy', self.repair_by_diff)
@@ -162,7 +186,7 @@ class OfflineRecovery(Recovery):
         return self.result()
 
     def result(self):
-        return dict(mode='offline', method=self.p['method'],
+        return dict(mode='offline', method=self.options.method,
                     source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
                     phases=self.phases, bytes_copied=self.bytes_copied, progress=self.progress,
                     dbsync=self.sync_result, seconds=round(time.monotonic() - self.started, 3))

@@ -40,10 +40,14 @@ extends_documentation_fragment:
   - pgforest.cluster.freeze
 options:
   mode:
-    description: C(offline) with the applications stopped, C(online) while they keep writing.
+    description:
+      - C(offline) with the applications stopped, C(online) while they keep writing.
+      - The default is C(online), as in the forest_recovery role and C(recover.yml), because it is the safe one
+        when the applications are still up; C(offline) must be asked for by name, by someone who stopped them
+        (docs/recovery.md, "One default").
     type: str
     choices: [offline, online]
-    default: offline
+    default: online
   phase:
     description:
       - With O(mode=online), which step to run. C(all) runs C(base), C(cut) and C(cleanup).
@@ -130,6 +134,7 @@ EXAMPLES = r'''
 - name: The guide's way
   pgforest.cluster.forest_recover:
     userdb: userdb
+    mode: offline
     method: dump
     target: 1
 
@@ -265,15 +270,16 @@ import re
 from ..module_utils.argument_specs import node_host_argument_spec
 from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
-from ..module_utils.online_recovery import PHASE_CHOICES, OnlineRecovery
+from ..module_utils.online_phases import PHASE_CHOICES
+from ..module_utils.online_recovery import OnlineRecovery
 from ..module_utils.pair_choice import NothingToRecover
-from ..module_utils.recovery import OfflineRecovery
+from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
 
 
 def main():
     argument_spec = node_host_argument_spec()
     argument_spec.update(
-        mode=dict(type='str', choices=['offline', 'online'], default='offline'),
+        mode=dict(type='str', choices=['offline', 'online'], default='online'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
         method=dict(type='str', choices=['diff', 'dump'], default='diff'),
         target=dict(type='int', choices=[0, 1]),
@@ -306,8 +312,9 @@ def main():
 
 
 def recover(module, slot):
-    job_class = OnlineRecovery if module.params['mode'] == 'online' else OfflineRecovery
-    recovery = slot.job = job_class(module.params, module.check_mode, module.log)
+    options = RecoveryOptions.from_params(module.params)
+    job_class = OnlineRecovery if options.mode == 'online' else OfflineRecovery
+    recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
     try:
         result = recovery.run()
     except NothingToRecover as exc:

@@ -40,6 +40,7 @@ DROP_LARGE_OBJECTS = ('SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE 
 
 def recover(**args):
     args.setdefault('userdb', sandbox.USERDB)
+    args.setdefault('mode', 'offline')  # the module's default is online
     return sandbox.module('forest_recover', **args)
 
 

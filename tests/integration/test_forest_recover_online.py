@@ -237,10 +237,14 @@ def test_check_mode_and_wrong_input_change_nothing():
     wrong_dir = sandbox.module('forest_recover', host='forest1', mode='online', data_dir=sandbox.data_dir(0))
     assert 'is the data directory of serverid 0, the valid source' in wrong_dir['msg']
     assert recover(phase='cleanup')['msg'].startswith('phase=cleanup needs an online recovery at stage promoted')
-    offline_phase = sandbox.module('forest_recover', phase='base')
+    offline_phase = sandbox.module('forest_recover', mode='offline', phase='base')
     assert 'offline recovery has one step' in offline_phase['msg']
     no_dir = sandbox.module('forest_recover', mode='online')
     assert 'data_dir' in no_dir['msg']
+    # No mode given: online (the one default), which asks for the data directory and changes nothing.
+    no_mode = sandbox.module('forest_recover', check=True, host='forest1', data_dir=sandbox.data_dir(TARGET))
+    assert no_mode['mode'] == 'online' and any('would stop the server' in line for line in no_mode['progress'])
+    assert 'mode is online' in sandbox.module('forest_recover')['msg']
     assert_rolled_back(running=False)
     assert sandbox.pg_ctl(0, 'status', check=False).returncode == 0
 
@@ -266,7 +270,7 @@ def test_recover_playbook_offline_then_refuses_a_healthy_pair():
     assert again.returncode == 0, again.stdout[-3000:]
     assert 'Nothing to recover: the pair is healthy' in again.stdout
     assert all(counts['changed'] == 0 and counts['failed'] == 0 for counts in sandbox.recap(again.stdout).values())
-    module_again = sandbox.module('forest_recover')
+    module_again = sandbox.module('forest_recover', mode='offline')
     assert not module_again.get('failed') and module_again['changed'] is False
     assert module_again['msg'].startswith('Nothing to recover: the pair is healthy')
     cancel = sandbox.playbook('recover.yml', extra_vars=dict(phase='cancel', target=1))

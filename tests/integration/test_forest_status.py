@@ -75,7 +75,7 @@ def test_a_hung_node_not_marked_is_to_be_marked_first_and_recovery_says_the_same
     os.kill(pid, signal.SIGSTOP)
     try:
         result = status(connect_timeout=1)
-        refused = sandbox.module('forest_recover', connect_timeout=1)
+        refused = sandbox.module('forest_recover', mode='offline', connect_timeout=1)
     finally:
         os.kill(pid, signal.SIGCONT)
     action = result['recommended_action']

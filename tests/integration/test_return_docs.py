@@ -35,7 +35,7 @@ CALLS = [
     ('forest_status', dict(userdbs=['userdb'])),
     ('forest_mngdb', dict(global_config={'mngdb_read_duration': '1'})),
     ('forest_dbsync', dict()),
-    ('forest_recover', dict()),  # healthy pair: nothing to do
+    ('forest_recover', dict(mode='offline')),  # healthy pair: nothing to do
     ('forest_backup', dict(backup_dir=BACKUPS, check=True)),
     ('forest_backup', dict(backup_dir=BACKUPS)),
     ('forest_restore', dict(backup_dir=BACKUPS, check=True)),  # the backup just taken

@@ -148,8 +148,8 @@ CASES = [
                                           include=['x; DROP TABLE catalogue_orders; --']), ['DROP TABLE'], NONE),
     ('dbsync: sync from the broken node', module('forest_dbsync', mode='sync', source=1),
      ['serverid 1'], BROKEN_1),
-    ('recover: both nodes broken', module('forest_recover'), ['restore both nodes from a backup'], BOTH_BROKEN),
-    ('recover: from the broken node', module('forest_recover', target=0), ['from the broken node would copy the '
+    ('recover: both nodes broken', module('forest_recover', mode='offline'), ['restore both nodes from a backup'], BOTH_BROKEN),
+    ('recover: from the broken node', module('forest_recover', mode='offline', target=0), ['from the broken node would copy the '
                                                                            'wrong data'], BROKEN_1),
     ('recover: online on the wrong host', module('forest_recover', mode='online', data_dir=sandbox.data_dir(0)),
      ['data directory of serverid 0, the valid source'], BROKEN_1),
@@ -158,7 +158,7 @@ CASES = [
                                         data_dir=sandbox.data_dir(1)), ['run phase=base first'], BROKEN_1),
     ('recover: max_rate not a rate', module('forest_recover', host='forest1', mode='online', max_rate='fast',
                                             data_dir=sandbox.data_dir(1)), ['max_rate must be'], BROKEN_1),
-    ('recover: negative timeout', module('forest_recover', idle_wait_timeout=-1), ['idle_wait_timeout must be '
+    ('recover: negative timeout', module('forest_recover', mode='offline', idle_wait_timeout=-1), ['idle_wait_timeout must be '
                                                                                    'above 0'], BROKEN_1),
     ('recover: freeze_read_duration 0', module('forest_recover', host='forest1', mode='online', freeze_read_duration=0,
                                                data_dir=sandbox.data_dir(1)),
@@ -167,9 +167,9 @@ CASES = [
      ['freeze_read_duration must be above 0'], NONE),
     ('dbsync: jobs 0', module('forest_dbsync', jobs=0), ['jobs must be above 0'], NONE),
     ('dbsync: jobs 1000', module('forest_dbsync', jobs=1000), ['jobs must be from 1 to 64'], NONE),
-    ('recover: offline with a step of online', module('forest_recover', phase='cut'),
+    ('recover: offline with a step of online', module('forest_recover', mode='offline', phase='cut'),
      ['offline recovery has one step'], BROKEN_1),
-    ('recover: extra row in server_info', module('forest_recover'), ['serverid 0 and 1'], extra_server_row()),
+    ('recover: extra row in server_info', module('forest_recover', mode='offline'), ['serverid 0 and 1'], extra_server_row()),
     ('backup: kind not a choice', module('forest_backup', kind='incremental', backup_dir=BACKUPS),
      ['kind', 'one of'], NONE),
     ('backup: negative keep', module('forest_backup', keep=-1, backup_dir=BACKUPS), ['keep must be 0'], NONE),
@@ -187,7 +187,7 @@ CASES = [
     ('dbsync: negative statement_timeout', module('forest_dbsync', statement_timeout=-5),
      ['statement_timeout must be 1 to 2147483647 milliseconds (got -5)'], NONE),
     ('status: port out of range', module('forest_status', login_port=70000), ['login_port must be a TCP port'], NONE),
-    ('recover: 60-character userdb', module('forest_recover', userdb='u' * 60), ['is too long', '63 bytes'], NONE),
+    ('recover: 60-character userdb', module('forest_recover', mode='offline', userdb='u' * 60), ['is too long', '63 bytes'], NONE),
     ('backup: 60-character userdb', module('forest_backup', userdb='u' * 60, backup_dir=BACKUPS),
      ['is too long'], NONE),
     ('restore: 60-character userdb', module('forest_restore', userdb='u' * 60, backup_dir=BACKUPS),
@@ -272,7 +272,7 @@ def test_two_recoveries_at_once_one_refuses(record):
     sandbox.on(1, "UPDATE catalogue_orders SET item = 'drifted' WHERE id <= 200")
     sandbox.set_views({1: -1}, {1: -1})
     results = []
-    starters = [threading.Thread(target=lambda: results.append(sandbox.module('forest_recover'))) for _attempt in range(2)]
+    starters = [threading.Thread(target=lambda: results.append(sandbox.module('forest_recover', mode='offline'))) for _attempt in range(2)]
     for thread in starters:
         thread.start()
     for thread in starters:
@@ -297,7 +297,7 @@ def test_a_held_recovery_lock_refuses_a_second_recovery(record):
     try:
         holder.execute("SELECT pg_advisory_lock(hashtext('pgforest.cluster recovery'))")
         before = fingerprint()
-        result = sandbox.module('forest_recover')
+        result = sandbox.module('forest_recover', mode='offline')
         assert fingerprint() == before
     finally:
         holder.close()

@@ -111,7 +111,7 @@ def test_password_appears_nowhere(secret, provisioned_pair, record):
         sandbox.set_views({1: -1}, {1: -1})
         play('recover.yml')
         for name, args in (('forest_status', {}), ('forest_mngdb', dict(serverid=1, validity=1)),
-                           ('forest_dbsync', {}), ('forest_recover', {}),
+                           ('forest_dbsync', {}), ('forest_recover', dict(mode='offline')),
                            ('forest_backup', dict(backup_dir=BACKUPS)),
                            ('forest_restore', dict(backup_dir=BACKUPS, confirm=True))):
             runs.append(('module ' + name, adhoc(name, check=name == 'forest_restore', **args)))

@@ -29,7 +29,7 @@ def test_each_node_marking_the_other_broken_is_named_and_no_source_is_picked(spl
     sandbox.set_views({1: -1}, {0: -1})
     before = node_rows(), [sandbox.mngdb_rows(sid, 'server_info') for sid in sandbox.NODES]
     status = sandbox.module('forest_status')
-    refused = [sandbox.module('forest_recover', **args) for args in ({}, dict(target=1), dict(method='dump'))]
+    refused = [sandbox.module('forest_recover', mode='offline', **args) for args in ({}, dict(target=1), dict(method='dump'))]
     online = sandbox.module('forest_recover', host='forest1', mode='online', data_dir=sandbox.data_dir(1))
     sync = sandbox.module('forest_dbsync', mode='sync')
     compared = sandbox.module('forest_dbsync')
@@ -52,7 +52,7 @@ def test_both_valid_but_diverged_is_flagged_by_a_cheap_compare(split_pair, recor
     started = time.monotonic()
     status = sandbox.module('forest_status', compare='counts')
     seconds = round(time.monotonic() - started, 2)
-    recover = sandbox.module('forest_recover')
+    recover = sandbox.module('forest_recover', mode='offline')
     sync = sandbox.module('forest_dbsync', mode='sync')
     record(without_compare=plain['cluster_state'], with_compare=status['cluster_state'], call_seconds=seconds,
            differences=status['user_databases']['differences'], recover=recover['msg'][:160])
