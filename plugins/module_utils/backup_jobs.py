@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 from . import backup
 from .job import Job
 from .local_server import find_bindir
+from .options import options_from
 
 
 class BackupOptions(NamedTuple):
@@ -31,10 +32,7 @@ class BackupOptions(NamedTuple):
     keep_replaced: bool = False        # physical restore: keep the data directory it replaced
     pg_bindir: Optional[str] = None    # client programs (None: the newest installed)
 
-    @classmethod
-    def from_params(cls, params):
-        """The options a module was given (those it has)."""
-        return cls(**dict((name, params[name]) for name in cls._fields if params.get(name) is not None))
+    from_params = classmethod(options_from)
 
 
 def run_tool(argv, env, what):

@@ -14,6 +14,7 @@ from .fan_out import all_of
 from .forest_pg import ForestPgError, psycopg, run, shown_name, sql
 from .job import Job
 from .lock_waits import lock_waits_named
+from .options import options_from
 from .shapes import StatusNode, TableResult
 from .sync_catalog import DbsyncError, read_catalog, schema_difference, selected, table_name, unlogged_tables
 from .sync_copy import copy_rows, find_psql, pipe_table, referenced_by_foreign_keys
@@ -43,12 +44,7 @@ class SyncOptions(NamedTuple):
     idle_wait_timeout: float = 20
     jobs: int = 1                    # sessions per node hashing slices of a big table at once
 
-    @classmethod
-    def from_params(cls, params, **overrides):
-        """The options a module was given (those it has), with overrides."""
-        given = dict((name, params[name]) for name in cls._fields if params.get(name) is not None)
-        given.update(overrides)
-        return cls(**given)
+    from_params = classmethod(options_from)
 
 
 class Sync(SnapshotJob, Job):

@@ -16,12 +16,12 @@ class Keeper(MngdbPlan):
     """Plans the changes a forest_mngdb call asks for on the nodes' management databases, then
     applies them (check mode: only plans)."""
 
-    def __init__(self, params, check_mode=False, log=None):
+    def __init__(self, params, options, check_mode=False, log=None):
         # Raised before the job exists, so a refusal reports no partial result.
-        self.desired = mngdb.desired_server_info(params['servers'], params['userdb']) if params['servers'] else None
-        self.global_config = mngdb.validate_settings('global_config', params['global_config'])
-        self.local_config = mngdb.validate_settings('local_config', params['local_config'])
-        super().__init__(params, check_mode, log)
+        self.desired = mngdb.desired_server_info(options.servers, params['userdb']) if options.servers else None
+        self.global_config = mngdb.validate_settings('global_config', options.global_config)
+        self.local_config = mngdb.validate_settings('local_config', options.local_config)
+        super().__init__(params, options, check_mode, log)
         self.new_nodes = []  # [{serverid, reason, mngdb, message}]: nodes new to the pair, marked -1
 
     def run(self, diff=False):
@@ -30,7 +30,7 @@ class Keeper(MngdbPlan):
             self.ensure_present(self.desired)
             self.apply_unless_checking()
         unreached = []
-        validity = self.p['validity']
+        validity = self.options.validity
         if self.global_config or self.local_config or validity is not None:
             views, unreached = self.pair_views(require_all=bool(self.global_config or self.local_config))
             if self.local_config:
@@ -40,11 +40,11 @@ class Keeper(MngdbPlan):
             if self.local_config:
                 self.change_config(views, 'local_config', self.local_config)
             if validity is not None:
-                self.change_validity(views, self.p['serverid'], validity)
+                self.change_validity(views, self.options.serverid, validity)
                 if validity == 1:
-                    self.change_identity_on_valid(views, self.p['serverid'])
+                    self.change_identity_on_valid(views, self.options.serverid)
             self.apply_unless_checking()
-        if self.p['record_identity']:
+        if self.options.record_identity:
             views, more_unreached = self.pair_views(require_all=False)
             unreached += more_unreached
             self.record_identities(views)
@@ -60,7 +60,7 @@ class Keeper(MngdbPlan):
         admin = self.conn(self.this, 'postgres')
         label = self.this.label
         missing = [name for name in (self.userdb, self.mngdb) if not mngdb.database_exists(admin, name)]
-        if self.userdb in missing and not self.p['create_userdb']:
+        if self.userdb in missing and not self.options.create_userdb:
             raise mngdb.MngdbError('user database %s does not exist on %s: create it, or set create_userdb=true'
                                    % (self.userdb, label))
         me, peer_sid, peer = self.locate(desired)
@@ -87,7 +87,7 @@ class Keeper(MngdbPlan):
                                    'again to re-create it' % (label, self.mngdb, ', '.join(missing)))
         current = mngdb.read_server_info(conn)
         if mngdb.urls_of(current) != mngdb.urls_of(desired):
-            if not self.p['overwrite']:
+            if not self.options.overwrite:
                 raise mngdb.MngdbError('%s/%s already registers another pair (%s) than asked (%s); nothing changed. '
                                        'Check the order of servers, or set overwrite=true to replace it'
                                        % (label, self.mngdb, urls_text(current), urls_text(desired)))
@@ -173,14 +173,14 @@ class Keeper(MngdbPlan):
     # --- settings and validity, on both views ------------------------------------------------
     def change_config(self, views, table, wanted):
         for node, conn, _rows in views:
-            current = mngdb.read_config(conn, table, self.p['configid'])
+            current = mngdb.read_config(conn, table, self.options.configid)
             delta = dict((k, v) for k, v in wanted.items() if current.get(k) != v)
             self.show(node.label, '', '')
             for key in sorted(delta):
                 self.show(node.label, '%s %s = %s\n' % (table, key, current.get(key)),
                           '%s %s = %s\n' % (table, key, delta[key]))
                 self.plan(node, '%s %s %s -> %s' % (table, key, current.get(key), delta[key]),
-                          lambda c, k=key, v=delta[key]: mngdb.write_config(c, table, {k: v}, self.p['configid']))
+                          lambda c, k=key, v=delta[key]: mngdb.write_config(c, table, {k: v}, self.options.configid))
 
     def change_validity(self, views, serverid, validity):
         for node, _conn, rows in views:

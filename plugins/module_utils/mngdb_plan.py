@@ -11,19 +11,39 @@ order, and the management database steps of every node commit together, or not a
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple, Optional
 
 from .forest_pg import ForestPgError, Node
 from .job import Job
 from . import mngdb
+from .options import options_from
 from .status_read import find_peer
+
+
+class MngdbOptions(NamedTuple):
+    """What a forest_mngdb call asks for, apart from where (the connection options): forest_mngdb's
+    options, typed, built once by the module.  Defaults live in the module's argument spec."""
+    servers: Optional[list] = None          # this node's server_info: create or keep its databases
+    create_userdb: bool = True
+    overwrite: bool = False                 # replace a server_info that differs
+    global_config: Optional[dict] = None
+    local_config: Optional[dict] = None
+    configid: str = mngdb.DEFAULT_CONFIGID
+    serverid: Optional[int] = None          # with validity: the node whose validity is set
+    validity: Optional[int] = None
+    force: bool = False                     # act although drivers are connected
+    record_identity: bool = False
+
+    from_params = classmethod(options_from)
 
 
 class MngdbPlan(Job):
     """The planned steps on this node and its peer, one connection per node and database (the
     reads and the writes of a run share it, so a node's changes are one transaction)."""
 
-    def __init__(self, params, check_mode=False, log=None):
+    def __init__(self, params, options, check_mode=False, log=None):
         super().__init__(params, check_mode, log)
+        self.options = options
         self.this = Node.from_params(params)
         self.cached = {}
         self.changes = []
@@ -107,7 +127,7 @@ class MngdbPlan(Job):
         found = mngdb.application_sessions([(node.label, self.conn(node, 'postgres')) for node in nodes],
                                            [self.userdb, self.mngdb])
         self.sessions.update((node.label, found.get(node.label, [])) for node in nodes)
-        if found and not self.p['force']:
+        if found and not self.options.force:
             raise mngdb.MngdbError('cannot %s while drivers or other sessions are connected (the PostgresForest guide '
                                    'forbids it); stop the applications, or set force=true. Connected: %s'
                                    % (what, mngdb.describe_applications(found)))

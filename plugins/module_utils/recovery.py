@@ -23,6 +23,7 @@ from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
 from .forest_pg import ident, run, sql
 from .job import Job
+from .options import options_from
 from .pair_choice import recovery_pair
 from .wording import pairs
 from .mngdb import (
@@ -52,9 +53,7 @@ class RecoveryOptions(NamedTuple):
     sample_size: int
     reload_fraction: float
 
-    @classmethod
-    def from_params(cls, params):
-        return cls(**dict((name, params[name]) for name in cls._fields))
+    from_params = classmethod(options_from)
 
 
 class Recovery(Job):

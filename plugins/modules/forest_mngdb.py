@@ -158,6 +158,7 @@ new_nodes:
 from ..module_utils.argument_specs import pair_argument_spec
 from ..module_utils.mngdb import DEFAULT_CONFIGID
 from ..module_utils.mngdb_job import Keeper
+from ..module_utils.mngdb_plan import MngdbOptions
 from ..module_utils.module_runner import forest_module, run_job
 
 
@@ -182,7 +183,7 @@ def main():
 
 
 def manage(module, slot):
-    keeper = slot.job = Keeper(module.params, module.check_mode, module.log)
+    keeper = slot.job = Keeper(module.params, MngdbOptions.from_params(module.params), module.check_mode, module.log)
     result = keeper.run(diff=module._diff)
     for found in result['new_nodes']:
         module.warn(found['message'])
