@@ -13,19 +13,21 @@ TEMP_ROOT = os.path.join(sandbox.REPO, '.cache')
 os.makedirs(TEMP_ROOT, exist_ok=True)
 os.environ.setdefault('PYTEST_DEBUG_TEMPROOT', TEMP_ROOT)
 os.environ.setdefault('ANSIBLE_HOME', sandbox.ANSIBLE_HOME)
+# Where a collection or role installed for the user would land (and outlive the run, shadowing the one under
+# test); the rest of ~/.ansible is scratch of whatever else runs on the machine (local tmp, ansible-test's).
 USER_ANSIBLE = os.path.expanduser('~/.ansible')
-# Ansible's scratch there (local tmp, SSH control sockets) comes and goes with any run on the machine.
-USER_ANSIBLE_SCRATCH = ('tmp', 'cp')
+USER_ANSIBLE_INSTALLS = ('collections', 'roles')
 # Files the tests themselves name in /tmp (the lab's driver results), removed by the tests that made them.
 TMP_PREFIXES = ('driver-',)
 
 
 def user_ansible_listing():
-    """{path under ~/.ansible: mtime} (Ansible's scratch left out): what a collection install there changes."""
+    """{path under ~/.ansible/collections or roles: mtime}: what an install there changes."""
     found = {}
     for path, dirs, files in os.walk(USER_ANSIBLE):
         if path == USER_ANSIBLE:
-            dirs[:] = [name for name in dirs if name not in USER_ANSIBLE_SCRATCH]
+            dirs[:] = [name for name in dirs if name in USER_ANSIBLE_INSTALLS]
+            files = []
         for name in dirs + files:
             full = os.path.join(path, name)
             try:
@@ -41,15 +43,15 @@ def own_tmp_entries():
 
 @pytest.fixture(scope='session', autouse=True)
 def writes_nothing_outside_the_checkout(tmp_path_factory):
-    """The run writes nothing in ~/.ansible (a collection installed there outlives the run and shadows
-    the one under test) nor files of its own in /tmp, and its tmp_path is in the checkout's .cache/."""
+    """The run installs nothing in ~/.ansible (a collection installed there outlives the run and shadows
+    the one under test), leaves no files of its own in /tmp, and its tmp_path is in the checkout's .cache/."""
     basetemp = str(tmp_path_factory.getbasetemp())
     assert basetemp.startswith(TEMP_ROOT + os.sep), basetemp
     home_before, tmp_before = user_ansible_listing(), own_tmp_entries()
     yield
     home_after = user_ansible_listing()
     changed = sorted(path for path, mtime in home_after.items() if home_before.get(path) != mtime)
-    assert changed == [], 'the test run wrote in ~/.ansible: %s' % changed[:10]
+    assert changed == [], 'the test run installed in ~/.ansible: %s' % changed[:10]
     left = sorted(own_tmp_entries() - tmp_before)
     assert left == [], 'the test run left in /tmp: %s' % left
 

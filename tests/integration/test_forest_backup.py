@@ -263,9 +263,21 @@ def test_bad_input_is_refused_clearly():
     assert missing.get('failed') and 'does not exist' in missing['msg']
     wrong_kind = backup(kind='physical', source=0, data_dir=sandbox.data_dir(0))
     assert wrong_kind.get('failed') and 'source is for kind=logical' in wrong_kind['msg']
-    no_dir = backup(kind='physical')
-    assert no_dir.get('failed') and 'data_dir' in no_dir['msg']
     assert leftover_databases() == []
+
+
+def test_the_node_server_comes_from_the_inventory_unless_the_task_names_it():
+    """No data_dir, os_user, service_manager or service_name given: the action plugin takes the host's
+    (forest_node_base_dir of the sandbox inventory over the rule); one given wins over the inventory's."""
+    taken = backup(kind='physical')
+    assert not taken.get('failed'), taken.get('msg')
+    assert any('(%s)' % sandbox.data_dir(0) in line for line in taken['progress']), taken['progress']
+    servers = [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES]
+    own_user = backup(kind='physical', os_user='pgforest-no-such-user')
+    assert own_user.get('failed') and "'pgforest-no-such-user' does not exist" in own_user['msg'], own_user
+    own_dir = backup(kind='physical', data_dir=os.path.join(sandbox.SANDBOX, 'no-such-node', 'data'))
+    assert own_dir.get('failed') and 'no-such-node' in own_dir['msg'], own_dir
+    assert [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES] == servers
 
 
 def test_a_physical_restore_without_confirmation_changes_neither_node():
