@@ -280,6 +280,26 @@ def test_the_node_server_comes_from_the_inventory_unless_the_task_names_it():
     assert [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES] == servers
 
 
+def test_a_physical_backup_host_decides_on_its_own_status_read(tmp_path):
+    """The first host cannot run the status module (here: no Python there): the other host reads the pair's
+    status itself and backs up its node. It read the first host's registered status, which then held no
+    state: a template error, not a decision."""
+    import yaml
+    with open(sandbox.INVENTORY) as handle:
+        inventory = yaml.safe_load(handle)
+    inventory['forest']['vars']['forest_sandbox_dir'] = sandbox.SANDBOX
+    inventory['forest']['hosts']['forest0']['ansible_python_interpreter'] = '/nonexistent/python3'
+    path = tmp_path / 'inventory.yml'
+    path.write_text(yaml.safe_dump(inventory))
+    done = sandbox.playbook('backup.yml', extra_vars=dict(forest_backup_dir=BACKUPS, kind='physical'),
+                            inventory=str(path))
+    recap = sandbox.recap(done.stdout)
+    assert done.returncode != 0 and recap['forest0']['failed'] == 1, done.stdout[-3000:]
+    assert recap['forest1']['failed'] == 0 and 'has no attribute' not in done.stdout, done.stdout[-3000:]
+    [name] = os.listdir(BACKUPS)
+    assert os.listdir(os.path.join(BACKUPS, name)) == ['serverid-1']
+
+
 def test_a_physical_restore_without_confirmation_changes_neither_node():
     """The leader refuses without -e confirm_restore=true, and so does the other host: it must not restore its
     own part of the physical backup on its own (it did: the refusal ran on the leader only)."""
