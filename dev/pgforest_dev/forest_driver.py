@@ -206,7 +206,8 @@ class ForestDriver(object):
         return self
 
     def acked_count_on(self, nodes=None):
-        """Writes acknowledged so far that were committed on every node of `nodes` (default: every node)."""
+        """Writes acknowledged so far that were committed on every node of `nodes` (default: every node;
+        none: every write acknowledged)."""
         return count_acked_on(self.acked_on, self.nodes if nodes is None else nodes)
 
     def wait_acked(self, count=10, nodes=None, timeout=TIMEOUT):
@@ -238,8 +239,9 @@ def wait_acked(driver, count, nodes, timeout):
     """ForestDriver.wait_acked for any driver with acked_count_on(nodes) and validity (the lab's process too)."""
     nodes = sorted(driver.nodes if nodes is None else nodes)
     start = driver.acked_count_on(nodes)
-    return wait_for(lambda: '%d more writes acknowledged by serverids %s (%d so far, the driver sees %s, errors %s)'
-                    % (count, nodes, driver.acked_count_on(nodes) - start, driver.validity, driver.errors[:3]),
+    by = 'serverids %s' % ', '.join(map(str, nodes)) if nodes else 'any node'
+    return wait_for(lambda: '%d more writes acknowledged by %s (%d so far, the driver sees %s, errors %s)'
+                    % (count, by, driver.acked_count_on(nodes) - start, driver.validity, driver.errors[:3]),
                     lambda: driver.acked_count_on(nodes) >= start + count and driver.acked_count_on(nodes),
                     timeout)
 
