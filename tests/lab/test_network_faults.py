@@ -141,7 +141,7 @@ def test_one_application_host_loses_one_node(pair, record):
                 'its next management read (or NOTIFY); recover.yml online; both drivers checked',
            seconds_until_marked=mark_seconds, seconds_until_appb_saw_it=learn_seconds,
            appb_writes_to_node1_after_the_mark=after - at_mark,
-           appb_writes_only_on_node1=0, acked_a=len(acked_a.acked), acked_b=len(acked_b.acked))
+           appb_writes_only_on_node1=len(only_on_node1), acked_a=len(acked_a.acked), acked_b=len(acked_b.acked))
 
 
 def test_split_brain_is_named_and_no_source_is_picked(pair, record):
