@@ -95,9 +95,14 @@ class InventoryDefaultsAction(ActionBase):
                 if args.get(option) is None:
                     args[option] = value
         if self.takes_local_server:
-            # The server is the one where the module runs: a delegated task's, the delegate host's.
-            host_vars = dict((name, file_templar.template(file_vars[name])) for name in NODE_SERVER_VARIABLES
-                             if name in file_vars)
+            # The server is the one where the module runs: a delegated task's, the delegate host's, read
+            # through hostvars so that its variables are templated as that host's (a base directory named
+            # after {{ inventory_hostname }} is the delegate's, not the task host's).
+            server_vars = task_vars
+            if self._task.delegate_to and self._task.delegate_to in task_vars.get('hostvars', {}):
+                server_vars = task_vars['hostvars'][self._task.delegate_to]
+            host_vars = dict((name, self._templar.template(server_vars[name])) for name in NODE_SERVER_VARIABLES
+                             if name in server_vars)
             for option, value in local_server_defaults(host_vars).items():
                 if args.get(option) is None:
                     args[option] = value
