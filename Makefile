@@ -20,6 +20,9 @@ WORKERS ?= 3
 LOAD ?= 0
 UNDER_LOAD = bash scripts/under_load.sh $(LOAD)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Ansible's, molecule's and ansible-lint's home (local tmp, caches, molecule's scenario state) in the
+# checkout's ignored .ansible/, never ~/.ansible: nothing a run leaves there outlives the checkout.
+export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test check unit integration reliability sandbox-suites test-loaded timing-loaded workers soak molecule \

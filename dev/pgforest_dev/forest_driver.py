@@ -18,6 +18,8 @@ import uuid
 
 import psycopg
 
+from pgforest_dev.wait import TIMEOUT, wait_for
+
 LOAD_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, payload text NOT NULL);
 CREATE TABLE IF NOT EXISTS {table}_items (load_id bigint NOT NULL, n int NOT NULL, PRIMARY KEY (load_id, n));
@@ -41,6 +43,7 @@ class ForestDriver(object):
         self.broken_prefixes = broken_prefixes
         self.validity = {}
         self.acked = []       # ids acknowledged to the "application"
+        self.acked_on = {}    # {(serverid, ...): writes acknowledged after committing on exactly those nodes}
         self.ack_times = []   # monotonic time of each acknowledgement (longest_gap)
         self.reverse = reverse  # write and commit the nodes from the highest serverid down
         self.errors = []
@@ -166,6 +169,8 @@ class ForestDriver(object):
             self.errors.append('nodes handed out different ids %s for one write' % sorted(ids))
         if done:
             self.acked.append((ids.pop(), payload))
+            key = tuple(sorted(done))
+            self.acked_on[key] = self.acked_on.get(key, 0) + 1
             self.ack_times.append(time.monotonic())
             return True
         return None
@@ -200,6 +205,16 @@ class ForestDriver(object):
             self._threads.append(thread)
         return self
 
+    def acked_count_on(self, nodes=None):
+        """Writes acknowledged so far that were committed on every node of `nodes` (default: every node;
+        none: every write acknowledged)."""
+        return count_acked_on(self.acked_on, self.nodes if nodes is None else nodes)
+
+    def wait_acked(self, count=10, nodes=None, timeout=TIMEOUT):
+        """Until `count` more writes than now were acknowledged after committing on every node of `nodes`
+        (default: every node), at most `timeout` seconds; the number of such writes then."""
+        return wait_acked(self, count, nodes, timeout)
+
     def longest_gap(self):
         """The longest time between two acknowledged writes: what a freeze cost this application."""
         times = list(self.ack_times)
@@ -212,6 +227,23 @@ class ForestDriver(object):
         for conn in self._conns.values():
             conn.close()
         return self
+
+
+def count_acked_on(acked_on, nodes):
+    """From {(serverid, ...): writes}: the writes whose nodes include every one of `nodes`."""
+    wanted = set(int(sid) for sid in nodes)
+    return sum(count for key, count in acked_on.items() if wanted <= set(key))
+
+
+def wait_acked(driver, count, nodes, timeout):
+    """ForestDriver.wait_acked for any driver with acked_count_on(nodes) and validity (the lab's process too)."""
+    nodes = sorted(driver.nodes if nodes is None else nodes)
+    start = driver.acked_count_on(nodes)
+    by = 'serverids %s' % ', '.join(map(str, nodes)) if nodes else 'any node'
+    return wait_for(lambda: '%d more writes acknowledged by %s (%d so far, the driver sees %s, errors %s)'
+                    % (count, by, driver.acked_count_on(nodes) - start, driver.validity, driver.errors[:3]),
+                    lambda: driver.acked_count_on(nodes) >= start + count and driver.acked_count_on(nodes),
+                    timeout)
 
 
 def write_counts(driver, connect, serverids=None):
@@ -283,8 +315,14 @@ def main(argv=None):
     driver = ForestDriver(nodes, args.userdb, password, read_duration=args.read_duration, table=args.table,
                           listen=not args.no_listen).start()
     print('started', flush=True)
-    while not stop.wait(0.2):
-        pass
+    reported = None
+    while not stop.wait(0.1):
+        # What it acknowledged so far, one JSON line when it changed (lab.AppDriver.wait_acked reads it).
+        progress = dict(acked_on=dict((','.join(map(str, key)), count) for key, count in driver.acked_on.items()),
+                        validity=driver.validity, errors=len(driver.errors))
+        if progress != reported:
+            print(json.dumps(progress), flush=True)
+            reported = progress
     driver.stop()
     with open(args.out + '.tmp', 'w') as handle:
         json.dump(dict(acked=driver.acked, errors=driver.errors, validity=driver.validity,

@@ -19,6 +19,9 @@ NODES = {
 }
 USERDB = 'userdb'
 MNGDB = USERDB + '_pghainfo'
+# Ansible's home for the runs of the tests and helpers (local tmp, caches): the checkout's ignored .ansible/,
+# so nothing they leave lands in ~/.ansible (tests/conftest.py checks it).
+ANSIBLE_HOME = os.path.join(REPO, '.ansible')
 
 
 def password():
@@ -52,6 +55,7 @@ def ansible_env():
     env = dict(os.environ)
     env['ANSIBLE_CONFIG'] = os.path.join(REPO, 'ansible.cfg')
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    env.setdefault('ANSIBLE_HOME', ANSIBLE_HOME)
     env.setdefault('ANSIBLE_NOCOLOR', '1')
     return env
 

@@ -28,11 +28,9 @@ def _driver_state(driver):
 
 
 def driver_writes(driver, count=10, timeout=TIMEOUT):
-    """Until the reference driver (forest_driver.ForestDriver) has acknowledged `count` more writes than now;
-    the number it has acknowledged then."""
-    start = len(driver.acked)
-    return wait_for(lambda: '%d more writes acknowledged (%s)' % (count, _driver_state(driver)),
-                    lambda: len(driver.acked) >= start + count and len(driver.acked), timeout)
+    """Until the reference driver (forest_driver.ForestDriver) has acknowledged `count` more writes than now,
+    on whichever nodes; the number it has acknowledged then."""
+    return driver.wait_acked(count, nodes=(), timeout=timeout)
 
 
 def driver_sees(driver, validity, timeout=TIMEOUT):
@@ -42,7 +40,6 @@ def driver_sees(driver, validity, timeout=TIMEOUT):
 
 
 def driver_writes_to_every_node(driver, count=10, timeout=TIMEOUT):
-    """Until the driver sees every node valid, then has acknowledged `count` writes more (each went to
-    every node): the way to say "the driver writes to both nodes again" after a recovery."""
-    driver_sees(driver, dict((sid, 1) for sid in driver.nodes), timeout)
-    return driver_writes(driver, count, timeout)
+    """Until the driver has acknowledged `count` more writes, each committed on every node: the way to say
+    "the driver writes to both nodes again" after a recovery."""
+    return driver.wait_acked(count, timeout=timeout)

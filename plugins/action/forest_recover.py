@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Runs the forest_recover module with connection options from the host's forest_* variables."""
+"""Runs the forest_recover module with connection options from the host's forest_* variables,
+and the node's server (data_dir, os_user, service_manager, service_name) from its forest_node_* ones."""
 
 from __future__ import annotations
 
@@ -9,4 +10,4 @@ from ansible_collections.pgforest.cluster.plugins.plugin_utils.inventory_default
 
 
 class ActionModule(InventoryDefaultsAction):
-    pass
+    takes_local_server = True

@@ -10,13 +10,17 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r'''
 options:
   data_dir:
-    description: The node's data directory on this host.
+    description:
+      - The node's data directory on this host.
+      - O(data_dir), O(os_user), O(service_manager) and O(service_name) not given are taken from the inventory of the
+        host the module runs on (its C(forest_node_*) variables over the layout rule, filter
+        C(pgforest.cluster.node_server)), as the connection options are.
     type: path
   pg_bindir:
     description: Directory of the PostgreSQL programs; default C(/usr/lib/postgresql/<major>/bin).
     type: path
   os_user:
-    description: OS user that owns the data directory and runs the server.
+    description: OS user that owns the data directory and runs the server (C(postgres) unless the inventory says).
     type: str
     default: postgres
   log_file:

@@ -5,9 +5,9 @@
 The rule itself is in module_utils/local_server.py (the modules on a node's host use it too).
 
 The forest_node role's defaults are computed by these filters (node_base_dir, node_data_dir,
-node_log_file, node_service_name), and the roles and playbooks that stop, start or replace a
-node's server (online recovery, physical backup and restore) ask
-`hostvars[host] | pgforest.cluster.node_server`, which applies that host's forest_node_*
+node_log_file, node_service_name), and the modules that stop, start or replace a node's server
+(online recovery, physical backup and restore) get it from their action plugin
+(plugin_utils/inventory_defaults.py), which asks node_server: that host's forest_node_*
 inventory variables over the same rule.
 """
 

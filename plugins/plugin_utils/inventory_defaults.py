@@ -31,6 +31,12 @@ INVENTORY_DEFAULTS = {
 TLS_OPTIONS = ('ssl_mode', 'ssl_rootcert', 'ssl_cert', 'ssl_key')
 # What tls_defaults reads: whether TLS is on, and where the node lives (node_server).
 TLS_RULE_VARIABLES = ('forest_tls', 'forest_serverid', 'forest_node_serverid', 'forest_node_base_dir')
+# The options of the doc fragment local_server filled from node_server (the forest_node_* variables over
+# the rule), and what node_server reads to compute them.
+LOCAL_SERVER_OPTIONS = ('data_dir', 'os_user', 'service_manager', 'service_name')
+NODE_SERVER_VARIABLES = ('forest_serverid', 'forest_node_serverid', 'forest_node_base_dir', 'forest_node_data_dir',
+                         'forest_node_log_file', 'forest_node_os_user', 'forest_node_service_manager',
+                         'forest_node_service_name')
 
 
 def tls_defaults(host_vars):
@@ -43,12 +49,25 @@ def tls_defaults(host_vars):
                 ssl_rootcert=layout.node_tls_ca_file(node_server(host_vars)['base_dir']))
 
 
+def local_server_defaults(host_vars):
+    """The node's server on the host the module runs on (node_server of its variables), for the options
+    of the doc fragment local_server; nothing when the host names no serverid (the module then says
+    what it needs).  host_vars: the host's variables, templated."""
+    if host_vars.get('forest_node_serverid') in (None, '') and host_vars.get('forest_serverid') in (None, ''):
+        return {}
+    server = node_server(host_vars)
+    return dict((option, server[option]) for option in LOCAL_SERVER_OPTIONS)
+
+
 class InventoryDefaultsAction(ActionBase):
     _supports_check_mode = True
     _supports_async = False
     # A module that reads several user databases at once (option userdbs) takes the host's
     # forest_userdbs when the task names none; userdb and userdbs exclude each other.
     takes_userdbs = False
+    # A module that stops, starts or replaces the node's server (doc fragment local_server) takes
+    # that server's data_dir, os_user, service_manager and service_name from the inventory.
+    takes_local_server = False
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -73,6 +92,18 @@ class InventoryDefaultsAction(ActionBase):
             host_vars = dict((name, file_templar.template(file_vars[name])) for name in TLS_RULE_VARIABLES
                              if name in file_vars)
             for option, value in tls_defaults(host_vars).items():
+                if args.get(option) is None:
+                    args[option] = value
+        if self.takes_local_server:
+            # The server is the one where the module runs: a delegated task's, the delegate host's, read
+            # through hostvars so that its variables are templated as that host's (a base directory named
+            # after {{ inventory_hostname }} is the delegate's, not the task host's).
+            server_vars = task_vars
+            if self._task.delegate_to and self._task.delegate_to in task_vars.get('hostvars', {}):
+                server_vars = task_vars['hostvars'][self._task.delegate_to]
+            host_vars = dict((name, self._templar.template(server_vars[name])) for name in NODE_SERVER_VARIABLES
+                             if name in server_vars)
+            for option, value in local_server_defaults(host_vars).items():
                 if args.get(option) is None:
                     args[option] = value
         result.update(self._execute_module(module_name=self._task.action, module_args=args,

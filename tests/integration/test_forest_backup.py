@@ -263,9 +263,41 @@ def test_bad_input_is_refused_clearly():
     assert missing.get('failed') and 'does not exist' in missing['msg']
     wrong_kind = backup(kind='physical', source=0, data_dir=sandbox.data_dir(0))
     assert wrong_kind.get('failed') and 'source is for kind=logical' in wrong_kind['msg']
-    no_dir = backup(kind='physical')
-    assert no_dir.get('failed') and 'data_dir' in no_dir['msg']
     assert leftover_databases() == []
+
+
+def test_the_node_server_comes_from_the_inventory_unless_the_task_names_it():
+    """No data_dir, os_user, service_manager or service_name given: the action plugin takes the host's
+    (forest_node_base_dir of the sandbox inventory over the rule); one given wins over the inventory's."""
+    taken = backup(kind='physical')
+    assert not taken.get('failed'), taken.get('msg')
+    assert any('(%s)' % sandbox.data_dir(0) in line for line in taken['progress']), taken['progress']
+    servers = [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES]
+    own_user = backup(kind='physical', os_user='pgforest-no-such-user')
+    assert own_user.get('failed') and "'pgforest-no-such-user' does not exist" in own_user['msg'], own_user
+    own_dir = backup(kind='physical', data_dir=os.path.join(sandbox.SANDBOX, 'no-such-node', 'data'))
+    assert own_dir.get('failed') and 'no-such-node' in own_dir['msg'], own_dir
+    assert [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES] == servers
+
+
+def test_a_physical_backup_host_decides_on_its_own_status_read(tmp_path):
+    """The first host cannot run the status module (here: no Python there): the other host reads the pair's
+    status itself and backs up its node. It read the first host's registered status, which then held no
+    state: a template error, not a decision."""
+    import yaml
+    with open(sandbox.INVENTORY) as handle:
+        inventory = yaml.safe_load(handle)
+    inventory['forest']['vars']['forest_sandbox_dir'] = sandbox.SANDBOX
+    inventory['forest']['hosts']['forest0']['ansible_python_interpreter'] = '/nonexistent/python3'
+    path = tmp_path / 'inventory.yml'
+    path.write_text(yaml.safe_dump(inventory))
+    done = sandbox.playbook('backup.yml', extra_vars=dict(forest_backup_dir=BACKUPS, kind='physical'),
+                            inventory=str(path))
+    recap = sandbox.recap(done.stdout)
+    assert done.returncode != 0 and recap['forest0']['failed'] == 1, done.stdout[-3000:]
+    assert recap['forest1']['failed'] == 0 and 'has no attribute' not in done.stdout, done.stdout[-3000:]
+    [name] = os.listdir(BACKUPS)
+    assert os.listdir(os.path.join(BACKUPS, name)) == ['serverid-1']
 
 
 def test_a_physical_restore_without_confirmation_changes_neither_node():

@@ -8,12 +8,16 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import psycopg
 
 from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import count_acked_on, wait_acked
 from pgforest_dev.forest_driver import write_counts as _write_counts
+from pgforest_dev.wait import TIMEOUT
+from pgforest_dev.wait import wait_for as wait_for_event
 # One PLAY RECAP parser for the sandbox's tests and the lab's.
 from pgforest_dev.sandbox import recap  # noqa: F401  pylint: disable=unused-import
 
@@ -173,11 +177,48 @@ class AppDriver(object):
         if 'started' not in line:
             raise AssertionError('driver on %s did not start: %s %s' % (app, line, self.proc.stderr.read()))
         self.result = None
+        self.nodes = NODES
+        # What the driver process reports as it goes (forest_driver.main: one JSON line when it changed).
+        self.progress = dict(acked_on={}, validity={}, errors=0)
+        self._reader = threading.Thread(target=self._read_progress, daemon=True)
+        self._reader.start()
+
+    def _read_progress(self):
+        for line in self.proc.stdout:
+            try:
+                self.progress = json.loads(line)
+            except ValueError:
+                continue
+
+    @property
+    def validity(self):
+        return dict((int(sid), value) for sid, value in self.progress['validity'].items())
+
+    @property
+    def errors(self):
+        return ['%d errors so far' % self.progress['errors']] if self.progress['errors'] else []
+
+    def acked_count_on(self, nodes):
+        acked_on = dict((tuple(int(sid) for sid in key.split(',')), count)
+                        for key, count in self.progress['acked_on'].items())
+        return count_acked_on(acked_on, nodes)
+
+    def wait_acked(self, count=10, nodes=None, timeout=TIMEOUT):
+        """Until the driver process reported `count` more writes acknowledged by every node of `nodes`
+        (default both): ForestDriver.wait_acked across the process boundary."""
+        return wait_acked(self, count, nodes, timeout)
+
+    def wait_sees(self, serverid, value, timeout=TIMEOUT):
+        """Until the driver process reported that it sees serverid's validity as `value`."""
+        return wait_for_event(lambda: 'the driver on %s to see serverid %d as %s (it sees %s)'
+                              % (self.app, serverid, value, self.validity),
+                              lambda: self.validity.get(serverid) == value, timeout)
 
     def stop(self):
         if self.result is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(30)
+            self._reader.join(5)
             with open(self.out) as handle:
                 data = json.load(handle)
             os.unlink(self.out)

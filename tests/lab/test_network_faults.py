@@ -29,16 +29,16 @@ def healthy_and_equal():
 def test_link_cut_under_load_then_online_recovery(pair, record):
     driver = lab.AppDriver('appa')
     try:
-        time.sleep(1.5)
+        driver.wait_acked(10)  # the load reaches both nodes before the fault
         lab.link('down', 1)
         marked, mark_seconds = timed(lab.wait_for, lambda: lab.validity(1, view=0) == -1, 30)
         assert marked, 'the driver did not mark node1 broken after its cable was pulled'
-        time.sleep(1)
+        driver.wait_acked(10, nodes=[0])  # the application goes on with node0 alone while the cable is out
         lab.link('up', 1)
         assert lab.wait_for(lambda: lab.query(1, 'SELECT 1') == [(1,)], 20)
         proc, recovery_seconds = timed(lab.playbook, 'recover.yml')
         ok(proc)
-        time.sleep(2)
+        driver.wait_acked(10)  # the driver writes to both nodes again
     finally:
         acked = driver.stop()
     assert acked.validity == {0: 1, 1: 1}, acked.validity
@@ -56,7 +56,7 @@ def test_silent_drop_nothing_hangs(pair, record):
     application host, while the driver writes."""
     driver = lab.AppDriver('appa')
     try:
-        time.sleep(1.5)
+        driver.wait_acked(10)  # the load reaches both nodes before the fault
         lab.drop([(lab.CONTROLLER, NODE1), (NODE0, NODE1), (APPA, NODE1)])
         marked, mark_seconds = timed(lab.wait_for, lambda: lab.validity(1, view=0) == -1, 30)
         assert marked, 'the driver did not mark the silent node1 broken'
@@ -76,7 +76,7 @@ def test_silent_drop_nothing_hangs(pair, record):
         assert recover_seconds < 120 and dbsync_seconds < 60, (recover_seconds, dbsync_seconds)
         lab.heal()
         ok(lab.playbook('recover.yml'))
-        time.sleep(2)
+        driver.wait_acked(10)  # the driver writes to both nodes again
     finally:
         lab.heal()
         acked = driver.stop()
@@ -108,14 +108,18 @@ def test_one_application_host_loses_one_node(pair, record):
     """Guide §11.2: appa loses node1 only; appb still reaches both."""
     driver_a, driver_b = lab.AppDriver('appa'), lab.AppDriver('appb')
     try:
-        time.sleep(1.5)
+        driver_a.wait_acked(10)  # both loads reach both nodes before the fault
+        driver_b.wait_acked(10)
         lab.drop([(APPA, NODE1)])
         marked, mark_seconds = timed(lab.wait_for, lambda: lab.validity(1, view=0) == -1, 30)
         assert marked, 'appa did not mark node1 broken'
         at_mark = appb_rows_on(1)
-        time.sleep(3)  # longer than appb's mngdb_read_duration (1 s)
+        # appb learns it at its next management read (mngdb_read_duration 1 s) or on NOTIFY; a write it had
+        # begun before may still commit on node1, so two more on node0 alone end that one too.
+        _seen, learn_seconds = timed(driver_b.wait_sees, 1, -1)
+        driver_b.wait_acked(2, nodes=[0])
         after = appb_rows_on(1)
-        time.sleep(1)
+        driver_b.wait_acked(10, nodes=[0])
         assert appb_rows_on(1) == after, 'appb still writes to node1 after its next management read'
         # What appb wrote to node1 in the window went to node0 too: node1 holds nothing node0 lacks.
         only_on_node1 = set(lab.query(1, 'SELECT payload FROM forest_load_appb')) - set(
@@ -123,7 +127,8 @@ def test_one_application_host_loses_one_node(pair, record):
         assert only_on_node1 == set()
         lab.heal()
         ok(lab.playbook('recover.yml'))
-        time.sleep(2)
+        driver_a.wait_acked(10)  # both drivers write to both nodes again
+        driver_b.wait_acked(10)
     finally:
         lab.heal()
         acked_a, acked_b = driver_a.stop(), driver_b.stop()
@@ -134,19 +139,23 @@ def test_one_application_host_loses_one_node(pair, record):
     healthy_and_equal()
     record(what='appa loses node1 only (nftables), appb reaches both; appa marks node1 -1; appb learns it at '
                 'its next management read (or NOTIFY); recover.yml online; both drivers checked',
-           seconds_until_marked=mark_seconds, appb_writes_to_node1_after_the_mark=after - at_mark,
-           appb_writes_only_on_node1=0, acked_a=len(acked_a.acked), acked_b=len(acked_b.acked))
+           seconds_until_marked=mark_seconds, seconds_until_appb_saw_it=learn_seconds,
+           appb_writes_to_node1_after_the_mark=after - at_mark,
+           appb_writes_only_on_node1=len(only_on_node1), acked_a=len(acked_a.acked), acked_b=len(acked_b.acked))
 
 
 def test_split_brain_is_named_and_no_source_is_picked(pair, record):
     """Guide §11.1.2: appa + node0 cut off from appb + node1; both sides keep writing."""
     driver_a, driver_b = lab.AppDriver('appa'), lab.AppDriver('appb')
     try:
-        time.sleep(1.5)
+        driver_a.wait_acked(10)  # both loads reach both nodes before the fault
+        driver_b.wait_acked(10)
         lab.drop([(NODE0, NODE1), (APPA, NODE1), (APPB, NODE0)])
         assert lab.wait_for(lambda: lab.validity(1, view=0) == -1 and lab.validity(0, view=1) == -1, 30), \
             'the two sides did not mark each other broken'
-        time.sleep(2)
+        # Both sides keep writing, each to its own node: what makes the split brain.
+        driver_a.wait_acked(10, nodes=[0])
+        driver_b.wait_acked(10, nodes=[1])
     finally:
         acked_a, acked_b = driver_a.stop(), driver_b.stop()
         lab.heal()

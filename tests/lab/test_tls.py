@@ -5,7 +5,6 @@ therefore runs over TLS too; this one proves that nothing gets through in clear 
 tools open -- the modules', pg_basebackup's and the recovered standby's -- are encrypted."""
 import os
 import threading
-import time
 
 import psycopg
 import pytest
@@ -53,15 +52,16 @@ def test_plain_tcp_is_refused_and_every_tool_session_is_encrypted(pair, record):
     # primary_conninfo, watched while recover.yml runs.
     seen, conninfos, stop = [], [], threading.Event()
 
+    # Sampled every 0.1 s while recover.yml runs (a pace, not a wait for something); stop ends them at once.
     def watch():
         while not stop.is_set():
             try:
                 with lab.connect(0, 'postgres', sslmode='verify-full', sslrootcert=CA_FILE) as conn:
                     while not stop.is_set():
                         seen.extend(tuple(row) for row in conn.execute(WALSENDERS).fetchall())
-                        time.sleep(0.1)
+                        stop.wait(0.1)
             except psycopg.Error:
-                time.sleep(0.2)
+                stop.wait(0.2)
 
     def watch_standby():
         while not stop.is_set():
@@ -70,7 +70,7 @@ def test_plain_tcp_is_refused_and_every_tool_session_is_encrypted(pair, record):
                     conninfos.extend(row[0] for row in conn.execute('SELECT conninfo FROM pg_stat_wal_receiver'))
             except psycopg.Error:
                 pass
-            time.sleep(0.1)
+            stop.wait(0.1)
 
     driver = stop_node1_under_load()
     # The application host's driver (libpq's default sslmode, prefer) is encrypted too.
@@ -82,7 +82,7 @@ def test_plain_tcp_is_refused_and_every_tool_session_is_encrypted(pair, record):
         for thread in watchers:
             thread.start()
         proc = ok(lab.playbook('recover.yml'))
-        time.sleep(1)
+        driver.wait_acked(10)  # the driver writes to both nodes again
     finally:
         stop.set()
         for thread in watchers:

@@ -62,3 +62,14 @@ def test_with_forest_tls_the_modules_verify_against_the_ca_the_role_installs():
     # the role installs it where its own variable, computed by the same filter, says
     with open(os.path.join(REPO, 'roles', 'forest_node', 'vars', 'main.yml')) as handle:
         assert 'pgforest.cluster.node_tls_dir' in yaml.safe_load(handle)['forest_node_tls_dir']
+
+
+def test_the_modules_that_drive_the_server_take_it_from_the_inventory():
+    from ansible_collections.pgforest.cluster.plugins.plugin_utils.inventory_defaults import local_server_defaults
+    assert local_server_defaults({}) == {}  # no serverid: the module says what it needs
+    assert local_server_defaults({'forest_serverid': 1}) == dict(
+        data_dir='/var/lib/pgforest/node1/data', os_user='postgres', service_manager='pg_ctl',
+        service_name='pgforest-node1')
+    assert local_server_defaults({'forest_serverid': 0, 'forest_node_base_dir': '/srv/pg0',
+                                  'forest_node_os_user': 'pg', 'forest_node_service_manager': 'systemd'}) == dict(
+        data_dir='/srv/pg0/data', os_user='pg', service_manager='systemd', service_name='pgforest-node0')
