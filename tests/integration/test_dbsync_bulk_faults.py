@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from pgforest_dev import REPO, sandbox
+from pgforest_dev.wait import wait_for
 
 SCHEMA = 'bulk_faults'
 TABLE = SCHEMA + '.t'
@@ -127,18 +128,15 @@ def background():
         run.kill()
 
 
-def wait_for(what, probe, timeout=EVENT, sync=None):
-    """probe()'s first true value, looked for every 20 ms; fails after timeout seconds, or as soon as
-    the module (sync) has ended without the event."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_seen(what, probe, timeout=EVENT, sync=None):
+    """probe()'s first true value (pgforest_dev.wait.wait_for); fails at once if the module (sync)
+    has ended without the event."""
+    def seen():
         found = probe()
-        if found:
-            return found
-        if sync is not None and sync.proc.poll() is not None:
+        if not found and sync is not None and sync.proc.poll() is not None:
             raise AssertionError('forest_dbsync ended before %s: %s' % (what, sync.result()))
-        time.sleep(0.02)
-    raise AssertionError('%s not seen within %d s' % (what, timeout))
+        return found
+    return wait_for(what, seen, timeout, interval=0.02)
 
 
 def tool_sessions(serverid, where='true'):
@@ -154,7 +152,7 @@ def assert_nothing_left_running():
     """No psql of the module, no session of the tool on either server (their backends end a moment
     after the client: waited for, bounded)."""
     assert psql_children() == []
-    wait_for('no session of %s on either server' % TOOL,
+    wait_seen('no session of %s on either server' % TOOL,
              lambda: not tool_sessions(0) and not tool_sessions(1), timeout=10)
 
 
@@ -187,7 +185,7 @@ class Gate(object):
         self.conn.execute('LOCK TABLE %s IN ACCESS SHARE MODE' % GATE)
 
     def reached(self, sync):
-        wait_for('the reload waiting at the gate', lambda: waiting_for_lock(GATE), sync=sync)
+        wait_seen('the reload waiting at the gate', lambda: waiting_for_lock(GATE), sync=sync)
 
     def open(self):
         self.conn.close()  # ends its transaction
@@ -223,7 +221,7 @@ def test_a_lock_held_past_lock_timeout_ends_the_reload_naming_its_holder(backgro
     before = content(1)
     sync, holder = client_locks_the_table_during_the_reload(background, gates, copy_with=copy_with)
     with holder:
-        wait_for('the reload waiting for its lock', waiting_for_lock, sync=sync)
+        wait_seen('the reload waiting for its lock', waiting_for_lock, sync=sync)
         seen = time.monotonic()
         result = sync.result()
         measured('lock held: lock wait seen to the module\'s end (%s)' % copy_with, round(sync.ended - seen, 2))
@@ -246,7 +244,7 @@ def test_a_lock_held_past_lock_timeout_ends_the_reload_naming_its_holder(backgro
     # Released before lock_timeout: the reload waits for it, then succeeds.
     sync, holder = client_locks_the_table_during_the_reload(background, gates, copy_with=copy_with)
     with holder:
-        wait_for('the reload waiting for its lock', waiting_for_lock, sync=sync)
+        wait_seen('the reload waiting for its lock', waiting_for_lock, sync=sync)
         holder.execute('COMMIT')
         result = sync.result()
     assert not result.get('failed'), result.get('msg')
@@ -279,10 +277,10 @@ def test_a_long_vacuum_on_the_target_table_ends_the_reload_in_seconds_naming_it(
     thread = threading.Thread(target=run_vacuum)
     thread.start()
     try:
-        wait_for('the VACUUM running', lambda: sandbox.query(
+        wait_seen('the VACUUM running', lambda: sandbox.query(
             1, 'SELECT 1 FROM pg_stat_progress_vacuum WHERE pid = %s', [vacuum_pid]))
         gate.open()
-        wait_for('the reload waiting for its lock', waiting_for_lock, sync=sync)
+        wait_seen('the reload waiting for its lock', waiting_for_lock, sync=sync)
         seen = time.monotonic()
         result = sync.result()
         measured('manual VACUUM: lock wait seen to the module\'s end', round(sync.ended - seen, 2))
@@ -320,7 +318,7 @@ def test_autovacuum_on_the_target_table_gives_way_to_the_reload(background, eage
           'autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0, '
           'autovacuum_analyze_threshold = 2000000000)' % TABLE)
     on(1, 'DELETE FROM %s WHERE id %% 2 = 0' % TABLE)
-    worker = wait_for('autovacuum of the table', lambda: sandbox.query(
+    worker = wait_seen('autovacuum of the table', lambda: sandbox.query(
         1, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE %s",
         ['autovacuum: VACUUM %s%%' % TABLE]))[0][0]
     sync = background(statement_timeout=500)
@@ -342,9 +340,9 @@ def test_the_source_killed_mid_copy_leaves_the_target_as_it_was(background):
     on(1, 'ALTER TABLE %s ADD CONSTRAINT slow CHECK (%s.slow_ok(id))' % (TABLE, SCHEMA))
     before = content(1)
     sync = background()
-    source = wait_for('the source COPY running', lambda: tool_sessions(0, "query LIKE 'COPY %%TO STDOUT%%'"),
+    source = wait_seen('the source COPY running', lambda: tool_sessions(0, "query LIKE 'COPY %%TO STDOUT%%'"),
                       sync=sync)[0][0]
-    wait_for('rows arriving on the target', lambda: sandbox.query(
+    wait_seen('rows arriving on the target', lambda: sandbox.query(
         1, 'SELECT 1 FROM pg_stat_progress_copy WHERE tuples_processed > 0'), sync=sync)
     assert sandbox.query(0, 'SELECT pg_terminate_backend(%s)', [source])[0][0]
     killed = time.monotonic()

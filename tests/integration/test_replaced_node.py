@@ -8,12 +8,12 @@ rebuilds it. The new node must be broken (-1) for both databases in both views, 
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import wait_for
 
 TARGET = 1
 APPDB = 'appdb'
@@ -21,15 +21,6 @@ USERDBS = ['userdb', APPDB]
 PAIR_VARS = dict(forest_userdbs=USERDBS)
 NODE_DIR = os.path.dirname(sandbox.data_dir(TARGET))
 KEEP_FILES = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf', 'forest.conf']
-
-
-def wait_for(what, predicate, timeout=30.0):
-    """Poll until predicate() is true (an event seen), or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError('%s did not happen within %.0f s' % (what, timeout))
-        time.sleep(0.1)
 
 
 def provision():
