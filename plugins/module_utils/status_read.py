@@ -43,8 +43,8 @@ def read_pair(params, mngdb, broken_log_limit=0):
     deadline = params['connect_timeout'] + READ_MARGIN
     views = read_views(nodes, mngdb, broken_log_limit, deadline)
     for view in list(views.values()):
-        more = dict((key, this.sibling(*key)) for key in other_servers(view['server_info'] or [], views,
-                                                                      view['server_addr']))
+        others = other_servers(view['server_info'] or [], views, view['server_addr'])
+        more = dict((key, this.sibling(*key)) for key in others)
         if more:
             views.update(read_views(more, mngdb, broken_log_limit, deadline))
     return views

@@ -153,7 +153,7 @@ def assert_nothing_left_running():
     after the client: waited for, bounded)."""
     assert psql_children() == []
     wait_seen('no session of %s on either server' % TOOL,
-             lambda: not tool_sessions(0) and not tool_sessions(1), timeout=10)
+              lambda: not tool_sessions(0) and not tool_sessions(1), timeout=10)
 
 
 def waiting_for_lock(name=TABLE):
@@ -341,7 +341,7 @@ def test_the_source_killed_mid_copy_leaves_the_target_as_it_was(background):
     before = content(1)
     sync = background()
     source = wait_seen('the source COPY running', lambda: tool_sessions(0, "query LIKE 'COPY %%TO STDOUT%%'"),
-                      sync=sync)[0][0]
+                       sync=sync)[0][0]
     wait_seen('rows arriving on the target', lambda: sandbox.query(
         1, 'SELECT 1 FROM pg_stat_progress_copy WHERE tuples_processed > 0'), sync=sync)
     assert sandbox.query(0, 'SELECT pg_terminate_backend(%s)', [source])[0][0]

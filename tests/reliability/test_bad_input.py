@@ -149,8 +149,8 @@ CASES = [
     ('dbsync: sync from the broken node', module('forest_dbsync', mode='sync', source=1),
      ['serverid 1'], BROKEN_1),
     ('recover: both nodes broken', module('forest_recover', mode='offline'), ['restore both nodes from a backup'], BOTH_BROKEN),
-    ('recover: from the broken node', module('forest_recover', mode='offline', target=0), ['from the broken node would copy the '
-                                                                           'wrong data'], BROKEN_1),
+    ('recover: from the broken node', module('forest_recover', mode='offline', target=0),
+     ['from the broken node would copy the wrong data'], BROKEN_1),
     ('recover: online on the wrong host', module('forest_recover', mode='online', data_dir=sandbox.data_dir(0)),
      ['data directory of serverid 0, the valid source'], BROKEN_1),
     ('recover: online without data_dir', module('forest_recover', mode='online'), ['data_dir'], BROKEN_1),
@@ -158,8 +158,8 @@ CASES = [
                                         data_dir=sandbox.data_dir(1)), ['run phase=base first'], BROKEN_1),
     ('recover: max_rate not a rate', module('forest_recover', host='forest1', mode='online', max_rate='fast',
                                             data_dir=sandbox.data_dir(1)), ['max_rate must be'], BROKEN_1),
-    ('recover: negative timeout', module('forest_recover', mode='offline', idle_wait_timeout=-1), ['idle_wait_timeout must be '
-                                                                                   'above 0'], BROKEN_1),
+    ('recover: negative timeout', module('forest_recover', mode='offline', idle_wait_timeout=-1),
+     ['idle_wait_timeout must be above 0'], BROKEN_1),
     ('recover: freeze_read_duration 0', module('forest_recover', host='forest1', mode='online', freeze_read_duration=0,
                                                data_dir=sandbox.data_dir(1)),
      ['freeze_read_duration must be above 0'], BROKEN_1),

@@ -19,7 +19,7 @@ def test_wait_acked_ends_when_the_writes_came_and_names_what_it_waited_for_when_
     driver.acked_on[(0, 1)] = 4
 
     def writes():
-        for _ in range(3):
+        for _write in range(3):
             driver.acked_on[(0, 1)] += 1
             driver.acked_on[(0,)] = driver.acked_on.get((0,), 0) + 1
 
