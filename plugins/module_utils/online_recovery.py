@@ -161,6 +161,7 @@ class OnlineRecovery(Recovery):
                                 'continue with phase=%s or undo it with phase=cancel'
                                 % (state['target']['serverid'], state['stage'], state['updated'],
                                    next_phase(state['stage'])))
+        self.workspace.refuse_if_left_over()
         self.say('online recovery of serverid %d from serverid %d; data directory %s; user database%s %s'
                  % (target['serverid'], source['serverid'], self.server.data_dir,
                     '' if len(self.userdbs) == 1 else 's', ', '.join(self.userdbs)))
@@ -242,11 +243,13 @@ class OnlineRecovery(Recovery):
             self.poll.check(polled)
         standby = Standby(self.source['serverid'], self.target['serverid'], admin)
         standby.drop_slot(slot, self.say, leftover=True)
-        self.state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
-                          replaced_databases=self.replaced,
-                          data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
-                          source_view_of_target=views_of_target(self))
+        state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
+                     replaced_databases=self.replaced,
+                     data_dir=self.server.data_dir, was_running=self.server.running(), moved_aside=False,
+                     source_view_of_target=views_of_target(self))
         self.workspace.create()
+        # Only a workspace of this run's own is rolled back: until it exists, a failure changes nothing.
+        self.state = state
         self.workspace.save(self.state)
         if self.poll is not None:  # drivers take the short interval while the copy runs
             self.poll.lower(polled)

@@ -56,6 +56,16 @@ class Workspace(object):
         os.replace(temporary, self.state_file)  # a crash leaves the old state or the new one, never half
 
     # --- the directory and its files ---------------------------------------------------------------
+    def refuse_if_left_over(self):
+        """A workspace with no state file (removed by hand, or a crash before the first save) may still
+        hold the node's old data directory: a new recovery neither uses nor removes it."""
+        if os.path.lexists(self.path):
+            found = sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+            raise RecoveryError('%s exists but holds no recovery state (%s): an earlier recovery left it. Look at '
+                                'it first (old-data, if there, is the data directory the node had before that recovery), then '
+                                'move or remove it by hand and run the recovery again. Nothing was changed'
+                                % (self.path, 'contents: ' + ', '.join(found) if found else 'empty'))
+
     def create(self):
         os.mkdir(self.path, 0o700)
         self.server.own(self.path, 0o700)  # the server's user reads the passfile in it

@@ -1,6 +1,7 @@
 """forest_recover mode=online against the sandbox pair: under the reference driver's
 load, step by step, and with a failure injected in each phase."""
 import os
+import shutil
 import threading
 import time
 
@@ -239,14 +240,35 @@ def test_check_mode_and_wrong_input_change_nothing():
     assert recover(phase='cleanup')['msg'].startswith('phase=cleanup needs an online recovery at stage promoted')
     offline_phase = sandbox.module('forest_recover', mode='offline', phase='base')
     assert 'offline recovery has one step' in offline_phase['msg']
-    no_dir = sandbox.module('forest_recover', mode='online')
-    assert 'data_dir' in no_dir['msg']
-    # No mode given: online (the one default), which asks for the data directory and changes nothing.
-    no_mode = sandbox.module('forest_recover', check=True, host='forest1', data_dir=sandbox.data_dir(TARGET))
+    # No mode given: online (the one default). The action plugin gives each host its own node's data
+    # directory from the inventory: on the broken node's host that is the recovery; on the valid one's
+    # host it is refused before anything changes.
+    no_mode = sandbox.module('forest_recover', check=True, host='forest1')
     assert no_mode['mode'] == 'online' and any('would stop the server' in line for line in no_mode['progress'])
-    assert 'mode is online' in sandbox.module('forest_recover')['msg']
+    on_valid_host = sandbox.module('forest_recover', host='forest0')['msg']
+    assert 'the valid source' in on_valid_host and on_valid_host.endswith('Nothing was changed'), on_valid_host
     assert_rolled_back(running=False)
     assert sandbox.pg_ctl(0, 'status', check=False).returncode == 0
+
+
+def test_a_workspace_left_without_state_is_refused_and_kept():
+    """A workspace whose state file is gone (removed by hand, or a crash before its first save) may
+    hold the node's old data directory: the recovery refuses before anything changes, and it neither
+    rolls back (no restart of the target) nor removes that directory."""
+    precious = os.path.join(WORKSPACE, 'old-data', 'PRECIOUS')
+    os.makedirs(os.path.dirname(precious))
+    with open(precious, 'w') as handle:
+        handle.write('the data directory of an earlier recovery\n')
+    started = sandbox.query(TARGET, 'SELECT pg_postmaster_start_time()')
+    try:
+        result = recover()
+        assert result.get('failed') and 'holds no recovery state (contents: old-data)' in result['msg'], result['msg']
+        assert 'Nothing was changed' in result['msg'] and 'Rolled back' not in result['msg']
+        assert os.path.exists(precious) and on_old_data()
+        assert sandbox.query(TARGET, 'SELECT pg_postmaster_start_time()') == started  # never stopped
+        assert slots() == []
+    finally:
+        shutil.rmtree(WORKSPACE)
 
 
 def test_both_broken_is_refused_online():
