@@ -30,7 +30,7 @@ from ansible.errors import AnsibleFilterError
 
 # Every state forest_status names, each with its series, so that a state going away shows as 0
 # instead of the series vanishing.
-from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import STATES
+from ansible_collections.pgforest.cluster.plugins.module_utils.shapes import STATES
 METRICS = (
     ('pgforest_database_state', 'The state forest_status gives the user database (1 for its state, 0 for the others).'),
     ('pgforest_database_healthy', 'Whether the user database is healthy on both nodes (1) or not (0).'),

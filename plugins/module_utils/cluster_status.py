@@ -12,13 +12,14 @@ from .fan_out import all_of
 from .mngdb import mngdb_name
 from .shapes import PairOfDatabases
 from .status_read import read_pair
-from .status_rules import STATES, merge
+from .shapes import STATES
+from .status_rules import merge
 
 RECOVERY_ACTIONS = ('online_recovery', 'offline_recovery')
 
 
 def severity(state):
-    """How bad a state is (status_rules.STATES, least bad first); an unknown one is the worst."""
+    """How bad a state is (shapes.STATES, least bad first); an unknown one is the worst."""
     return STATES.index(state) if state in STATES else len(STATES)
 
 

@@ -34,7 +34,7 @@ from .errors import ForestError
 from .forest_pg import ForestPgError, run
 from .freeze_writes import MAINTENANCE_COMMAND
 from .mngdb import set_validity
-from .wait import ready_within
+from .wait import pause, ready_within
 from .wording import shown
 
 # Every open transaction but our own (one that has not written yet may still write), except a VACUUM or
@@ -128,7 +128,7 @@ class Quiesce(object):
             try:
                 for conn in self.mngdb_conns.values():
                     set_validity(conn, self.serverid, 0)
-                time.sleep(self.notice_wait)
+                pause(self.notice_wait, self.notice_wait)  # the notice: the time itself is what drivers need
                 busy = self._wait_until_idle(self.margin)
                 if busy:
                     raise FreezeAgain('%d session(s) still had a transaction open %.1fs after the freeze began'
@@ -183,7 +183,7 @@ class Quiesce(object):
                    shown(set(v for v in self.previous.values() if v is not None)),
                    self.undone[-1]['reason']))
         rest = max(REST_SECONDS, self.notice_wait)
-        time.sleep(rest)
+        pause(rest, rest)
         self.waited_before += rest
 
     def _open_transactions(self):

@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+# Every state a status can have, least bad first: the pair's state over several user databases is
+# its worst database's (cluster_status), and the metrics give each one a series (filter forest_metrics).
+# 'diverged' is given by divergence.flag_divergence after a count comparison.
+# Here, with no import, so the controller's metrics filter reads it without loading psycopg.
+STATES = ('healthy', 'recovering', 'degraded', 'diverged', 'misconfigured', 'split_brain', 'down')
+
 try:
     from typing import TypedDict
 except ImportError:  # Python 3.7 on a managed node: the shapes are documentation only there

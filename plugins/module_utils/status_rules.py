@@ -15,10 +15,6 @@ from .mngdb import identity_verdict, parse_udb_url, urls_of
 from .shapes import PairStatus, View
 from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
-# Every state a status can have, least bad first: the pair's state over several user databases is
-# its worst database's (cluster_status), and the metrics give each one a series (filter forest_metrics).
-# 'diverged' is given by divergence.flag_divergence after a count comparison.
-STATES = ('healthy', 'recovering', 'degraded', 'diverged', 'misconfigured', 'split_brain', 'down')
 
 
 def effective_validity(values):

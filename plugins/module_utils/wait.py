@@ -42,11 +42,22 @@ def wait_until(what, ready, timeout, poll, state=None, progress=None):
         now = time.monotonic()
         left = deadline - now
         if left <= 0:
-            raise WaitTimeout(what, timeout, state() if state else None)
+            raise WaitTimeout(what, timeout, _last_look(state))
         if say is not None and now - said_at >= every:
             said_at = now
             say(left)
         time.sleep(min(poll, left) if every is None else min(poll, left, every))
+
+
+def _last_look(state):
+    """What state() says for the timeout's message; a failed look (the server it asks may be what
+    is slow) is said, never raised, so the timeout and its advice stay the error."""
+    if state is None:
+        return None
+    try:
+        return state()
+    except Exception as exc:  # any failure to look
+        return 'the state could not be read: %s' % exc
 
 
 def ready_within(ready, timeout, poll):

@@ -7,7 +7,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.pgforest.cluster.plugins.filter import forest_pair
 from ansible_collections.pgforest.cluster.plugins.module_utils import cluster_status
 from ansible_collections.pgforest.cluster.plugins.module_utils.cluster_status import pair_of_databases
-from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import STATES
+from ansible_collections.pgforest.cluster.plugins.module_utils.shapes import STATES
 from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import pair_summary_lines
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import PairChoiceError, online_scope
 

@@ -157,13 +157,19 @@ def test_failed_base_copy_names_its_last_words(tmp_path):
 
 # --- the phases: one table (online_phases.PHASES) that the module and the role follow ---------------
 
-def test_the_role_filter_reads_the_phase_table_without_psycopg():
-    """The filter imports the table alone, not the recovery (which loads dbsync and psycopg)."""
+@pytest.mark.parametrize('filter_name, call', [
+    ('recovery_phases', 'recovery_phases.starts_recovery("base")'),
+    ('forest_metrics', '"down" in forest_metrics.STATES'),
+])
+def test_the_controllers_filters_load_no_database_driver(filter_name, call):
+    """The roles' filters run on the controller: they import the tables they read (the phase table,
+    the states) alone, not the recovery or the status reader, which load psycopg."""
     code = ('import sys\n'
-            'from ansible_collections.pgforest.cluster.plugins.filter import recovery_phases\n'
-            'assert recovery_phases.starts_recovery("base")\n'
-            'loaded = sorted(name for name in sys.modules if "psycopg" in name or name.endswith("online_recovery"))\n'
-            'assert loaded == [], loaded\n')
+            'from ansible_collections.pgforest.cluster.plugins.filter import %s\n'
+            'assert %s\n'
+            'loaded = sorted(name for name in sys.modules if "psycopg" in name or name.endswith("online_recovery")\n'
+            '                or name.endswith("forest_pg"))\n'
+            'assert loaded == [], loaded\n' % (filter_name, call))
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path)))
     assert done.returncode == 0, done.stderr

@@ -69,3 +69,12 @@ def test_all_of_raises_the_first_failure_itself_in_the_callers_thread():
     with pytest.raises(KeyError):
         all_of(dict(a=lambda: 1, b=lambda: {}['missing']))
     assert all_of(dict(a=lambda: 1, b=lambda: 2)) == dict(a=1, b=2)
+
+
+def test_a_failed_look_at_the_state_does_not_replace_the_timeout():
+    def broken_look():
+        raise OSError('server closed the connection')
+    with pytest.raises(WaitTimeout) as caught:
+        wait_until('the replay', lambda: False, 0, 0.01, state=broken_look)
+    assert str(caught.value) == ('gave up waiting for the replay after 0 s '
+                                 '(the state could not be read: server closed the connection)')
