@@ -90,6 +90,19 @@ def parse_udb_url(url, strict=True):
         raise MngdbError('udb_url %r is not host:port/db' % (url,))
 
 
+def serverid_at(rows, *addresses, strict=True):
+    """The serverid that server_info `rows` list at the first of `addresses` ('host:port', or a
+    callable giving one, asked only when the earlier ones matched no row) that one of them has; None
+    when none does.  A node is known by the address a connection used, else by its server's own."""
+    for address in addresses:
+        address = address() if callable(address) else address
+        for row in rows:
+            host, port, _db = parse_udb_url(row['udb_url'], strict)
+            if host is not None and '%s:%s' % (host, port) == address:
+                return row['serverid']
+    return None
+
+
 def desired_server_info(servers, userdb):
     """[{serverid, udb_url}] from the `servers` option (host:port, in serverid order)."""
     if len(servers) != 2:

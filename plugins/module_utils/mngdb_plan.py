@@ -69,16 +69,8 @@ class MngdbPlan(Job):
 
     def owner(self, node, rows):
         """The serverid a view's node is in server_info (None when it is not listed)."""
-        for row in rows:
-            host, port, _db = mngdb.parse_udb_url(row['udb_url'])
-            if (host, port) == (node.host, node.port):
-                return row['serverid']
-        if node is self.this:
-            address = self.this_address()
-            for row in rows:
-                if row['udb_url'].split('/', 1)[0] == address:
-                    return row['serverid']
-        return None
+        addresses = ['%s:%s' % (node.host, node.port)] + ([self.this_address] if node is self.this else [])
+        return mngdb.serverid_at(rows, *addresses)
 
     # --- planning ------------------------------------------------------------
     def plan(self, node, change, step, dbname=None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List
 
-from .mngdb import identity_verdict, parse_udb_url, urls_of
+from .mngdb import identity_verdict, parse_udb_url, serverid_at, urls_of
 from .shapes import PairStatus, View
 from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
@@ -27,15 +27,6 @@ def effective_validity(values):
     if 0 in known:
         return 0
     return 1
-
-
-def _owner(view, url_rows):
-    """Which serverid a view comes from: by the address used, else by the server's own address."""
-    for row in url_rows:
-        host, port, _db = parse_udb_url(row['udb_url'], strict=False)
-        if (host, port) == (view['host'], view['port']) or '%s:%s' % (host, port) == view['server_addr']:
-            return row['serverid']
-    return None
 
 
 def merge(views: List[View]) -> PairStatus:
@@ -61,7 +52,8 @@ def merge(views: List[View]) -> PairStatus:
     problems += ['%s: udb_url %r of serverid %s is not host:port/db: set both servers again (forest_mngdb '
                  'servers=[host:port, host:port] overwrite=true)' % (view['label'], row['udb_url'], row['serverid'])
                  for view in listed for row in view['server_info'] if parse_udb_url(row['udb_url'], strict=False)[0] is None]
-    owners = dict((view['label'], _owner(view, reference)) for view in views)
+    owners = dict((view['label'], serverid_at(reference, '%s:%s' % (view['host'], view['port']), view['server_addr'],
+                                              strict=False)) for view in views)
     by_owner = dict((owners[view['label']], view) for view in views if owners[view['label']] is not None)
     nodes = []
     for row in reference:

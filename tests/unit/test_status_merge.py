@@ -212,3 +212,14 @@ def test_both_broken_in_both_views_is_still_down():
 def test_split_brain_needs_both_nodes_answering():
     status = merge([view(0, {0: 1, 1: -1}), view(1, {0: -1, 1: 1}, reachable=False)])
     assert status['cluster_state'] != 'split_brain'
+
+
+def test_a_node_is_known_by_the_address_used_first_then_by_its_servers_own():
+    from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import serverid_at
+    rows = [dict(serverid=0, udb_url='10.0.0.1:5432/userdb'), dict(serverid=1, udb_url='db1.example:5432/userdb'),
+            dict(serverid=9, udb_url='not a url')]
+    asked = []
+    assert serverid_at(rows, 'db1.example:5432', lambda: asked.append(1) or '10.0.0.1:5432', strict=False) == 1
+    assert asked == []  # the server's own address is asked only when the used one matched nothing
+    assert serverid_at(rows, '127.0.0.1:5432', lambda: '10.0.0.1:5432', strict=False) == 0
+    assert serverid_at(rows, '127.0.0.1:5432', None, strict=False) is None
