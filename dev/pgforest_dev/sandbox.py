@@ -204,11 +204,11 @@ def reset_pair():
 def record_identities(mngdb_name=MNGDB):
     """The pair's record of both nodes' identities, as they are now, in both views (what provision
     records for a healthy pair): a test that replaced a node's data directory leaves no `replaced`."""
-    from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb
+    from ansible_collections.pgforest.cluster.plugins.module_utils import node_identity
     conns = [connect(serverid, mngdb_name) for serverid in sorted(NODES)]
     try:
         for serverid, conn in enumerate(conns):
-            mngdb.accept_node(serverid, conn, conns, how=mngdb.ORIGIN_ADOPTED)
+            node_identity.accept_node(serverid, conn, conns, how=node_identity.ORIGIN_ADOPTED)
     finally:
         for conn in conns:
             conn.close()

@@ -17,8 +17,8 @@ from . import backup
 from .backup_jobs import BackupJob, run_tool
 from .divergence import row_counts
 from .forest_pg import ident, run, shown_name, sql
-from .mngdb import (
-    accept_node, database_exists, refuse_if_applications, parse_udb_url, set_validity)
+from .mngdb import database_exists, refuse_if_applications, parse_udb_url, set_validity
+from .node_identity import accept_node
 from .pair_choice import backup_source
 from .wording import listed
 

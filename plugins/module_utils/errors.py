@@ -15,3 +15,7 @@ class ForestError(Exception):
 
 class RecoveryError(ForestError):
     """A recovery's refusal or failure (recovery.py and the online recovery's parts, which sit below it)."""
+
+
+class MngdbError(ForestError):
+    """Bad input or a management database that cannot be acted on."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .forest_pg import ForestPgError
 from . import mngdb
+from . import node_identity
 from .mngdb_plan import MngdbPlan, urls_text
 
 
@@ -68,7 +69,7 @@ class Keeper(MngdbPlan):
         reason = None
         if me is not None and missing:
             peer_state = self.read_peer(peer)
-            reason = mngdb.new_node_reason(me, missing, peer_sid, peer_state)
+            reason = node_identity.new_node_reason(me, missing, peer_sid, peer_state)
         if reason:
             desired = self.mark_new(me, peer_sid, peer, peer_state, desired, reason)
         if self.userdb in missing:
@@ -102,9 +103,9 @@ class Keeper(MngdbPlan):
         elif reason and dict((row['serverid'], row['udb_validity']) for row in current).get(me) != -1:
             self.plan(self.this, 'udb_validity of serverid %d -> -1 (new to the pair)' % me,
                       lambda conn: mngdb.set_validity(conn, me, -1))
-        if not mngdb.identity_tables_present(conn):
-            self.plan(self.this, 'add the identity tables (%s)' % ', '.join(mngdb.IDENTITY_TABLES),
-                      lambda c: mngdb.create_identity_tables(c, mngdb.ORIGIN_ADOPTED))
+        if not node_identity.identity_tables_present(conn):
+            self.plan(self.this, 'add the identity tables (%s)' % ', '.join(node_identity.IDENTITY_TABLES),
+                      lambda c: node_identity.create_identity_tables(c, node_identity.ORIGIN_ADOPTED))
         self.fill_defaults(conn)
 
     def locate(self, desired):
@@ -125,7 +126,7 @@ class Keeper(MngdbPlan):
             conn = self.conn(peer, self.mngdb)
             if mngdb.missing_tables(conn):  # being created by this same run on the peer (one transaction)
                 return dict(mngdb=False, identities=None, origin=None, server_info=[])
-            return dict(mngdb=True, identities=mngdb.read_identities(conn), origin=mngdb.read_origin(conn),
+            return dict(mngdb=True, identities=node_identity.read_identities(conn), origin=node_identity.read_origin(conn),
                         server_info=mngdb.read_server_info(conn))
         except ForestPgError:
             return None
@@ -135,7 +136,7 @@ class Keeper(MngdbPlan):
         exist, so no driver ever sees it valid), and in its own view from the start; the peer's own
         validity and the pair's record of identities as the peer has them."""
         self.new_nodes.append(dict(serverid=me, reason=reason, mngdb=self.mngdb,
-                                   message=mngdb.new_node_message(me, reason)))
+                                   message=node_identity.new_node_message(me, reason)))
         seen = dict((row['serverid'], row['udb_validity']) for row in peer_state['server_info'])
         if seen.get(me, -1) != -1:
             self.show(peer.label, 'server_info serverid %d udb_validity = %s\n' % (me, seen[me]),
@@ -166,9 +167,9 @@ class Keeper(MngdbPlan):
                 mngdb.write_config(conn, 'global_config', dict((k, v[0]) for k, v in mngdb.GLOBAL_CONFIG.items()))
                 mngdb.write_config(conn, 'local_config', dict((k, v[0]) for k, v in mngdb.LOCAL_CONFIG.items()))
                 mngdb.write_server_info(conn, desired)
-                mngdb.create_identity_tables(conn, mngdb.ORIGIN_CREATED)
+                node_identity.create_identity_tables(conn, node_identity.ORIGIN_CREATED)
                 for row in identities:  # the pair's record, the same in both views
-                    mngdb.write_identity(conn, row['serverid'], row)
+                    node_identity.write_identity(conn, row['serverid'], row)
 
     # --- settings and validity, on both views ------------------------------------------------
     def change_config(self, views, table, wanted):
@@ -201,12 +202,12 @@ class Keeper(MngdbPlan):
         if not target:
             return
         node, conn = target[0]
-        actual = mngdb.current_identity(conn) if mngdb.identity_tables_present(conn) else None
-        recorded = [row for _n, c, _r in views for row in (mngdb.read_identities(c) or []) if row['serverid'] == serverid]
-        if actual and mngdb.identity_verdict(actual, recorded)[0] == 'matches' and len(recorded) == len(views):
+        actual = node_identity.current_identity(conn) if node_identity.identity_tables_present(conn) else None
+        recorded = [row for _n, c, _r in views for row in (node_identity.read_identities(c) or []) if row['serverid'] == serverid]
+        if actual and node_identity.identity_verdict(actual, recorded)[0] == 'matches' and len(recorded) == len(views):
             return
         self.plan(node, 'record the identity of serverid %d as it is now (the pair accepts it)' % serverid,
-                  lambda c: mngdb.accept_node(serverid, c, [view[1] for view in views]))
+                  lambda c: node_identity.accept_node(serverid, c, [view[1] for view in views]))
 
     def record_identities(self, views):
         """The pair's record of both nodes, in both views: a node not recorded yet is recorded while it
@@ -214,20 +215,20 @@ class Keeper(MngdbPlan):
         recorded one missing from a view is copied there; a node that is not the one recorded is marked
         broken (-1) in every view and named."""
         for node, conn, _rows in views:
-            if not mngdb.identity_tables_present(conn):
-                self.plan(node, 'add the identity tables (%s)' % ', '.join(mngdb.IDENTITY_TABLES),
-                          lambda c: mngdb.create_identity_tables(c, mngdb.ORIGIN_ADOPTED))
+            if not node_identity.identity_tables_present(conn):
+                self.plan(node, 'add the identity tables (%s)' % ', '.join(node_identity.IDENTITY_TABLES),
+                          lambda c: node_identity.create_identity_tables(c, node_identity.ORIGIN_ADOPTED))
         if self.check_mode and self.steps:
             return  # what they would hold cannot be read before they exist
         self.apply()
-        recorded = dict((id(conn), mngdb.read_identities(conn)) for _n, conn, _r in views)
+        recorded = dict((id(conn), node_identity.read_identities(conn)) for _n, conn, _r in views)
         for node, conn, rows in views:
             sid = self.owner(node, rows)
             if sid is None:
                 continue
-            actual = mngdb.current_identity(conn)
+            actual = node_identity.current_identity(conn)
             rows_for = [row for found in recorded.values() for row in found if row['serverid'] == sid]
-            verdict, reason = mngdb.identity_verdict(actual, rows_for)
+            verdict, reason = node_identity.identity_verdict(actual, rows_for)
             validity = [dict((r['serverid'], r['udb_validity']) for r in view_rows).get(sid)
                         for _n, _c, view_rows in views]
             if verdict == 'replaced':
@@ -240,16 +241,16 @@ class Keeper(MngdbPlan):
                                   % (sid, seen), lambda c, s=sid: mngdb.set_validity(c, s, -1))
                 if marked:  # one warning per event: a node provision just made -1 was named when it was made
                     self.new_nodes.append(dict(serverid=sid, reason=reason, mngdb=self.mngdb,
-                                               message=mngdb.new_node_message(sid, reason)))
+                                               message=node_identity.new_node_message(sid, reason)))
             elif verdict == 'matches':
                 for view_node, view_conn, _vr in views:
                     if not any(row['serverid'] == sid for row in recorded[id(view_conn)]):
-                        self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, mngdb.identity_text(actual)),
-                                  lambda c, s=sid, a=actual: mngdb.write_identity(c, s, a))
+                        self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, node_identity.identity_text(actual)),
+                                  lambda c, s=sid, a=actual: node_identity.write_identity(c, s, a))
             elif verdict == 'unrecorded' and len(views) == 2 and validity == [1, 1]:
                 for view_node, _vc, _vr in views:
-                    self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, mngdb.identity_text(actual)),
-                              lambda c, s=sid, a=actual: mngdb.write_identity(c, s, a))
+                    self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, node_identity.identity_text(actual)),
+                              lambda c, s=sid, a=actual: node_identity.write_identity(c, s, a))
 
 
 def describe(rows, global_config, local_config):

@@ -13,7 +13,8 @@ import time
 from . import freeze_writes
 from .errors import RecoveryError
 from .forest_pg import ForestPgError, ident, run, sql
-from .mngdb import accept_node, mngdb_name, set_validity
+from .mngdb import mngdb_name, set_validity
+from .node_identity import accept_node
 from .poll_interval import freeze_notice
 from .quiesce import OWN_XID_SQL, Quiesce
 from .standby import Standby

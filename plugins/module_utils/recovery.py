@@ -26,8 +26,8 @@ from .job import Job
 from .options import options_from
 from .pair_choice import recovery_pair
 from .wording import pairs
-from .mngdb import (
-    accept_node, create_database, refuse_if_applications, set_validity)
+from .mngdb import create_database, refuse_if_applications, set_validity
+from .node_identity import accept_node
 
 # One recovery of a pair at a time: a session-level advisory lock on the source's mngdb.
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('pgforest.cluster recovery')) AS locked"

@@ -16,8 +16,8 @@ import functools
 from .fan_out import fan_out
 from .forest_pg import ForestPgError, Node, node_error, run
 from . import poll_interval
-from .mngdb import (
-    missing_tables, parse_udb_url, read_identities, read_origin, read_server_info, system_identifier)
+from .mngdb import missing_tables, parse_udb_url, read_server_info
+from .node_identity import read_identities, read_origin, system_identifier
 from .shapes import View
 
 # A read gets connect_timeout plus this long before its node is called unreachable.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import List
 
-from .mngdb import identity_verdict, parse_udb_url, serverid_at, urls_of
+from .mngdb import parse_udb_url, serverid_at, urls_of
+from .node_identity import identity_verdict
 from .shapes import PairStatus, View
 from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
@@ -90,7 +91,7 @@ def merge(views: List[View]) -> PairStatus:
 
 def _identity(serverid, own, views):
     """{identity, replaced} of serverid: its own view's identity against every view's record of it
-    (mngdb.identity_verdict, the one rule)."""
+    (node_identity.identity_verdict, the one rule)."""
     actual = own and own.get('identity')
     recorded = []
     for view in views:

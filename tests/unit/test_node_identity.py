@@ -5,8 +5,9 @@ from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import p
 from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import node_note
 from ansible_collections.pgforest.cluster.plugins.module_utils.status_rules import merge
 from ansible_collections.pgforest.cluster.plugins.module_utils.status_text import summary_lines
-from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import (
-    MngdbError, identity_verdict, new_node_message, new_node_reason, peer_holds_pair)
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import MngdbError
+from ansible_collections.pgforest.cluster.plugins.module_utils.node_identity import (
+    identity_verdict, new_node_message, new_node_reason, peer_holds_pair)
 from ansible_collections.pgforest.cluster.plugins.module_utils.pair_choice import PairChoiceError, recovery_pair
 
 from test_status_merge import by_sid, view
