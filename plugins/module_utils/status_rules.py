@@ -17,7 +17,6 @@ from .shapes import PairStatus, View
 from .wording import VALIDITY_NAMES, listed as listed_text, serverids, views as views_text
 
 
-
 def effective_validity(values):
     """The guide's rule: -1 wins, then 0, else 1 (None when no view knows)."""
     known = [value for value in values if value is not None]
