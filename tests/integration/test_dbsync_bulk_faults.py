@@ -284,7 +284,11 @@ def test_a_long_vacuum_on_the_target_table_ends_the_reload_in_seconds_naming_it(
         seen = time.monotonic()
         result = sync.result()
         measured('manual VACUUM: lock wait seen to the module\'s end', round(sync.ended - seen, 2))
-        assert result.get('failed'), result
+        # When the reload got its lock after all, say where the VACUUM was (it should still be sleeping).
+        assert result.get('failed'), (result.get('progress'), failures, sandbox.query(
+            1, 'SELECT state, wait_event_type, wait_event, backend_xid FROM pg_stat_activity WHERE pid = %s',
+            [vacuum_pid]), sandbox.query(1, 'SELECT phase, heap_blks_scanned, heap_blks_total '
+                                            'FROM pg_stat_progress_vacuum WHERE pid = %s', [vacuum_pid]))
         message = result['msg']
         print('message: %s' % message)
         assert 'pid %d (' % vacuum_pid in message and 'VACUUM %s' % TABLE in message, message
