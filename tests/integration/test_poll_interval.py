@@ -118,7 +118,10 @@ def test_a_polling_driver_is_frozen_with_a_one_second_notice_and_the_dba_value_c
     # The stopped target's database could not be lowered; its copy of the source's was put back after the cut.
     assert (polled['short'], polled['lowered'], polled['adopted'], polled['kept']) == (1, [SOURCE_MNGDB], [], [])
     assert sorted(polled['put_back']) == [SOURCE_MNGDB, TARGET_MNGDB]
-    assert 0 < polled['waited'] <= 6.5
+    # Only what is left of one old interval (6 s) after the lowering is waited before the freeze: nothing
+    # when the base copy itself outlasted it (a busy machine), never more than the interval.
+    assert 0 <= polled['waited'] <= 6.5
+    assert polled['waited'] > 0 or result['phases']['base'] + result['phases']['cut'] >= 5.5, (polled, result['phases'])
     assert [seconds for _at, seconds in driver.read_durations] == [6.0, 1.0, 6.0]  # first read, lowered, back
     assert_dba_value_back(0, 1)
     assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
