@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The current ansible-core (scripts/requirements-current.txt: 2.21) on a Debian 13 (trixie) controller
+# with its Python 3.13, outside the lab (docs/inventory.md, "Supported combinations").  As root:
+#   scripts/py313_controller.sh prepare        build or reuse the root filesystem, the wheels and the venv
+#   scripts/py313_controller.sh sanity [ARGS]  ansible-test sanity on the collection (scripts/sanity.sh)
+#   scripts/py313_controller.sh unit [ARGS]    pytest tests/unit (ARGS instead of tests/unit when given)
+#   scripts/py313_controller.sh syntax         ansible-playbook --syntax-check of every playbook
+#   scripts/py313_controller.sh lint [ARGS]    ansible-lint
+#   scripts/py313_controller.sh run CMD...     any command there (the checkout is /repo, the venv on PATH)
+# Every command prepares first.  The controller is a root filesystem made by mmdebstrap and entered with
+# systemd-nspawn (not booted: systemd is not PID 1 on the machines this runs on) WITHOUT a network
+# (--private-network: only loopback), so nothing in it can reach a package index: its Python packages are
+# wheels fetched here with `pip download --python-version 3.13 --only-binary=:all:`, installed there with
+# `pip install --no-index`, and ansible-test's own virtualenvs are filled from the same wheels.
+# Caches under PGFOREST_CTL313 (default /var/tmp/pgforest-ctl313), outside the checkout, shared by checkouts:
+#   rootfs-<key>   the root filesystem, keyed by its recipe (ROOTFS_RECIPE below)
+#   wheels-<key>   the wheels, keyed by scripts/requirements-current.txt and this script's fetch recipe
+#   the venv       /opt/pgforest/venv in the root filesystem, rebuilt when the wheels' key changes
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+top=${PGFOREST_CTL313:-/var/tmp/pgforest-ctl313}
+requirements=$repo/scripts/requirements-current.txt
+suite=trixie
+mirror=http://deb.debian.org
+# Python 3.13 and its venv (ensurepip), git (sanity.sh copies the tracked files), shellcheck (the
+# shellcheck sanity test), ca-certificates for anything that verifies TLS.
+ROOTFS_RECIPE="--variant=minbase --include=python3,python3-venv,git,ca-certificates,shellcheck $suite"
+VENV=/opt/pgforest/venv
+
+log() { printf 'py313_controller: %s\n' "$*" >&2; }
+die() { printf 'py313_controller: %s\n' "$*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run this as root (mmdebstrap --mode=root and systemd-nspawn need it)"
+for tool in mmdebstrap systemd-nspawn; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install --no-install-recommends mmdebstrap systemd-container"
+done
+
+key() { sha256sum | cut -c1-16; }
+rootfs_key=$(printf '%s\n' "$ROOTFS_RECIPE" | key)
+rootfs=$top/rootfs-$rootfs_key
+# The fetch recipe is part of the wheels' key: a change to how they are fetched fetches them again.
+wheels_key=$( { cat "$requirements"; sed -n '/^fetch_wheels()/,/^}/p' "$0"; } | key)
+wheels=$top/wheels-$wheels_key
+
+mkdir -p "$top"
+# One run at a time: systemd-nspawn locks the root filesystem, and two builds of one cache must not race.
+exec 9>"$top/.lock"
+if ! flock -n 9; then
+    log "waiting for another run on $top to finish"
+    flock 9
+fi
+
+drop_others() {  # prefix keep: the caches of older recipes are not needed any more
+    local old
+    for old in "$top/$1"-*; do
+        [ -e "$old" ] && [ "$old" != "$2" ] && rm -rf "$old"
+    done
+    return 0
+}
+
+build_rootfs() {
+    [ -f "$rootfs/.complete" ] && return 0
+    log "building the Debian $suite root filesystem $(basename "$rootfs") with mmdebstrap"
+    local start=$SECONDS
+    rm -rf "$rootfs.tmp"
+    # shellcheck disable=SC2086  # the recipe is a list of words
+    mmdebstrap --quiet --mode=root $ROOTFS_RECIPE "$rootfs.tmp" \
+        "deb $mirror/debian $suite main" \
+        "deb $mirror/debian $suite-updates main" \
+        "deb $mirror/debian-security $suite-security main"
+    touch "$rootfs.tmp/.complete"
+    mv "$rootfs.tmp" "$rootfs"
+    log "root filesystem built in $((SECONDS - start)) s"
+    drop_others rootfs "$rootfs"
+}
+
+fetch_wheels() {
+    [ -f "$wheels/.complete" ] && return 0
+    log "fetching the wheels for Python 3.13 into $(basename "$wheels")"
+    local start=$SECONDS tmp=$wheels.tmp
+    local fetch=(python3 -m pip download --quiet --disable-pip-version-check --python-version 3.13
+                 --only-binary=:all: --dest "$tmp")
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    "${fetch[@]}" -r "$requirements"
+    # What ansible-test sanity --venv installs into its own virtualenvs: the pip it bootstraps and each
+    # sanity test's pinned requirements, read from the ansible-core just fetched.  One pip download per
+    # test: their pins differ, so they cannot be resolved together.
+    local core pins req
+    core=$(find "$tmp" -maxdepth 1 -name 'ansible_core-*.whl' | head -1)
+    [ -n "$core" ] || die "no ansible-core wheel among the fetched ones: does $requirements name ansible-core?"
+    "${fetch[@]}" "pip==$(python3 "$repo/scripts/ansible_test_pins.py" pip-version "$core")"
+    pins=$(mktemp -d)
+    for req in $(python3 "$repo/scripts/ansible_test_pins.py" sanity-requirements "$core" "$pins"); do
+        "${fetch[@]}" -r "$req"
+    done
+    rm -rf "$pins"
+    ls "$tmp" > "$tmp/.list"
+    touch "$tmp/.complete"
+    mv "$tmp" "$wheels"
+    log "$(wc -l < "$wheels/.list") wheels fetched in $((SECONDS - start)) s"
+    drop_others wheels "$wheels"
+}
+
+# Where the checkout's git data lie when the checkout is a worktree (its .git is a file naming a directory
+# elsewhere): bound at the same path, read-only, so git in there sees the checkout as here.
+git_binds=()
+common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir)
+case $common in "$repo"/*) ;; *) git_binds=(--bind-ro="$common") ;; esac
+
+in_ctl() {  # command...: run it in the root filesystem, the checkout at /repo, the wheels at /wheels
+    local status=0
+    systemd-nspawn --quiet --register=no --keep-unit --machine="pgforest-ctl313" --private-network \
+        --directory="$rootfs" --bind="$repo:/repo" --bind-ro="$wheels:/wheels" "${git_binds[@]}" \
+        --chdir=/repo --setenv=HOME=/root --setenv=LANG=C.UTF-8 \
+        --setenv=PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin" \
+        --setenv=PIP_NO_INDEX=1 --setenv=PIP_FIND_LINKS=/wheels --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        --setenv=ANSIBLE_CONFIG=/repo/ansible.cfg --setenv=ANSIBLE_HOME=/repo/.ansible/py313 \
+        "$@" 2> >(grep -v '^Attempted to remove disk file system under "/run/systemd/nspawn/propagate/' >&2) \
+        || status=$?
+    # (That line is nspawn failing to clean its propagation directory when /run is not a tmpfs, as on the
+    # machines here; harmless, so it is kept out of the output.)
+    return $status
+}
+
+make_venv() {
+    if [ "$(cat "$rootfs$VENV/.key" 2>/dev/null)" = "$wheels_key" ]; then return 0; fi
+    log "creating the Python 3.13 venv $VENV in the root filesystem (no package index: the wheels only)"
+    local start=$SECONDS
+    rm -rf "${rootfs:?}$VENV"
+    in_ctl bash -euc "
+        python3 -m venv $VENV
+        $VENV/bin/pip install --quiet --no-index --find-links /wheels -r /repo/scripts/requirements-current.txt
+        # the helpers the tests share (dev/pgforest_dev) are importable, as in scripts/bootstrap.sh
+        echo /repo/dev > \$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')/pgforest-dev.pth
+        echo $wheels_key > $VENV/.key"
+    log "venv created in $((SECONDS - start)) s: $(in_ctl "$VENV/bin/python" -c 'import sys, ansible.release as r; print("ansible-core", r.__version__, "on Python", sys.version.split()[0])')"
+}
+
+prepare() {
+    build_rootfs
+    fetch_wheels
+    make_venv
+}
+
+command=${1:-prepare}
+[ $# -gt 0 ] && shift
+case $command in
+    prepare) prepare ;;
+    sanity) prepare; in_ctl env SANITY_VENV="$VENV" bash scripts/sanity.sh "$@" ;;
+    unit) prepare; in_ctl "$VENV/bin/pytest" "${@:-tests/unit}" ;;
+    syntax) prepare; in_ctl bash -euc 'for book in playbooks/*.yml; do ansible-playbook --syntax-check -i localhost, "$book"; done' ;;
+    lint) prepare; in_ctl "$VENV/bin/ansible-lint" "$@" ;;
+    run) prepare; in_ctl "$@" ;;
+    *) die "unknown command $command (prepare, sanity, unit, syntax, lint, run)" ;;
+esac
