@@ -23,9 +23,6 @@ top=${PGFOREST_CTL313:-/var/tmp/pgforest-ctl313}
 requirements=$repo/scripts/requirements-current.txt
 suite=trixie
 mirror=http://deb.debian.org
-# Python 3.13 and its venv (ensurepip), git (sanity.sh copies the tracked files), shellcheck (the
-# shellcheck sanity test), ca-certificates for anything that verifies TLS.
-ROOTFS_RECIPE="--variant=minbase --include=python3,python3-venv,git,ca-certificates,shellcheck $suite"
 VENV=/opt/pgforest/venv
 
 log() { printf 'py313_controller: %s\n' "$*" >&2; }
@@ -36,9 +33,10 @@ for tool in mmdebstrap systemd-nspawn; do
 done
 
 key() { sha256sum | cut -c1-16; }
-rootfs_key=$(printf '%s\n' "$ROOTFS_RECIPE" | key)
+# Each cache is keyed by the function that makes it (and the wheels also by the requirements): a changed
+# recipe makes a new one.
+rootfs_key=$( { echo "$suite $mirror"; sed -n '/^build_rootfs()/,/^}/p' "$0"; } | key)
 rootfs=$top/rootfs-$rootfs_key
-# The fetch recipe is part of the wheels' key: a change to how they are fetched fetches them again.
 wheels_key=$( { cat "$requirements"; sed -n '/^fetch_wheels()/,/^}/p' "$0"; } | key)
 wheels=$top/wheels-$wheels_key
 
@@ -63,8 +61,16 @@ build_rootfs() {
     log "building the Debian $suite root filesystem $(basename "$rootfs") with mmdebstrap"
     local start=$SECONDS
     rm -rf "$rootfs.tmp"
-    # shellcheck disable=SC2086  # the recipe is a list of words
-    mmdebstrap --quiet --mode=root $ROOTFS_RECIPE "$rootfs.tmp" \
+    # Python 3.13 and its venv (ensurepip), git (sanity.sh copies the tracked files), the shellcheck
+    # program (ansible-test's shell script test), ca-certificates for anything that verifies TLS, ps (a
+    # unit test looks at a process group with it), and the en_US.UTF-8 locale that ansible-test wants
+    # (else it warns that it falls back to C.UTF-8).
+    # The hook gets the root filesystem as $1 from mmdebstrap: single quotes on purpose.
+    # shellcheck disable=SC2016
+    mmdebstrap --quiet --mode=root --variant=minbase \
+        --include=python3,python3-venv,git,ca-certificates,shellcheck,locales,procps \
+        --customize-hook='echo "en_US.UTF-8 UTF-8" > "$1/etc/locale.gen" && chroot "$1" locale-gen' \
+        "$suite" "$rootfs.tmp" \
         "deb $mirror/debian $suite main" \
         "deb $mirror/debian $suite-updates main" \
         "deb $mirror/debian-security $suite-security main"
@@ -110,11 +116,14 @@ case $common in "$repo"/*) ;; *) git_binds=(--bind-ro="$common") ;; esac
 
 in_ctl() {  # command...: run it in the root filesystem, the checkout at /repo, the wheels at /wheels
     local status=0
-    systemd-nspawn --quiet --register=no --keep-unit --machine="pgforest-ctl313" --private-network \
+    # Every pip there installs from the wheels only: in pip's configuration, not its environment, because
+    # ansible-test runs pip with an environment of its own (HOME and PATH pass, PIP_* do not).
+    printf '[global]\nno-index = true\nfind-links = /wheels\ndisable-pip-version-check = true\n' \
+        > "$rootfs/etc/pip.conf"
+    systemd-nspawn --quiet --register=no --keep-unit --machine="pgforest-ctl313" --private-network --console=pipe \
         --directory="$rootfs" --bind="$repo:/repo" --bind-ro="$wheels:/wheels" "${git_binds[@]}" \
         --chdir=/repo --setenv=HOME=/root --setenv=LANG=C.UTF-8 \
         --setenv=PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin" \
-        --setenv=PIP_NO_INDEX=1 --setenv=PIP_FIND_LINKS=/wheels --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 \
         --setenv=ANSIBLE_CONFIG=/repo/ansible.cfg --setenv=ANSIBLE_HOME=/repo/.ansible/py313 \
         "$@" 2> >(grep -v '^Attempted to remove disk file system under "/run/systemd/nspawn/propagate/' >&2) \
         || status=$?
@@ -130,7 +139,7 @@ make_venv() {
     rm -rf "${rootfs:?}$VENV"
     in_ctl bash -euc "
         python3 -m venv $VENV
-        $VENV/bin/pip install --quiet --no-index --find-links /wheels -r /repo/scripts/requirements-current.txt
+        $VENV/bin/pip install --quiet -r /repo/scripts/requirements-current.txt
         # the helpers the tests share (dev/pgforest_dev) are importable, as in scripts/bootstrap.sh
         echo /repo/dev > \$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')/pgforest-dev.pth
         echo $wheels_key > $VENV/.key"
@@ -143,13 +152,21 @@ prepare() {
     make_venv
 }
 
+syntax_check() {
+    # --list-tasks: the syntax check and more (the roles' static imports resolved, their tasks listed;
+    # --syntax-check alone stops before that).  The sandbox's inventory gives the plays their hosts; nothing
+    # connects to them.
+    # shellcheck disable=SC2016  # $book is the inner shell's, expanded there
+    in_ctl bash -euc 'for book in playbooks/*.yml; do ansible-playbook --list-tasks -i sandbox/inventory.yml "$book"; done'
+}
+
 command=${1:-prepare}
 [ $# -gt 0 ] && shift
 case $command in
     prepare) prepare ;;
     sanity) prepare; in_ctl env SANITY_VENV="$VENV" bash scripts/sanity.sh "$@" ;;
     unit) prepare; in_ctl "$VENV/bin/pytest" "${@:-tests/unit}" ;;
-    syntax) prepare; in_ctl bash -euc 'for book in playbooks/*.yml; do ansible-playbook --syntax-check -i localhost, "$book"; done' ;;
+    syntax) prepare; syntax_check ;;
     lint) prepare; in_ctl "$VENV/bin/ansible-lint" "$@" ;;
     run) prepare; in_ctl "$@" ;;
     *) die "unknown command $command (prepare, sanity, unit, syntax, lint, run)" ;;

@@ -8,10 +8,9 @@ kind is in backup_logical.py, the physical one in backup_physical.py."""
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import NamedTuple, Optional
 
-from . import backup
+from . import backup, children
 from .job import Job
 from .local_server import find_bindir
 from .options import options_from
@@ -36,7 +35,7 @@ class BackupOptions(NamedTuple):
 
 
 def run_tool(argv, env, what):
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    done = children.run(argv, env=env)
     if done.returncode != 0:
         raise backup.BackupError('%s failed (exit %d): %s' % (what, done.returncode, done.stderr.strip()[-800:]))
     return done

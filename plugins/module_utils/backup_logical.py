@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from . import backup
+from . import backup, children
 from .backup_jobs import BackupJob, run_tool
 from .divergence import row_counts
 from .forest_pg import ident, run, shown_name, sql
@@ -195,7 +195,7 @@ class LogicalRestore(BackupJob):
     def load(self, targets, admins, path, manifest):
         """Both databases into fresh databases on both nodes, all four pg_restore at once."""
         self.drop(admins, LOADING)
-        children = []
+        loading = []
         for target, admin in zip(targets, admins):
             node = self.node(target)
             for key in DUMP_DIRS:
@@ -203,11 +203,11 @@ class LogicalRestore(BackupJob):
                 argv = [self.tool('pg_restore'), '--no-password', '--exit-on-error', '--jobs=%d' % self.options.jobs,
                         '--dbname=' + node.conninfo_string(LOADING[key], bulk=True),
                         os.path.join(path, manifest['databases'][key]['dir'])]
-                children.append(('%s on serverid %d' % (manifest['databases'][key]['name'], target['serverid']),
-                                 subprocess.Popen(argv, env=node.child_env(os.environ), stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.PIPE, text=True)))
+                loading.append(('%s on serverid %d' % (manifest['databases'][key]['name'], target['serverid']),
+                                children.start(argv, env=node.child_env(os.environ), stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.PIPE, text=True)))
         failures = []
-        for what, child in children:
+        for what, child in loading:
             _out, err = child.communicate()
             if child.returncode:
                 failures.append('%s: pg_restore exited %d: %s' % (what, child.returncode, err.strip()[-600:]))

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 
+from . import children
 from .errors import RecoveryError
 from .forest_pg import run
 from .local_server import tree_size
@@ -94,8 +95,8 @@ class BaseCopy(object):
         env.pop('PGPASSWORD', None)
         # A process group of its own: pg_basebackup forks a WAL streamer, which would outlive a killed
         # parent and hold the pipe open; the group goes as one (kill).
-        self.process = subprocess.Popen(self.server.as_user(self.argv()), env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+        self.process = children.start(self.server.as_user(self.argv()), env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, start_new_session=True)
 
     def run(self, source_serverid):
         """Start, follow and wait for the copy; the bytes now in the data directory."""

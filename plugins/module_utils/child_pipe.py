@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 
+from . import children
 from .errors import ForestError
 
 PIPE_BLOCK = 1 << 20
@@ -65,21 +66,21 @@ class Pipe(object):
         """Run both; self (moved, writer_output) when both exited 0, else PipeError naming `what`."""
         with tempfile.TemporaryFile() as out_err, tempfile.TemporaryFile() as in_err, \
                 tempfile.TemporaryFile() as in_out:
-            children = []
+            started = []
             try:
                 # close_fds (the default) keeps each pipe end in its one child and here only.
-                children.append(subprocess.Popen(self.cmds[0], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                 stderr=out_err, env=self.envs[0]))
-                children.append(subprocess.Popen(self.cmds[1], stdin=subprocess.PIPE, stdout=in_out,
-                                                 stderr=in_err, env=self.envs[1]))
-                first = self._pump(*children)
+                started.append(children.start(self.cmds[0], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              stderr=out_err, env=self.envs[0]))
+                started.append(children.start(self.cmds[1], stdin=subprocess.PIPE, stdout=in_out,
+                                              stderr=in_err, env=self.envs[1]))
+                first = self._pump(*started)
             finally:  # whatever happened here (even an interrupt), no child outlives the pipe
-                for child in children:
+                for child in started:
                     stop(child)
                     for handle in (child.stdin, child.stdout):
                         if handle is not None:
                             handle.close()
-            statuses = [child.returncode for child in children]
+            statuses = [child.returncode for child in started]
             if first is not None:
                 tails = (_tail(out_err), _tail(in_err))
                 raise PipeError('%s failed: %s' % (what, failure_text(first, statuses, tails, self.sides, self.cmds)),

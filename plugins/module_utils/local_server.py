@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 
+from . import children
 from .errors import ForestError
 
 
@@ -111,7 +112,7 @@ class LocalServer(object):
     def run(self, argv, what, env=None, timeout=None, as_server_user=True):
         argv = self.as_user(argv) if as_server_user else argv
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+            done = children.run(argv, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise LocalServerError('%s did not finish within %ss' % (what, timeout))
         except OSError as exc:

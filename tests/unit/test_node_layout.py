@@ -1,6 +1,7 @@
 """Where node N lives (plugins/filter/node_layout.py): the rule, the host's overrides, and the
 forest_node role's defaults, which are computed by the same filters."""
 import os
+import pwd
 
 import pytest
 import yaml
@@ -45,8 +46,11 @@ def test_the_forest_node_role_defaults_follow_the_same_rule():
 
 
 def test_a_module_on_the_node_host_finds_the_log_where_the_role_puts_it():
+    # os_user: any user this host has (the log's place does not depend on it; a controller without
+    # PostgreSQL has no postgres user)
     server = local_server.LocalServer.from_params(dict(
-        data_dir='/var/lib/pgforest/node1/data', pg_bindir='/usr/lib/postgresql/15/bin', os_user='postgres',
+        data_dir='/var/lib/pgforest/node1/data', pg_bindir='/usr/lib/postgresql/15/bin',
+        os_user=pwd.getpwuid(os.getuid()).pw_name,
         log_file=None, service_manager='pg_ctl', service_name=None, start_timeout=60))
     assert server.log_file == node_layout.node_server({'forest_serverid': 1})['log_file']
 
