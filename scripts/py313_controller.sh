@@ -4,7 +4,7 @@
 #   scripts/py313_controller.sh prepare        build or reuse the root filesystem, the wheels and the venv
 #   scripts/py313_controller.sh sanity [ARGS]  ansible-test sanity on the collection (scripts/sanity.sh)
 #   scripts/py313_controller.sh unit [ARGS]    pytest tests/unit (ARGS instead of tests/unit when given)
-#   scripts/py313_controller.sh syntax         ansible-playbook --syntax-check of every playbook
+#   scripts/py313_controller.sh syntax         ansible-playbook --list-tasks of every playbook (parsed, not run)
 #   scripts/py313_controller.sh lint [ARGS]    ansible-lint
 #   scripts/py313_controller.sh run CMD...     any command there (the checkout is /repo, the venv on PATH)
 # Every command prepares first.  The controller is a root filesystem made by mmdebstrap and entered with
@@ -13,7 +13,7 @@
 # wheels fetched here with `pip download --python-version 3.13 --only-binary=:all:`, installed there with
 # `pip install --no-index`, and ansible-test's own virtualenvs are filled from the same wheels.
 # Caches under PGFOREST_CTL313 (default /var/tmp/pgforest-ctl313), outside the checkout, shared by checkouts:
-#   rootfs-<key>   the root filesystem, keyed by its recipe (ROOTFS_RECIPE below)
+#   rootfs-<key>   the root filesystem, keyed by its recipe (build_rootfs below)
 #   wheels-<key>   the wheels, keyed by scripts/requirements-current.txt and this script's fetch recipe
 #   the venv       /opt/pgforest/venv in the root filesystem, rebuilt when the wheels' key changes
 set -euo pipefail
@@ -116,6 +116,8 @@ case $common in "$repo"/*) ;; *) git_binds=(--bind-ro="$common") ;; esac
 
 in_ctl() {  # command...: run it in the root filesystem, the checkout at /repo, the wheels at /wheels
     local status=0
+    # ANSIBLE_HOME: the checkout's ignored .ansible as in the Makefile, in a directory of its own so that
+    # 2.21's caches and installed collections do not mix with those of the checkout's 2.19.
     # Every pip there installs from the wheels only: in pip's configuration, not its environment, because
     # ansible-test runs pip with an environment of its own (HOME and PATH pass, PIP_* do not).
     printf '[global]\nno-index = true\nfind-links = /wheels\ndisable-pip-version-check = true\n' \
