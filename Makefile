@@ -119,8 +119,6 @@ lint: venv
 # network, its wheels fetched on this machine (scripts/py313_controller.sh; caches in /var/tmp/pgforest-ctl313).
 # Not part of make test.  Measured on 2 cores, load average about 4: sanity-current cold (root filesystem,
 # wheels, venv, sanity) 3 min 35 s, cached 43 s; unit-current cached 15 s; make -k current cached 1 min 20 s.
-# sanity-current fails on one check until requires_ansible and ansible-bad-function are decided
-# (docs/inventory.md, "Supported combinations").
 sanity-current:
 	bash scripts/py313_controller.sh sanity
 

@@ -10,8 +10,8 @@ its end and returns its output; what the collection does with its children does 
 two children joined by a pipe with Python moving the blocks, the writer's end of data given only
 after the reader succeeded (child_pipe), four pg_restore at once (backup_logical), pg_basebackup
 followed line by line and killed with its process group (base_copy), and server commands bounded
-by a timeout (local_server).  So every child is started here, and this file's two subprocess calls
-are the only ones 2.21's check reports (docs/inventory.md, "Supported combinations")."""
+by a timeout (local_server).  So every child is started here, and this file's one Popen is the only call 2.21's check
+reports; it carries the check's exception inline (docs/inventory.md, "Supported combinations")."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ import subprocess
 def start(argv, **options):
     """subprocess.Popen(argv, **options): a running child, for callers that talk to it or wait for
     it themselves."""
-    return subprocess.Popen(argv, **options)
+    # The one exception to ansible-test 2.21's ansible-bad-function (run_command), for the reasons
+    # above; every other start of a child goes through here.
+    return subprocess.Popen(argv, **options)  # pylint: disable=ansible-bad-function
 
 
 def run(argv, env=None, timeout=None):
