@@ -20,11 +20,12 @@ def _major(value):
 
 
 def pg_bindir(major):
-    return pg_platform.bindir(_major(major))
+    """The major's programs; None before the role chose the major (the role's variables are checked then)."""
+    return None if major in (None, '') else pg_platform.bindir(_major(major))
 
 
 def pg_packages(major):
-    return pg_platform.packages(_major(major))
+    return [] if major in (None, '') else pg_platform.packages(_major(major))
 
 
 def pg_pair_mismatch(hostvars, host, pair_hosts):
