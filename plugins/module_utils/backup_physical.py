@@ -17,7 +17,7 @@ from .status_read import read_view
 from .status_rules import merge
 from .divergence import row_counts
 from .forest_pg import Node
-from .local_server import LocalServer
+from .local_server import LocalServer, ProgramsMissing
 from .pg_platform import data_dir_major, physical_restore_refusal
 from .mngdb import refuse_if_applications
 from .pair_choice import this_node
@@ -132,9 +132,13 @@ class PhysicalRestore(PhysicalJob):
             raise backup.BackupError('backup %s is damaged, nothing was changed: %s' % (part, '; '.join(problems[:10])))
         # A physical copy runs only on its own major (a host moved to a new major, or its programs missing).
         backup_major = int(manifest['server_version']) // 10000
-        server = self.server(backup_major)
-        refusal = physical_restore_refusal(sid, backup_major, data_dir_major(server.data_dir), server.bindir,
-                                           server.major_version())
+        try:
+            server = self.server(backup_major)
+            programs, found = server.bindir, server.major_version()
+        except ProgramsMissing:  # said below, with the major it needs
+            server, programs, found = None, self.p.get('pg_bindir'), None
+        refusal = physical_restore_refusal(sid, backup_major, data_dir_major(self.p['data_dir']) if self.p.get(
+            'data_dir') else None, programs, found)
         if refusal:
             raise backup.BackupError(refusal)
         self.refuse_without_confirmation('replaces the data directory of serverid %d' % sid)

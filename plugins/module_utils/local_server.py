@@ -24,6 +24,10 @@ class LocalServerError(ForestError):
     pass
 
 
+class ProgramsMissing(LocalServerError):
+    """The server programs (of the major asked for) are not on this host."""
+
+
 # --- where node N lives: the one rule (the forest_node role's defaults and the playbooks reach it
 # through the filters of plugins/filter/node_layout.py, which import these) ----------------------
 DEFAULT_OS_USER = 'postgres'
@@ -124,7 +128,7 @@ class LocalServer(object):
     def tool(self, name):
         path = os.path.join(self.bindir, name)
         if not os.access(path, os.X_OK):
-            raise LocalServerError('%s not found in %s: install the PostgreSQL server package or set pg_bindir'
+            raise ProgramsMissing('%s not found in %s: install the PostgreSQL server package or set pg_bindir'
                                    % (name, self.bindir))
         return path
 
@@ -219,9 +223,9 @@ def find_bindir(major=None):
     if found:
         return os.path.dirname(found)
     if major is not None:
-        raise LocalServerError('PostgreSQL %d is not installed here (no %s/pg_ctl, none on PATH): install its server '
+        raise ProgramsMissing('PostgreSQL %d is not installed here (no %s/pg_ctl, none on PATH): install its server '
                                'package or set pg_bindir' % (int(major), pg_platform.bindir(major)))
-    raise LocalServerError('pg_ctl not found (no %s/<major>/bin and none on PATH): install the PostgreSQL server '
+    raise ProgramsMissing('pg_ctl not found (no %s/<major>/bin and none on PATH): install the PostgreSQL server '
                            'package or set pg_bindir' % pg_platform.DEBIAN_LIB)
 
 

@@ -34,7 +34,7 @@ import time
 from .base_copy import BaseCopy, check_base
 from .cluster_status import read_databases
 from .forest_pg import ForestPgError, run
-from .local_server import LocalServer, LocalServerError
+from .local_server import LocalServer, ProgramsMissing
 from .mngdb import SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name
 from .online_cut import Cut
 from .online_finish import Finish, views_of_target
@@ -225,7 +225,7 @@ class OnlineRecovery(Recovery):
         try:
             self.server = LocalServer.from_params(self.p, major)
             programs, found = self.server.bindir, self.server.major_version()
-        except LocalServerError:
+        except ProgramsMissing:  # said below, with the major it needs
             programs, found = self.p.get('pg_bindir'), None
         refusal = online_copy_refusal(source['serverid'], major, self.target['serverid'],
                                       data_dir_major(self.p['data_dir']) if self.p.get('data_dir') else None,

@@ -147,7 +147,7 @@ def online_copy_refusal(source, source_major, target, target_data_major, program
     return None
 
 
-def physical_restore_refusal(serverid, backup_major, data_dir_major, bindir, binaries_major):
+def physical_restore_refusal(serverid, backup_major, data_dir_major, programs=None, binaries_major=None):
     """Why a physical backup of `backup_major` cannot be restored onto this host's node, or None: a
     physical copy runs only on the major it was taken from (a logical backup loads into a newer one)."""
     if data_dir_major is not None and int(data_dir_major) != int(backup_major):
@@ -155,11 +155,16 @@ def physical_restore_refusal(serverid, backup_major, data_dir_major, bindir, bin
                 'PostgreSQL %d: a physical copy runs only on the major version it was taken from. Restore a '
                 'logical backup instead (kind=logical: it loads into a newer major), or take a new backup. '
                 'Nothing was changed' % (serverid, int(backup_major), int(data_dir_major)))
+    if binaries_major is None:
+        return ('the physical backup of serverid %d is PostgreSQL %d, which is not installed here (no %s/pg_ctl): '
+                'a physical copy runs only on the major version it was taken from. Install PostgreSQL %d (or set '
+                'pg_bindir to its programs), or restore a logical backup. Nothing was changed'
+                % (serverid, int(backup_major), programs or bindir(backup_major), int(backup_major)))
     if int(binaries_major) != int(backup_major):
         return ('the physical backup of serverid %d is PostgreSQL %d, but the server programs here (%s) are '
                 'PostgreSQL %d: a physical copy runs only on the major version it was taken from. Install '
                 'PostgreSQL %d (or set pg_bindir to its programs), or restore a logical backup. Nothing was '
-                'changed' % (serverid, int(backup_major), bindir, int(binaries_major), int(backup_major)))
+                'changed' % (serverid, int(backup_major), programs, int(binaries_major), int(backup_major)))
     return None
 
 

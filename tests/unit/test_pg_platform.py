@@ -105,8 +105,10 @@ def test_a_physical_restore_across_majors_is_refused():
     onto_newer = pg_platform.physical_restore_refusal(1, 15, 17, '/usr/lib/postgresql/15/bin', 15)
     assert 'is PostgreSQL 15' in onto_newer and 'data directory here is PostgreSQL 17' in onto_newer
     assert 'kind=logical' in onto_newer
-    no_programs = pg_platform.physical_restore_refusal(1, 15, None, '/usr/lib/postgresql/17/bin', 17)
-    assert 'Install PostgreSQL 15' in no_programs and 'Nothing was changed' in no_programs
+    other_programs = pg_platform.physical_restore_refusal(1, 15, None, '/usr/lib/postgresql/17/bin', 17)
+    assert 'Install PostgreSQL 15' in other_programs and 'Nothing was changed' in other_programs
+    not_installed = pg_platform.physical_restore_refusal(1, 15, None, None, None)
+    assert 'PostgreSQL 15, which is not installed here (no /usr/lib/postgresql/15/bin/pg_ctl)' in not_installed
 
 
 MAIN = dict(version=17, cluster='main', port=5432, running=True, pgdata='/var/lib/postgresql/17/main',
