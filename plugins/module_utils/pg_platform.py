@@ -106,8 +106,9 @@ def choose_major(asked=None, running=None, installed=(), os_default=None):
     else:
         raise PlatformError('no PostgreSQL major version to choose: the node has no data directory, no '
                             'PostgreSQL server is installed (no %s/N/bin/pg_ctl) and the OS packages name '
-                            'none (apt-cache depends postgresql). Set forest_node_pg_version, or install '
-                            'the PostgreSQL server packages' % DEBIAN_LIB)
+                            'none (apt-cache depends postgresql; a host without apt package lists needs apt-get '
+                            'update first). Set forest_node_pg_version, or install the PostgreSQL server '
+                            'packages' % DEBIAN_LIB)
     check_supported(major, {'set': 'forest_node_pg_version', 'running': 'the node\'s data directory',
                             'installed': 'the newest installed server', 'os default': 'the OS\'s default'}[reason])
     return major, reason
