@@ -4,7 +4,7 @@
 """The PostgreSQL of a node's host: which major version the node runs, what depends on it, and the
 servers beside the node that the OS packages made.
 
-Everything that depends on the major version is here (`MAJORS`, `bindir`, `packages`, `features`):
+Everything that depends on the major version is here (`MIN_MAJOR`, `bindir`, `packages`):
 the role (module forest_node_pg), the online recovery (a physical copy needs the same major) and
 the tests read it from here.  The decisions are pure functions (`choose_major`, `os_default_major`,
 `stray_verdict`); `probe_host` and `inspect_cluster` only gather what they decide on."""
@@ -24,18 +24,14 @@ class PlatformError(ForestError):
 
 
 # --- what depends on the major version: the one table ---------------------------------------------
-# The oldest major the collection runs on: online recovery reads the WAL of the freeze with
-# pg_walinspect, which PostgreSQL 15 brought.
+# The oldest major the collection runs on: online recovery reads the WAL of the freeze with pg_walinspect
+# (pg_get_wal_records_info(start, end): the same columns and record names it relies on in 15, 16 and 17),
+# which PostgreSQL 15 brought. Audited for 15..17: the settings the role writes (forest.conf), the
+# standby's (primary_conninfo, primary_slot_name, standby.signal) and the catalog views the modules read
+# kept their names; a rename in a later major would be handled here.
 MIN_MAJOR = 15
-# Majors the collection was run on (15: Debian 12, 17: Debian 13); a newer one is allowed, untested.
-TESTED_MAJORS = (15, 17)
-# The server settings the role writes (forest.conf) kept their names and meaning from 15 to 17; a
-# rename in a later major goes here as {major: {old name: new name}} and into setting_name().
-RENAMED_SETTINGS = {}
 # Where each major's programs live on Debian.
 DEBIAN_LIB = '/usr/lib/postgresql'
-# Why a major was chosen (choose_major), as the role's fact forest_node_pg_major_reason says it.
-REASONS = ('set', 'running', 'installed', 'os default')
 
 
 def bindir(major):
@@ -45,22 +41,6 @@ def bindir(major):
 def packages(major):
     """The OS packages of a node's server and client programs (Debian's names)."""
     return ['postgresql-%d' % int(major), 'postgresql-client-%d' % int(major)]
-
-
-def features(major):
-    """What the collection uses that differs between majors."""
-    major = int(major)
-    # pg_walinspect (15+): the online recovery reads the freeze's WAL with pg_get_wal_records_info(start,
-    # end), whose columns and record names it relies on are the same in 15, 16 and 17.
-    return dict(walinspect=major >= 15)
-
-
-def setting_name(name, major):
-    """A setting's name in `major` (renames collected in RENAMED_SETTINGS)."""
-    for since in sorted(RENAMED_SETTINGS):
-        if int(major) >= since:
-            name = RENAMED_SETTINGS[since].get(name, name)
-    return name
 
 
 def check_supported(major, where):

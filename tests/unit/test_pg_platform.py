@@ -65,8 +65,6 @@ def test_what_depends_on_the_major_comes_from_one_table():
     assert pg_platform.packages('15') == ['postgresql-15', 'postgresql-client-15']
     assert pg_filters.pg_bindir('17') == pg_platform.bindir(17)
     assert pg_filters.pg_packages(17) == pg_platform.packages(17)
-    assert pg_platform.features(15)['walinspect'] and pg_platform.features(17)['walinspect']
-    assert pg_platform.setting_name('wal_level', 17) == 'wal_level'
 
 
 def test_the_pair_on_two_majors_is_refused_naming_both_hosts_and_versions():
