@@ -7,7 +7,8 @@ servers beside the node that the OS packages made.
 Everything that depends on the major version is here (`MIN_MAJOR`, `bindir`, `packages`):
 the role (module forest_node_pg), the online recovery (a physical copy needs the same major) and
 the tests read it from here.  The decisions are pure functions (`choose_major`, `os_default_major`,
-`stray_verdict`); `probe_host` and `inspect_cluster` only gather what they decide on."""
+`stray_verdict`, the refusals); `data_dir_major`, `installed_majors`, `probe_os_default`, `list_clusters` and
+`inspect_cluster` only gather what they decide on."""
 
 from __future__ import annotations
 
