@@ -129,7 +129,7 @@ class LocalServer(object):
         path = os.path.join(self.bindir, name)
         if not os.access(path, os.X_OK):
             raise ProgramsMissing('%s not found in %s: install the PostgreSQL server package or set pg_bindir'
-                                   % (name, self.bindir))
+                                  % (name, self.bindir))
         return path
 
     def major_version(self):
@@ -224,9 +224,9 @@ def find_bindir(major=None):
         return os.path.dirname(found)
     if major is not None:
         raise ProgramsMissing('PostgreSQL %d is not installed here (no %s/pg_ctl, none on PATH): install its server '
-                               'package or set pg_bindir' % (int(major), pg_platform.bindir(major)))
+                              'package or set pg_bindir' % (int(major), pg_platform.bindir(major)))
     raise ProgramsMissing('pg_ctl not found (no %s/<major>/bin and none on PATH): install the PostgreSQL server '
-                           'package or set pg_bindir' % pg_platform.DEBIAN_LIB)
+                          'package or set pg_bindir' % pg_platform.DEBIAN_LIB)
 
 
 def tree_size(path):
