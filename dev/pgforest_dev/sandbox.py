@@ -7,12 +7,14 @@ import psycopg
 
 from pgforest_dev import REPO
 from pgforest_dev.wait import wait_for
+from ansible_collections.pgforest.cluster.plugins.module_utils import pg_platform
 # A parallel test worker's own sandbox (scripts/worker_sandboxes.py), else the checkout's: .sandbox,
 # a link to where the postgres OS user can reach.
 SANDBOX = os.environ.get('FOREST_SANDBOX_DIR') or os.path.realpath(os.path.join(REPO, '.sandbox'))
 INVENTORY = os.path.join(REPO, 'sandbox', 'inventory.yml')
 BIN = os.path.join(REPO, '.venv', 'bin')
-PG_BIN = '/usr/lib/postgresql/15/bin'
+# The programs of the major the role gives a new sandbox node here: the newest installed (pg_platform.choose_major).
+PG_BIN = pg_platform.bindir(max(pg_platform.installed_majors() or [pg_platform.MIN_MAJOR]))
 NODES = {
     0: dict(host='127.0.0.11', port=5432, name='forest0'),
     1: dict(host='127.0.0.12', port=5432, name='forest1'),

@@ -17,7 +17,8 @@ from .status_read import read_view
 from .status_rules import merge
 from .divergence import row_counts
 from .forest_pg import Node
-from .local_server import LocalServer
+from .local_server import LocalServer, ProgramsMissing
+from .pg_platform import data_dir_major, physical_restore_refusal
 from .mngdb import refuse_if_applications
 from .pair_choice import this_node
 
@@ -29,8 +30,8 @@ class PhysicalJob(BackupJob):
         super(PhysicalJob, self).__init__(params, options, check_mode, log)
         self.here = Node.from_params(params)  # this host's node, as the module reaches it
 
-    def server(self):
-        return LocalServer.from_params(self.p)
+    def server(self, major=None):
+        return LocalServer.from_params(self.p, major)
 
     def local_node(self):
         """This host's node (serverid, validity), as its own view names it (pair_choice.this_node)."""
@@ -129,8 +130,18 @@ class PhysicalRestore(PhysicalJob):
         problems = self.timed('checksums', backup.verify_files, part, manifest['files'])
         if problems:
             raise backup.BackupError('backup %s is damaged, nothing was changed: %s' % (part, '; '.join(problems[:10])))
+        # A physical copy runs only on its own major (a host moved to a new major, or its programs missing).
+        backup_major = int(manifest['server_version']) // 10000
+        try:
+            server = self.server(backup_major)
+            programs, found = server.bindir, server.major_version()
+        except ProgramsMissing:  # said below, with the major it needs
+            server, programs, found = None, self.p.get('pg_bindir'), None
+        refusal = physical_restore_refusal(sid, backup_major, data_dir_major(self.p['data_dir']) if self.p.get(
+            'data_dir') else None, programs, found)
+        if refusal:
+            raise backup.BackupError(refusal)
         self.refuse_without_confirmation('replaces the data directory of serverid %d' % sid)
-        server = self.server()
         if server.running():
             self.refuse_if_applications(node)
             self.close()

@@ -18,10 +18,15 @@ import subprocess
 
 from . import children
 from .errors import ForestError
+from . import pg_platform
 
 
 class LocalServerError(ForestError):
     pass
+
+
+class ProgramsMissing(LocalServerError):
+    """The server programs (of the major asked for) are not on this host."""
 
 
 # --- where node N lives: the one rule (the forest_node role's defaults and the playbooks reach it
@@ -79,7 +84,8 @@ class LocalServer(object):
 
     @classmethod
     def from_params(cls, params, major=None):
-        """From the options of local_server_argument_spec; major: the server version its binaries must run."""
+        """From the options of local_server_argument_spec; major: the server version its binaries must run
+        (None: the data directory's, else the newest installed)."""
         return cls(params['data_dir'], params['pg_bindir'], params['os_user'], params['log_file'],
                    params['service_manager'], params['service_name'], params['start_timeout'], major)
 
@@ -87,7 +93,8 @@ class LocalServer(object):
                  service_manager=DEFAULT_SERVICE_MANAGER, service_name=None, start_timeout=60, major=None):
         self.data_dir = os.path.abspath(data_dir)
         self.os_user = os_user
-        self.bindir = bindir or find_bindir(major)
+        # A host in the middle of an upgrade has two majors installed: the data directory runs only on its own.
+        self.bindir = bindir or find_bindir(major if major is not None else pg_platform.data_dir_major(self.data_dir))
         self.log_file = log_file or node_log_file(os.path.dirname(self.data_dir))
         self.service_manager = service_manager
         self.service_name = service_name
@@ -122,8 +129,8 @@ class LocalServer(object):
     def tool(self, name):
         path = os.path.join(self.bindir, name)
         if not os.access(path, os.X_OK):
-            raise LocalServerError('%s not found in %s: install the PostgreSQL server package or set pg_bindir'
-                                   % (name, self.bindir))
+            raise ProgramsMissing('%s not found in %s: install the PostgreSQL server package or set pg_bindir'
+                                  % (name, self.bindir))
         return path
 
     def major_version(self):
@@ -208,20 +215,19 @@ class LocalServer(object):
 
 def find_bindir(major=None):
     """/usr/lib/postgresql/<major>/bin (Debian; the newest when major is None), else where pg_ctl is on PATH."""
-    base = '/usr/lib/postgresql'
-    versions = sorted((int(name) for name in os.listdir(base) if name.isdigit()), reverse=True) \
-        if os.path.isdir(base) else []
+    versions = sorted(pg_platform.installed_majors(), reverse=True)
     if major is not None:
-        versions = [version for version in versions if version == major]
-    for version in versions:
-        path = os.path.join(base, str(version), 'bin')
-        if os.path.exists(os.path.join(path, 'pg_ctl')):
-            return path
+        versions = [version for version in versions if version == int(major)]
+    if versions:
+        return pg_platform.bindir(versions[0])
     found = shutil.which('pg_ctl')
     if found:
         return os.path.dirname(found)
-    raise LocalServerError('pg_ctl not found (no /usr/lib/postgresql/<major>/bin and none on PATH): install the '
-                           'PostgreSQL server package or set pg_bindir')
+    if major is not None:
+        raise ProgramsMissing('PostgreSQL %d is not installed here (no %s/pg_ctl, none on PATH): install its server '
+                              'package or set pg_bindir' % (int(major), pg_platform.bindir(major)))
+    raise ProgramsMissing('pg_ctl not found (no %s/<major>/bin and none on PATH): install the PostgreSQL server '
+                          'package or set pg_bindir' % pg_platform.DEBIAN_LIB)
 
 
 def tree_size(path):

@@ -34,12 +34,13 @@ import time
 from .base_copy import BaseCopy, check_base
 from .cluster_status import read_databases
 from .forest_pg import ForestPgError, run
-from .local_server import LocalServer
+from .local_server import LocalServer, ProgramsMissing
 from .mngdb import SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name
 from .online_cut import Cut
 from .online_finish import Finish, views_of_target
 from .online_phases import PHASES, STARTED, next_phase, phase_named
 from .pair_choice import online_scope
+from .pg_platform import data_dir_major, online_copy_refusal
 from .poll_interval import PollInterval
 from .recovery import Recovery, RecoveryError
 from .recovery_workspace import Workspace, recorded_scope
@@ -214,17 +215,24 @@ class OnlineRecovery(Recovery):
         self.source, self.target, self.userdbs, self.replaced = recorded_scope(state, self.userdb)
 
     def local_server(self, source):
-        """This host's server; the binaries must match the source's major version."""
-        major = None
-        if source is not None:
-            _node, admin = self.connect(source, 'postgres')
-            major = int(run(admin, 'SHOW server_version_num')[0]['server_version_num']) // 10000
-        self.server = LocalServer.from_params(self.p, major)  # its options, start_timeout among them
+        """This host's server; the binaries and its data directory must be of the source's major version."""
+        if source is None:
+            self.server = LocalServer.from_params(self.p)  # its options, start_timeout among them
+            self.workspace = Workspace(self.server)
+            return
+        _node, admin = self.connect(source, 'postgres')
+        major = int(run(admin, 'SHOW server_version_num')[0]['server_version_num']) // 10000
+        try:
+            self.server = LocalServer.from_params(self.p, major)
+            programs, found = self.server.bindir, self.server.major_version()
+        except ProgramsMissing:  # said below, with the major it needs
+            programs, found = self.p.get('pg_bindir'), None
+        refusal = online_copy_refusal(source['serverid'], major, self.target['serverid'],
+                                      data_dir_major(self.p['data_dir']) if self.p.get('data_dir') else None,
+                                      programs, found)
+        if refusal:
+            raise RecoveryError(refusal)
         self.workspace = Workspace(self.server)
-        if major is not None and self.server.major_version() != major:
-            raise RecoveryError('serverid %d runs PostgreSQL %d but %s here is %d: a physical copy needs the same '
-                                'major version; install it or set pg_bindir. Nothing was changed'
-                                % (source['serverid'], major, self.server.bindir, self.server.major_version()))
 
     # --- the phases ------------------------------------------------------------------------------
     def base(self):

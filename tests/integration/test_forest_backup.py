@@ -352,3 +352,23 @@ def test_restore_playbook_fails_when_a_node_is_marked_broken_right_after():
     for words in ('After the restore of pair forest the pair is not healthy: degraded', 'serverid 1 is marked -1',
                   'by client batch-host-2', 'server closed the connection unexpectedly (SQLSTATE 08006)'):
         assert words in failure, failure
+
+
+def test_a_physical_backup_of_another_major_is_refused_before_anything_changes():
+    """A physical copy runs only on the major it was taken from. The backup's manifest says it is of another
+    major (edited here, as a node moved to a new major would meet an old backup): the restore refuses before
+    anything changes, and says what to do instead."""
+    taken = backup(kind='physical')
+    assert not taken.get('failed'), taken.get('msg')
+    found = manifest(taken['backup'])
+    major = found['server_version'] // 10000
+    found['server_version'] = (major + 2) * 10000 + 1
+    with open(os.path.join(taken['backup'], 'manifest.json'), 'w') as handle:
+        json.dump(found, handle)
+    write_marker()
+    servers = [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES]
+    refused = restore(confirm=True, serverid=0, data_dir=sandbox.data_dir(0))
+    assert refused.get('failed'), refused
+    assert ("the physical backup of serverid 0 is PostgreSQL %d, but the node's data directory here is PostgreSQL %d"
+            % (major + 2, major)) in refused['msg'] and 'kind=logical' in refused['msg'], refused['msg']
+    assert marker_survives() and [sandbox.postmaster_pid(serverid) for serverid in sandbox.NODES] == servers

@@ -130,7 +130,10 @@ def spare_node(tmp_path):
         host.update(overrides)
         inventory.write_text(json.dumps({'forest': {
             'vars': {'ansible_connection': 'local',
-                     'ansible_python_interpreter': '{{ ansible_playbook_python }}'},
+                     'ansible_python_interpreter': '{{ ansible_playbook_python }}',
+                     # this machine's own servers and /usr/local/bin are not the test's (sandbox/inventory.yml)
+                     'forest_node_stray_clusters': 'keep',
+                     'forest_node_psql_helper': base + '/pgforest-psql'},
             'hosts': {'spare': host}}}))
         return str(inventory)
 

@@ -9,7 +9,7 @@ import lab
 
 def bare(serverid):
     """What a freshly built host lacks: PostgreSQL, psycopg, apt's package lists."""
-    probe = lab.ssh(serverid, 'test -x /usr/lib/postgresql/15/bin/pg_ctl && echo pg; '
+    probe = lab.ssh(serverid, 'ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && echo pg; '
                               'python3 -c "import psycopg" 2>/dev/null && echo psycopg; '
                               'ls /var/lib/apt/lists | grep -c _Packages || true').stdout.split()
     return probe == ['0']

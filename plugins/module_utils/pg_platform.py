@@ -1,0 +1,300 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The PostgreSQL of a node's host: which major version the node runs, what depends on it, and the
+servers beside the node that the OS packages made.
+
+Everything that depends on the major version is here (`MIN_MAJOR`, `bindir`, `packages`):
+the role (module forest_node_pg), the online recovery (a physical copy needs the same major) and
+the tests read it from here.  The decisions are pure functions (`choose_major`, `os_default_major`,
+`stray_verdict`, the refusals); `data_dir_major`, `installed_majors`, `probe_os_default`, `list_clusters` and
+`inspect_cluster` only gather what they decide on."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+from .errors import ForestError
+
+
+class PlatformError(ForestError):
+    pass
+
+
+# --- what depends on the major version: the one table ---------------------------------------------
+# The oldest major the collection runs on: online recovery reads the WAL of the freeze with pg_walinspect
+# (pg_get_wal_records_info(start, end): the same columns and record names it relies on in 15, 16 and 17),
+# which PostgreSQL 15 brought. Audited for 15..17: the settings the role writes (forest.conf), the
+# standby's (primary_conninfo, primary_slot_name, standby.signal) and the catalog views the modules read
+# kept their names; a rename in a later major would be handled here.
+MIN_MAJOR = 15
+# Where each major's programs live on Debian.
+DEBIAN_LIB = '/usr/lib/postgresql'
+
+
+def bindir(major):
+    return '%s/%d/bin' % (DEBIAN_LIB, int(major))
+
+
+def packages(major):
+    """The OS packages of a node's server and client programs (Debian's names)."""
+    return ['postgresql-%d' % int(major), 'postgresql-client-%d' % int(major)]
+
+
+def check_supported(major, where):
+    if int(major) < MIN_MAJOR:
+        raise PlatformError('%s is PostgreSQL %d, but pgforest.cluster needs %d or newer (online recovery reads '
+                            'the WAL with pg_walinspect): use PostgreSQL %d or newer'
+                            % (where, int(major), MIN_MAJOR, MIN_MAJOR))
+
+
+# --- which major the node runs ------------------------------------------------------------------------
+def os_default_major(apt_depends):
+    """The major of the OS's `postgresql` metapackage, from `apt-cache depends postgresql` (or the
+    Depends: lines of `apt-cache show postgresql`): postgresql-17 on Debian 13, 15 on Debian 12.
+    None when it names none (no such package here)."""
+    found = re.findall(r'^\s*(?:\|)?Depends:\s*(.*)$', apt_depends or '', re.MULTILINE)
+    majors = [int(major) for line in found for major in re.findall(r'(?:^|[\s,|])postgresql-(\d+)\b', line)]
+    return max(majors) if majors else None
+
+
+def choose_major(asked=None, running=None, installed=(), os_default=None):
+    """(major, reason): the version asked for ('set'), else the one of the node's data directory
+    ('running'), else the newest installed ('installed'), else the OS's default ('os default').
+
+    running: PG_VERSION of the node's data directory (None without one); installed: the majors whose
+    pg_ctl is on the host.  A major asked for that differs from the data directory's is refused: the
+    data directory cannot run on other binaries, and moving it to a new major is the documented
+    upgrade (mark the node -1, new major, repair by content), not a variable change."""
+    if asked not in (None, ''):
+        major, reason = int(asked), 'set'
+        if running is not None and int(running) != major:
+            raise PlatformError(
+                'forest_node_pg_version is %d, but the node\'s data directory is PostgreSQL %d: a data directory '
+                'runs only on its own major version. Leave forest_node_pg_version out (or set it to %d) to keep '
+                'the node as it is; moving a node to another major is an upgrade, done one node at a time as '
+                'docs/forest_node.md says (mark it -1, install the new major, repair it by content). Nothing '
+                'was changed' % (major, int(running), int(running)))
+    elif running is not None:
+        major, reason = int(running), 'running'
+    elif installed:
+        major, reason = max(int(version) for version in installed), 'installed'
+    elif os_default is not None:
+        major, reason = int(os_default), 'os default'
+    else:
+        raise PlatformError('no PostgreSQL major version to choose: the node has no data directory, no '
+                            'PostgreSQL server is installed (no %s/N/bin/pg_ctl) and the OS packages name '
+                            'none (apt-cache depends postgresql; a host without apt package lists needs apt-get '
+                            'update first). Set forest_node_pg_version, or install the PostgreSQL server '
+                            'packages' % DEBIAN_LIB)
+    check_supported(major, {'set': 'forest_node_pg_version', 'running': 'the node\'s data directory',
+                            'installed': 'the newest installed server', 'os default': 'the OS\'s default'}[reason])
+    return major, reason
+
+
+def pair_mismatch(mine, peers):
+    """The refusal when the nodes of a pair would run different majors, or None.
+    mine: (host, major, reason); peers: [(host, major, reason)] of the pair's other hosts in the play."""
+    others = [peer for peer in peers if int(peer[1]) != int(mine[1])]
+    if not others:
+        return None
+    peer = others[0]
+    return ('the nodes of a pair must run the same PostgreSQL major version, but %s would run %d (%s) and %s %d '
+            '(%s): online recovery copies one node onto the other physically, which works only within one major. '
+            'Set forest_node_pg_version to the same major for both (the running one: a data directory cannot '
+            'change major), or move the other node to the new major first as docs/forest_node.md says (mark it '
+            '-1, install the new major, repair it by content). Nothing was changed'
+            % (mine[0], int(mine[1]), mine[2], peer[0], int(peer[1]), peer[2]))
+
+
+def online_copy_refusal(source, source_major, target, target_data_major, programs=None, binaries_major=None):
+    """Why an online recovery (a physical copy of serverid `source` onto `target`) cannot run, or None.
+    target_data_major: the major of the target's data directory (None without one); binaries_major: the
+    major of the programs found here for the copy (None: not found)."""
+    how = ('a physical copy runs only on the major version it was taken from. While the pair moves to a new '
+           'major (docs/forest_node.md), repair the node by content instead: playbooks/recover.yml -e mode=offline '
+           'with the applications stopped. Nothing was changed')
+    if target_data_major is not None and int(target_data_major) != int(source_major):
+        return ('serverid %d runs PostgreSQL %d but serverid %d\'s data directory here is PostgreSQL %d: %s'
+                % (source, int(source_major), target, int(target_data_major), how))
+    if binaries_major is None:
+        return ('serverid %d runs PostgreSQL %d, which is not installed here (no %s/pg_ctl): install it, or '
+                'set pg_bindir; %s' % (source, int(source_major), programs or bindir(source_major), how))
+    if int(binaries_major) != int(source_major):
+        return ('serverid %d runs PostgreSQL %d but %s here is %d: %s'
+                % (source, int(source_major), programs, int(binaries_major), how))
+    return None
+
+
+def physical_restore_refusal(serverid, backup_major, data_dir_major, programs=None, binaries_major=None):
+    """Why a physical backup of `backup_major` cannot be restored onto this host's node, or None: a
+    physical copy runs only on the major it was taken from (a logical backup loads into a newer one)."""
+    if data_dir_major is not None and int(data_dir_major) != int(backup_major):
+        return ('the physical backup of serverid %d is PostgreSQL %d, but the node\'s data directory here is '
+                'PostgreSQL %d: a physical copy runs only on the major version it was taken from. Restore a '
+                'logical backup instead (kind=logical: it loads into a newer major), or take a new backup. '
+                'Nothing was changed' % (serverid, int(backup_major), int(data_dir_major)))
+    if binaries_major is None:
+        return ('the physical backup of serverid %d is PostgreSQL %d, which is not installed here (no %s/pg_ctl): '
+                'a physical copy runs only on the major version it was taken from. Install PostgreSQL %d (or set '
+                'pg_bindir to its programs), or restore a logical backup. Nothing was changed'
+                % (serverid, int(backup_major), programs or bindir(backup_major), int(backup_major)))
+    if int(binaries_major) != int(backup_major):
+        return ('the physical backup of serverid %d is PostgreSQL %d, but the server programs here (%s) are '
+                'PostgreSQL %d: a physical copy runs only on the major version it was taken from. Install '
+                'PostgreSQL %d (or set pg_bindir to its programs), or restore a logical backup. Nothing was '
+                'changed' % (serverid, int(backup_major), programs, int(binaries_major), int(backup_major)))
+    return None
+
+
+# --- servers beside the node (Debian's clusters) --------------------------------------------------------
+# Databases and roles that initdb makes; everything created afterwards gets an object id from
+# FirstNormalObjectId (16384) up, so a catalog row with such an id is something a user made.
+INITDB_DATABASES = ('postgres', 'template0', 'template1')
+FIRST_NORMAL_OID = 16384
+# What a user may have made in a database: relations (tables, views, sequences, indexes), schemas,
+# functions, types, extensions, large objects.  One row: the count of each.
+USER_OBJECTS_SQL = (
+    "SELECT (SELECT count(*) FROM pg_class WHERE oid >= %(oid)d) AS relations, "
+    "(SELECT count(*) FROM pg_namespace WHERE oid >= %(oid)d) AS schemas, "
+    "(SELECT count(*) FROM pg_proc WHERE oid >= %(oid)d) AS functions, "
+    "(SELECT count(*) FROM pg_type WHERE oid >= %(oid)d) AS types, "
+    "(SELECT count(*) FROM pg_extension WHERE oid >= %(oid)d) AS extensions, "
+    "(SELECT count(*) FROM pg_largeobject_metadata) AS large_objects" % dict(oid=FIRST_NORMAL_OID))
+CLUSTER_SQL = (
+    "SELECT (SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database WHERE datname NOT IN "
+    "('postgres', 'template0', 'template1')) AS databases, "
+    "(SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles WHERE oid >= %d) AS roles"
+    % FIRST_NORMAL_OID)
+
+
+def cluster_name(cluster):
+    return '%s/%s' % (cluster['version'], cluster['cluster'])
+
+
+def cluster_shown(cluster):
+    return ('%s (PostgreSQL %s, cluster %s, port %s, data directory %s)'
+            % (cluster_name(cluster), cluster['version'], cluster['cluster'], cluster['port'], cluster['pgdata']))
+
+
+def stray_verdict(cluster, contents):
+    """('remove', why) for a server beside the node that was never used, else ('keep', why).
+
+    Never used means, conservatively: it runs (a stopped one cannot be read without starting it),
+    and it holds nothing initdb did not make: no database besides postgres, template0 and
+    template1, no role, and no relation, schema, function, type, extension or large object created
+    in postgres or template1.  contents: what inspect_cluster read (None when it could not)."""
+    if not cluster.get('running'):
+        return 'keep', 'it is stopped, so what it holds cannot be read without starting it'
+    if contents is None:
+        return 'keep', 'its catalogs could not be read'
+    if contents.get('error'):
+        return 'keep', 'its catalogs could not be read (%s)' % contents['error']
+    if contents['databases']:
+        return 'keep', 'it holds user databases (%s)' % ', '.join(contents['databases'])
+    if contents['roles']:
+        return 'keep', 'it has roles of its own (%s)' % ', '.join(contents['roles'])
+    used = ['%s %s in %s' % (count, kind.replace('_', ' '), dbname)
+            for dbname, counts in sorted(contents['objects'].items())
+            for kind, count in sorted(counts.items()) if count]
+    if used:
+        return 'keep', 'it holds objects a user created (%s)' % ', '.join(used)
+    return 'remove', 'it holds only what initdb made (no user database, role or object)'
+
+
+def stray_warning(cluster, why):
+    return ('%s is a PostgreSQL server beside the forest node, left as it is: %s. It is not part of the pair. '
+            'If you need it, keep it (forest_node_stray_clusters=keep silences this); if not, move its data '
+            'away and remove it: pg_dropcluster --stop %s %s'
+            % (cluster_shown(cluster), why, cluster['version'], cluster['cluster']))
+
+
+def parse_clusters(text):
+    """pg_lsclusters --json as [{version, cluster, port, running, pgdata, socketdir, owner}]."""
+    found = []
+    for item in json.loads(text or '[]'):
+        found.append(dict(version=int(item['version']), cluster=item['cluster'], port=int(item['port'] or 0),
+                          running=bool(int(item.get('running') or 0)), pgdata=item.get('pgdata'),
+                          socketdir=item.get('socketdir'), owneruid=item.get('owneruid')))
+    return found
+
+
+def strays(clusters, data_dir):
+    """The clusters that are not the forest node (whose data directory is data_dir)."""
+    mine = os.path.realpath(data_dir)
+    return [cluster for cluster in clusters if not cluster['pgdata'] or os.path.realpath(cluster['pgdata']) != mine]
+
+
+# --- gathering, on the host ----------------------------------------------------------------------------
+def _run(argv, env=None):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, '', str(exc)
+    return done.returncode, done.stdout, done.stderr
+
+
+def data_dir_major(data_dir):
+    try:
+        with open(os.path.join(data_dir, 'PG_VERSION')) as handle:
+            return int(handle.read().strip().split('.')[0])
+    except (OSError, ValueError):
+        return None
+
+
+def installed_majors():
+    if not os.path.isdir(DEBIAN_LIB):
+        return []
+    return sorted(int(name) for name in os.listdir(DEBIAN_LIB)
+                  if name.isdigit() and os.access(os.path.join(bindir(name), 'pg_ctl'), os.X_OK))
+
+
+def probe_os_default():
+    """The OS default's major (None where apt-cache is missing or names none)."""
+    code, out, _err = _run(['apt-cache', 'depends', 'postgresql'])
+    return os_default_major(out) if code == 0 else None
+
+
+def list_clusters():
+    """Debian's clusters (pg_lsclusters); [] where postgresql-common is not installed."""
+    code, out, err = _run(['pg_lsclusters', '--json'])
+    if code == 127:
+        return []
+    if code != 0:
+        raise PlatformError('pg_lsclusters --json failed: %s' % (err.strip() or out.strip()))
+    return parse_clusters(out)
+
+
+def _psql_json(cluster, os_user, dbname, sql):
+    env = dict(os.environ, PGCONNECT_TIMEOUT='5')
+    argv = ['runuser', '-u', os_user, '--', os.path.join(bindir(cluster['version']), 'psql'), '-XAtq',
+            '-v', 'ON_ERROR_STOP=1', '-h', cluster['socketdir'] or '/var/run/postgresql', '-p', str(cluster['port']),
+            '-d', dbname, '-c', 'SELECT row_to_json(q) FROM (%s) q' % sql]
+    if os.geteuid() != 0:
+        argv = argv[4:]
+    code, out, err = _run(argv, env)
+    if code != 0:
+        raise PlatformError(err.strip() or 'psql exited with %d' % code)
+    return json.loads(out.strip())
+
+
+def inspect_cluster(cluster, os_user='postgres'):
+    """What a running cluster holds, read with its own psql over its socket as its OS user:
+    {databases, roles, objects: {postgres: counts, template1: counts}}, or {error} if it cannot be read."""
+    try:
+        found = _psql_json(cluster, os_user, 'postgres', CLUSTER_SQL)
+        found['objects'] = dict((dbname, _psql_json(cluster, os_user, dbname, USER_OBJECTS_SQL))
+                                for dbname in ('postgres', 'template1'))
+    except (PlatformError, ValueError) as exc:
+        return dict(error=str(exc))
+    return found
+
+
+def drop_cluster(cluster):
+    code, out, err = _run(['pg_dropcluster', '--stop', str(cluster['version']), cluster['cluster']])
+    if code != 0:
+        raise PlatformError('pg_dropcluster --stop %s %s failed: %s'
+                            % (cluster['version'], cluster['cluster'], (err or out).strip()))

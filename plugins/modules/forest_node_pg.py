@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: forest_node_pg
+short_description: The PostgreSQL major version of a node's host, and the servers beside the node
+description:
+  - Chooses the PostgreSQL major version of the node whose data directory is O(data_dir) and says why
+    (RV(reason)) - the version asked for (O(pg_version), C(set)); else the one of the node's data
+    directory (C(running)); else the newest installed server (C(installed), the newest
+    C(/usr/lib/postgresql/N/bin/pg_ctl)); else the OS's default (C(os default), the major that Debian's
+    C(postgresql) package depends on - 17 on Debian 13, 15 on Debian 12).
+  - Refuses a O(pg_version) that differs from the major of an existing data directory, and a major older
+    than 15 (online recovery reads the WAL with C(pg_walinspect)).
+  - With O(strays=remove), looks at the clusters C(pg_lsclusters) lists that are not the node (servers the
+    OS packages made, such as C(17/main)) and removes with C(pg_dropcluster --stop) each one that was never
+    used - it runs and holds nothing initdb did not make (no database besides C(postgres), C(template0)
+    and C(template1), no role, no relation, schema, function, type, extension or large object in
+    C(postgres) or C(template1)). Any other one is left as it is and named in a warning.
+  - The role M(pgforest.cluster.forest_node) runs it; it needs no psycopg (it runs before the packages are
+    installed).
+version_added: 0.1.0
+author: pgforest.cluster developers (@pgforest)
+options:
+  data_dir:
+    description: The node's data directory.
+    type: path
+    required: true
+  pg_version:
+    description: The major version asked for (the role's C(forest_node_pg_version)); left out, it is chosen as above.
+    type: int
+  strays:
+    description:
+      - C(ignore) lists no cluster (the version only); C(keep) lists the other clusters and leaves them
+        alone; C(remove) removes the never used ones and warns about the others.
+    type: str
+    choices: [ignore, keep, remove]
+    default: ignore
+  os_user:
+    description: OS user that reads the other clusters' catalogs (through their sockets, peer authentication).
+    type: str
+    default: postgres
+attributes:
+  check_mode:
+    support: full
+    description: Chooses the version and classifies the clusters; removes none.
+notes:
+  - Debian family (C(/usr/lib/postgresql/N), C(apt-cache), C(pg_lsclusters)); elsewhere only O(pg_version)
+    or the data directory can tell the version.
+'''
+
+EXAMPLES = r'''
+- name: Which PostgreSQL major the node runs
+  pgforest.cluster.forest_node_pg:
+    data_dir: /var/lib/pgforest/node0/data
+  register: node_pg
+
+- name: Remove the empty default cluster the packages made
+  pgforest.cluster.forest_node_pg:
+    data_dir: /var/lib/pgforest/node0/data
+    pg_version: "{{ node_pg.pg_version }}"
+    strays: remove
+'''
+
+RETURN = r'''
+pg_version:
+  description: The chosen major version.
+  returned: success
+  type: int
+  sample: 17
+reason:
+  description: Why it was chosen - C(set), C(running), C(installed) or C(os default).
+  returned: success
+  type: str
+  sample: os default
+data_dir_version:
+  description: The major of the node's data directory (C(PG_VERSION)), null without one.
+  returned: success
+  type: int
+  sample: 17
+installed:
+  description: The majors whose C(pg_ctl) is installed.
+  returned: success
+  type: list
+  elements: int
+  sample: [17]
+os_default:
+  description: The OS's default major, when it was needed (null otherwise, or where apt names none).
+  returned: success
+  type: int
+  sample: 17
+bindir:
+  description: Directory of the chosen major's programs.
+  returned: success
+  type: str
+  sample: /usr/lib/postgresql/17/bin
+packages:
+  description: The OS packages of the chosen major's server and client.
+  returned: success
+  type: list
+  elements: str
+  sample: [postgresql-17, postgresql-client-17]
+clusters:
+  description: The clusters beside the node (not with O(strays=ignore)), each with what was decided.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{name: 17/main, port: 5432, pgdata: /var/lib/postgresql/17/main, running: true, action: removed,
+            why: "it holds only what initdb made (no user database, role or object)"}]
+removed:
+  description: The clusters removed (C(version/name)); in check mode, those that would be.
+  returned: success
+  type: list
+  elements: str
+  sample: [17/main]
+kept:
+  description: The clusters left as they are because they may hold data (named in a warning).
+  returned: success
+  type: list
+  elements: str
+  sample: [15/main]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
+from ansible_collections.pgforest.cluster.plugins.module_utils import pg_platform
+
+
+def version_facts(params):
+    running = pg_platform.data_dir_major(params['data_dir'])
+    installed = pg_platform.installed_majors()
+    os_default = None
+    if params['pg_version'] is None and running is None and not installed:
+        os_default = pg_platform.probe_os_default()
+    major, reason = pg_platform.choose_major(params['pg_version'], running, installed, os_default)
+    return dict(pg_version=major, reason=reason, data_dir_version=running, installed=installed,
+                os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major))
+
+
+def handle_strays(module, mode):
+    """The clusters beside the node: listed (keep), or the never used ones removed (remove)."""
+    clusters, removed, kept = [], [], []
+    for cluster in pg_platform.strays(pg_platform.list_clusters(), module.params['data_dir']):
+        entry = dict(name=pg_platform.cluster_name(cluster), port=cluster['port'], pgdata=cluster['pgdata'],
+                     running=cluster['running'])
+        if mode == 'keep':
+            entry.update(action='untouched', why='forest_node_stray_clusters=keep')
+        else:
+            contents = pg_platform.inspect_cluster(cluster, module.params['os_user']) if cluster['running'] else None
+            verdict, why = pg_platform.stray_verdict(cluster, contents)
+            entry['why'] = why
+            if verdict == 'remove':
+                if not module.check_mode:
+                    pg_platform.drop_cluster(cluster)
+                removed.append(entry['name'])
+                entry['action'] = 'removed'
+            else:
+                kept.append(entry['name'])
+                entry['action'] = 'kept'
+                module.warn(pg_platform.stray_warning(cluster, why))
+        clusters.append(entry)
+    return dict(clusters=clusters, removed=removed, kept=kept)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            data_dir=dict(type='path', required=True),
+            pg_version=dict(type='int'),
+            strays=dict(type='str', choices=['ignore', 'keep', 'remove'], default='ignore'),
+            os_user=dict(type='str', default='postgres'),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = version_facts(module.params)
+        result.update(clusters=[], removed=[], kept=[])
+        if module.params['strays'] != 'ignore':
+            result.update(handle_strays(module, module.params['strays']))
+    except ForestError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=bool(result['removed']), **result)
+
+
+if __name__ == '__main__':
+    main()
