@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 
+from . import children
 from .errors import ForestError
 
 
@@ -231,7 +232,7 @@ def strays(clusters, data_dir):
 # --- gathering, on the host ----------------------------------------------------------------------------
 def _run(argv, env=None):
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=60)
+        done = children.run(argv, env=env, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, '', str(exc)
     return done.returncode, done.stdout, done.stderr
