@@ -7,6 +7,9 @@ from recorder import pytest_runtest_logreport, pytest_sessionfinish, record  # n
 
 
 def pytest_configure(config):
+    # make lab-test runs the whole suite on Debian 12 and these on 13 (docs/lab.md).
+    config.addinivalue_line('markers', 'smoke: the cases make lab-test also runs on the other Debian release '
+                                       '(provision, status, online recovery under the driver, backup/restore)')
     if not lab.in_lab():
         raise pytest.UsageError('the lab suite runs inside the lab: make lab-test (or lab/exec .venv/bin/pytest '
                                 'tests/lab after make lab-up)')
