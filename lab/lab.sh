@@ -21,7 +21,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run the lab as root (it creates namespaces, mounts and machines)"
 
 repo=$(cd "$here/.." && pwd)
 
@@ -29,7 +28,7 @@ recorded_debian() { cat "$LAB_STATE/debian" 2>/dev/null || true; }
 
 check_debian() {  # a release the lab knows, or a usage error
     if [ -z "${1:-}" ] || [ -z "${LAB_SUITES[$1]:-}" ]; then
-        die "the lab runs Debian $(printf '%s\n' "${!LAB_SUITES[@]}" | sort -n | paste -sd/), not '${1:-}' (e.g. make lab-up DEBIAN=13)"
+        die "the lab runs Debian $(printf '%s\n' "${!LAB_SUITES[@]}" | sort -n | sed -z 's/\n$//; s/\n/ or /g'), not '${1:-}': make lab-up DEBIAN=12 (the default) or DEBIAN=13"
     fi
 }
 
@@ -43,7 +42,10 @@ image_dir() { echo "$LAB_CACHE/base-$1-$(image_key "$1")"; }
 debs_dir() { echo "$LAB_CACHE/debs-$1${2:+-$2}"; }
 
 # The monitoring host's Ansible: requirements.txt's runtime section, for the image's own Python.
-runtime_requirements() { sed -n '/^# Runtime/,/^# /{/^[^#[:space:]]/p}' "$repo/requirements.txt"; }
+runtime_requirements() {  # the requirement lines after "# Runtime", up to the next comment
+    awk '/^# Runtime/ { on = 1; next } on && /^#/ && seen { exit } on && /^[^#[:space:]]/ { print; seen = 1 }' \
+        "$repo/requirements.txt"
+}
 image_python() { local py; py=$(readlink "$(image_dir "$1")/usr/bin/python3"); echo "${py#python}"; }
 venv_key() { { cat "$here/wheels.sh"; image_python "$1"; runtime_requirements; } | sha256sum | cut -c1-16; }
 venv_dir() { echo "$LAB_CACHE/venv-$1-$(venv_key "$1")"; }
@@ -326,19 +328,23 @@ lab_status() {
     if [ -e "/run/netns/$LAB_NS" ]; then echo "namespace $LAB_NS"; else echo "no namespace"; fi
 }
 
-# One change to the lab at a time (two `make lab-up` at once would race on the namespace).
-case "${1:-}" in
-    status|"") ;;
-    *) exec 8>"/run/pgforest-lab.lock"; flock 8 ;;
-esac
-
-# The release: named by `up` and `image` (default 12), recorded by `up` for every other command.
+# The release: named by `up` and `image` (default 12), recorded by `up` for every other command. A release
+# the lab does not know is a usage error before anything else happens.
 case "${1:-}" in
     up|image) DEBIAN=${2:-$LAB_DEBIAN_DEFAULT} ;;
     *) DEBIAN=$(recorded_debian); DEBIAN=${DEBIAN:-$LAB_DEBIAN_DEFAULT} ;;
 esac
 check_debian "$DEBIAN"
 SUITE=${LAB_SUITES[$DEBIAN]}
+
+# One change to the lab at a time (two `make lab-up` at once would race on the namespace); status only looks.
+case "${1:-}" in
+    status|"") ;;
+    *)
+        [ "$(id -u)" = 0 ] || die "run the lab as root (it creates namespaces, mounts and machines)"
+        exec 8>"/run/pgforest-lab.lock"; flock 8
+        ;;
+esac
 
 node_arg() {  # the node named on the command line, or a usage error
     if [ -z "${1:-}" ] || [ -z "${LAB_NODES[$1]:-}" ]; then
