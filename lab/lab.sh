@@ -2,13 +2,17 @@
 # The two-machine lab (docs/lab.md): systemd-nspawn machines node0/node1 on a
 # private bridge inside a network namespace of their own, two application hosts
 # on the same bridge, and a relay to the Debian archive.  As root:
-#   lab/lab.sh up                  build or reuse the image, start everything (idempotent)
-#   lab/lab.sh down                stop everything, remove the nodes' disks (the image stays cached)
-#   lab/lab.sh status              what runs
+#   lab/lab.sh up [12|13]          build or reuse that Debian release's image, start everything
+#                                  (idempotent; 12 when not named; make lab-up DEBIAN=13)
+#   lab/lab.sh down                stop everything, remove the nodes' disks (the images stay cached)
+#   lab/lab.sh status              what runs, and which Debian release
 #   lab/lab.sh poweroff NODE       clean power-off of one machine (its disk stays)
 #   lab/lab.sh boot NODE           start one machine again and wait for SSH
 #   lab/lab.sh reset NODE          power off, throw its disk away, boot it bare from the image again
 #   lab/lab.sh link down|up NODE   pull or plug the machine's cable
+#   lab/lab.sh image [12|13]       build or reuse that release's image and venv, print the image's path
+# The release that is up is recorded in $LAB_STATE/debian: every other command, lab/exec and
+# lab/inventory.yml read it there.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +21,37 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run the lab as root (it creates namespaces, mounts and machines)"
 
-image_key() { sha256sum "$here/image.sh" | cut -c1-16; }
-image_dir() { echo "$LAB_CACHE/base-$(image_key)"; }
+repo=$(cd "$here/.." && pwd)
+
+recorded_debian() { cat "$LAB_STATE/debian" 2>/dev/null || true; }
+
+check_debian() {  # a release the lab knows, or a usage error
+    if [ -z "${1:-}" ] || [ -z "${LAB_SUITES[$1]:-}" ]; then
+        die "the lab runs Debian $(printf '%s\n' "${!LAB_SUITES[@]}" | sort -n | sed -z 's/\n$//; s/\n/ or /g'), not '${1:-}': make lab-up DEBIAN=12 (the default) or DEBIAN=13"
+    fi
+}
+
+# Each release's image is keyed by its recipe (image.sh and the suite), so both stay cached side by side.
+image_key() { { cat "$here/image.sh"; echo "$1"; } | sha256sum | cut -c1-16; }
+image_dir() { echo "$LAB_CACHE/base-$1-$(image_key "$1")"; }
+
+# Downloaded .debs are kept per suite: the image builds' (lab/image.sh copies them in and out) and each
+# node's own apt cache, bound into the machine (one per node: apt locks its cache directory for the whole
+# install, and both nodes install at once).
+debs_dir() { echo "$LAB_CACHE/debs-$1${2:+-$2}"; }
+
+# The monitoring host's Ansible: requirements.txt's runtime section, for the image's own Python.
+runtime_requirements() {  # the requirement lines after "# Runtime", up to the next comment
+    awk '/^# Runtime/ { on = 1; next } on && /^#/ && seen { exit } on && /^[^#[:space:]]/ { print; seen = 1 }' \
+        "$repo/requirements.txt"
+}
+image_python() { local py; py=$(readlink "$(image_dir "$1")/usr/bin/python3"); echo "${py#python}"; }
+venv_key() { { cat "$here/wheels.sh"; image_python "$1"; runtime_requirements; } | sha256sum | cut -c1-16; }
+venv_dir() { echo "$LAB_CACHE/venv-$1-$(venv_key "$1")"; }
+
+# True when a running lab's disks lie on this directory (an overlay's lower directory).
+in_use() { grep -qF "lowerdir=$1," /proc/mounts || grep -qF "lowerdir=$1 " /proc/mounts; }
 
 need_tools() {
     local missing=()
@@ -36,27 +67,75 @@ need_tools() {
     fi
 }
 
-build_image() {
-    local img; img=$(image_dir)
-    [ -f "$img/.complete" ] && return 0
+build_lock() {
     mkdir -p "$LAB_CACHE"
     exec 9>"$LAB_CACHE/.build.lock"
     flock 9
+}
+
+build_image() {
+    local suite=$1 img; img=$(image_dir "$1")
     [ -f "$img/.complete" ] && return 0
-    log "building the base image $(basename "$img") with mmdebstrap (about 90 s)"
-    local start=$SECONDS
-    rm -rf "$img.tmp"
-    bash "$here/image.sh" "$img.tmp"
-    touch "$img.tmp/.complete"
-    mv "$img.tmp" "$img"
-    echo "$((SECONDS - start))" > "$img/.build-seconds"
-    log "image built in $((SECONDS - start)) s"
-    # Older images (another recipe) are not needed any more, unless a running lab's disks lie on them.
-    local old
-    for old in "$LAB_CACHE"/base-*; do
-        [ "$old" = "$img" ] && continue
-        if ! grep -qF "lowerdir=${old}," /proc/mounts && ! grep -qF "lowerdir=${old} " /proc/mounts; then rm -rf "$old"; fi
-    done
+    build_lock
+    if [ ! -f "$img/.complete" ]; then
+        log "building the Debian $suite base image $(basename "$img") with mmdebstrap (20 s to 5 min: the network)"
+        local start=$SECONDS
+        rm -rf "$img.tmp"
+        bash "$here/image.sh" "$suite" "$img.tmp" "$(debs_dir "$suite")"
+        touch "$img.tmp/.complete"
+        mv "$img.tmp" "$img"
+        echo "$((SECONDS - start))" > "$img/.build-seconds"
+        log "image built in $((SECONDS - start)) s"
+        # Images of older recipes are not needed any more, unless a running lab's disks lie on them; the
+        # current image of every release stays, so switching between them rebuilds nothing.
+        local old keep=" " one
+        for one in "${LAB_SUITES[@]}"; do keep+="$(image_dir "$one") "; done
+        for old in "$LAB_CACHE"/base-*; do
+            [ -d "$old" ] || continue
+            case $keep in *" $old "*) continue ;; esac
+            in_use "$old" || rm -rf "$old"
+        done
+    fi
+    flock -u 9
+}
+
+# The monitoring host runs ansible-playbook from its metrics timer with the machine's own Python (3.13 on
+# Debian 13, which cannot run this host's 3.11 venv): a venv built inside the image from wheels fetched
+# here (lab/wheels.sh; the machines reach no package index), cached per release and recipe, and bound
+# read-only into every machine at $LAB_VENV.
+build_venv() {
+    local suite=$1 venv; venv=$(venv_dir "$1")
+    [ -f "$venv/.complete" ] && return 0
+    build_lock
+    if [ ! -f "$venv/.complete" ]; then
+        local start=$SECONDS pyver wheels reqs
+        pyver=$(image_python "$suite")
+        wheels="$LAB_CACHE/wheels-py${pyver/./}-$(venv_key "$suite")"
+        mapfile -t reqs < <(runtime_requirements)
+        log "fetching wheels for Python $pyver (${reqs[*]}) and building the monitoring host's venv"
+        bash "$here/wheels.sh" "$pyver" "$wheels" "${reqs[@]}"
+        rm -rf "$venv.tmp"
+        mkdir -p "$venv.tmp"
+        # Inside the image, read-only (a tmpfs on /opt holds the mount points), so the venv's paths are the
+        # machines' ones. The image has no pip: pip runs from its own wheel.
+        # shellcheck disable=SC2016
+        systemd-nspawn --quiet --register=no --keep-unit --read-only --tmpfs=/opt \
+            --directory="$(image_dir "$suite")" --bind="$venv.tmp:$LAB_VENV" --bind-ro="$wheels:/opt/pgforest-lab/wheels" \
+            /bin/sh -ec 'venv=$1; shift
+                python3 -m venv --without-pip "$venv"
+                "$venv/bin/python" "$(echo /opt/pgforest-lab/wheels/pip-*.whl)/pip" install --quiet --no-index \
+                    --no-cache-dir --disable-pip-version-check --find-links /opt/pgforest-lab/wheels "$@"
+                "$venv/bin/python" -c "import ansible, psycopg"' sh "$LAB_VENV" "${reqs[@]}" \
+            >"$LAB_CACHE/venv-build.log" 2>&1 || die "building the venv failed: see $LAB_CACHE/venv-build.log"
+        touch "$venv.tmp/.complete"
+        mv "$venv.tmp" "$venv"
+        log "venv built in $((SECONDS - start)) s"
+        # This release's venvs of other recipes go, and the wheels of other recipes for this Python.
+        local old
+        for old in "$LAB_CACHE/venv-$suite-"* "$LAB_CACHE/wheels-py${pyver/./}-"*; do
+            [ "$old" = "$venv" ] || [ "$old" = "$wheels" ] || rm -rf "$old"
+        done
+    fi
     flock -u 9
 }
 
@@ -111,7 +190,7 @@ controller_key() {
 }
 
 prepare_node() {  # name address: its disk (an overlay over the image) and its identity
-    local name=$1 addr=$2 dir="$LAB_STATE/$1" img; img=$(image_dir)
+    local name=$1 addr=$2 dir="$LAB_STATE/$1" img; img=$(image_dir "$SUITE")
     if [ -f "$dir/image" ] && [ "$(cat "$dir/image")" != "$img" ]; then
         log "$name was made from another image: its disk is recreated"
         umount "$dir/root" 2>/dev/null || true
@@ -150,22 +229,21 @@ NETWORK
     touch "$dir/.identity"
 }
 
-# The monitoring host of lab/inventory.yml (forest_monitoring: node0) runs ansible-playbook from its
-# metrics timer, as a DBA's management host would have Ansible installed: the checkout and its
-# virtualenv's Python are mounted read-only at the same paths on every machine.
-controller_binds() {
-    local repo prefix
-    repo=$(cd "$here/.." && pwd)
-    [ -x "$repo/.venv/bin/python" ] || return 0
-    prefix=$("$repo/.venv/bin/python" -c 'import sys; print(sys.base_prefix)')
-    printf -- '--bind-ro=%s\n--bind-ro=%s\n' "$repo" "$prefix"
+# What every machine sees of this host: the checkout at the same path (the monitoring host's timer runs
+# its playbooks and collections, as a DBA's management host would have them), the venv it runs them
+# with (build_venv), and this node's apt cache of the release (debs_dir), which outlives the machine.
+node_binds() {
+    local name=$1 debs; debs=$(debs_dir "$SUITE" "$name")
+    mkdir -p "$debs"
+    printf -- '--bind-ro=%s\n--bind-ro=%s:%s\n--bind=%s:/var/cache/apt/archives\n' \
+        "$repo" "$(venv_dir "$SUITE")" "$LAB_VENV" "$debs"
 }
 
 boot_node() {
     local name=$1 dir="$LAB_STATE/$1" binds
     alive "$dir/nspawn.pid" && return 0
     prepare_node "$name" "${LAB_NODES[$name]}"
-    mapfile -t binds < <(controller_binds)
+    mapfile -t binds < <(node_binds "$name")
     start_bg "$dir/nspawn.pid" "$dir/console.log" \
         nsenter "--net=/run/netns/$LAB_NS" systemd-nspawn --quiet --boot --directory="$dir/root" \
         --machine="$name" --register=no --keep-unit --console=read-only \
@@ -205,15 +283,20 @@ poweroff_node() {
 }
 
 lab_up() {
-    local start=$SECONDS
+    local start=$SECONDS recorded; recorded=$(recorded_debian)
+    if [ -n "$recorded" ] && [ "$recorded" != "$DEBIAN" ]; then
+        die "the lab runs Debian $recorded: make lab-down first, then make lab-up DEBIAN=$DEBIAN"
+    fi
     need_tools
-    build_image
+    build_image "$SUITE"
+    build_venv "$SUITE"
     network_up
+    echo "$DEBIAN" >"$LAB_STATE/debian"
     controller_key
     local name
     for name in "${!LAB_NODES[@]}"; do boot_node "$name"; done
     for name in "${!LAB_NODES[@]}"; do wait_ssh "$name"; done
-    log "up in $((SECONDS - start)) s: node0 ${LAB_NODES[node0]}, node1 ${LAB_NODES[node1]}, app hosts ${LAB_APPS[*]}"
+    log "Debian $DEBIAN ($SUITE) up in $((SECONDS - start)) s: node0 ${LAB_NODES[node0]}, node1 ${LAB_NODES[node1]}, app hosts ${LAB_APPS[*]}"
 }
 
 lab_down() {
@@ -237,6 +320,7 @@ lab_down() {
 
 lab_status() {
     local name
+    if [ -n "$(recorded_debian)" ]; then echo "debian $DEBIAN $SUITE"; else echo "debian none"; fi
     for name in "${!LAB_NODES[@]}"; do
         if alive "$LAB_STATE/$name/nspawn.pid"; then echo "$name ${LAB_NODES[$name]} running"
         else echo "$name ${LAB_NODES[$name]} stopped"; fi
@@ -244,10 +328,22 @@ lab_status() {
     if [ -e "/run/netns/$LAB_NS" ]; then echo "namespace $LAB_NS"; else echo "no namespace"; fi
 }
 
-# One change to the lab at a time (two `make lab-up` at once would race on the namespace).
+# The release: named by `up` and `image` (default 12), recorded by `up` for every other command. A release
+# the lab does not know is a usage error before anything else happens.
+case "${1:-}" in
+    up|image) DEBIAN=${2:-$LAB_DEBIAN_DEFAULT} ;;
+    *) DEBIAN=$(recorded_debian); DEBIAN=${DEBIAN:-$LAB_DEBIAN_DEFAULT} ;;
+esac
+check_debian "$DEBIAN"
+SUITE=${LAB_SUITES[$DEBIAN]}
+
+# One change to the lab at a time (two `make lab-up` at once would race on the namespace); status only looks.
 case "${1:-}" in
     status|"") ;;
-    *) exec 8>"/run/pgforest-lab.lock"; flock 8 ;;
+    *)
+        [ "$(id -u)" = 0 ] || die "run the lab as root (it creates namespaces, mounts and machines)"
+        exec 8>"/run/pgforest-lab.lock"; flock 8
+        ;;
 esac
 
 node_arg() {  # the node named on the command line, or a usage error
@@ -277,6 +373,6 @@ case "${1:-}" in
         ip -n "$LAB_NS" link set "vb-$3" "${2:?down or up}"
         if [ "$2" = up ]; then ip -n "$LAB_NS" link set "vb-$3" master br0; fi
         ;;
-    image) need_tools; build_image; image_dir ;;
-    *) die "usage: lab/lab.sh up|down|status|poweroff NODE|boot NODE|reset NODE|link down|up NODE|image" ;;
+    image) need_tools; build_image "$SUITE"; build_venv "$SUITE"; image_dir "$SUITE" ;;
+    *) die "usage: lab/lab.sh up [12|13]|down|status|poweroff NODE|boot NODE|reset NODE|link down|up NODE|image [12|13]" ;;
 esac

@@ -11,3 +11,10 @@ LAB_BRIDGE_ADDR=10.77.0.1
 LAB_ARCHIVE_HOST=deb.debian.org
 declare -A LAB_NODES=([node0]=10.77.0.11 [node1]=10.77.0.12)
 declare -A LAB_APPS=([appa]=10.77.0.21 [appb]=10.77.0.22)
+# The Debian releases the lab runs (make lab-up DEBIAN=13) and their suites; one image each, cached
+# side by side.
+declare -A LAB_SUITES=([12]=bookworm [13]=trixie)
+LAB_DEBIAN_DEFAULT=12
+# Where every machine sees the virtualenv of the monitoring host's Ansible (built per distribution
+# from wheels for the machines' own Python, lab/wheels.sh).
+LAB_VENV=/opt/pgforest-lab/venv

@@ -55,7 +55,11 @@ def record(request):
 def pytest_runtest_logreport(report):
     if section_of(report.nodeid) is None:
         return
-    entry = _cases.setdefault(report.nodeid, dict(case=report.nodeid.split('::')[-1], outcome='not run', facts={}))
+    # A run on another platform (FOREST_RESULTS_VARIANT, e.g. the lab's Debian 13 smoke) keeps its cases beside
+    # the default run's instead of replacing them.
+    variant = os.environ.get('FOREST_RESULTS_VARIANT')
+    case = report.nodeid.split('::')[-1] + (' (%s)' % variant if variant else '')
+    entry = _cases.setdefault(report.nodeid, dict(case=case, outcome='not run', facts={}))
     _sections.add(section_of(report.nodeid))
     for name, value in report.user_properties:
         if name == 'facts':

@@ -1,5 +1,7 @@
 """The multi-host suite on the lab (make lab-test): records each case like the
 reliability suite (tests/recorder.py), and provides a provisioned, healthy pair."""
+import os
+
 import pytest
 
 import lab
@@ -7,6 +9,12 @@ from recorder import pytest_runtest_logreport, pytest_sessionfinish, record  # n
 
 
 def pytest_configure(config):
+    # The report keeps a run on the other release beside the default one's (tests/recorder.py).
+    if lab.DEBIAN != lab.DEFAULT_DEBIAN:
+        os.environ.setdefault('FOREST_RESULTS_VARIANT', 'Debian ' + lab.DEBIAN)
+    # make lab-test runs the whole suite on Debian 12 and these on 13 (docs/lab.md).
+    config.addinivalue_line('markers', 'smoke: the cases make lab-test also runs on the other Debian release '
+                                       '(provision, status, online recovery under the driver, backup/restore)')
     if not lab.in_lab():
         raise pytest.UsageError('the lab suite runs inside the lab: make lab-test (or lab/exec .venv/bin/pytest '
                                 'tests/lab after make lab-up)')

@@ -27,6 +27,9 @@ INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
 LAB = os.path.join(REPO, 'lab', 'lab.sh')
 BIN = os.path.join(REPO, '.venv', 'bin')
 NS = os.environ.get('FOREST_LAB_NS', 'pgforest-lab')
+# The Debian release that is up, and the lab's default (lab/exec exports both from lab/settings.sh and the state).
+DEBIAN = os.environ.get('FOREST_LAB_DEBIAN', '12')
+DEFAULT_DEBIAN = os.environ.get('FOREST_LAB_DEBIAN_DEFAULT', '12')
 NODES = {0: dict(name='node0', host='10.77.0.11'), 1: dict(name='node1', host='10.77.0.12')}
 APPS = {'appa': '10.77.0.21', 'appb': '10.77.0.22'}
 CONTROLLER = '10.77.0.1'

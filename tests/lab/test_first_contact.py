@@ -4,6 +4,8 @@ own connections, a fresh host's apt cache skipped) must work through the playboo
 import json
 import time
 
+import pytest
+
 import lab
 
 
@@ -15,6 +17,7 @@ def bare(serverid):
     return probe == ['0']
 
 
+@pytest.mark.smoke
 def test_provision_bare_hosts_then_status(record):
     started = time.monotonic()
     for serverid in lab.NODES:

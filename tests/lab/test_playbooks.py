@@ -3,6 +3,8 @@ from an application host where the playbook is meant to run under load."""
 import re
 import time
 
+import pytest
+
 import lab
 
 
@@ -65,6 +67,7 @@ def read_durations():
                       dbname=lab.MNGDB)[0][0] for serverid in lab.NODES]
 
 
+@pytest.mark.smoke
 def test_recover_online_then_reboot(pair, record):
     """The driver polls only, every 30 s (the guide's default): the recovery lowers the interval during the
     copy, so the freeze takes about a second, and puts 30 back."""
@@ -132,6 +135,7 @@ def test_recover_offline(pair, record):
             lab.query(serverid, 'DROP TABLE IF EXISTS lab_offline')
 
 
+@pytest.mark.smoke
 def test_backup_restore(pair, record):
     for serverid in lab.NODES:
         lab.query(serverid, 'CREATE TABLE IF NOT EXISTS lab_backup (id int PRIMARY KEY); TRUNCATE lab_backup; '
