@@ -7,6 +7,8 @@
 #   scripts/py313_controller.sh syntax         ansible-playbook --list-tasks of every playbook (parsed, not run)
 #   scripts/py313_controller.sh lint [ARGS]    ansible-lint
 #   scripts/py313_controller.sh run CMD...     any command there (the checkout is /repo, the venv on PATH)
+#   scripts/py313_controller.sh lab CMD...     the same inside the two-machine lab's network (make lab-up),
+#                                              as its controller (10.77.0.1): playbooks reach the nodes by SSH
 # Every command prepares first.  The controller is a root filesystem made by mmdebstrap and entered with
 # systemd-nspawn (not booted: systemd is not PID 1 on the machines this runs on) WITHOUT a network
 # (--private-network: only loopback), so nothing in it can reach a package index: its Python packages are
@@ -64,11 +66,12 @@ build_rootfs() {
     # Python 3.13 and its venv (ensurepip), git (sanity.sh copies the tracked files), the shellcheck
     # program (ansible-test's shell script test), ca-certificates for anything that verifies TLS, ps (a
     # unit test looks at a process group with it), and the en_US.UTF-8 locale that ansible-test wants
-    # (else it warns that it falls back to C.UTF-8).
+    # (else it warns that it falls back to C.UTF-8); for the lab, ssh (Ansible's connection to the machines) and
+    # openssl (the role's private CA issues the nodes' certificates on the controller).
     # The hook gets the root filesystem as $1 from mmdebstrap: single quotes on purpose.
     # shellcheck disable=SC2016
     mmdebstrap --quiet --mode=root --variant=minbase \
-        --include=python3,python3-venv,git,ca-certificates,shellcheck,locales,procps \
+        --include=python3,python3-venv,git,ca-certificates,shellcheck,locales,procps,openssh-client,openssl \
         --customize-hook='echo "en_US.UTF-8 UTF-8" > "$1/etc/locale.gen" && chroot "$1" locale-gen' \
         "$suite" "$rootfs.tmp" \
         "deb $mirror/debian $suite main" \
@@ -115,14 +118,21 @@ common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir)
 case $common in "$repo"/*) ;; *) git_binds=(--bind-ro="$common") ;; esac
 
 in_ctl() {  # command...: run it in the root filesystem, the checkout at /repo, the wheels at /wheels
-    local status=0
+    local status=0 network=(--private-network) enter=()
+    # In the lab: its network namespace instead of none, its state (SSH key, secrets, the private CA) at
+    # the same path, where lab/inventory.yml finds it through FOREST_LAB_STATE, and the checkout at its own
+    # path too, so the paths the lab's tests give (playbooks, extra-vars files) are the same in there.
+    if [ -n "${in_lab:-}" ]; then
+        network=(--bind="$LAB_STATE" --setenv=FOREST_LAB_STATE="$LAB_STATE" --bind="$repo")
+        enter=(nsenter --net="/run/netns/$LAB_NS")
+    fi
     # ANSIBLE_HOME: the checkout's ignored .ansible as in the Makefile, in a directory of its own so that
     # 2.21's caches and installed collections do not mix with those of the checkout's 2.19.
     # Every pip there installs from the wheels only: in pip's configuration, not its environment, because
     # ansible-test runs pip with an environment of its own (HOME and PATH pass, PIP_* do not).
     printf '[global]\nno-index = true\nfind-links = /wheels\ndisable-pip-version-check = true\n' \
         > "$rootfs/etc/pip.conf"
-    systemd-nspawn --quiet --register=no --keep-unit --machine="pgforest-ctl313" --private-network --console=pipe \
+    "${enter[@]}" systemd-nspawn --quiet --register=no --keep-unit --machine="pgforest-ctl313" "${network[@]}" --console=pipe \
         --directory="$rootfs" --bind="$repo:/repo" --bind-ro="$wheels:/wheels" "${git_binds[@]}" \
         --chdir=/repo --setenv=HOME=/root --setenv=LANG=C.UTF-8 \
         --setenv=PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin" \
@@ -171,5 +181,10 @@ case $command in
     syntax) prepare; syntax_check ;;
     lint) prepare; in_ctl "$VENV/bin/ansible-lint" "$@" ;;
     run) prepare; in_ctl "$@" ;;
-    *) die "unknown command $command (prepare, sanity, unit, syntax, lint, run)" ;;
+    lab)
+        # shellcheck source=lab/settings.sh
+        . "$repo/lab/settings.sh"
+        [ -e "/run/netns/$LAB_NS" ] || die "the lab is not up ($LAB_NS does not exist): make lab-up first"
+        in_lab=1; prepare; in_ctl "$@" ;;
+    *) die "unknown command $command (prepare, sanity, unit, syntax, lint, run, lab)" ;;
 esac

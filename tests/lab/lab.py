@@ -26,6 +26,13 @@ STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
 INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
 LAB = os.path.join(REPO, 'lab', 'lab.sh')
 BIN = os.path.join(REPO, '.venv', 'bin')
+# The Ansible controller the cases run playbooks and modules from: this checkout's venv (ansible-core 2.19 on
+# this host's Python), or with FOREST_LAB_CONTROLLER=current a Debian 13 machine with Python 3.13 and
+# ansible-core 2.21 in the lab's network (scripts/py313_controller.sh lab). The checks, the drivers and the
+# faults stay on this host either way.
+CURRENT_CONTROLLER = os.environ.get('FOREST_LAB_CONTROLLER') == 'current'
+# Files a command on the controller reads (extra vars): inside the checkout, which that machine sees too.
+SCRATCH = os.path.join(REPO, '.cache', 'lab')
 NS = os.environ.get('FOREST_LAB_NS', 'pgforest-lab')
 # The Debian release that is up, and the lab's default (lab/exec exports both from lab/settings.sh and the state).
 DEBIAN = os.environ.get('FOREST_LAB_DEBIAN', '12')
@@ -78,10 +85,35 @@ def run(cmd, timeout=900, **kwargs):
                           **kwargs)
 
 
+def ansible(program, *args, settings=None):
+    """argv running an Ansible program (ansible, ansible-playbook) on the lab's controller, with settings
+    (environment variables) given to it there."""
+    prefix = ['env'] + ['%s=%s' % item for item in sorted((settings or {}).items())]
+    if CURRENT_CONTROLLER:
+        return ['bash', os.path.join(REPO, 'scripts', 'py313_controller.sh'), 'lab'] + prefix + [program] + list(args)
+    return prefix + [os.path.join(BIN, program)] + list(args)
+
+
+def adhoc(hosts, module_name, args, timeout=300):
+    """`ansible HOSTS -m pgforest.cluster.MODULE -a ARGS`: (the process, each host's result as a dict), the
+    results read from the json callback (the oneline one, -o, is deprecated in ansible-core 2.21)."""
+    proc = run(ansible('ansible', hosts, '-i', INVENTORY, '-m', 'pgforest.cluster.' + module_name,
+                       '-a', json.dumps(args),
+                       settings=dict(ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='json')),
+               timeout=timeout)
+    try:
+        tasks = json.loads(proc.stdout)['plays'][0]['tasks']
+        results = tasks[0]['hosts'] if tasks else {}
+    except (ValueError, KeyError, IndexError):
+        results = {}
+    return proc, results
+
+
 def playbook(name, *args, extra_vars=None, timeout=900):
     """playbooks/<name> against the lab over SSH; extra vars through a private file."""
-    cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', INVENTORY, os.path.join(REPO, 'playbooks', name)]
-    with tempfile.NamedTemporaryFile('w', suffix='.json') as varfile:
+    cmd = ansible('ansible-playbook', '-i', INVENTORY, os.path.join(REPO, 'playbooks', name))
+    os.makedirs(SCRATCH, exist_ok=True)
+    with tempfile.NamedTemporaryFile('w', suffix='.json', dir=SCRATCH) as varfile:
         if extra_vars:
             json.dump(extra_vars, varfile)
             varfile.flush()
@@ -92,16 +124,10 @@ def playbook(name, *args, extra_vars=None, timeout=900):
 def module(name, host='node0', timeout=300, **args):
     """An ad hoc module run on one node (as `ansible node0 -m ...`); its result as a dict."""
     args.setdefault('userdb', USERDB)
-    proc = run([os.path.join(BIN, 'ansible'), host, '-i', INVENTORY, '-m', 'pgforest.cluster.' + name,
-                '-a', json.dumps(args), '-o'], timeout=timeout)
-    text = proc.stdout.strip()
-    for marker in ('=> ', '| FAILED! => ', '| SUCCESS => ', '| CHANGED => ', '| UNREACHABLE! => '):
-        if marker in text:
-            try:
-                return json.loads(text.split(marker, 1)[1])
-            except ValueError:
-                continue
-    return dict(failed=True, msg=text + proc.stderr)
+    proc, results = adhoc(host, name, args, timeout=timeout)
+    if host in results:
+        return results[host]
+    return dict(failed=True, msg=proc.stdout + proc.stderr)
 
 
 def ssh(serverid, command, timeout=60, check=True):

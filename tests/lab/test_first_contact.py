@@ -1,7 +1,6 @@
 """First contact with two bare Debian hosts over SSH: what failed before the
 first module ran (LAB.md: no psycopg on the nodes, pg_hba refusing the modules'
 own connections, a fresh host's apt cache skipped) must work through the playbooks."""
-import json
 import time
 
 import pytest
@@ -43,12 +42,11 @@ def test_provision_bare_hosts_then_status(record):
         assert state == ['active', 'enabled'], state
 
     # The module runs on each node and connects to both servers from that node's address.
-    adhoc = lab.run([lab.BIN + '/ansible', 'forest', '-i', lab.INVENTORY, '-m', 'pgforest.cluster.forest_status',
-                     '-a', 'userdb=userdb', '-o'])
+    adhoc, results = lab.adhoc('forest', 'forest_status', dict(userdb='userdb'))
     assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
-    results = [json.loads(line.split(' => ', 1)[1]) for line in adhoc.stdout.splitlines() if ' => ' in line]
-    assert [(result['cluster_state'], result['userdb']) for result in results] == [('healthy', 'userdb')] * 2, \
-        adhoc.stdout
+    assert sorted(results) == ['node0', 'node1'], adhoc.stdout + adhoc.stderr
+    assert [(result['cluster_state'], result['userdb']) for result in results.values()] == \
+        [('healthy', 'userdb')] * 2, adhoc.stdout
     status = lab.playbook('status.yml', extra_vars=dict(fail_unless_healthy=True))
     assert status.returncode == 0, status.stdout[-3000:]
     assert 'recommended action: none' in status.stdout, status.stdout[-2000:]
