@@ -5,6 +5,7 @@ through lab/exec), as the DBA's workstation 10.77.0.1: playbooks go to the
 nodes over SSH, and the checks connect to both servers over the network."""
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -95,17 +96,18 @@ def ansible(program, *args, settings=None):
 
 
 def adhoc(hosts, module_name, args, timeout=300):
-    """`ansible HOSTS -m pgforest.cluster.MODULE -a ARGS`: (the process, each host's result as a dict), the
-    results read from the json callback (the oneline one, -o, is deprecated in ansible-core 2.21)."""
+    """`ansible HOSTS -m pgforest.cluster.MODULE -a ARGS`: (the process, each host's result as a dict), read
+    from the minimal callback's "HOST | STATUS => {...}" blocks in JSON (ansible-core 2.21 deprecates -o)."""
     proc = run(ansible('ansible', hosts, '-i', INVENTORY, '-m', 'pgforest.cluster.' + module_name,
                        '-a', json.dumps(args),
-                       settings=dict(ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='json')),
+                       settings=dict(ANSIBLE_STDOUT_CALLBACK='minimal', ANSIBLE_CALLBACK_RESULT_FORMAT='json')),
                timeout=timeout)
-    try:
-        tasks = json.loads(proc.stdout)['plays'][0]['tasks']
-        results = tasks[0]['hosts'] if tasks else {}
-    except (ValueError, KeyError, IndexError):
-        results = {}
+    results, decoder = {}, json.JSONDecoder()
+    for block in re.finditer(r'^(\S+) \| [A-Z!]+ => ', proc.stdout, re.M):
+        try:
+            results[block.group(1)] = decoder.raw_decode(proc.stdout, block.end())[0]
+        except ValueError:
+            continue
     return proc, results
 
 
