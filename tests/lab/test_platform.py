@@ -98,7 +98,7 @@ def test_a_server_with_data_beside_the_node_is_kept_and_named(pair, record):
 
         run = lab.playbook('provision.yml')
         assert run.returncode == 0, run.stdout[-4000:]
-        text = ' '.join(run.stdout.split())  # the warning may be wrapped
+        text = ' '.join((run.stdout + run.stderr).split())  # Ansible's warnings go to stderr, maybe wrapped
         assert ('%d/shop (PostgreSQL %d, cluster shop, port 5499, data directory /var/lib/postgresql/%d/shop) is a '
                 'PostgreSQL server beside the forest node, left as it is: it holds user databases (shop)'
                 % (major, major, major)) in text, run.stdout[-3000:]
