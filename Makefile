@@ -25,7 +25,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test check unit integration reliability sandbox-suites test-loaded timing-loaded workers soak molecule \
+.PHONY: demo test beside-suites check unit integration reliability sandbox-suites test-loaded timing-loaded workers soak molecule \
 	sanity lint sanity-current unit-current current \
 	sandbox sandbox-down venv clean lab-up lab-down lab-test publish-reliability
 
@@ -52,11 +52,21 @@ demo: sandbox
 # (faults, soak, online recoveries: the timing cases and the fault injection) took 14 min 24 s of it.
 # make timing-loaded alone (its 37 cases, 2 workers, same busy machine): 8 min 20 s, 9 min with provisioning.
 # make test-loaded runs everything under load.
-test: unit sanity lint sandbox-suites timing-loaded molecule lab-test
+# The sandbox suites run beside the rest (make -j2: two at a time): molecule, the current ansible-core's
+# sanity and the lab wait on SSH, apt and services far more than they compute, and the sandbox suites pass
+# with CPU hogs beside them anyway; the timing cases then run alone under their 2 hogs.
+test: unit sanity lint
+	$(MAKE) -j2 --output-sync=target sandbox-suites beside-suites
+	$(MAKE) timing-loaded
 	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
 	@git status --short
 
 check: unit sanity lint integration
+
+# What make test runs beside the sandbox suites, one after another.
+beside-suites: molecule
+	$(MAKE) sanity-current
+	$(MAKE) lab-test
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -117,7 +127,7 @@ lint: venv
 
 # The current ansible-core (2.21) on Python 3.13, from a Debian 13 root filesystem of its own with no
 # network, its wheels fetched on this machine (scripts/py313_controller.sh; caches in /var/tmp/pgforest-ctl313).
-# Not part of make test.  Measured on 2 cores, load average about 4: sanity-current cold (root filesystem,
+# make test runs sanity-current.  Measured on 2 cores, load average about 4: sanity-current cold (root filesystem,
 # wheels, venv, sanity) 3 min 35 s, cached 43 s; unit-current cached 15 s; make -k current cached 1 min 20 s.
 sanity-current:
 	bash scripts/py313_controller.sh sanity
@@ -141,12 +151,14 @@ lab-up: venv
 lab-down:
 	bash lab/lab.sh down
 
-# The multi-host suite and the multihost molecule scenario on Debian 12, then the smoke cases
-# (tests/lab -m smoke: provision, status, online recovery under the driver, backup/restore) on Debian 13;
-# the lab is left down afterwards (make lab-up brings it back in seconds from the cached images).
+# The multi-host suite and the multihost molecule scenario on Debian 12 from this checkout's venv, then the
+# smoke cases (tests/lab -m smoke: provision, status, online recovery under the driver, dbsync, backup and
+# restore) on Debian 13 from a Debian 13 controller with ansible-core 2.21 (FOREST_LAB_CONTROLLER=current,
+# scripts/py313_controller.sh lab); the lab is left down afterwards (make lab-up brings it back in seconds
+# from the cached images).
 lab-test: venv
 	bash lab/lab.sh down
 	bash lab/lab.sh up 12 && lab/exec $(BIN)/pytest tests/lab && lab/exec $(BIN)/molecule test -s multihost; \
 	status=$$?; bash lab/lab.sh down; exit $$status
-	bash lab/lab.sh up 13 && lab/exec $(BIN)/pytest tests/lab -m smoke; \
+	bash lab/lab.sh up 13 && FOREST_LAB_CONTROLLER=current lab/exec $(BIN)/pytest tests/lab -m smoke; \
 	status=$$?; bash lab/lab.sh down; exit $$status

@@ -309,3 +309,32 @@ def set_read_duration(seconds):
     for serverid in NODES:
         with connect(serverid, MNGDB) as conn:
             conn.execute("UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'", [str(seconds)])
+
+
+# --- the PostgreSQL of a node's host (issue 28) ----------------------------------------------------------
+# The postmasters of a host, not their backends ("postgres: 17/main: ..."): the node's, and any other server.
+POSTMASTERS = "pgrep -a -f '^/usr/lib/postgresql/[0-9]+/bin/postgres ' || true"
+
+
+def os_default(serverid):
+    """The major Debian's postgresql package depends on, as the node's apt says."""
+    out = ssh(serverid, 'apt-cache depends postgresql').stdout
+    return int(re.search(r'Depends: postgresql-(\d+)', out).group(1))
+
+
+def debian(serverid):
+    return int(ssh(serverid, 'cut -d. -f1 /etc/debian_version').stdout.strip())
+
+
+def clusters(serverid):
+    """pg_lsclusters as [(version, name)] (Debian's clusters: the node is not one)."""
+    out = ssh(serverid, 'pg_lsclusters -h || true').stdout
+    return [tuple(line.split()[:2]) for line in out.splitlines() if line.strip()]
+
+
+def chosen(output, host):
+    """The major and reason the role printed for `host`: 'PostgreSQL 17 (os default: ...)'."""
+    # ansible.cfg's result_format: yaml ("ok: [node0] =>\n  msg: PostgreSQL 17 (...)"); JSON also read.
+    found = re.search(r'ok: \[%s\] =>\s*\{?\s*"?msg"?:\s*"?PostgreSQL (\d+) \(([a-z ]+):' % host, output)
+    assert found, output[-3000:]
+    return int(found.group(1)), found.group(2)
