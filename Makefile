@@ -117,7 +117,7 @@ publish-reliability: venv
 # checkout's run (its role refuses to take over an address another server listens on).
 molecule: sandbox
 	$(BIN)/molecule test -s default && $(BIN)/molecule test -s recovery; \
-	status=$$?; bash scripts/sandbox-down.sh; exit $$status
+	status=$$?; bash scripts/sandbox-down.sh --sandbox-only; exit $$status
 
 sanity: venv
 	bash scripts/sanity.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop and remove this checkout's sandboxes: the one .sandbox points to (scripts/sandbox-dir.sh)
-# and the parallel test workers' (scripts/worker_sandboxes.py), with their network namespaces.
+# and, unless --sandbox-only, the parallel test workers' (scripts/worker_sandboxes.py), with their
+# network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -e .sandbox ]; then
@@ -9,4 +10,7 @@ if [ -e .sandbox ]; then
     echo "sandbox-down: removed $top and .sandbox"
 fi
 rm -f .sandbox
+# --sandbox-only: the workers may be running the sandbox suites beside it (make test runs molecule, whose
+# sandbox this is, beside them).
+[ "${1:-}" = --sandbox-only ] && exit 0
 python3 scripts/worker_sandboxes.py down

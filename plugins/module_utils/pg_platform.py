@@ -48,7 +48,8 @@ def packages(major):
 def check_supported(major, where):
     if int(major) < MIN_MAJOR:
         raise PlatformError('%s is PostgreSQL %d, but pgforest.cluster needs %d or newer (online recovery reads '
-                            'the WAL with pg_walinspect): use PostgreSQL %d or newer'
+                            'the WAL with pg_walinspect): install PostgreSQL %d or newer and set '
+                            'forest_node_pg_version to it. Nothing was changed'
                             % (where, int(major), MIN_MAJOR, MIN_MAJOR))
 
 
@@ -165,8 +166,11 @@ USER_OBJECTS_SQL = (
     "(SELECT count(*) FROM pg_type WHERE oid >= %(oid)d) AS types, "
     "(SELECT count(*) FROM pg_extension WHERE oid >= %(oid)d) AS extensions, "
     "(SELECT count(*) FROM pg_largeobject_metadata) AS large_objects" % dict(oid=FIRST_NORMAL_OID))
+# The name the OS packages give the cluster they make (postgresql-common's create_main_cluster).
+PACKAGES_CLUSTER = 'main'
 CLUSTER_SQL = (
-    "SELECT (SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database WHERE datname NOT IN "
+    "SELECT current_setting('data_directory') AS data_directory, "
+    "(SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database WHERE datname NOT IN "
     "('postgres', 'template0', 'template1')) AS databases, "
     "(SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles WHERE oid >= %d) AS roles"
     % FIRST_NORMAL_OID)
@@ -188,12 +192,24 @@ def stray_verdict(cluster, contents):
     and it holds nothing initdb did not make: no database besides postgres, template0 and
     template1, no role, and no relation, schema, function, type, extension or large object created
     in postgres or template1.  contents: what inspect_cluster read (None when it could not)."""
+    if cluster.get('unreadable'):
+        return 'keep', 'pg_lsclusters describes it only partly (%s)' % cluster['unreadable']
+    if cluster['cluster'] != PACKAGES_CLUSTER:
+        return 'keep', ('the OS packages did not make it (they make only %s/%s), so somebody did'
+                        % (cluster['version'], PACKAGES_CLUSTER))
     if not cluster.get('running'):
         return 'keep', 'it is stopped, so what it holds cannot be read without starting it'
     if contents is None:
         return 'keep', 'its catalogs could not be read'
     if contents.get('error'):
         return 'keep', 'its catalogs could not be read (%s)' % contents['error']
+    # The server that answered on the cluster's socket must be that cluster: pg_dropcluster stops and
+    # deletes the cluster by its own pid file and data directory, whoever answered (a port changed in
+    # postgresql.conf but not yet restarted, another server on that port).
+    answered = contents.get('data_directory')
+    if not answered or not cluster.get('pgdata') or os.path.realpath(answered) != os.path.realpath(cluster['pgdata']):
+        return 'keep', ('the server answering on its port %s is not it (data directory %s)'
+                        % (cluster.get('port'), answered or 'unknown'))
     if contents['databases']:
         return 'keep', 'it holds user databases (%s)' % ', '.join(contents['databases'])
     if contents['roles']:
@@ -206,6 +222,12 @@ def stray_verdict(cluster, contents):
     return 'remove', 'it holds only what initdb made (no user database, role or object)'
 
 
+def worth_reading(cluster):
+    """Whether stray_verdict could say remove, so its catalogs are worth reading: a cluster the packages made,
+    described whole and running (nothing else is ever connected to)."""
+    return cluster['cluster'] == PACKAGES_CLUSTER and not cluster.get('unreadable') and bool(cluster.get('running'))
+
+
 def stray_warning(cluster, why):
     return ('%s is a PostgreSQL server beside the forest node, left as it is: %s. It is not part of the pair. '
             'If you need it, keep it (forest_node_stray_clusters=keep silences this); if not, move its data '
@@ -214,12 +236,39 @@ def stray_warning(cluster, why):
 
 
 def parse_clusters(text):
-    """pg_lsclusters --json as [{version, cluster, port, running, pgdata, socketdir, owner}]."""
+    """pg_lsclusters --json as [{version, cluster, port, running, pgdata, socketdir, owneruid, unreadable}].
+
+    version stays a string ("9.6", "17"): it names the cluster and its pg_dropcluster command. An entry
+    postgresql-common could describe only partly (no port, an odd value: a dead postgresql.conf, say) keeps
+    what it has and says what is missing in `unreadable`, so it is kept and named, never judged."""
+    try:
+        items = json.loads(text or '[]')
+    except ValueError as exc:
+        raise PlatformError('pg_lsclusters --json printed what is not JSON (%s)' % exc)
+    if not isinstance(items, list):
+        raise PlatformError('pg_lsclusters --json printed %s, not a list of clusters' % type(items).__name__)
     found = []
-    for item in json.loads(text or '[]'):
-        found.append(dict(version=int(item['version']), cluster=item['cluster'], port=int(item['port'] or 0),
-                          running=bool(int(item.get('running') or 0)), pgdata=item.get('pgdata'),
-                          socketdir=item.get('socketdir'), owneruid=item.get('owneruid')))
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        cluster = dict(version=str(item.get('version', '?')), cluster=str(item.get('cluster', '?')), port=None,
+                       running=False, pgdata=item.get('pgdata'), socketdir=item.get('socketdir'),
+                       owneruid=item.get('owneruid'), unreadable=None)
+        missing = []
+        try:
+            cluster['port'] = int(item['port'])
+        except (KeyError, TypeError, ValueError):
+            missing.append('port %r' % (item.get('port'),))
+        try:
+            cluster['running'] = bool(int(item.get('running') or 0))
+        except (TypeError, ValueError):
+            missing.append('running %r' % (item.get('running'),))
+        if not cluster['version'].replace('.', '').isdigit():
+            missing.append('version %r' % (item.get('version'),))
+        if not cluster['pgdata']:
+            missing.append('no data directory')
+        cluster['unreadable'] = ', '.join(missing) or None
+        found.append(cluster)
     return found
 
 

@@ -151,7 +151,8 @@ def handle_strays(module, mode):
         if mode == 'keep':
             entry.update(action='untouched', why='forest_node_stray_clusters=keep')
         else:
-            contents = pg_platform.inspect_cluster(cluster, module.params['os_user']) if cluster['running'] else None
+            contents = (pg_platform.inspect_cluster(cluster, module.params['os_user'])
+                        if pg_platform.worth_reading(cluster) else None)
             verdict, why = pg_platform.stray_verdict(cluster, contents)
             entry['why'] = why
             if verdict == 'remove':

@@ -96,7 +96,7 @@ def test_pgforest_psql_reaches_the_node_through_its_socket(serverid):
 # --- servers beside the node ------------------------------------------------------------------------
 @pytest.fixture
 def strays(tmp_path):
-    """Two throwaway servers of this machine's PostgreSQL (Unix sockets only, in the sandbox), a
+    """Three throwaway servers of this machine's PostgreSQL (Unix sockets only, in the sandbox), a
     pg_lsclusters stand-in that lists them, and a pg_dropcluster stand-in that records its calls and
     stops the server it names."""
     major = pg_platform.installed_majors()[-1]
@@ -105,7 +105,8 @@ def strays(tmp_path):
     os.makedirs(top)
     shutil.chown(top, 'postgres', 'postgres')
     servers = {}
-    for index, name in enumerate(('empty', 'used')):
+    # main: what the packages make (never used); used: one with data; spare: empty, but made by somebody.
+    for index, name in enumerate(('main', 'used', 'spare')):
         data, sockets = os.path.join(top, name), os.path.join(top, name + '-run')
         os.makedirs(sockets)
         shutil.chown(sockets, 'postgres', 'postgres')
@@ -159,7 +160,7 @@ def strays(tmp_path):
 
 def test_what_a_fresh_server_holds_reads_as_never_used_and_any_use_as_kept(strays):
     servers, psql, _module = strays
-    cluster = pg_platform.parse_clusters(json.dumps([servers['empty']]))[0]
+    cluster = pg_platform.parse_clusters(json.dumps([servers['main']]))[0]
     assert pg_platform.stray_verdict(cluster, pg_platform.inspect_cluster(cluster)) == \
         ('remove', 'it holds only what initdb made (no user database, role or object)')
     for use, undo, why in (('CREATE TABLE t (i int)', 'DROP TABLE t', '1 relations in postgres'),
@@ -168,33 +169,43 @@ def test_what_a_fresh_server_holds_reads_as_never_used_and_any_use_as_kept(stray
                            ('CREATE DATABASE shop', 'DROP DATABASE shop', 'user databases (shop)'),
                            ('SELECT lo_create(0)', 'SELECT lo_unlink(oid) FROM pg_largeobject_metadata',
                             '1 large objects in postgres')):
-        psql('empty', use)
+        psql('main', use)
         verdict, reason = pg_platform.stray_verdict(cluster, pg_platform.inspect_cluster(cluster))
         assert (verdict, why in reason) == ('keep', True), (use, reason)
-        psql('empty', undo)
+        psql('main', undo)
     # A table dropped again leaves nothing behind in the catalogs: the server reads as never used again.
     assert pg_platform.stray_verdict(cluster, pg_platform.inspect_cluster(cluster))[0] == 'remove'
+    # Its port changed in postgresql.conf but not restarted: another (empty) server answers there. It is not
+    # the cluster pg_dropcluster would stop and delete, so nothing is judged from it.
+    moved = dict(cluster, port=servers['spare']['port'], socketdir=servers['spare']['socketdir'])
+    verdict, reason = pg_platform.stray_verdict(moved, pg_platform.inspect_cluster(moved))
+    assert verdict == 'keep' and 'is not it (data directory %s)' % servers['spare']['pgdata'] in reason, reason
 
 
 def test_the_module_removes_the_never_used_server_and_warns_about_the_one_with_data(strays):
     servers, psql, module = strays
     psql('used', 'CREATE DATABASE shop')
-
+    major = servers['main']['version']
     checked, _output, calls = module(check=True, strays='remove')
-    assert (checked['changed'], checked['removed'], checked['kept'], calls) == (True, ['%d/empty' % servers[
-        'empty']['version']], ['%d/used' % servers['used']['version']], [])
+    assert (checked['changed'], checked['removed'], sorted(checked['kept']), calls) == (
+        True, ['%d/main' % major], ['%d/spare' % major, '%d/used' % major], [])
 
     kept_alone, _output, calls = module(strays='keep')
     assert (kept_alone['changed'], kept_alone['removed'], calls) == (False, [], [])
-    assert [entry['action'] for entry in kept_alone['clusters']] == ['untouched', 'untouched']
+    assert [entry['action'] for entry in kept_alone['clusters']] == ['untouched'] * 3
 
     result, output, calls = module(strays='remove')
-    major = servers['empty']['version']
-    assert result['changed'] and result['removed'] == ['%d/empty' % major] and result['kept'] == ['%d/used' % major]
-    assert calls == ['--stop %d empty' % major]
+    assert result['changed'] and result['removed'] == ['%d/main' % major]
+    assert sorted(result['kept']) == ['%d/spare' % major, '%d/used' % major]
+    assert calls == ['--stop %d main' % major]
+    text = ' '.join(output.split())
     assert ('[WARNING]: %d/used (PostgreSQL %d, cluster used, port %d, data directory %s) is a PostgreSQL server beside '
-            'the forest node, left as it is: it holds user databases (shop)'
-            % (major, major, servers['used']['port'], servers['used']['pgdata'])) in ' '.join(
-                output.split()), output
+            'the forest node, left as it is: ' % (major, major, servers['used']['port'], servers['used']['pgdata'])
+            ) in text, output
+    # Empty, but not what the packages make: somebody made it, so it is theirs.
+    assert ('%d/spare (PostgreSQL %d, cluster spare, port %d, data directory %s) is a PostgreSQL server beside the '
+            'forest node, left as it is: the OS packages did not make it'
+            % (major, major, servers['spare']['port'], servers['spare']['pgdata'])) in text, output
     assert psql('used', "SELECT datname FROM pg_database WHERE datname = 'shop'").strip() == 'shop'
+    assert psql('spare', 'SELECT 1').strip() == '1'
     assert result['pg_version'] == data_dir_major(0) and result['reason'] == 'running'

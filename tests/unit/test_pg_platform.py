@@ -109,13 +109,14 @@ def test_a_physical_restore_across_majors_is_refused():
     assert 'PostgreSQL 15, which is not installed here (no /usr/lib/postgresql/15/bin/pg_ctl)' in not_installed
 
 
-MAIN = dict(version=17, cluster='main', port=5432, running=True, pgdata='/var/lib/postgresql/17/main',
+MAIN = dict(version='17', cluster='main', port=5432, running=True, pgdata='/var/lib/postgresql/17/main',
             socketdir='/var/run/postgresql')
 NOTHING = dict(relations=0, schemas=0, functions=0, types=0, extensions=0, large_objects=0)
 
 
 def fresh(**changes):
-    contents = dict(databases=[], roles=[], objects=dict(postgres=dict(NOTHING), template1=dict(NOTHING)))
+    contents = dict(data_directory=MAIN['pgdata'], databases=[], roles=[],
+                    objects=dict(postgres=dict(NOTHING), template1=dict(NOTHING)))
     contents.update(changes)
     return contents
 
@@ -129,6 +130,13 @@ def test_only_a_running_cluster_that_holds_what_initdb_made_is_removed():
     (MAIN, None, 'could not be read'),
     (MAIN, dict(error='psql: connection refused'), 'connection refused'),
     (MAIN, fresh(databases=['shop']), 'user databases (shop)'),
+    # Another server answered on its port (its port changed in postgresql.conf, not yet restarted).
+    (MAIN, fresh(data_directory='/var/lib/postgresql/17/other'), 'answering on its port 5432 is not it'),
+    (MAIN, fresh(data_directory=None), 'is not it'),
+    # Only the cluster the packages make: one the DBA made, even empty, is theirs.
+    (dict(MAIN, cluster='reporting', pgdata='/var/lib/postgresql/17/reporting'),
+     fresh(data_directory='/var/lib/postgresql/17/reporting'), 'the OS packages did not make it'),
+    (dict(MAIN, unreadable='port None'), fresh(), 'describes it only partly (port None)'),
     (MAIN, fresh(roles=['app']), 'roles of its own (app)'),
     (MAIN, fresh(objects=dict(postgres=dict(NOTHING, relations=2), template1=dict(NOTHING))), '2 relations in postgres'),
     (MAIN, fresh(objects=dict(postgres=dict(NOTHING), template1=dict(NOTHING, extensions=1))),
@@ -153,7 +161,25 @@ def test_pg_lsclusters_json_and_the_node_itself_left_out(tmp_path):
             '{"socketdir":"/run/x","cluster":"forest","pgdata":"%s","port":"5433","running":1,"version":"17"}]'
             % (tmp_path / 'data'))
     clusters = pg_platform.parse_clusters(text)
-    assert [(c['version'], c['cluster'], c['port'], c['running']) for c in clusters] == \
-        [(15, 'main', 5432, False), (17, 'forest', 5433, True)]
+    assert [(c['version'], c['cluster'], c['port'], c['running'], c['unreadable']) for c in clusters] == \
+        [('15', 'main', 5432, False, None), ('17', 'forest', 5433, True, None)]
     assert [c['cluster'] for c in pg_platform.strays(clusters, str(tmp_path / 'data'))] == ['main']
     assert pg_platform.parse_clusters('[]') == []
+
+
+def test_odd_pg_lsclusters_entries_are_kept_and_named_never_a_traceback():
+    """A dead postgresql.conf (no port, no running), an old dotted version, a port it cannot tell."""
+    text = ('[{"cluster":"main","pgdata":"/var/lib/postgresql/17/main","version":17},'
+            '{"cluster":"main","pgdata":"/var/lib/postgresql/9.6/main","port":"5433","running":1,"version":"9.6"},'
+            '{"cluster":"odd name.é","pgdata":"/srv/odd","port":"<unknown>","running":"x","version":"16"}, 7]')
+    clusters = pg_platform.parse_clusters(text)
+    assert [(c['version'], c['cluster']) for c in clusters] == [('17', 'main'), ('9.6', 'main'), ('16', 'odd name.é')]
+    assert clusters[0]['unreadable'] == "port None" and clusters[0]['running'] is False
+    assert clusters[1]['unreadable'] is None and clusters[1]['port'] == 5433
+    assert "port '<unknown>'" in clusters[2]['unreadable'] and "running 'x'" in clusters[2]['unreadable']
+    assert pg_platform.stray_verdict(clusters[0], None)[0] == 'keep'
+    assert not pg_platform.worth_reading(clusters[0]) and not pg_platform.worth_reading(clusters[2])
+    assert 'pg_dropcluster --stop 9.6 main' in pg_platform.stray_warning(clusters[1], 'why')
+    for bad in ('not json', '{"a": 1}'):
+        with pytest.raises(pg_platform.PlatformError):
+            pg_platform.parse_clusters(bad)
