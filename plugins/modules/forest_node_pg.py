@@ -18,10 +18,12 @@ description:
   - Refuses a O(pg_version) that differs from the major of an existing data directory, and a major older
     than 15 (online recovery reads the WAL with C(pg_walinspect)).
   - With O(strays=remove), looks at the clusters C(pg_lsclusters) lists that are not the node (servers the
-    OS packages made, such as C(17/main)) and removes with C(pg_dropcluster --stop) each one that was never
-    used - it runs and holds nothing initdb did not make (no database besides C(postgres), C(template0)
-    and C(template1), no role, no relation, schema, function, type, extension or large object in
-    C(postgres) or C(template1)). Any other one is left as it is and named in a warning.
+    OS packages made, such as C(17/main)) and removes with C(pg_dropcluster --stop) the packages' own
+    C(N/main) when it was never used - it runs, the server answering on its socket is that cluster (its
+    C(data_directory)), and it holds nothing initdb did not make (no database besides C(postgres),
+    C(template0) and C(template1), no role, no relation, schema, function, type, extension or large object
+    in C(postgres) or C(template1)). Any other one (another name, stopped, unreadable, with data) is left
+    as it is and named in a warning.
   - The role M(pgforest.cluster.forest_node) runs it; it needs no psycopg (it runs before the packages are
     installed).
 version_added: 0.1.0
@@ -37,7 +39,7 @@ options:
   strays:
     description:
       - C(ignore) lists no cluster (the version only); C(keep) lists the other clusters and leaves them
-        alone; C(remove) removes the never used ones and warns about the others.
+        alone; C(remove) removes a never used C(N/main) and warns about the others.
     type: str
     choices: [ignore, keep, remove]
     default: ignore
