@@ -53,11 +53,12 @@ demo: sandbox
 # make timing-loaded alone (its 37 cases, 2 workers, same busy machine): 8 min 20 s, 9 min with provisioning.
 # make test-loaded runs everything under load.
 # The sandbox suites run beside the rest (make -j2: two at a time): molecule, the current ansible-core's
-# sanity and the lab wait on SSH, apt and services far more than they compute, and the sandbox suites pass
-# with CPU hogs beside them anyway; the timing cases then run alone under their 2 hogs.
+# sanity, the lab and then the timing cases under their 2 hogs.  The first three wait on SSH, apt and services
+# far more than they compute; the timing cases run on worker sandboxes of their own (FOREST_WORKER_SET=timing)
+# and start when the lab is done, near the end of the sandbox suites, so they share the machine with little
+# more than their hogs.
 test: unit sanity lint
 	$(MAKE) -j2 --output-sync=target sandbox-suites beside-suites
-	$(MAKE) timing-loaded
 	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
 	@git status --short
 
@@ -67,6 +68,7 @@ check: unit sanity lint integration
 beside-suites: molecule
 	$(MAKE) sanity-current
 	$(MAKE) lab-test
+	$(MAKE) timing-loaded
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -91,6 +93,8 @@ TIMING_TESTS := tests/integration/test_forest_recover_online.py tests/integratio
 	tests/integration/test_forest_dbsync.py::test_online_compare_under_write_load_finds_no_false_difference \
 	tests/integration/test_forest_dbsync.py::test_online_compare_never_reports_a_write_that_straddles_its_snapshots \
 	tests/reliability/test_mess.py
+# Their own worker sandboxes (the set "timing"), so they may run while the sandbox suites hold the default set.
+timing-loaded: export FOREST_WORKER_SET := timing
 timing-loaded:
 	$(MAKE) workers
 	bash scripts/under_load.sh $(if $(filter-out 0,$(LOAD)),$(LOAD),2) \

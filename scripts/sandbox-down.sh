@@ -14,3 +14,5 @@ rm -f .sandbox
 # sandbox this is, beside them).
 [ "${1:-}" = --sandbox-only ] && exit 0
 python3 scripts/worker_sandboxes.py down
+# make timing-loaded's own set (make test runs it beside the sandbox suites).
+FOREST_WORKER_SET=timing python3 scripts/worker_sandboxes.py down

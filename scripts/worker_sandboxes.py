@@ -4,11 +4,15 @@ nothing collides.
 
     worker_sandboxes.py up N      create N namespaces and provision a sandbox in each (in parallel)
     worker_sandboxes.py pytest N ARGS...   run pytest ARGS with one worker in each (pytest-xdist)
-    worker_sandboxes.py down      stop every worker sandbox of this checkout, remove the namespaces
+    worker_sandboxes.py down      stop every worker sandbox of this checkout's set, remove the namespaces
 
-A worker's sandbox lives in /var/lib/pgforest-sandbox/<checkout hash>-w<i> (the postgres OS user
+A worker's sandbox lives in /var/lib/pgforest-sandbox/<set key>-w<i> (the postgres OS user
 can reach it wherever the checkout is) and is named to the tests and the inventory by the
-environment variable FOREST_SANDBOX_DIR.  `nsenter --net`, not `ip netns exec`: the latter
+environment variable FOREST_SANDBOX_DIR.  The set key is a hash of the checkout's path and of
+FOREST_WORKER_SET (empty by default): make test runs the timing cases under load on a second set
+(FOREST_WORKER_SET=timing) while the sandbox suites still run on the first.
+
+`nsenter --net`, not `ip netns exec`: the latter
 remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
 """
 import concurrent.futures
@@ -16,6 +20,7 @@ import fcntl
 import glob
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -23,7 +28,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP = os.environ.get('FOREST_SANDBOX_TOP') or '/var/lib/pgforest-sandbox'  # another top: the unit test
-CHECKOUT_HASH = hashlib.sha256((os.path.realpath(REPO) + '\n').encode()).hexdigest()[:12]
+WORKER_SET = os.environ.get('FOREST_WORKER_SET', '')
+# The default set keeps the key it always had, so a checkout's running workers stay reachable.
+SET_KEY = hashlib.sha256((os.path.realpath(REPO) + '\n' + (WORKER_SET + '\n' if WORKER_SET else ''))
+                         .encode()).hexdigest()[:12]
 BIN = os.path.join(REPO, '.venv', 'bin')
 
 
@@ -34,22 +42,23 @@ def hold_workers():
     """Take this checkout's worker sandboxes for this process (and what it execs) or exit: two runs
     at once would provision and reset each other's servers.  Held until the process ends."""
     os.makedirs(TOP, exist_ok=True)
-    handle = open(os.path.join(TOP, CHECKOUT_HASH + '-workers.lock'), 'w')
+    handle = open(os.path.join(TOP, SET_KEY + '-workers.lock'), 'w')
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        sys.exit('worker_sandboxes: another test run of this checkout is using its worker sandboxes; '
-                 'wait for it to end (nothing was changed)')
+        sys.exit('worker_sandboxes: another test run of this checkout is using its worker sandboxes%s; '
+                 'wait for it to end (nothing was changed)'
+                 % (' (set %s)' % WORKER_SET if WORKER_SET else ''))
     os.set_inheritable(handle.fileno(), True)  # held by pytest after execv, until it exits
     HELD.append(handle)
 
 
 def namespace(worker):
-    return 'pgf-%s-w%d' % (CHECKOUT_HASH[:8], worker)
+    return 'pgf-%s-w%d' % (SET_KEY[:8], worker)
 
 
 def sandbox_dir(worker):
-    return os.path.join(TOP, '%s-w%d' % (CHECKOUT_HASH, worker))
+    return os.path.join(TOP, '%s-w%d' % (SET_KEY, worker))
 
 
 def in_namespace(worker, argv):
@@ -114,7 +123,7 @@ def run_pytest(count, args):
 
 
 def down():
-    for directory in sorted(glob.glob(os.path.join(TOP, CHECKOUT_HASH + '-w*'))):
+    for directory in sorted(glob.glob(os.path.join(TOP, SET_KEY + '-w*'))):
         subprocess.run(['bash', os.path.join(REPO, 'scripts', 'sandbox-stop.sh'), directory], check=False)
     for path in sorted(glob.glob('/run/netns/' + namespace(0)[:-1] + '*')):
         subprocess.run(['ip', 'netns', 'del', os.path.basename(path)], check=False)
@@ -122,6 +131,10 @@ def down():
 
 
 def main(argv):
+    if not re.fullmatch(r'[a-z0-9]{0,16}', WORKER_SET):
+        print('worker_sandboxes: FOREST_WORKER_SET=%r: use up to 16 lowercase letters and digits '
+              '(nothing was changed)' % WORKER_SET, file=sys.stderr)
+        return 2
     if len(argv) == 2 and argv[0] == 'up' and argv[1].isdigit() and int(argv[1]) >= 1:
         return up(int(argv[1]))
     if len(argv) >= 2 and argv[0] == 'pytest' and argv[1].isdigit() and int(argv[1]) >= 1:

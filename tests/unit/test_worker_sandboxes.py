@@ -35,3 +35,38 @@ def test_a_second_run_refuses_while_the_first_holds_the_workers(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_set_of_the_same_checkout_has_keys_of_its_own(tmp_path):
+    """make test runs the timing cases on FOREST_WORKER_SET=timing while the sandbox suites hold the default
+    set: the second set must not wait for the first's lock, nor share its namespaces or directories."""
+    code = ('import sys; sys.path.insert(0, %r); import worker_sandboxes as w; '
+            'print(w.namespace(0), w.sandbox_dir(0), w.SET_KEY)' % os.path.dirname(SCRIPT))
+    seen = {}
+    for worker_set in ('', 'timing'):
+        done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
+                              env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path), FOREST_WORKER_SET=worker_set))
+        seen[worker_set] = done.stdout.split()
+    assert all(a != b for a, b in zip(seen[''], seen['timing'])), seen
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
+                               'import worker_sandboxes; worker_sandboxes.hold_workers(); '
+                               'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path)))
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        other = subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, %r); import worker_sandboxes; '
+                                'worker_sandboxes.hold_workers(); print("held too")' % os.path.dirname(SCRIPT)],
+                               capture_output=True, text=True, check=False,
+                               env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path), FOREST_WORKER_SET='timing'))
+        assert other.returncode == 0 and 'held too' in other.stdout, other.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_bad_set_name_is_refused_before_anything_changes(tmp_path):
+    for worker_set in ('Timing', 'a/b', 'x' * 17, '../up'):
+        done = subprocess.run([sys.executable, SCRIPT, 'up', '1'], capture_output=True, text=True, check=False,
+                              env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path), FOREST_WORKER_SET=worker_set))
+        assert done.returncode == 2 and 'FOREST_WORKER_SET' in done.stderr, (worker_set, done.stderr)
+    assert os.listdir(tmp_path) == []
