@@ -62,7 +62,7 @@ def upgrade(serverid, app, items_update):
         assert lab.chosen(provision.stdout, name) == (17, 'os default')
         # The pair check could not see the other node: it says so (docs/forest_node.md).
         assert ("could not compare this node's PostgreSQL 17 with %s" % lab.NODES[other]['name']) \
-            in ' '.join(provision.stdout.split()), provision.stdout[-4000:]
+            in ' '.join((provision.stdout + provision.stderr).split()), provision.stderr[-4000:]  # warnings: stderr
         # The new cluster is not the node the pair recorded: still -1, in both views; the other keeps serving.
         assert [lab.validity(serverid, view) for view in lab.NODES] == [-1, -1]
         lab.query(other, items_update)  # a change made while the node was out, besides the driver's
