@@ -375,7 +375,9 @@ case "${1:-}" in
         # the same name, address and controller key (prepare_node), the release recorded for this node.
         node_arg "${2:-}" >/dev/null
         [ -n "$(recorded_debian)" ] || die "the lab is down: make lab-up first, then lab/lab.sh rebuild $2 ${3:-13}"
-        [ -n "${3:-}" ] && [ -n "${LAB_SUITES[$3]:-}" ] || die "usage: lab/lab.sh rebuild NODE 12|13 (the Debian release to rebuild it on; got '${3:-}')"
+        if [ -z "${3:-}" ] || [ -z "${LAB_SUITES[$3]:-}" ]; then
+            die "usage: lab/lab.sh rebuild NODE 12|13 (the Debian release to rebuild it on; got '${3:-}')"
+        fi
         need_tools; build_image "${LAB_SUITES[$3]}"; build_venv "${LAB_SUITES[$3]}"
         poweroff_node "$2"
         if mountpoint -q "$LAB_STATE/$2/root"; then umount "$LAB_STATE/$2/root"; fi
