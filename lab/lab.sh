@@ -335,7 +335,8 @@ lab_status() {
     for name in "${!LAB_NODES[@]}"; do
         local state=stopped
         alive "$LAB_STATE/$name/nspawn.pid" && state=running
-        echo "$name ${LAB_NODES[$name]} $state debian $(node_debian "$name") $(node_suite "$name")"
+        if [ -n "$(recorded_debian)" ]; then echo "$name ${LAB_NODES[$name]} $state debian $(node_debian "$name") $(node_suite "$name")"
+        else echo "$name ${LAB_NODES[$name]} $state"; fi
     done
     if [ -e "/run/netns/$LAB_NS" ]; then echo "namespace $LAB_NS"; else echo "no namespace"; fi
 }
