@@ -9,10 +9,13 @@
 #   lab/lab.sh poweroff NODE       clean power-off of one machine (its disk stays)
 #   lab/lab.sh boot NODE           start one machine again and wait for SSH
 #   lab/lab.sh reset NODE          power off, throw its disk away, boot it bare from the image again
+#   lab/lab.sh rebuild NODE 12|13  the same from that release's image: a host rebuilt on another Debian (the
+#                                  upgrade between majors, docs/forest_node.md); same address, key setup
 #   lab/lab.sh link down|up NODE   pull or plug the machine's cable
 #   lab/lab.sh image [12|13]       build or reuse that release's image and venv, print the image's path
 # The release that is up is recorded in $LAB_STATE/debian: every other command, lab/exec and
-# lab/inventory.yml read it there.
+# lab/inventory.yml read it there. A node rebuilt on the other release records it in $LAB_STATE/debian-NODE
+# (a mixed lab: node_debian); it keeps it across poweroff, boot and reset until the lab goes down.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +28,9 @@ die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
 repo=$(cd "$here/.." && pwd)
 
 recorded_debian() { cat "$LAB_STATE/debian" 2>/dev/null || true; }
+# The release of one node: its own (lab/lab.sh rebuild), else the lab's.
+node_debian() { cat "$LAB_STATE/debian-$1" 2>/dev/null || echo "$DEBIAN"; }
+node_suite() { echo "${LAB_SUITES[$(node_debian "$1")]}"; }
 
 check_debian() {  # a release the lab knows, or a usage error
     if [ -z "${1:-}" ] || [ -z "${LAB_SUITES[$1]:-}" ]; then
@@ -52,6 +58,9 @@ venv_dir() { echo "$LAB_CACHE/venv-$1-$(venv_key "$1")"; }
 
 # True when a running lab's disks lie on this directory (an overlay's lower directory).
 in_use() { grep -qF "lowerdir=$1," /proc/mounts || grep -qF "lowerdir=$1 " /proc/mounts; }
+# True when a running machine has this venv bound (node_binds): its mount lives in the machine's own mount
+# namespace, out of /proc/mounts, so the machines' command lines say it.
+venv_in_use() { grep -qsaF -- "--bind-ro=$1:" /proc/[0-9]*/cmdline; }
 
 need_tools() {
     local missing=()
@@ -130,10 +139,12 @@ build_venv() {
         touch "$venv.tmp/.complete"
         mv "$venv.tmp" "$venv"
         log "venv built in $((SECONDS - start)) s"
-        # This release's venvs of other recipes go, and the wheels of other recipes for this Python.
+        # This release's venvs of other recipes go, unless a running machine has one bound (the recipe changed
+        # while the lab is up: its machines keep theirs until they are rebuilt or the lab goes down), and the
+        # wheels of other recipes for this Python.
         local old
         for old in "$LAB_CACHE/venv-$suite-"* "$LAB_CACHE/wheels-py${pyver/./}-"*; do
-            [ "$old" = "$venv" ] || [ "$old" = "$wheels" ] || rm -rf "$old"
+            [ "$old" = "$venv" ] || [ "$old" = "$wheels" ] || venv_in_use "$old" || rm -rf "$old"
         done
     fi
     flock -u 9
@@ -190,7 +201,7 @@ controller_key() {
 }
 
 prepare_node() {  # name address: its disk (an overlay over the image) and its identity
-    local name=$1 addr=$2 dir="$LAB_STATE/$1" img; img=$(image_dir "$SUITE")
+    local name=$1 addr=$2 dir="$LAB_STATE/$1" img; img=$(image_dir "$(node_suite "$1")")
     if [ -f "$dir/image" ] && [ "$(cat "$dir/image")" != "$img" ]; then
         log "$name was made from another image: its disk is recreated"
         umount "$dir/root" 2>/dev/null || true
@@ -233,10 +244,10 @@ NETWORK
 # its playbooks and collections, as a DBA's management host would have them), the venv it runs them
 # with (build_venv), and this node's apt cache of the release (debs_dir), which outlives the machine.
 node_binds() {
-    local name=$1 debs; debs=$(debs_dir "$SUITE" "$name")
+    local name=$1 suite debs; suite=$(node_suite "$1"); debs=$(debs_dir "$suite" "$name")
     mkdir -p "$debs"
     printf -- '--bind-ro=%s\n--bind-ro=%s:%s\n--bind=%s:/var/cache/apt/archives\n' \
-        "$repo" "$(venv_dir "$SUITE")" "$LAB_VENV" "$debs"
+        "$repo" "$(venv_dir "$suite")" "$LAB_VENV" "$debs"
 }
 
 boot_node() {
@@ -322,8 +333,10 @@ lab_status() {
     local name
     if [ -n "$(recorded_debian)" ]; then echo "debian $DEBIAN $SUITE"; else echo "debian none"; fi
     for name in "${!LAB_NODES[@]}"; do
-        if alive "$LAB_STATE/$name/nspawn.pid"; then echo "$name ${LAB_NODES[$name]} running"
-        else echo "$name ${LAB_NODES[$name]} stopped"; fi
+        local state=stopped
+        alive "$LAB_STATE/$name/nspawn.pid" && state=running
+        if [ -n "$(recorded_debian)" ]; then echo "$name ${LAB_NODES[$name]} $state debian $(node_debian "$name") $(node_suite "$name")"
+        else echo "$name ${LAB_NODES[$name]} $state"; fi
     done
     if [ -e "/run/netns/$LAB_NS" ]; then echo "namespace $LAB_NS"; else echo "no namespace"; fi
 }
@@ -358,6 +371,22 @@ case "${1:-}" in
     down) lab_down ;;
     status) lab_status ;;
     poweroff) node_arg "${2:-}" >/dev/null; poweroff_node "$2" ;;
+    rebuild)
+        # A host rebuilt on another Debian release (or the same one): a bare disk from that release's image,
+        # the same name, address and controller key (prepare_node), the release recorded for this node.
+        node_arg "${2:-}" >/dev/null
+        [ -n "$(recorded_debian)" ] || die "the lab is down: make lab-up first, then lab/lab.sh rebuild $2 ${3:-13}"
+        if [ -z "${3:-}" ] || [ -z "${LAB_SUITES[$3]:-}" ]; then
+            die "usage: lab/lab.sh rebuild NODE 12|13 (the Debian release to rebuild it on; got '${3:-}')"
+        fi
+        need_tools; build_image "${LAB_SUITES[$3]}"; build_venv "${LAB_SUITES[$3]}"
+        poweroff_node "$2"
+        if mountpoint -q "$LAB_STATE/$2/root"; then umount "$LAB_STATE/$2/root"; fi
+        rm -rf "${LAB_STATE:?}/$2"
+        if [ "$3" = "$DEBIAN" ]; then rm -f "$LAB_STATE/debian-$2"; else echo "$3" >"$LAB_STATE/debian-$2"; fi
+        boot_node "$2"; wait_ssh "$2"
+        log "$2 rebuilt on Debian $3 (${LAB_SUITES[$3]})"
+        ;;
     boot) node_arg "${2:-}" >/dev/null; boot_node "$2"; wait_ssh "$2" ;;
     reset)
         node_arg "${2:-}" >/dev/null
@@ -374,5 +403,5 @@ case "${1:-}" in
         if [ "$2" = up ]; then ip -n "$LAB_NS" link set "vb-$3" master br0; fi
         ;;
     image) need_tools; build_image "$SUITE"; build_venv "$SUITE"; image_dir "$SUITE" ;;
-    *) die "usage: lab/lab.sh up [12|13]|down|status|poweroff NODE|boot NODE|reset NODE|link down|up NODE|image [12|13]" ;;
+    *) die "usage: lab/lab.sh up [12|13]|down|status|poweroff NODE|boot NODE|reset NODE|rebuild NODE 12|13|link down|up NODE|image [12|13]" ;;
 esac

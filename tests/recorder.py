@@ -21,7 +21,7 @@ SECTION_OF_FILE = {
     'test_split_brain.py': 'split_brain', 'test_mess.py': 'mess', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
     'test_first_contact.py': 'lab_first_contact', 'test_playbooks.py': 'lab_playbooks',
     'test_network_faults.py': 'lab_network_faults', 'test_tls.py': 'lab_production',
-    'test_metrics_timer.py': 'lab_production',
+    'test_metrics_timer.py': 'lab_production', 'test_upgrade.py': 'lab_playbooks',
 }
 _cases = {}      # nodeid -> record
 _sections = set()

@@ -112,6 +112,32 @@ def pair_mismatch(mine, peers):
             % (mine[0], int(mine[1]), mine[2], peer[0], int(peer[1]), peer[2]))
 
 
+def uncompared_warning(major, absent):
+    """The warning when the pair check could not compare this node's major with its peer's, or None.
+    absent: the pair's other hosts that are not in the play (--limit, or failed before the check)."""
+    if not absent:
+        return None
+    return ('the pair check could not compare this node\'s PostgreSQL %d with %s, which is not in this play '
+            '(--limit, or it failed earlier): both nodes of a pair must run the same major, except while the pair '
+            'moves to a new major one node at a time (docs/forest_node.md, "Moving the pair to a new major"). '
+            'Until both run the same major, only an offline recovery by content (recover.yml -e mode=offline) '
+            'repairs a node; online recovery and a physical restore refuse to copy across majors'
+            % (int(major), ' and '.join(absent)))
+
+
+def availability_refusal(major, installed, candidate):
+    """Why `major` cannot be installed here, or None: it is neither installed nor offered by the OS packages.
+    candidate: the version apt would install of postgresql-N (None: none; '' : apt-cache not there, so not
+    known, and the install says what is missing)."""
+    if int(major) in [int(version) for version in installed] or candidate is not None:
+        return None
+    return ('forest_node_pg_version is %d, but PostgreSQL %d is not installed here and the OS packages do not '
+            'offer it (apt-cache policy postgresql-%d: no candidate): set forest_node_pg_version to a major this '
+            'host\'s apt offers (apt-cache search --names-only \'^postgresql-[0-9]+$\'), leave it out to take the '
+            'OS\'s default, or add the repository that has it (apt.postgresql.org). Nothing was changed'
+            % (int(major), int(major), int(major)))
+
+
 def online_copy_refusal(source, source_major, target, target_data_major, programs=None, binaries_major=None):
     """Why an online recovery (a physical copy of serverid `source` onto `target`) cannot run, or None.
     target_data_major: the major of the target's data directory (None without one); binaries_major: the
@@ -306,6 +332,16 @@ def probe_os_default():
     """The OS default's major (None where apt-cache is missing or names none)."""
     code, out, _err = _run(['apt-cache', 'depends', 'postgresql'])
     return os_default_major(out) if code == 0 else None
+
+
+def apt_candidate(major):
+    """The version apt would install of postgresql-N: None when it offers none, '' where apt-cache is missing
+    (not a Debian-family host: nothing known)."""
+    code, out, _err = _run(['apt-cache', 'policy', 'postgresql-%d' % int(major)])
+    if code == 127:
+        return ''
+    found = re.search(r'^\s*Candidate:\s*(\S+)', out, re.MULTILINE)
+    return found.group(1) if found and found.group(1) != '(none)' else None
 
 
 def list_clusters():

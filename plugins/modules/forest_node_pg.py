@@ -15,6 +15,8 @@ description:
     directory (C(running)); else the newest installed server (C(installed), the newest
     C(/usr/lib/postgresql/N/bin/pg_ctl)); else the OS's default (C(os default), the major that Debian's
     C(postgresql) package depends on - 17 on Debian 13, 15 on Debian 12).
+  - Refuses a O(pg_version) that is neither installed nor offered by apt (C(apt-cache policy postgresql-N)),
+    before anything changes.
   - Refuses a O(pg_version) that differs from the major of an existing data directory, and a major older
     than 15 (online recovery reads the WAL with C(pg_walinspect)).
   - With O(strays=remove), looks at the clusters C(pg_lsclusters) lists that are not the node (servers the
@@ -47,6 +49,14 @@ options:
     description: OS user that reads the other clusters' catalogs (through their sockets, peer authentication).
     type: str
     default: postgres
+  absent_peers:
+    description:
+      - The pair's other hosts that are not in the play (C(--limit)), whose major the role's pair check cannot
+        compare with this node's. Named in a warning; moving the pair to a new major one node at a time is
+        done so (docs/forest_node.md).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -140,6 +150,11 @@ def version_facts(params):
     if params['pg_version'] is None and running is None and not installed:
         os_default = pg_platform.probe_os_default()
     major, reason = pg_platform.choose_major(params['pg_version'], running, installed, os_default)
+    if reason == 'set' and major not in installed:
+        # Before the role writes anything (createcluster.d, packages): a major apt cannot install is refused here.
+        refusal = pg_platform.availability_refusal(major, installed, pg_platform.apt_candidate(major))
+        if refusal:
+            raise pg_platform.PlatformError(refusal)
     return dict(pg_version=major, reason=reason, data_dir_version=running, installed=installed,
                 os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major))
 
@@ -177,12 +192,16 @@ def main():
             pg_version=dict(type='int'),
             strays=dict(type='str', choices=['ignore', 'keep', 'remove'], default='ignore'),
             os_user=dict(type='str', default='postgres'),
+            absent_peers=dict(type='list', elements='str', default=[]),
         ),
         supports_check_mode=True,
     )
     try:
         result = version_facts(module.params)
         result.update(clusters=[], removed=[], kept=[])
+        uncompared = pg_platform.uncompared_warning(result['pg_version'], module.params['absent_peers'])
+        if uncompared:
+            module.warn(uncompared)
         if module.params['strays'] != 'ignore':
             result.update(handle_strays(module, module.params['strays']))
     except ForestError as exc:

@@ -5,6 +5,7 @@ PostgreSQL (never on this machine's own clusters: pg_lsclusters is replaced by a
 lists only the test's servers)."""
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -71,13 +72,43 @@ def spare_pair(tmp_path):
 def test_a_pair_on_two_majors_is_refused_on_both_hosts_before_anything_changes(spare_pair):
     write, bases = spare_pair
     installed = pg_platform.installed_majors()[-1]
-    run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=write(a={'forest_node_pg_version': 99}))
+    # spare_b's host keeps a data directory of another major (only its PG_VERSION: the choice reads nothing else).
+    other = installed + 1
+    data_b = os.path.join(bases['b'], 'data')
+    os.makedirs(data_b)
+    with open(os.path.join(data_b, 'PG_VERSION'), 'w') as handle:
+        handle.write('%d\n' % other)
+    run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=write())
     assert run.returncode != 0
-    message = ('spare_a would run 99 (set) and spare_b %d (installed)' % installed,
-               'spare_b would run %d (installed) and spare_a 99 (set)' % installed)
+    message = ('spare_a would run %d (installed) and spare_b %d (running)' % (installed, other),
+               'spare_b would run %d (running) and spare_a %d (installed)' % (other, installed))
     assert message[0] in run.stdout and message[1] in run.stdout, run.stdout[-3000:]
     assert 'Nothing was changed' in run.stdout
+    assert not os.path.exists(bases['a']) and os.listdir(data_b) == ['PG_VERSION']
+
+
+def test_a_major_apt_does_not_offer_is_refused_before_anything_changes(spare_pair):
+    """forest_node_pg_version: 99 used to write postgresql-common's createcluster.d drop-in, then fail in apt."""
+    write, bases = spare_pair
+    dropin = '/etc/postgresql-common/createcluster.d/pgforest.conf'
+    before = os.path.exists(dropin) and os.stat(dropin).st_mtime
+    run = sandbox.playbook('provision.yml', '--tags', 'node', inventory=write(a={'forest_node_pg_version': 99},
+                                                                              b={'forest_node_pg_version': 99}))
+    assert run.returncode != 0
+    refusal = 'forest_node_pg_version is 99, but PostgreSQL 99 is not installed here and the OS packages do not offer it'
+    for host in ('spare_a', 'spare_b'):
+        assert re.search(r'fatal: \[%s\].*%s' % (host, re.escape(refusal)), run.stdout), run.stdout[-3000:]
     assert not any(os.path.exists(base) for base in bases.values())
+    assert (os.path.exists(dropin) and os.stat(dropin).st_mtime) == before
+
+
+def test_a_peer_left_out_with_limit_is_named_in_a_warning(spare_pair):
+    """Provisioning one node of a pair (--limit, as the upgrade between majors does) cannot compare the majors:
+    the run says so instead of passing the pair check silently."""
+    write, _bases = spare_pair
+    run = sandbox.playbook('provision.yml', '--tags', 'node', '--limit', 'spare_a', '--check', inventory=write())
+    assert "could not compare this node's PostgreSQL %d with spare_b" % pg_platform.installed_majors()[-1] \
+        in ' '.join((run.stdout + run.stderr).split()), run.stderr[-3000:]  # Ansible's warnings go to stderr
 
 
 @pytest.mark.parametrize('serverid', [0, 1])

@@ -47,3 +47,13 @@ def pair():
     lab.heal()
     for serverid in lab.NODES:
         lab.link('up', serverid)
+
+
+@pytest.fixture
+def restore_lab():
+    """For a case that rebuilds nodes on another release (lab/lab.sh rebuild): afterwards both nodes are bare
+    hosts of the lab's own release again, as after make lab-up, and the next case provisions them."""
+    yield
+    for serverid in lab.NODES:
+        lab.lab('rebuild', lab.NODES[serverid]['name'], lab.DEBIAN, timeout=600)
+    del _provisioned[:]

@@ -132,13 +132,13 @@ def module(name, host='node0', timeout=300, **args):
     return dict(failed=True, msg=proc.stdout + proc.stderr)
 
 
-def ssh(serverid, command, timeout=60, check=True):
-    """A shell command on a node as root (through the deploy user's sudo)."""
+def ssh(serverid, command, timeout=60, check=True, input_text=None):
+    """A shell command on a node as root (through the deploy user's sudo); input_text: its standard input."""
     proc = subprocess.run(['ssh', '-i', os.path.join(STATE, 'ssh', 'id_ed25519'),
                            '-o', 'UserKnownHostsFile=' + os.path.join(STATE, 'ssh', 'known_hosts'),
                            '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5',
                            'deploy@' + NODES[serverid]['host'], 'sudo sh -c ' + _quote(command)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False, input=input_text)
     if check and proc.returncode != 0:
         raise AssertionError('on node%d: %s -> %d %s' % (serverid, command, proc.returncode, proc.stderr))
     return proc
@@ -324,6 +324,15 @@ def os_default(serverid):
 
 def debian(serverid):
     return int(ssh(serverid, 'cut -d. -f1 /etc/debian_version').stdout.strip())
+
+
+def node_debian(serverid):
+    """The Debian release lab/lab.sh made the node from: its own after lab/lab.sh rebuild, else the lab's."""
+    try:
+        with open(os.path.join(STATE, 'debian-' + NODES[serverid]['name'])) as handle:
+            return handle.read().strip()
+    except OSError:
+        return DEBIAN
 
 
 def clusters(serverid):

@@ -85,6 +85,34 @@ def test_the_pair_filter_reads_the_facts_of_the_hosts_in_the_play():
     assert pg_filters.pg_pair_mismatch(hostvars, 'node1', ['node0', 'node1']) == ''
 
 
+def test_a_peer_left_out_of_the_play_is_named_in_a_warning_not_passed_silently():
+    assert pg_platform.uncompared_warning(17, []) is None
+    warning = pg_platform.uncompared_warning(17, ['node0'])
+    assert "could not compare this node's PostgreSQL 17 with node0" in warning
+    assert 'Moving the pair to a new major' in warning and 'mode=offline' in warning
+
+
+def test_a_major_neither_installed_nor_offered_is_refused_before_anything_changes():
+    assert pg_platform.availability_refusal(17, [15, 17], None) is None  # installed: no apt needed
+    assert pg_platform.availability_refusal(17, [15], '17.6-0+deb13u1') is None  # apt installs it
+    assert pg_platform.availability_refusal(17, [], '') is None  # no apt here: nothing known, the install says
+    refusal = pg_platform.availability_refusal(99, [15], None)
+    assert 'forest_node_pg_version is 99' in refusal and 'apt-cache policy postgresql-99: no candidate' in refusal
+    assert 'Nothing was changed' in refusal
+
+
+@pytest.mark.parametrize('policy, candidate', [
+    ('postgresql-17:\n  Installed: (none)\n  Candidate: 17.6-0+deb13u1\n  Version table:\n', '17.6-0+deb13u1'),
+    ('postgresql-99:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n', None),
+    ('', None),  # apt-cache policy of a package apt has never heard of prints nothing
+])
+def test_apt_candidate_reads_apt_cache_policy(monkeypatch, policy, candidate):
+    monkeypatch.setattr(pg_platform, '_run', lambda argv, env=None: (0, policy, ''))
+    assert pg_platform.apt_candidate(17) == candidate
+    monkeypatch.setattr(pg_platform, '_run', lambda argv, env=None: (127, '', 'No such file'))
+    assert pg_platform.apt_candidate(17) == ''
+
+
 def test_an_online_recovery_across_majors_is_refused_before_anything_changes():
     assert pg_platform.online_copy_refusal(0, 15, 1, 15, '/usr/lib/postgresql/15/bin', 15) is None
     assert pg_platform.online_copy_refusal(0, 17, 1, None, '/usr/lib/postgresql/17/bin', 17) is None  # a new host
