@@ -19,6 +19,12 @@ if ! command -v stress-ng >/dev/null; then
     echo "bootstrap: installing stress-ng" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng
 fi
+# The alert rules' tests (tests/unit/test_monitoring_rules.py) run promtool, which Debian ships in prometheus
+# (without its recommends: the server is not wanted, only the tool).
+if ! command -v promtool >/dev/null; then
+    echo "bootstrap: installing promtool (Debian package prometheus)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
 # The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the
