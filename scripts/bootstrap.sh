@@ -24,6 +24,8 @@ fi
 if ! command -v promtool >/dev/null; then
     echo "bootstrap: installing promtool (Debian package prometheus)" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    # The package starts its server (port 9090) where systemd runs: it was not here before, stop it again.
+    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
 fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
