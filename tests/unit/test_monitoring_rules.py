@@ -104,8 +104,8 @@ def test_every_dashboard_expression_is_promql(tmp_path):
     """promtool parses each expression as the expression of a recording rule."""
     expressions = dashboard_expressions()
     assert len(expressions) > 10
-    rules = dict(groups=[dict(name='dashboard', rules=[dict(record='dashboard:expr_%d' % number, expr=expr)
-                                                        for number, (_where, expr) in enumerate(expressions)])])
+    records = [dict(record='dashboard:expr_%d' % number, expr=expr) for number, (_where, expr) in enumerate(expressions)]
+    rules = dict(groups=[dict(name='dashboard', rules=records)])
     path = tmp_path / 'dashboard.rules.yml'
     path.write_text(yaml.safe_dump(rules))
     done = promtool('check', 'rules', str(path))
