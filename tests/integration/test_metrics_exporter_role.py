@@ -6,11 +6,15 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
+import urllib.request
 
 import pytest
 
 from pgforest_dev import REPO, sandbox
+from pgforest_dev.wait import wait_for
 
 ROLE = os.path.join(REPO, 'roles', 'forest_metrics')
 PYTHON = os.path.join(REPO, '.venv', 'bin', 'python')
@@ -158,3 +162,79 @@ def test_a_monitoring_host_without_prometheus_client_is_refused_by_name(tmp_path
         in done.stdout.replace('\n', ' '), done.stdout[-3000:]
     assert 'Nothing was changed' in done.stdout
     assert not os.path.exists(standin['vars']['forest_metrics_config_dir'])
+
+
+# Each mount read-only, a fresh /tmp, no capabilities, no new privileges, an unwritable home: what the unit's
+# ProtectSystem=strict, PrivateTmp, CapabilityBoundingSet=, NoNewPrivileges and its user without a home give.
+CONFINE = """
+set -e
+awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r point; do
+    mount -o remount,bind,ro "$point" 2>/dev/null || true
+done
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all env -i HOME=/nonexistent PATH=/usr/bin:/bin "$@"
+"""
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def test_the_exporter_serves_the_sandbox_pair_as_the_unit_confines_it(tmp_path):
+    """The unit's own environment and command line, in a mount namespace as read-only as ProtectSystem=strict
+    makes it (systemd itself is not here): the exporter starts and serves the sandbox's healthy pair. Without the
+    unit's ANSIBLE_HOME it could not (Ansible's inventory code makes a temporary directory in the home)."""
+    if not os.path.exists(os.path.join(REPO, 'plugins', 'module_utils', 'exporter.py')):
+        pytest.skip('plugins/module_utils/exporter.py is not in this checkout yet')
+    if os.geteuid() != 0 or not shutil.which('unshare') or not shutil.which('setpriv'):
+        pytest.skip('needs root, unshare and setpriv to confine the exporter as the unit does')
+    config = tmp_path / 'etc'
+    config.mkdir(mode=0o700)
+    play = tmp_path / 'render.yml'
+    play.write_text(RENDER_INVENTORY)
+    done = subprocess.run([os.path.join(REPO, '.venv', 'bin', 'ansible-playbook'), '-i', sandbox.INVENTORY, str(play),
+                           '-e', 'templates=%s' % os.path.join(ROLE, 'templates'), '-e', 'out=%s' % config,
+                           '-e', 'ansible_python_interpreter=%s' % PYTHON],
+                          capture_output=True, text=True, env=sandbox.ansible_env(), cwd=REPO, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+    port = free_port()
+    service = directives(render(tmp_path, forest_metrics_python=PYTHON, forest_metrics_config_dir=str(config),
+                                forest_metrics_collections_path=os.path.join(REPO, 'collections'),
+                                forest_metrics_listen_port=port))
+    command = service['Environment'] + shlex.split(service['ExecStart'][0])
+    exporter = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', CONFINE, 'sh']
+                                + command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd='/',
+                                start_new_session=True)
+    try:
+        def healthy():
+            if exporter.poll() is not None:
+                raise AssertionError('the exporter ended (%s): %s' % (exporter.returncode, exporter.stdout.read()))
+            try:
+                with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=30) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                return None
+            return 'pgforest_database_healthy{pair="forest",userdb="userdb"} 1' in text and text
+        text = wait_for('the confined exporter to serve the healthy pair', healthy)
+        assert 'pgforest_exporter_scrape_errors_total 0' in text
+    finally:
+        os.killpg(exporter.pid, signal.SIGTERM)
+        exporter.wait(timeout=30)
+
+
+RENDER_INVENTORY = """
+- hosts: localhost
+  gather_facts: false
+  connection: local
+  vars:
+    forest_metrics_group: forest
+    forest_metrics_python: /usr/bin/python3
+    forest_metrics_config_dir: "{{ out }}"
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{ lookup('ansible.builtin.template', templates ~ '/inventory.yml.j2') }}"
+        dest: "{{ out }}/inventory.yml"
+        mode: "0600"
+"""
