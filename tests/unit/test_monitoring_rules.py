@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import METRICS
+from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import METRICS, STATES
 from pgforest_dev import REPO
 
 FILES = os.path.join(REPO, 'roles', 'forest_metrics', 'files')
@@ -149,3 +149,50 @@ def test_metric_names_finds_every_metric_an_expression_reads(expr, names):
     """Also the misspelt and foreign ones, which the test above then refuses."""
     assert metric_names(expr) == names
     assert (metric_names(expr) - SERVED) == names - SERVED
+
+
+def panel_expression(title):
+    with open(DASHBOARD) as handle:
+        board = json.load(handle)
+    exprs = [target['expr'] for panel in board['panels'] if panel.get('title') == title for target in panel['targets']]
+    assert len(exprs) == 1, (title, exprs)
+    expr = exprs[0]
+    for variable, value in GRAFANA_VARIABLES:
+        expr = expr.replace(variable, value)
+    return expr, board
+
+
+def test_the_state_timeline_gives_each_state_the_value_its_mapping_names(tmp_path):
+    """Prometheus evaluates the panel's expression (promtool's promql_expr_test) on one database in each state:
+    each gets the number the panel's value mapping shows as that state's name."""
+    expr, board = panel_expression('Pair states over time')
+    panel = [one for one in board['panels'] if one.get('title') == 'Pair states over time'][0]
+    mapping = dict((int(value), option['text'])
+                   for value, option in panel['fieldConfig']['defaults']['mappings'][0]['options'].items())
+    series = []
+    for number, state in enumerate(STATES):
+        for other in STATES:  # every state's series, as the exporter gives them: 1 for the database's, 0 else
+            series.append(dict(series='pgforest_database_state{pair="p%d",userdb="app",state="%s"}' % (number, other),
+                               values='%d' % (other == state)))
+    expected = [dict(labels='{pair="p%d",userdb="app"}' % number, value=number) for number in range(len(STATES))]
+    assert [mapping[number] for number in range(len(STATES))] == list(STATES)
+    cases = dict(rule_files=[], evaluation_interval='1m', tests=[dict(
+        interval='1m', input_series=series,
+        promql_expr_test=[dict(expr=expr, eval_time='0m', exp_samples=expected)])])
+    path = tmp_path / 'states.test.yml'
+    path.write_text(yaml.safe_dump(cases))
+    done = promtool('test', 'rules', str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_validity_per_node_shows_the_worst_view(tmp_path):
+    expr, _board = panel_expression('Validity per node')
+    series = [dict(series='pgforest_node_validity{pair="p",userdb="app",serverid="1",view="%s"}' % view, values=value)
+              for view, value in (('0', '-1'), ('1', '1'))]
+    cases = dict(rule_files=[], evaluation_interval='1m', tests=[dict(
+        interval='1m', input_series=series, promql_expr_test=[dict(
+            expr=expr, eval_time='0m', exp_samples=[dict(labels='{pair="p",userdb="app",serverid="1"}', value=-1)])])])
+    path = tmp_path / 'validity.test.yml'
+    path.write_text(yaml.safe_dump(cases))
+    done = promtool('test', 'rules', str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
