@@ -196,3 +196,18 @@ def test_validity_per_node_shows_the_worst_view(tmp_path):
     path.write_text(yaml.safe_dump(cases))
     done = promtool('test', 'rules', str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_dashboards_panels_have_their_own_ids_and_places():
+    """Grafana keeps a panel by its id, and lays out panels that overlap on top of each other."""
+    with open(DASHBOARD) as handle:
+        panels = json.load(handle)['panels']
+    assert len(set(panel['id'] for panel in panels)) == len(panels)
+    cells = {}
+    for panel in panels:
+        place = panel['gridPos']
+        assert place['x'] + place['w'] <= 24, panel['title']
+        for x in range(place['x'], place['x'] + place['w']):
+            for y in range(place['y'], place['y'] + place['h']):
+                assert (x, y) not in cells, (panel['title'], cells.get((x, y)))
+                cells[(x, y)] = panel['title']
