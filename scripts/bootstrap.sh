@@ -19,6 +19,14 @@ if ! command -v stress-ng >/dev/null; then
     echo "bootstrap: installing stress-ng" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng
 fi
+# The alert rules' tests (tests/unit/test_monitoring_rules.py) run promtool, which Debian ships in prometheus
+# (without its recommends: the server is not wanted, only the tool).
+if ! command -v promtool >/dev/null; then
+    echo "bootstrap: installing promtool (Debian package prometheus)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    # The package starts its server (port 9090) where systemd runs: it was not here before, stop it again.
+    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
+fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
 # The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the

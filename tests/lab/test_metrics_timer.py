@@ -1,6 +1,7 @@
-"""playbooks/metrics.yml on the lab: node0, the monitoring host of lab/inventory.yml, gets the systemd timer
-that runs the status playbook and writes the pairs' metrics for node_exporter's textfile collector; the
-timer itself (not the test) refreshes the file, which follows a node going down and coming back."""
+"""playbooks/metrics.yml in textfile mode on the lab: node0, the monitoring host of lab/inventory.yml, gets the
+systemd timer that runs the status playbook and writes the pairs' metrics for node_exporter's textfile
+collector; the timer itself (not the test) refreshes the file, which follows a node going down and coming
+back."""
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -10,6 +11,8 @@ from test_playbooks import ok
 
 FILE = '/var/lib/prometheus/node-exporter/pgforest.prom'
 UNIT = 'pgforest-metrics'
+# Not the role's default mode (the exporter, tests/lab/test_exporter.py).
+TEXTFILE = dict(forest_metrics_mode='textfile', forest_metrics_interval=10)
 
 
 def metrics():
@@ -28,9 +31,9 @@ def reachable(found, serverid):
 
 def test_the_timer_writes_and_refreshes_the_metrics_on_the_monitoring_host(pair, record):
     try:
-        installed = ok(lab.playbook('metrics.yml', '-vvv', extra_vars=dict(forest_metrics_interval=10)))
+        installed = ok(lab.playbook('metrics.yml', '-vvv', extra_vars=TEXTFILE))
         assert lab.password() not in installed.stdout + installed.stderr  # the inventory it writes holds it
-        again = ok(lab.playbook('metrics.yml', extra_vars=dict(forest_metrics_interval=10)))
+        again = ok(lab.playbook('metrics.yml', extra_vars=TEXTFILE))
         assert lab.recap(again.stdout)['node0']['changed'] == 0, again.stdout[-3000:]
         state = lab.ssh(0, 'systemctl is-active %s.timer; systemctl is-enabled %s.timer; '
                            'stat -c %%a /etc/pgforest-metrics/inventory.yml' % (UNIT, UNIT)).stdout.split()

@@ -81,6 +81,7 @@ def metrics_playbook(**extra_vars):
         done = sandbox.playbook('metrics.yml', '-i', extra, extra_vars=variables)
         assert not unhandled(done.stdout + done.stderr), (done.stdout + done.stderr)[-3000:]
         assert not os.path.exists(METRICS_DIR) and not os.path.exists('/etc/systemd/system/pgforest-metrics.timer')
+        assert not os.path.exists('/etc/systemd/system/pgforest-exporter.service')
         return done.returncode != 0, done.stdout + done.stderr, 'changed=0' not in done.stdout.split('PLAY RECAP')[-1]
     return call
 
@@ -212,13 +213,20 @@ CASES = [
      ['go together: give all three'], NONE),
     ('playbook metrics: interval below 10 s', metrics_playbook(forest_metrics_interval=5),
      ['forest_metrics_interval must be 10 seconds or more (got 5)'], NONE),
-    ('playbook metrics: no Ansible, collection or psycopg on the monitoring host',
-     metrics_playbook(forest_metrics_ansible_playbook='/nonexistent/ansible-playbook',
+    ('playbook metrics: no Ansible, collection or psycopg on the monitoring host (timer)',
+     metrics_playbook(forest_metrics_mode='textfile', forest_metrics_ansible_playbook='/nonexistent/ansible-playbook',
                       forest_metrics_collections_path='/nonexistent', forest_metrics_python='/nonexistent/python3'),
      ['/nonexistent/ansible-playbook is not an executable', 'the collection is not in /nonexistent',
       '/nonexistent/python3 cannot import psycopg'], NONE),
+    ('playbook metrics: no Python on the monitoring host (exporter)',
+     metrics_playbook(forest_metrics_collections_path='/nonexistent', forest_metrics_python='/nonexistent/python3'),
+     ['cannot run the exporter: /nonexistent/python3 did not run', 'set forest_metrics_python'], NONE),
     ('playbook metrics: a unit name with a space', metrics_playbook(forest_metrics_unit='pg metrics'),
-     ["a unit name (got 'pg metrics')"], NONE),
+     ["two different unit names (got 'pg metrics'"], NONE),
+    ('playbook metrics: a port out of range', metrics_playbook(forest_metrics_listen_port=70000),
+     ['forest_metrics_listen_port 1-65535 (got 70000)'], NONE),
+    ('playbook metrics: a mode that is not one', metrics_playbook(forest_metrics_mode='push'),
+     ['forest_metrics_mode must be one of: exporter, textfile, got: push'], NONE),
 ]
 
 
