@@ -74,14 +74,22 @@ def inventory_hostvars(path, group):
             pass
     except OSError as exc:
         raise ConfigError('cannot read the inventory %s: %s' % (path, exc.strerror or exc))
-    # An inventory no plugin can parse is an error here, not a warning and an empty estate.
-    os.environ['ANSIBLE_INVENTORY_UNPARSED_FAILED'] = 'true'
-    os.environ.setdefault('ANSIBLE_INVENTORY_ENABLED', 'yaml,ini')
+    from ansible import constants
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
+    from ansible.utils.display import Display
     from ansible.vars.manager import VariableManager
+    # The file is YAML (the role writes it so): parsed by Ansible's yaml plugin alone, whose failure is an
+    # error here, not a warning and an empty estate; Ansible's warnings are kept for that one line.
+    constants.INVENTORY_ENABLED = ['yaml']
+    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    said = []
+    display = Display()
+    display.warning = lambda msg, *_args, **_kwargs: said.append(str(msg))
+    display.error_as_warning = lambda msg, exception=None, *_args, **_kwargs: said.append(
+        '%s %s' % (msg, getattr(exception, 'message', exception) or ''))
     loader = DataLoader()
     try:
         inventory = InventoryManager(loader=loader, sources=[path])
@@ -96,7 +104,9 @@ def inventory_hostvars(path, group):
             found[name] = dict((key, plain(templar.template(value))) for key, value in raw.items()
                                if key.startswith('forest_'))
     except AnsibleError as exc:
-        raise ConfigError('cannot use the inventory %s: %s' % (path, str(exc.message).strip().splitlines()[0]))
+        why = ([line for line in said if 'Failed to parse' in line] or [str(exc.message)])[0]
+        raise ConfigError('cannot use the inventory %s (YAML, as the forest_metrics role writes it): %s'
+                          % (path, ' '.join(why.split())))
     if not hosts:
         raise ConfigError('the group %s of the inventory %s has no host' % (group, path))
     return found, hosts
