@@ -175,6 +175,24 @@ def status_table(items, header=False):
     return ([STATUS_HEADER] if header else []) + sorted(lines)
 
 
+def status_summaries(items):
+    """`forest_estate_status`'s pairs as the lines status.yml prints for each pair: its name, forest_status's
+    summary and the recommended action (one list, one task: a loop costs Ansible a result per pair)."""
+    lines = []
+    for item in items:
+        lines += (['pair %s:' % item['pair']] + list(item['status']['summary'])
+                  + ['recommended action: ' + item['status']['recommended_action']['action']])
+    return lines
+
+
+def status_failures(items):
+    """One line per pair that is not healthy, what `fail_unless_healthy` fails with: the pair, its state, the
+    databases that are not healthy and the recommended action's reason."""
+    return ['pair %s is %s (not healthy: %s): %s' % (
+        item['pair'], item['status']['cluster_state'], ', '.join(item['status']['unhealthy_userdbs']),
+        item['status']['recommended_action']['reason']) for item in items if not item['status']['healthy']]
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -188,5 +206,7 @@ class FilterModule(object):
             'pair_leader': pair_leader,
             'status_lines': status_lines,
             'status_table': status_table,
+            'status_summaries': status_summaries,
+            'status_failures': status_failures,
             'userdb_refusal': userdb_refusal,
         }

@@ -115,7 +115,7 @@ def main():
         connect_timeout=dict(type='int', default=3),
         broken_log_limit=dict(type='int', default=10),
         pairs=dict(type='list', elements='dict'),
-        passwords=dict(type='dict', no_log=True, default={}),
+        passwords=dict(type='dict', no_log=True),
     ), supports_check_mode=True)
     if PSYCOPG_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
@@ -135,7 +135,7 @@ def main():
                 mngdb_name(userdb)
             except MngdbError as exc:
                 module.fail_json(msg='pair %s: %s. Nothing was read' % (pair['pair'], exc))
-    passwords = module.params['passwords']
+    passwords = module.params['passwords'] or {}
     pairs = [dict(pair, params=dict(pair['params'], login_password=passwords.get(pair['pair'])))
              for pair in pairs]
     started = time.monotonic()

@@ -65,6 +65,9 @@ def estate_pairs(hostvars, group_hosts, group='forest', play_hosts=None, connect
     """[{pair, userdbs, params, hosts}] of every pair with a host in play_hosts (all, when None), by
     pair name.  hostvars: {host: its variables, templated}; group_hosts: the hosts of `group`.
     A pair the pair rule refuses raises the filter's own error (AnsibleFilterError), one line."""
+    # Each host's variables the rules read, once: Ansible's hostvars work out all of a host's variables at
+    # every hostvars[host], and the pair rule looks at every host for each pair (200 hosts: 13 s instead of 0.3).
+    hostvars = dict((host, pair_variables(hostvars[host])) for host in group_hosts)
     found = {}
     for host in group_hosts:
         if play_hosts is not None and host not in play_hosts:
@@ -78,6 +81,12 @@ def estate_pairs(hostvars, group_hosts, group='forest', play_hosts=None, connect
                            userdbs=userdbs(first.get('forest_userdbs'), first.get('forest_userdb')),
                            params=pair_params(first, second, connect_timeout, statement_timeout))
     return [found[name] for name in sorted(found)]
+
+
+def pair_variables(host_vars):
+    """{name: value} of the PAIR_VARIABLES a host has, each templated once (host_vars: a mapping, such as
+    Ansible's hostvars[host], that templates a value when it is read)."""
+    return dict((name, host_vars[name]) for name in PAIR_VARIABLES if name in host_vars)
 
 
 def unknown_variables(hostvars, hosts):

@@ -5,7 +5,8 @@ import threading
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import STATUS_HEADER, status_table
+from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import (
+    STATUS_HEADER, status_failures, status_summaries, status_table)
 from ansible_collections.pgforest.cluster.plugins.module_utils import estate_read, exporter
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import ForestPgError
 from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import (
@@ -159,3 +160,15 @@ def test_status_table_is_the_playbooks_lines():
                                   nodes=[node, dict(node, serverid=1, reachable=False)])])
     assert [' '.join(line.split()) for line in status_table([dict(pair='p', status=status)], header=True)] == [
         ' '.join(STATUS_HEADER.split()), 'p userdb degraded 0=valid 1=valid(unreachable) x']
+
+
+def test_status_summaries_and_failures_name_each_pair():
+    def status(state, reason, userdbs):
+        return dict(cluster_state=state, healthy=state == 'healthy', unhealthy_userdbs=userdbs,
+                    summary=['cluster %s: %s' % (state, reason)], recommended_action=dict(action='a', reason=reason))
+    items = [dict(pair='p0', status=status('healthy', 'fine', [])),
+             dict(pair='p1', status=status('degraded', 'serverid 1 is marked broken', ['userdb', 'ledger']))]
+    assert status_summaries(items) == ['pair p0:', 'cluster healthy: fine', 'recommended action: a',
+                                       'pair p1:', 'cluster degraded: serverid 1 is marked broken',
+                                       'recommended action: a']
+    assert status_failures(items) == ['pair p1 is degraded (not healthy: userdb, ledger): serverid 1 is marked broken']
