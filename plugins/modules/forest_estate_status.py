@@ -11,14 +11,14 @@ module: forest_estate_status
 short_description: Merged status of every PostgresForest pair of the inventory, read at once
 description:
   - Reads every pair of the inventory group O(group) from the host it runs on (run it once, on the
-    controller: C(delegate_to localhost) and C(run_once), as C(playbooks/status.yml) does), every pair,
+    controller with C(delegate_to localhost) and C(run_once), as C(playbooks/status.yml) does), every pair,
     user database and node at once, each node within O(connect_timeout) and less than a second more.
   - Each pair's status is what M(pgforest.cluster.forest_status) gives for it (the same reading and merge rules),
     with its C(summary) lines.
   - The pairs are taken from the inventory with the playbooks' rules (a host's pair is its C(forest_pair), two
     hosts with C(forest_serverid) 0 and 1; C(forest_userdbs)), each pair of which a host is in the play; each node
     is reached at its C(forest_pg_host) and C(forest_pg_port) with C(forest_pg_user) and C(forest_pg_password) of the
-    pair's serverid 0. TLS files are the ones where the module runs: C(forest_pg_ssl_mode), C(forest_pg_ssl_rootcert)
+    pair's serverid 0. TLS files are the ones where the module runs, C(forest_pg_ssl_mode), C(forest_pg_ssl_rootcert)
     (and cert, key) as given, else with C(forest_tls) C(verify-full) against the pair's CA on the controller
     (C(forest_tls_ca_file), else C(ca.crt) of C(forest_tls_ca_dir)).
   - The host it runs on must reach every node's server (the nodes' C(pg_hba.conf) admit it,
