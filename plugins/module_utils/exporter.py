@@ -52,81 +52,15 @@ def parse_listen(text):
     return host.strip('[]'), int(port)
 
 
-def plain(value):
-    """An inventory value as a plain Python value (Ansible's tagged strings, numbers, lists)."""
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, dict):
-        return dict((str(key), plain(item)) for key, item in value.items())
-    return value
-
-
-def inventory_hostvars(path, group):
-    """({host: its forest_* variables, templated}, hosts of group) of the inventory file."""
-    try:
-        with open(path, 'rb'):
-            pass
-    except OSError as exc:
-        raise ConfigError('cannot read the inventory %s: %s' % (path, exc.strerror or exc))
-    from ansible import constants
-    from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-    from ansible.utils.display import Display
-    from ansible.vars.manager import VariableManager
-    # The file is YAML (the role writes it so): parsed by Ansible's yaml plugin alone, whose failure is an
-    # error here, not a warning and an empty estate; Ansible's warnings are kept for that one line.
-    constants.INVENTORY_ENABLED = ['yaml']
-    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
-    said = []
-    display = Display()
-    display.warning = lambda msg, *_args, **_kwargs: said.append(str(msg))
-    display.error_as_warning = lambda msg, exception=None, *_args, **_kwargs: said.append(
-        '%s %s' % (msg, getattr(exception, 'message', exception) or ''))
-    loader = DataLoader()
-    try:
-        inventory = InventoryManager(loader=loader, sources=[path])
-        variables = VariableManager(loader=loader, inventory=inventory)
-        if group not in inventory.groups:
-            raise ConfigError('the inventory %s has no group %s (the pairs\' hosts): give --group' % (path, group))
-        hosts = [host.name for host in inventory.groups[group].get_hosts()]
-        found = {}
-        for name in hosts:
-            raw = variables.get_vars(host=inventory.get_host(name), include_hostvars=False)
-            templar = Templar(loader=loader, variables=raw)
-            found[name] = dict((key, plain(templar.template(value))) for key, value in raw.items()
-                               if key.startswith('forest_'))
-    except AnsibleError as exc:
-        why = ([line for line in said if 'Failed to parse' in line] or [str(exc.message)])[0]
-        raise ConfigError('cannot use the inventory %s (YAML, as the forest_metrics role writes it): %s'
-                          % (path, ' '.join(why.split())))
-    if not hosts:
-        raise ConfigError('the group %s of the inventory %s has no host' % (group, path))
-    return found, hosts
-
-
 def load_pairs(path, group, connect_timeout):
-    """The pairs of the inventory (plugin_utils/estate.py), every TLS file checked."""
-    from ansible.errors import AnsibleFilterError
-    from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import (
-        EstateError, estate_pairs, unknown_variables)
-    hostvars, hosts = inventory_hostvars(path, group)
-    unknown = unknown_variables(hostvars, hosts)
-    if unknown:
-        raise ConfigError('the inventory %s has variables the exporter does not know (%s): remove or correct them'
-                          % (path, unknown))
+    """The pairs of the inventory (plugin_utils/estate.py: the inventory read by Ansible, the playbooks' rules),
+    every TLS file checked."""
+    from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import EstateError, inventory_pairs
     try:
         # A statement may take as long as a connection: a scrape never waits on one past its node's deadline.
-        pairs = estate_pairs(hostvars, hosts, group, None, connect_timeout, statement_timeout=connect_timeout * 1000)
-    except (AnsibleFilterError, EstateError) as exc:
-        raise ConfigError('the inventory %s: %s' % (path, str(exc).splitlines()[0]))
+        pairs = inventory_pairs(path, group, connect_timeout, statement_timeout=connect_timeout * 1000)
+    except EstateError as exc:
+        raise ConfigError(str(exc))
     for pair in pairs:
         for option, what, variable in TLS_FILES:
             name = pair['params'].get(option)
@@ -287,7 +221,7 @@ def main(argv=None):
     except ConfigError as exc:
         sys.stderr.write('pgforest-exporter: %s\n' % exc)
         return BAD_CONFIG
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    signal.signal(signal.SIGTERM, stop)
     log('serving %d pairs on http://%s:%s/metrics' % (len(pairs), listen[0], listen[1]))
     try:
         server.serve_forever()
@@ -299,5 +233,10 @@ def main(argv=None):
     return 0
 
 
+def stop(_signum, _frame):
+    """SIGTERM (systemctl stop): end serve_forever, close the kept connections, exit 0."""
+    raise SystemExit(0)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

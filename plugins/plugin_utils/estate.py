@@ -14,6 +14,7 @@ controller (filter node_layout.tls_ca_file: `forest_tls_ca_file`, else the priva
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import pair_hosts, pair_name, userdbs
@@ -97,3 +98,77 @@ def unknown_variables(hostvars, hosts):
         if names:
             unknown.append('%s: %s' % (host, ', '.join(names)))
     return '; '.join(unknown)
+
+
+def plain(value):
+    """An inventory value as a plain Python value (Ansible's tagged strings, numbers, lists)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return dict((str(key), plain(item)) for key, item in value.items())
+    return value
+
+
+def inventory_hostvars(path, group):
+    """({host: its forest_* variables, templated}, hosts of group) of a YAML inventory file, read by Ansible."""
+    try:
+        with open(path, 'rb'):
+            pass
+    except OSError as exc:
+        raise EstateError('cannot read the inventory %s: %s' % (path, exc.strerror or exc))
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.utils.display import Display
+    from ansible.vars.manager import VariableManager
+    # The file is YAML (the forest_metrics role writes it so): parsed by Ansible's yaml plugin alone, whose
+    # failure is an error here, not a warning and an empty estate; Ansible's warnings are kept for that one line.
+    constants.INVENTORY_ENABLED = ['yaml']
+    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    said = []
+    display = Display()
+    display.warning = lambda msg, *_args, **_kwargs: said.append(str(msg))
+    display.error_as_warning = lambda msg, exception=None, *_args, **_kwargs: said.append(
+        '%s %s' % (msg, getattr(exception, 'message', exception) or ''))
+    loader = DataLoader()
+    try:
+        inventory = InventoryManager(loader=loader, sources=[path])
+        variables = VariableManager(loader=loader, inventory=inventory)
+        if group not in inventory.groups:
+            raise EstateError('the inventory %s has no group %s (the pairs\' hosts): give --group' % (path, group))
+        hosts = [host.name for host in inventory.groups[group].get_hosts()]
+        found = {}
+        for name in hosts:
+            raw = variables.get_vars(host=inventory.get_host(name), include_hostvars=False)
+            templar = Templar(loader=loader, variables=raw)
+            found[name] = dict((key, plain(templar.template(value))) for key, value in raw.items()
+                               if key.startswith('forest_'))
+    except AnsibleError as exc:
+        why = ([line for line in said if 'Failed to parse' in line] or [str(exc.message)])[0]
+        raise EstateError('cannot use the inventory %s (YAML, as the forest_metrics role writes it): %s'
+                          % (path, ' '.join(why.split())))
+    if not hosts:
+        raise EstateError('the group %s of the inventory %s has no host' % (group, path))
+    return found, hosts
+
+
+def inventory_pairs(path, group='forest', connect_timeout=3, statement_timeout=None):
+    """The pairs of a YAML inventory file (the one the forest_metrics role writes), for a reader outside a
+    play (the exporter); every forest_* variable must be one of PAIR_VARIABLES.  EstateError, one line."""
+    hostvars, hosts = inventory_hostvars(path, group)
+    unknown = unknown_variables(hostvars, hosts)
+    if unknown:
+        raise EstateError('the inventory %s has variables the exporter does not know (%s): remove or correct them'
+                          % (path, unknown))
+    try:
+        return estate_pairs(hostvars, hosts, group, None, connect_timeout, statement_timeout)
+    except AnsibleFilterError as exc:
+        raise EstateError('the inventory %s: %s' % (path, str(exc).splitlines()[0]))
