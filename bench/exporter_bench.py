@@ -265,8 +265,8 @@ def bench(count, scrapes, rounds, connect_timeout, baseline):
     finally:
         pairs.down(count)
     new_s = statistics.median(new)
-    print('\n%d pairs (%d servers, 1 user database each), this machine: %d cores' % (count, 2 * count,
-                                                                                      os.cpu_count()))
+    print('\n%d pairs (%d servers, 1 user database each), this machine: %d cores'
+          % (count, 2 * count, os.cpu_count()))
     print('%-58s %10s %12s' % ('case', 'seconds', 'vs baseline'))
     old_s = statistics.median(old) if old else None
 

@@ -194,8 +194,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = Parser(prog='pgforest-exporter', description='The PostgresForest pairs\' status as '
-                                     'Prometheus metrics (docs/monitoring.md).')
+    parser = Parser(prog='pgforest-exporter',
+                    description='The PostgresForest pairs\' status as Prometheus metrics (docs/monitoring.md).')
     parser.add_argument('--inventory', required=True, help='the inventory file of the pairs (forest_metrics writes it)')
     parser.add_argument('--listen', default=DEFAULT_LISTEN, help='HOST:PORT to serve on (%(default)s)')
     parser.add_argument('--group', default=DEFAULT_GROUP, help='inventory group of the pairs\' hosts (%(default)s)')
