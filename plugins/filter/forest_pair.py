@@ -152,17 +152,45 @@ def node_note(node):
     return '(%s)' % ','.join(notes) if notes else ''
 
 
+# The heading of status_table's lines.
+STATUS_HEADER = 'pair             userdb           state         nodes                                    action'
+
+
 def status_lines(hosts_vars):
     """One line per pair and user database from the pair leaders' forest_status results
     (`ansible_play_hosts | map('extract', hostvars) | pgforest.cluster.status_lines`)."""
+    return status_table(pair_statuses(hosts_vars))
+
+
+def status_table(items, header=False):
+    """One line per pair and user database of [{pair, status}] (forest_estate_status's `pairs`, the
+    exporter's read), sorted; with header, STATUS_HEADER first."""
     lines = []
-    for item in pair_statuses(hosts_vars):
+    for item in items:
         for found in item['status']['databases']:
             nodes = ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'], node_note(node))
                              for node in found['nodes'])
             lines.append('%-16s %-16s %-13s %-40s %s' % (
                 item['pair'], found['userdb'], found['cluster_state'], nodes, found['recommended_action']['action']))
-    return sorted(lines)
+    return ([STATUS_HEADER] if header else []) + sorted(lines)
+
+
+def status_summaries(items):
+    """`forest_estate_status`'s pairs as the lines status.yml prints for each pair: its name, forest_status's
+    summary and the recommended action (one list, one task: a loop costs Ansible a result per pair)."""
+    lines = []
+    for item in items:
+        lines += (['pair %s:' % item['pair']] + list(item['status']['summary'])
+                  + ['recommended action: ' + item['status']['recommended_action']['action']])
+    return lines
+
+
+def status_failures(items):
+    """One line per pair that is not healthy, what `fail_unless_healthy` fails with: the pair, its state, the
+    databases that are not healthy and the recommended action's reason."""
+    return ['pair %s is %s (not healthy: %s): %s' % (
+        item['pair'], item['status']['cluster_state'], ', '.join(item['status']['unhealthy_userdbs']),
+        item['status']['recommended_action']['reason']) for item in items if not item['status']['healthy']]
 
 
 class FilterModule(object):
@@ -177,5 +205,8 @@ class FilterModule(object):
             'backup_source': backup_source,
             'pair_leader': pair_leader,
             'status_lines': status_lines,
+            'status_table': status_table,
+            'status_summaries': status_summaries,
+            'status_failures': status_failures,
             'userdb_refusal': userdb_refusal,
         }

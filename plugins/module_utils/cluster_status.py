@@ -23,16 +23,16 @@ def severity(state):
     return STATES.index(state) if state in STATES else len(STATES)
 
 
-def read_status(params, userdb, broken_log_limit=0):
-    """The merged status of one user database of the pair."""
-    return merge(list(read_pair(dict(params, userdb=userdb), mngdb_name(userdb), broken_log_limit).values()))
+def read_status(params, userdb, broken_log_limit=0, pool=None):
+    """The merged status of one user database of the pair (pool: kept connections, status_read)."""
+    return merge(list(read_pair(dict(params, userdb=userdb), mngdb_name(userdb), broken_log_limit, pool).values()))
 
 
-def read_databases(params, userdbs, broken_log_limit=0):
+def read_databases(params, userdbs, broken_log_limit=0, pool=None):
     """{userdb: merged status} of each user database of the pair, read at once (each read keeps its
     own deadline, so N databases cost about one).  A read that raises (every answer a node can give
     is already in its view, so it is a bug) fails the whole status with its own error."""
-    return all_of(dict((userdb, functools.partial(read_status, params, userdb, broken_log_limit))
+    return all_of(dict((userdb, functools.partial(read_status, params, userdb, broken_log_limit, pool))
                        for userdb in userdbs))
 
 

@@ -32,21 +32,22 @@ FROM pg_replication_slots WHERE slot_name LIKE 'pgforest\_recovery\_%' ORDER BY 
 """
 
 
-def read_pair(params, mngdb, broken_log_limit=0):
+def read_pair(params, mngdb, broken_log_limit=0, pool=None):
     """Both nodes' views: this node and peer_host at once; without peer_host, the
-    peer is taken from this node's server_info and read right after."""
+    peer is taken from this node's server_info and read right after.  pool: kept connections
+    (KeptConnections) to read over, for a reader that reads again and again (the exporter)."""
     this = Node.from_params(params)
     nodes = {(this.host, this.port): this}
     peer = given_peer(this, params)
     if peer is not None:
         nodes[(peer.host, peer.port)] = peer
     deadline = params['connect_timeout'] + READ_MARGIN
-    views = read_views(nodes, mngdb, broken_log_limit, deadline)
+    views = read_views(nodes, mngdb, broken_log_limit, deadline, pool)
     for view in list(views.values()):
         others = other_servers(view['server_info'] or [], views, view['server_addr'])
         more = dict((key, this.sibling(*key)) for key in others)
         if more:
-            views.update(read_views(more, mngdb, broken_log_limit, deadline))
+            views.update(read_views(more, mngdb, broken_log_limit, deadline, pool))
     return views
 
 
@@ -85,46 +86,62 @@ def new_view(node) -> View:
                 replication_slots=[], read_duration=None, identity=None)
 
 
-def read_view(node, mngdb, broken_log_limit) -> View:
-    """What one node serves: its server_info, version, recovery state, broken_log."""
-    view = new_view(node)
+def read_view(node, mngdb, broken_log_limit, pool=None) -> View:
+    """What one node serves: its server_info, version, recovery state, broken_log.  Over a new
+    connection, closed at the end; with a pool, over the one it keeps for the node and database
+    (a kept connection that turns out dead, the server restarted since, is replaced once at once)."""
+    if pool is not None:
+        return pool.read(node, mngdb, functools.partial(_read_facts, node, mngdb, broken_log_limit),
+                         functools.partial(_unconnected, node))
     try:
         conn = node.connect(mngdb)
     except ForestPgError as exc:
-        view['error'] = exc.as_dict()
-        if exc.sqlstate == '3D000':
-            view.update(reachable=True, mngdb='missing')
-        return view
+        return _unconnected(node, exc)
     with conn:
-        view.update(reachable=True, server_version=conn.info.server_version)
-        try:
-            facts = run(conn, 'SELECT pg_is_in_recovery() AS in_recovery, '
-                              'host(inet_server_addr()) AS addr, inet_server_port() AS port, '
-                              's.ssl, s.version AS tls_version, s.client_dn AS tls_client_dn '
-                              'FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()')[0]
-            view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']),
-                        ssl=facts['ssl'], tls_version=facts['tls_version'], tls_client_dn=facts['tls_client_dn'])
-            view['replication_slots'] = run(conn, RECOVERY_SLOTS_SQL, action='read replication slots')
-            missing = missing_tables(conn)
-            if missing:
-                view.update(mngdb='broken', error=node_error(node.label, 'read management database',
-                                                             'missing tables: ' + ', '.join(missing), '42P01',
-                                                             're-create it with forest_mngdb'))
-                return view
-            view['server_info'] = read_server_info(conn)
-            view['identity'] = read_identity(conn)
-            poll = run(conn, poll_interval.READ_SQL, action='read mngdb_read_duration')[0]
-            lowered = poll_interval.parse_record(poll['comment'])
-            view['read_duration'] = dict(
-                seconds=poll_interval.interval(poll['value']), lowered=lowered and dict(
-                    lowered, for_seconds=round(max(0.0, poll['now'] - float(lowered['at'])), 1)))
-            view['broken_log'] = run(conn, 'SELECT serverid, time::text AS time, extract(epoch FROM time)::float8 '
-                                           'AS epoch, client, api_task, err_msg, err_type, err_state '
-                                           'FROM broken_log ORDER BY time DESC LIMIT %s',
-                                     [broken_log_limit], action='read broken_log')
-            view['mngdb'] = 'present'
-        except ForestPgError as exc:
-            view.update(mngdb='broken', error=exc.as_dict())
+        return _read_facts(node, mngdb, broken_log_limit, conn)
+
+
+def _unconnected(node, exc) -> View:
+    """The view of a node that could not be connected to: a missing management database still
+    means the server answers."""
+    view = new_view(node)
+    view['error'] = exc.as_dict()
+    if exc.sqlstate == '3D000':
+        view.update(reachable=True, mngdb='missing')
+    return view
+
+
+def _read_facts(node, mngdb, broken_log_limit, conn) -> View:
+    view = new_view(node)
+    view.update(reachable=True, server_version=conn.info.server_version)
+    try:
+        facts = run(conn, 'SELECT pg_is_in_recovery() AS in_recovery, '
+                          'host(inet_server_addr()) AS addr, inet_server_port() AS port, '
+                          's.ssl, s.version AS tls_version, s.client_dn AS tls_client_dn '
+                          'FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()')[0]
+        view.update(in_recovery=facts['in_recovery'], server_addr='%s:%s' % (facts['addr'], facts['port']),
+                    ssl=facts['ssl'], tls_version=facts['tls_version'], tls_client_dn=facts['tls_client_dn'])
+        view['replication_slots'] = run(conn, RECOVERY_SLOTS_SQL, action='read replication slots')
+        missing = missing_tables(conn)
+        if missing:
+            view.update(mngdb='broken', error=node_error(node.label, 'read management database',
+                                                         'missing tables: ' + ', '.join(missing), '42P01',
+                                                         're-create it with forest_mngdb'))
+            return view
+        view['server_info'] = read_server_info(conn)
+        view['identity'] = read_identity(conn)
+        poll = run(conn, poll_interval.READ_SQL, action='read mngdb_read_duration')[0]
+        lowered = poll_interval.parse_record(poll['comment'])
+        view['read_duration'] = dict(
+            seconds=poll_interval.interval(poll['value']), lowered=lowered and dict(
+                lowered, for_seconds=round(max(0.0, poll['now'] - float(lowered['at'])), 1)))
+        view['broken_log'] = run(conn, 'SELECT serverid, time::text AS time, extract(epoch FROM time)::float8 '
+                                       'AS epoch, client, api_task, err_msg, err_type, err_state '
+                                       'FROM broken_log ORDER BY time DESC LIMIT %s',
+                                 [broken_log_limit], action='read broken_log')
+        view['mngdb'] = 'present'
+    except ForestPgError as exc:
+        view.update(mngdb='broken', error=exc.as_dict())
     return view
 
 
@@ -139,9 +156,9 @@ def read_identity(conn):
         return None
 
 
-def read_views(nodes, mngdb, broken_log_limit, deadline):
+def read_views(nodes, mngdb, broken_log_limit, deadline, pool=None):
     """Read every node concurrently; give up on a node after `deadline` seconds."""
-    outcomes = fan_out(dict((key, functools.partial(read_view, node, mngdb, broken_log_limit))
+    outcomes = fan_out(dict((key, functools.partial(read_view, node, mngdb, broken_log_limit, pool))
                             for key, node in nodes.items()), timeout=deadline)
     result = {}
     for key, node in nodes.items():

@@ -33,6 +33,7 @@ CALLS = [
     ('forest_status', dict()),
     ('forest_status', dict(compare='counts')),
     ('forest_status', dict(userdbs=['userdb'])),
+    ('forest_estate_status', dict()),  # ad hoc: the pairs of the hosts given (forest0's)
     ('forest_mngdb', dict(global_config={'mngdb_read_duration': '1'})),
     ('forest_dbsync', dict()),
     ('forest_recover', dict(mode='offline')),  # healthy pair: nothing to do

@@ -38,8 +38,10 @@ def test_tls_on_refuses_plain_tcp_and_the_modules_verify_the_nodes(tls_on):
         assert oct(os.stat(os.path.join(tls_dir(serverid), 'server.key')).st_mode & 0o777) == '0o600'
         with sandbox.connect(serverid, sslmode='verify-full', sslrootcert=os.path.join(CA_DIR, 'ca.crt')) as conn:
             assert conn.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').fetchone() == (True,)
-    # The action plugin's default with forest_tls: verify-full against the node's own CA file.
-    status = sandbox.playbook('status.yml', extra_vars=dict(forest_tls=True, fail_unless_healthy=True))
+    # status.yml reads from the controller: with forest_tls, verify-full against the pair's CA there
+    # (forest_tls_ca_dir's ca.crt, as provision made it).
+    status = sandbox.playbook('status.yml', extra_vars=dict(forest_tls=True, forest_tls_ca_dir=CA_DIR,
+                                                            fail_unless_healthy=True))
     assert status.returncode == 0, status.stdout[-3000:]
     verified = sandbox.module('forest_status', ssl_mode='verify-full',
                               ssl_rootcert=os.path.join(tls_dir(0), 'ca.crt'))

@@ -55,7 +55,7 @@ def test_split_brain_and_down_are_worse_than_degraded():
 def test_a_database_whose_read_raises_fails_the_status_with_its_own_error(monkeypatch):
     """Every answer a node can give is in its view, so a read that raises is a bug: the status fails with
     that error (its traceback in -vvv), never with a KeyError naming the database, the others read or not."""
-    def read_pair(params, mngdb, broken_log_limit=0):
+    def read_pair(params, mngdb, broken_log_limit=0, pool=None):
         if params['userdb'] == 'second':
             raise RuntimeError('odd reply while reading %s' % mngdb)
         return {('192.168.1.100', 5432): view(0, {0: 1, 1: 1}), ('192.168.1.101', 5432): view(1, {0: 1, 1: 1})}
