@@ -23,6 +23,7 @@ import argparse
 import html
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -71,6 +72,18 @@ def load_pairs(path, group, connect_timeout):
     return pairs
 
 
+# The exporter's own metrics, served after forest_metrics' (the dashboard and the alert rules may read both:
+# tests/unit/test_monitoring_rules.py holds them to these names).
+OWN_METRICS = (
+    ('counter', 'pgforest_exporter_scrape_errors_total', 'Scrapes in which a pair could not be read or the '
+     'metrics not rendered (the exporter\'s stderr says why).', ()),
+    ('gauge', 'pgforest_exporter_scrape_duration_seconds', 'How long the last scrape took to read every pair.', ()),
+    ('gauge', 'pgforest_pair_up', 'Whether the exporter read the pair and a node of it answered (1) or not (0).',
+     ('pair',)),
+    ('gauge', 'pgforest_exporter_connections', 'Connections the exporter keeps to the nodes.', ()),
+)
+
+
 class Exporter(object):
     """The scrapes: every pair read over the kept connections, rendered by filter forest_metrics."""
 
@@ -81,15 +94,9 @@ class Exporter(object):
         self.pool = KeptConnections()
         self.lock = threading.Lock()  # one read at a time: two scrapers at once share its cost, not double it
         self.registry = CollectorRegistry()
-        self.errors = Counter('pgforest_exporter_scrape_errors_total', 'Scrapes in which a pair could not be '
-                              'read or the metrics not rendered (the exporter\'s stderr says why).',
-                              registry=self.registry)
-        self.duration = Gauge('pgforest_exporter_scrape_duration_seconds', 'How long the last scrape took to '
-                              'read every pair.', registry=self.registry)
-        self.pair_up = Gauge('pgforest_pair_up', 'Whether the exporter read the pair and a node of it answered (1) '
-                             'or not (0).', ['pair'], registry=self.registry)
-        self.connections = Gauge('pgforest_exporter_connections', 'Connections the exporter keeps to the nodes.',
-                                 registry=self.registry)
+        self.errors, self.duration, self.pair_up, self.connections = [
+            (Counter if kind == 'counter' else Gauge)(name, text, list(labels), registry=self.registry)
+            for kind, name, text, labels in OWN_METRICS]
 
     def read(self):
         """[{pair, status, error}] of every pair, now."""
@@ -180,10 +187,15 @@ def make_server(exporter, listen):
         def log_message(self, format, *args):  # pylint: disable=redefined-builtin
             pass  # one line per scrape would be noise; errors are logged by the exporter itself
 
-    ThreadingHTTPServer.daemon_threads = True
     host, port = listen
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        # An IPv6 address ([::] or [::1] in --listen) needs a socket of its family; the default one is IPv4's.
+        address_family = socket.AF_INET6 if ':' in host else socket.AF_INET
+
     try:
-        return ThreadingHTTPServer((host, port), Handler)
+        return Server((host, port), Handler)
     except OSError as exc:
         raise ConfigError('cannot listen on %s:%s: %s' % (host, port, exc.strerror or exc))
 
@@ -220,6 +232,11 @@ def main(argv=None):
         server = make_server(exporter, listen)
     except ConfigError as exc:
         sys.stderr.write('pgforest-exporter: %s\n' % exc)
+        return BAD_CONFIG
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # Whatever else stops the start (Ansible's inventory code with no writable home, say) is one line too,
+        # never a traceback: systemd's journal and a DBA at a terminal get the cause, and nothing was served.
+        sys.stderr.write('pgforest-exporter: cannot start: %s: %s\n' % (type(exc).__name__, exc))
         return BAD_CONFIG
     signal.signal(signal.SIGTERM, stop)
     log('serving %d pairs on http://%s:%s/metrics' % (len(pairs), listen[0], listen[1]))

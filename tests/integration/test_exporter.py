@@ -55,11 +55,12 @@ def environment():
 
 
 class Running(object):
-    def __init__(self, inventory_path):
+    def __init__(self, inventory_path, host='127.0.0.1'):
         self.port = free_port()
-        self.url = 'http://127.0.0.1:%d' % self.port
+        where = '[%s]:%d' % (host, self.port) if ':' in host else '%s:%d' % (host, self.port)
+        self.url = 'http://' + where
         self.stderr = open(inventory_path + '.log', 'w+')
-        self.process = subprocess.Popen(command('--inventory', inventory_path, '--listen', '127.0.0.1:%d' % self.port,
+        self.process = subprocess.Popen(command('--inventory', inventory_path, '--listen', where,
                                                 '--connect-timeout', str(CONNECT_TIMEOUT)),
                                         env=environment(), stdout=subprocess.DEVNULL, stderr=self.stderr)
         wait_for('the exporter to answer on %s (its stderr: %s)' % (self.url, self.log), self.answers, interval=0.1)
@@ -184,8 +185,8 @@ def test_the_password_is_not_in_the_command_line_nor_the_log(exporter):
     assert sandbox.password() not in exporter.log()
 
 
-def refused(*args):
-    done = subprocess.run(command(*args), env=environment(), capture_output=True, text=True, timeout=120,
+def refused(*args, **env):
+    done = subprocess.run(command(*args), env=dict(environment(), **env), capture_output=True, text=True, timeout=120,
                           check=False)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and 'Traceback' not in done.stderr, (done.returncode, done.stderr)
@@ -213,3 +214,20 @@ def test_bad_configuration_is_one_line_and_exit_code_2(tmp_path):
     assert 'cannot use the inventory' in refused('--inventory', str(tmp_path / 'garbled.yml'))
     assert '--listen must be HOST:PORT' in refused('--inventory', good, '--listen', 'nonsense')
     assert 'no group elsewhere' in refused('--inventory', good, '--group', 'elsewhere')
+
+
+def test_an_ipv6_listen_address_is_served(tmp_path):
+    """The role writes --listen [::]:PORT for an IPv6 listen address; the server must bind that family."""
+    running = Running(inventory(str(tmp_path / 'inventory.yml')), host='::1')
+    try:
+        assert running.scrape()[('pgforest_pair_up', labels(pair='forest'))] == 1
+    finally:
+        running.stop()
+
+
+def test_a_start_that_fails_outside_the_configuration_is_one_line_too(tmp_path):
+    """Ansible's inventory code needs a writable home: where it has none (a unit without ANSIBLE_HOME), the
+    start fails with the cause in one line, not a traceback."""
+    line = refused('--inventory', inventory(str(tmp_path / 'inventory.yml')),
+                   ANSIBLE_HOME='/proc/pgforest-none', ANSIBLE_LOCAL_TEMP='/proc/pgforest-none/tmp')
+    assert line.startswith('pgforest-exporter: cannot start: ') and '/proc/pgforest-none' in line, line

@@ -12,14 +12,15 @@ import pytest
 import yaml
 
 from ansible_collections.pgforest.cluster.plugins.filter.forest_metrics import METRICS, STATES
+from ansible_collections.pgforest.cluster.plugins.module_utils.exporter import OWN_METRICS
 from pgforest_dev import REPO
 
 FILES = os.path.join(REPO, 'roles', 'forest_metrics', 'files')
 RULES = os.path.join(FILES, 'prometheus', 'pgforest.rules.yml')
 DASHBOARD = os.path.join(FILES, 'grafana', 'pgforest.json')
 RULE_TESTS = os.path.join(REPO, 'tests', 'unit', 'prometheus', 'pgforest.rules.test.yml')
-# What the exporter serves beyond the metrics file's names (plugins/module_utils/exporter.py).
-EXPORTER_OWN = ('pgforest_exporter_scrape_errors_total', 'pgforest_exporter_scrape_duration_seconds')
+# What the exporter serves beyond the metrics file's names.
+EXPORTER_OWN = tuple(name for _kind, name, _help, _labels in OWN_METRICS)
 SERVED = frozenset([name for name, _help in METRICS] + list(EXPORTER_OWN))
 
 # PromQL words that are not metric names: operators, modifiers and aggregation clauses.
