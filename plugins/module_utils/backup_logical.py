@@ -16,7 +16,7 @@ import time
 from . import backup, children
 from .backup_jobs import BackupJob, run_tool
 from .divergence import row_counts
-from .forest_pg import ident, run, shown_name, sql
+from .forest_pg import ident, run, run_without_monitors, shown_name, sql
 from .mngdb import database_exists, refuse_if_applications, parse_udb_url, set_validity
 from .node_identity import accept_node
 from .pair_choice import backup_source
@@ -286,5 +286,5 @@ def create_like(admin, name, facts):
 
 
 def rename_database(admin, old, new):
-    run(admin, sql.SQL('ALTER DATABASE {} RENAME TO {}').format(ident(old), ident(new)),
-        action='rename database %s to %s' % (old, new))
+    run_without_monitors(admin, old, sql.SQL('ALTER DATABASE {} RENAME TO {}').format(ident(old), ident(new)),
+                         action='rename database %s to %s' % (old, new))

@@ -51,7 +51,7 @@ class KeptConnections(object):
                 return result
             _close(conn)  # killed since the last read: read again over a new one, at once
         try:
-            conn = node.connect(dbname)
+            conn = node.connect(dbname, kept=True)
         except ForestPgError as exc:  # the node's own error, kept in its view
             return unconnected(exc)
         with self._lock:

@@ -28,6 +28,14 @@ except ImportError:  # pragma: no cover - exercised by missing_required_lib
     PSYCOPG_IMPORT_ERROR = traceback.format_exc()
 
 APPLICATION_NAME = 'pgforest.cluster'
+# The exporter's kept sessions (estate_read.KeptConnections) on the management databases.  Not an application:
+# the checks for connected applications leave them out.  But they sit on the database between scrapes, and
+# PostgreSQL drops or renames no database a session is in: whatever does (a dump recovery, a restore's swap)
+# ends them first (run_without_monitors); the exporter opens new ones at its next scrape.
+MONITOR_APPLICATION_NAME = 'pgforest.cluster exporter'
+TOOL_APPLICATION_NAMES = (APPLICATION_NAME, MONITOR_APPLICATION_NAME)
+# How often a DROP or RENAME of a database is tried again when the exporter came back in between.
+MONITOR_RETRIES = 5
 # A name SQL reads as it is, unquoted (keywords aside).
 PLAIN_NAME = re.compile(r'^[a-z_][a-z0-9_$]*$')
 
@@ -227,12 +235,21 @@ class Node(object):
             env['PGPASSWORD'] = self.password
         return env
 
-    def connect(self, dbname, autocommit=True, bulk=False):
-        """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node."""
+    def connect(self, dbname, autocommit=True, bulk=False, kept=False):
+        """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node.
+        kept: the exporter's, kept between scrapes: named as the monitor's, and bounded at the TCP level too,
+        since a connection a firewall dropped in silence would otherwise hang a query for the kernel's
+        retransmission time (about 15 minutes), not its connect_timeout."""
         _require_psycopg()
         where = '%s (%s:%s/%s)' % (self.label, self.host, self.port, dbname)
+        info = self.conninfo(dbname, bulk)
+        if kept:
+            info.update(application_name=MONITOR_APPLICATION_NAME, keepalives=1,
+                        keepalives_idle=self.connect_timeout, keepalives_interval=1,
+                        keepalives_count=max(1, self.connect_timeout),
+                        tcp_user_timeout=self.connect_timeout * 1000)
         try:
-            conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname, bulk))
+            conn = psycopg.connect(autocommit=autocommit, **info)
         except psycopg.Error as exc:
             raise error_from(exc, where, 'connect')
         conn.forest_where = where
@@ -334,6 +351,28 @@ def run(conn, query, params=None, action='query', tuples=False):
             return cur.fetchall() if cur.description else []
     except psycopg.Error as exc:
         raise error_from(exc, getattr(conn, 'forest_where', '?'), action)
+
+
+def run_without_monitors(conn, dbname, query, action):
+    """query, a DROP or RENAME of database dbname, once the exporter's kept sessions on it are ended (see
+    MONITOR_APPLICATION_NAME).  PostgreSQL waits up to 5 s for the ended sessions to go, then refuses
+    (55006); when what is left is the exporter again (it reconnected at a scrape in between), end it and try
+    once more.  Any other session still there is somebody's: its error is raised as it is."""
+    for attempt in range(MONITOR_RETRIES):
+        run(conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                  "AND application_name = %s AND pid <> pg_backend_pid()", [dbname, MONITOR_APPLICATION_NAME],
+            action="end the exporter's sessions on %s" % dbname)
+        try:
+            return run(conn, query, action=action)
+        except ForestPgError as exc:
+            if exc.sqlstate != '55006' or attempt == MONITOR_RETRIES - 1:
+                raise
+            others = run(conn, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = %s "
+                               "AND application_name <> %s AND pid <> pg_backend_pid()",
+                         [dbname, MONITOR_APPLICATION_NAME], action='list sessions on %s' % dbname)
+            if others[0]['n']:
+                raise
+    return []
 
 
 def quote_ident(name):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import MngdbError
 from .forest_pg import (
-    APPLICATION_NAME, ident, run)
+    APPLICATION_NAME, TOOL_APPLICATION_NAMES, ident, run)
 
 INT_MAX = 2147483647
 MNGDB_SUFFIX = '_pghainfo'
@@ -249,12 +249,12 @@ def notify(conn):
 
 
 def driver_sessions(conn, dbnames):
-    """Sessions on dbnames that are not this tool's (drivers, applications, psql)."""
+    """Sessions on dbnames that are not this tool's nor its exporter's (drivers, applications, psql)."""
     return run(conn, "SELECT pid, datname, usename, application_name, host(client_addr) AS client_addr, "
                      "state, backend_start::text AS backend_start FROM pg_stat_activity "
                      "WHERE datname = ANY(%s) AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-                     "AND application_name <> %s ORDER BY pid",
-               [list(dbnames), APPLICATION_NAME], action='list driver sessions')
+                     "AND application_name <> ALL(%s) ORDER BY pid",
+               [list(dbnames), list(TOOL_APPLICATION_NAMES)], action='list driver sessions')
 
 
 def describe_sessions(sessions):
@@ -265,7 +265,8 @@ def describe_sessions(sessions):
 def application_sessions(conns, dbnames):
     """The one answer to "are applications connected?": {label: [session, ...]} for each
     (label, admin connection) whose server has client sessions on dbnames.  The tool's own
-    sessions never count: every connection the collection opens carries APPLICATION_NAME."""
+    sessions never count: every connection the collection opens carries APPLICATION_NAME (its exporter's,
+    MONITOR_APPLICATION_NAME)."""
     found = {}
     for label, conn in conns:
         sessions = driver_sessions(conn, dbnames)

@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 from .child_pipe import Pipe
 from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
-from .forest_pg import ident, run, sql
+from .forest_pg import ident, run, run_without_monitors, sql
 from .job import Job
 from .options import options_from
 from .pair_choice import recovery_pair
@@ -144,7 +144,8 @@ class OfflineRecovery(Recovery):
         src_node, _c = self.connect(self.source, 'postgres')
         tgt_node, admin = self.connect(self.target, 'postgres')
         for dbname in (self.userdb, self.mngdb):
-            run(admin, sql.SQL('DROP DATABASE IF EXISTS {}').format(ident(dbname)), action='drop ' + dbname)
+            run_without_monitors(admin, dbname, sql.SQL('DROP DATABASE IF EXISTS {}').format(ident(dbname)),
+                                 action='drop ' + dbname)
             create_database(admin, dbname)
             reader = [pg_dump, '--no-password', '--dbname=' + src_node.conninfo_string(dbname, bulk=True)]
             writer = [psql, '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',

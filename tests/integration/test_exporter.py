@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pgforest_dev import REPO, sandbox
 from pgforest_dev.wait import wait_for
 from ansible_collections.pgforest.cluster.plugins.module_utils import poll_interval
-from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import APPLICATION_NAME
+from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import MONITOR_APPLICATION_NAME
 
 MODULE = 'ansible_collections.pgforest.cluster.plugins.module_utils.exporter'
 CONNECT_TIMEOUT = 2
@@ -115,10 +115,10 @@ def exporter(tmp_path):
 
 
 def exporter_sessions(serverid):
-    """The exporter's sessions on the node: the collection's application_name (its own sessions, never a
-    driver's), the test's own connection left out."""
+    """The exporter's sessions on the node: its own application_name (never a driver's), the test's own
+    connection left out."""
     return sandbox.query(serverid, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                                   "AND backend_type = 'client backend'", [APPLICATION_NAME])[0][0]
+                                   "AND backend_type = 'client backend'", [MONITOR_APPLICATION_NAME])[0][0]
 
 
 def test_a_stopped_node_shows_at_the_next_scrape_and_its_return_too(exporter):
@@ -175,6 +175,30 @@ def test_a_restarted_node_leaks_no_connection(exporter):
         found = exporter.scrape()
         assert found[('pgforest_node_reachable', node(1))] == 1  # the dead connection was replaced at once
     assert dict((serverid, exporter_sessions(serverid)) for serverid in sandbox.NODES) == before
+
+
+def test_a_dump_recovery_and_a_restore_swap_go_through_the_exporters_kept_sessions(exporter):
+    """The exporter sits on both management databases between scrapes; PostgreSQL drops and renames no database
+    a session is in.  A dump recovery (DROP DATABASE on the target) must end them and go through, not fail after
+    5 s with 55006 on every try; the exporter comes back at its next scrape."""
+    exporter.scrape()
+    assert exporter_sessions(1) == 1
+    sandbox.set_views({1: -1}, {1: -1})
+    result = sandbox.module('forest_recover', userdb=sandbox.USERDB, mode='offline', method='dump', target=1)
+    assert not result.get('failed'), result.get('msg')
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+    wait_for('the exporter to see the recovered pair healthy',
+             lambda: exporter.scrape()[('pgforest_database_healthy', labels(pair='forest', userdb=sandbox.USERDB))])
+    assert exporter_sessions(1) == 1
+
+
+def test_a_real_application_session_still_stops_a_dump_recovery(exporter):
+    """Only the exporter's own sessions are ended: an application's is named, and nothing is dropped."""
+    exporter.scrape()
+    sandbox.set_views({1: -1}, {1: -1})
+    with sandbox.connect(1, dbname=sandbox.MNGDB, application_name='billing app'):
+        result = sandbox.module('forest_recover', userdb=sandbox.USERDB, mode='offline', method='dump', target=1)
+    assert result.get('failed') and 'billing app' in result['msg'], result.get('msg')
 
 
 def test_the_password_is_not_in_the_command_line_nor_the_log(exporter):
