@@ -9,7 +9,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail, AnsibleFilterError
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import EstateError, estate_pairs
+from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import EstateError, check_tls_files, estate_pairs
 
 
 class ActionModule(ActionBase):
@@ -26,8 +26,8 @@ class ActionModule(ActionBase):
             if not group_hosts:
                 raise AnsibleActionFail('the inventory has no group %s (the pairs\' hosts): give group' % group)
             try:
-                pairs = estate_pairs(task_vars['hostvars'], group_hosts, group, task_vars.get('ansible_play_hosts'),
-                                     args.get('connect_timeout') or 3)
+                pairs = check_tls_files(estate_pairs(task_vars['hostvars'], group_hosts, group,
+                                                     task_vars.get('ansible_play_hosts'), args.get('connect_timeout') or 3))
             except (AnsibleFilterError, EstateError) as exc:
                 raise AnsibleActionFail('%s. Nothing was read' % exc)
             # The passwords go in their own no_log option: a no_log list of pairs would hide every name in the output.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import signal
 import socket
 import sys
@@ -29,20 +28,26 @@ import threading
 import time
 
 from .estate_read import KeptConnections, read_estate
+from .forest_pg import TIMEOUT_RANGES
 
 DEFAULT_LISTEN = '127.0.0.1:9716'
 DEFAULT_GROUP = 'forest'
 DEFAULT_CONNECT_TIMEOUT = 5
 # How many broken_log rows a read takes: the metrics need only the newest per node, the page none.
 BROKEN_LOG_ROWS = 10
+# Exit codes: a configuration to correct (systemd's unit does not restart it: RestartPreventExitStatus=2), and
+# a start that may work next time (an address not up yet at boot, a port still held: the unit restarts it).
 BAD_CONFIG = 2
-TLS_FILES = (('ssl_rootcert', 'CA certificate', 'forest_pg_ssl_rootcert (or forest_tls_ca_file)'),
-             ('ssl_cert', 'client certificate', 'forest_pg_ssl_cert'),
-             ('ssl_key', 'client key', 'forest_pg_ssl_key'))
-
+CANNOT_START = 1
+# How long a client may keep a request thread waiting without sending its request.
+REQUEST_TIMEOUT = 60
 
 class ConfigError(Exception):
     """A configuration the exporter cannot start with: its message is the one line it prints."""
+
+
+class StartError(Exception):
+    """A start that failed for a reason outside the configuration (the listening socket): one line, exit 1."""
 
 
 def parse_listen(text):
@@ -54,21 +59,14 @@ def parse_listen(text):
 
 
 def load_pairs(path, group, connect_timeout):
-    """The pairs of the inventory (plugin_utils/estate.py: the inventory read by Ansible, the playbooks' rules),
-    every TLS file checked."""
+    """The pairs of the inventory (plugin_utils/estate.py: the inventory read by Ansible, the playbooks' rules,
+    every TLS file checked)."""
     from ansible_collections.pgforest.cluster.plugins.plugin_utils.estate import EstateError, inventory_pairs
     try:
         # A statement may take as long as a connection: a scrape never waits on one past its node's deadline.
         pairs = inventory_pairs(path, group, connect_timeout, statement_timeout=connect_timeout * 1000)
     except EstateError as exc:
         raise ConfigError(str(exc))
-    for pair in pairs:
-        for option, what, variable in TLS_FILES:
-            name = pair['params'].get(option)
-            if name and not os.access(name, os.R_OK):
-                raise ConfigError('pair %s: the %s %s (%s of %s) %s' % (
-                    pair['pair'], what, name, variable, pair['hosts'][0],
-                    'cannot be read' if os.path.exists(name) else 'does not exist'))
     return pairs
 
 
@@ -92,19 +90,48 @@ class Exporter(object):
         disable_created_metrics()  # a counter's *_created series says nothing here
         self.pairs = pairs
         self.pool = KeptConnections()
-        self.lock = threading.Lock()  # one read at a time: two scrapers at once share its cost, not double it
+        # One read at a time, and a request that comes while one runs takes that read's outcome instead of
+        # queueing a read of its own: two Prometheus servers (or a browser on /) while a node hangs would
+        # otherwise wait a connect_timeout each, one after the other, past Prometheus's scrape_timeout.
+        self.flight = threading.Condition()
+        self.reading = False
+        self.generation = 0
+        self.outcome = (None, None)  # (found, exception) of the last read
         self.registry = CollectorRegistry()
         self.errors, self.duration, self.pair_up, self.connections = [
             (Counter if kind == 'counter' else Gauge)(name, text, list(labels), registry=self.registry)
             for kind, name, text, labels in OWN_METRICS]
 
     def read(self):
-        """[{pair, status, error}] of every pair, now."""
-        with self.lock:
-            started = time.monotonic()
-            found = read_estate(self.pairs, BROKEN_LOG_ROWS, self.pool)
-            self.duration.set(round(time.monotonic() - started, 6))
-            self.connections.set(self.pool.idle())
+        """[{pair, status, error}] of every pair, now: a read of its own, or the one running when it came."""
+        with self.flight:
+            if self.reading:
+                generation = self.generation
+                self.flight.wait_for(lambda: self.generation != generation)
+                found, error = self.outcome
+                if error is not None:
+                    raise error
+                return found
+            self.reading = True
+        found, error = None, None
+        try:
+            found = self.read_now()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with self.flight:
+                self.reading = False
+                self.generation += 1
+                self.outcome = (found, error)
+                self.flight.notify_all()
+        return found
+
+    def read_now(self):
+        started = time.monotonic()
+        found = read_estate(self.pairs, BROKEN_LOG_ROWS, self.pool)
+        self.duration.set(round(time.monotonic() - started, 6))
+        self.connections.set(self.pool.idle())
         failed = [item for item in found if item['error']]
         if failed:
             self.errors.inc()
@@ -131,7 +158,7 @@ class Exporter(object):
 
     def page(self):
         """GET /: the pairs and their states, one row per pair and user database."""
-        from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import status_table
+        from ansible_collections.pgforest.cluster.plugins.filter.forest_pair import node_note, status_table
         found = self.read()
         rows = []
         for item in found:
@@ -143,8 +170,7 @@ class Exporter(object):
                 rows.append('<tr><td>%s</td><td>%s</td><td class="%s">%s</td><td>%s</td><td>%s</td></tr>' % tuple(
                     html.escape(str(value)) for value in (
                         item['pair'], database['userdb'], database['cluster_state'], database['cluster_state'],
-                        ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'],
-                                              '' if node['reachable'] else '(unreachable)')
+                        ' '.join('%s=%s%s' % (node['serverid'], node['validity_name'], node_note(node))
                                  for node in database['nodes']),
                         database['recommended_action']['action'])))
         table = status_table([item for item in found if item['status'] is not None], header=True)
@@ -169,14 +195,23 @@ def make_server(exporter, listen):
     from prometheus_client import CONTENT_TYPE_LATEST
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT  # an idle client does not hold a thread for ever
+
         def do_GET(self):  # noqa: N802 (http.server's name)
             path = self.path.split('?', 1)[0]
-            if path == '/metrics':
-                body, kind = exporter.metrics().encode('utf-8'), CONTENT_TYPE_LATEST
-            elif path == '/':
-                body, kind = exporter.page().encode('utf-8'), 'text/html; charset=utf-8'
-            else:
-                self.send_error(404, 'only / and /metrics are here')
+            try:
+                if path == '/metrics':
+                    body, kind = exporter.metrics().encode('utf-8'), CONTENT_TYPE_LATEST
+                elif path == '/':
+                    body, kind = exporter.page().encode('utf-8'), 'text/html; charset=utf-8'
+                else:
+                    self.send_error(404, 'only / and /metrics are here')
+                    return
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                # A read that could not run at all (no thread left, say): one line in the log, a 500 for the
+                # scraper (Prometheus then marks the target down), never a traceback.
+                log('%s failed: %s: %s' % (path, type(exc).__name__, exc))
+                self.send_error(500, 'the read failed; the exporter\'s log says why')
                 return
             self.send_response(200)
             self.send_header('Content-Type', kind)
@@ -194,10 +229,16 @@ def make_server(exporter, listen):
         # An IPv6 address ([::] or [::1] in --listen) needs a socket of its family; the default one is IPv4's.
         address_family = socket.AF_INET6 if ':' in host else socket.AF_INET
 
+        def handle_error(self, request, client_address):
+            # A scraper that gave up before the answer (a broken pipe) and the like: one line, not a traceback.
+            error = sys.exc_info()[1]
+            if not isinstance(error, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+                log('a request from %s failed: %s: %s' % (client_address[0], type(error).__name__, error))
+
     try:
         return Server((host, port), Handler)
     except OSError as exc:
-        raise ConfigError('cannot listen on %s:%s: %s' % (host, port, exc.strerror or exc))
+        raise StartError('cannot listen on %s:%s: %s' % (host, port, exc.strerror or exc))
 
 
 class Parser(argparse.ArgumentParser):
@@ -213,9 +254,13 @@ def parse_args(argv):
     parser.add_argument('--group', default=DEFAULT_GROUP, help='inventory group of the pairs\' hosts (%(default)s)')
     parser.add_argument('--connect-timeout', type=int, default=DEFAULT_CONNECT_TIMEOUT,
                         help='seconds a node may take to accept a connection (%(default)s)')
+    parser.add_argument('--check', action='store_true',
+                        help='read and check the inventory (its pairs, their TLS files), say how many pairs, and '
+                             'exit: 0 when the exporter could start with it (forest_metrics validates with it)')
     options = parser.parse_args(argv)
-    if options.connect_timeout < 1:
-        raise ConfigError('--connect-timeout must be 1 or more, got %d' % options.connect_timeout)
+    most = dict((name, most) for name, _unit, most in TIMEOUT_RANGES)['connect_timeout']
+    if not 1 <= options.connect_timeout <= most:
+        raise ConfigError('--connect-timeout must be 1 to %d seconds, got %d' % (most, options.connect_timeout))
     return options
 
 
@@ -224,6 +269,10 @@ def main(argv=None):
         options = parse_args(sys.argv[1:] if argv is None else argv)
         listen = parse_listen(options.listen)
         pairs = load_pairs(options.inventory, options.group, options.connect_timeout)
+        if options.check:
+            sys.stdout.write('pgforest-exporter: %s: %d pairs (%s)\n' % (
+                options.inventory, len(pairs), ', '.join(pair['pair'] for pair in pairs)))
+            return 0
         try:
             import prometheus_client  # noqa: F401 (named here, before anything is served)
         except ImportError:
@@ -233,11 +282,14 @@ def main(argv=None):
     except ConfigError as exc:
         sys.stderr.write('pgforest-exporter: %s\n' % exc)
         return BAD_CONFIG
+    except StartError as exc:
+        sys.stderr.write('pgforest-exporter: %s\n' % exc)
+        return CANNOT_START
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # Whatever else stops the start (Ansible's inventory code with no writable home, say) is one line too,
         # never a traceback: systemd's journal and a DBA at a terminal get the cause, and nothing was served.
         sys.stderr.write('pgforest-exporter: cannot start: %s: %s\n' % (type(exc).__name__, exc))
-        return BAD_CONFIG
+        return CANNOT_START
     signal.signal(signal.SIGTERM, stop)
     log('serving %d pairs on http://%s:%s/metrics' % (len(pairs), listen[0], listen[1]))
     try:

@@ -14,6 +14,8 @@ controller (filter node_layout.tls_ca_file: `forest_tls_ca_file`, else the priva
 
 from __future__ import annotations
 
+import os
+
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -31,6 +33,26 @@ DEFAULTS = dict(login_port=5432, login_user='postgres', statement_timeout=30000)
 
 class EstateError(ValueError):
     """An inventory the reader cannot use: one line that says what to fix."""
+
+
+# The TLS files a reader opens itself: (option, what it is, the variable that names it).
+TLS_FILES = (('ssl_rootcert', 'CA certificate', 'forest_pg_ssl_rootcert (or forest_tls_ca_file)'),
+             ('ssl_cert', 'client certificate', 'forest_pg_ssl_cert'),
+             ('ssl_key', 'client key', 'forest_pg_ssl_key'))
+
+
+def check_tls_files(pairs):
+    """Every TLS file the pairs' reads open must be readable here, where the reader runs: a missing CA would
+    otherwise fail every node's connection and show each TLS pair as down, for a mistake of the reader's host.
+    EstateError, one line, naming the pair, the file and the variable."""
+    for pair in pairs:
+        for option, what, variable in TLS_FILES:
+            name = pair['params'].get(option)
+            if name and not os.access(name, os.R_OK):
+                raise EstateError('pair %s: the %s %s (%s of %s) %s here, where the pairs are read from' % (
+                    pair['pair'], what, name, variable, pair['hosts'][0],
+                    'cannot be read' if os.path.exists(name) else 'does not exist'))
+    return pairs
 
 
 def reader_tls(host_vars):
@@ -169,6 +191,6 @@ def inventory_pairs(path, group='forest', connect_timeout=3, statement_timeout=N
         raise EstateError('the inventory %s has variables the exporter does not know (%s): remove or correct them'
                           % (path, unknown))
     try:
-        return estate_pairs(hostvars, hosts, group, None, connect_timeout, statement_timeout)
+        return check_tls_files(estate_pairs(hostvars, hosts, group, None, connect_timeout, statement_timeout))
     except AnsibleFilterError as exc:
         raise EstateError('the inventory %s: %s' % (path, str(exc).splitlines()[0]))

@@ -209,11 +209,14 @@ def test_the_password_is_not_in_the_command_line_nor_the_log(exporter):
     assert sandbox.password() not in exporter.log()
 
 
-def refused(*args, **env):
+def refused(*args, code=2, **env):
+    """The one line of a start that fails: exit 2 for a configuration to correct, 1 for a start that may work
+    next time (systemd restarts the unit after 1, not after 2)."""
     done = subprocess.run(command(*args), env=dict(environment(), **env), capture_output=True, text=True, timeout=120,
                           check=False)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and 'Traceback' not in done.stderr, (done.returncode, done.stderr)
+    assert done.returncode == code and len(lines) == 1 and 'Traceback' not in done.stderr, (done.returncode,
+                                                                                          done.stderr)
     return lines[0]
 
 
@@ -232,7 +235,10 @@ def test_bad_configuration_is_one_line_and_exit_code_2(tmp_path):
         taken.listen(1)
         port = taken.getsockname()[1]
         assert 'cannot listen on 127.0.0.1:%d: Address already in use' % port in refused(
-            '--inventory', good, '--listen', '127.0.0.1:%d' % port)
+            '--inventory', good, '--listen', '127.0.0.1:%d' % port, code=1)
+    for timeout in ('0', '-1', '86401', '99999999999'):
+        assert '--connect-timeout must be 1 to 86400 seconds' in refused('--inventory', good, '--connect-timeout',
+                                                                         timeout)
     assert 'cannot read the inventory' in refused('--inventory', str(tmp_path / 'missing.yml'))
     (tmp_path / 'garbled.yml').write_text('forest: [unclosed\n')
     assert 'cannot use the inventory' in refused('--inventory', str(tmp_path / 'garbled.yml'))
@@ -252,6 +258,20 @@ def test_an_ipv6_listen_address_is_served(tmp_path):
 def test_a_start_that_fails_outside_the_configuration_is_one_line_too(tmp_path):
     """Ansible's inventory code needs a writable home: where it has none (a unit without ANSIBLE_HOME), the
     start fails with the cause in one line, not a traceback."""
-    line = refused('--inventory', inventory(str(tmp_path / 'inventory.yml')),
+    line = refused('--inventory', inventory(str(tmp_path / 'inventory.yml')), code=1,
                    ANSIBLE_HOME='/proc/pgforest-none', ANSIBLE_LOCAL_TEMP='/proc/pgforest-none/tmp')
     assert line.startswith('pgforest-exporter: cannot start: ') and '/proc/pgforest-none' in line, line
+
+
+def test_check_says_how_many_pairs_and_serves_nothing(tmp_path):
+    """--check (the role validates a new inventory with it before it replaces the one the service reads)."""
+    port = free_port()
+    done = subprocess.run(command('--inventory', inventory(str(tmp_path / 'inventory.yml')), '--check',
+                                  '--listen', '127.0.0.1:%d' % port),
+                          env=environment(), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and ': 1 pairs (forest)' in done.stdout, (done.stdout, done.stderr)
+    with socket.socket() as probe:
+        assert probe.connect_ex(('127.0.0.1', port)) != 0  # nothing listened
+    misspelt = inventory(str(tmp_path / 'misspelt.yml'), forest_pg_prot=5433)
+    assert 'does not know' in refused('--inventory', misspelt, '--check')
+

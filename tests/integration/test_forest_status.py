@@ -176,3 +176,15 @@ def test_what_the_status_playbook_prints_has_no_python_repr(view0, view1, words)
     assert done.returncode != 0 and words in done.stdout, done.stdout[-3000:]
     shown = [line for line in done.stdout.splitlines() if '"msg"' in line or line.startswith('        "')]
     assert shown and not [line for line in shown if any(mark in line for mark in REPR)], shown
+
+
+def test_a_ca_file_missing_where_status_reads_is_one_line_not_every_pair_down(tmp_path):
+    """status.yml reads from the controller: a CA that exists only on the nodes must be named, not read as a
+    pair that is down (CRITICAL and PgforestPairDown for a mistake of the controller's)."""
+    missing = str(tmp_path / 'nowhere' / 'ca.crt')
+    done = sandbox.playbook('status.yml', extra_vars=dict(forest_pg_ssl_mode='verify-full',
+                                                        forest_pg_ssl_rootcert=missing))
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert 'the CA certificate %s (forest_pg_ssl_rootcert (or forest_tls_ca_file) of forest0) does not exist here' \
+        % missing in done.stdout, done.stdout[-3000:]
+    assert 'down' not in done.stdout.split('the CA certificate')[0][-2000:]

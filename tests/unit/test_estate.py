@@ -1,6 +1,7 @@
 """The pairs a controller-side reader makes of an inventory (plugin_utils/estate.py), the connections the
 exporter keeps (estate_read.KeptConnections), and the exporter's own option checks."""
 import threading
+import time
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -78,7 +79,7 @@ class FakeNode(object):
     def __init__(self, refuse=False):
         self.opened, self.refuse = [], refuse
 
-    def connect(self, dbname):
+    def connect(self, dbname, kept=False):
         if self.refuse:
             raise ForestPgError('h', 'connect', 'connection refused', '08001')
         self.opened.append(FakeConn(len(self.opened)))
@@ -172,3 +173,40 @@ def test_status_summaries_and_failures_name_each_pair():
                                        'pair p1:', 'cluster degraded: serverid 1 is marked broken',
                                        'recommended action: a']
     assert status_failures(items) == ['pair p1 is degraded (not healthy: userdb, ledger): serverid 1 is marked broken']
+
+
+def test_requests_that_come_during_a_read_take_its_outcome_instead_of_queueing_their_own():
+    """Two Prometheus servers and a browser while a node hangs: one read, not three one after the other (each
+    would wait the hung node's connect_timeout after the other's)."""
+    running = exporter.Exporter([])
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow_read():
+        calls.append(1)
+        started.set()
+        release.wait(30)
+        return [dict(pair='p', status=None, error='read %d' % len(calls))]
+    running.read_now = slow_read
+    outcomes = []
+    first = threading.Thread(target=lambda: outcomes.append(running.read()))
+    first.start()
+    assert started.wait(30)
+    joiners = [threading.Thread(target=lambda: outcomes.append(running.read())) for _ in range(2)]
+    for thread in joiners:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(running.flight._waiters) < 2 and time.monotonic() < deadline:  # pylint: disable=protected-access
+        time.sleep(0.01)  # waits for the event (both joiners waiting), not a fixed time
+    release.set()
+    for thread in [first] + joiners:
+        thread.join(30)
+    assert len(calls) == 1 and [item[0]['error'] for item in outcomes] == ['read 1'] * 3
+    assert running.read()[0]['error'] == 'read 2'  # a request after it reads anew
+
+
+def test_a_read_that_raises_reaches_the_requests_that_waited_for_it():
+    running = exporter.Exporter([])
+    running.read_now = lambda: (_ for _ in ()).throw(RuntimeError("can't start new thread"))
+    with pytest.raises(RuntimeError):
+        running.read()
+    assert running.reading is False  # the next request is not left waiting for ever
