@@ -146,8 +146,8 @@ def test_check_mode_installs_nothing_in_either_mode(tmp_path, standin):
     assert not os.path.exists(os.path.dirname(standin['vars']['forest_metrics_file']))
 
 
-@pytest.mark.parametrize('module, hint', [('prometheus_client', 'python3-prometheus-client'),
-                                           ('ansible', 'ansible-core 2.19')])
+@pytest.mark.parametrize('module, hint', [
+    ('prometheus_client', 'python3-prometheus-client'), ('ansible', 'ansible-core 2.19')])
 def test_a_monitoring_host_without_a_module_the_exporter_imports_is_refused_by_name(tmp_path, standin, module, hint):
     # A Python that cannot import the module: the controller's, with a module of that name that refuses first
     # on its path (ansible-core: the exporter reads the inventory with it).
