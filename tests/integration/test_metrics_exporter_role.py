@@ -146,22 +146,69 @@ def test_check_mode_installs_nothing_in_either_mode(tmp_path, standin):
     assert not os.path.exists(os.path.dirname(standin['vars']['forest_metrics_file']))
 
 
-def test_a_monitoring_host_without_prometheus_client_is_refused_by_name(tmp_path, standin):
-    # A Python whose prometheus_client cannot be imported: the controller's, with a module that refuses first
-    # on its path.
+@pytest.mark.parametrize('module, hint', [
+    ('prometheus_client', 'python3-prometheus-client'), ('ansible', 'ansible-core 2.19')])
+def test_a_monitoring_host_without_a_module_the_exporter_imports_is_refused_by_name(tmp_path, standin, module, hint):
+    # A Python that cannot import the module: the controller's, with a module of that name that refuses first
+    # on its path (ansible-core: the exporter reads the inventory with it).
     shadow = tmp_path / 'shadow'
     shadow.mkdir()
-    (shadow / 'prometheus_client.py').write_text('raise ImportError("stand-in: not installed")\n')
+    (shadow / ('%s.py' % module)).write_text('raise ImportError("stand-in: not installed")\n')
     python = tmp_path / 'python'
     python.write_text('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (shadow, PYTHON))
     python.chmod(0o755)
     done = ansible_playbook(tmp_path, PLAY, '-i', standin['inventory'],
                             **dict(standin['vars'], forest_metrics_python=str(python)))
     assert done.returncode != 0
-    assert 'cannot run the exporter: %s cannot import prometheus_client (install python3-prometheus-client' % python \
+    assert 'cannot run the exporter: %s cannot import %s (install %s' % (python, module, hint) \
         in done.stdout.replace('\n', ' '), done.stdout[-3000:]
     assert 'Nothing was changed' in done.stdout
     assert not os.path.exists(standin['vars']['forest_metrics_config_dir'])
+    # Refused before the other mode's removal: a refused switch leaves the timer's metrics as they were.
+    assert 'Look for the timer' not in done.stdout, done.stdout[-3000:]
+
+
+def test_a_refused_switch_to_the_timer_leaves_the_exporter(tmp_path, standin):
+    done = ansible_playbook(tmp_path, PLAY, '-i', standin['inventory'], '--check', forest_metrics_mode='textfile',
+                            **dict(standin['vars'], forest_metrics_ansible_playbook='/nonexistent/ansible-playbook'))
+    assert done.returncode != 0
+    assert 'cannot run the metrics timer: /nonexistent/ansible-playbook is not an executable' \
+        in done.stdout.replace('\n', ' '), done.stdout[-3000:]
+    assert "Look for the exporter's unit" not in done.stdout, done.stdout[-3000:]
+
+
+def test_an_existing_user_the_role_did_not_make_is_refused_and_left_alone(tmp_path, standin):
+    before = subprocess.run(['getent', 'passwd', 'nobody'], capture_output=True, text=True, check=True).stdout
+    for check in (['--check'], []):  # check mode first: code that took the user over would only say so there
+        done = ansible_playbook(tmp_path, PLAY, '-i', standin['inventory'], *check,
+                                **dict(standin['vars'], forest_metrics_exporter_user='nobody'))
+        assert done.returncode != 0, done.stdout[-3000:]
+        assert 'user nobody exists on monitor and was not made by this role: pick another ' \
+            'forest_metrics_exporter_user' in done.stdout.replace('\n', ' '), done.stdout[-3000:]
+        assert 'Nothing was changed' in done.stdout
+        assert "Make the exporter's system user" not in done.stdout
+        assert "Look for the timer" not in done.stdout
+    assert subprocess.run(['getent', 'passwd', 'nobody'], capture_output=True, text=True, check=True).stdout == before
+    assert not os.path.exists(standin['vars']['forest_metrics_config_dir'])
+
+
+def test_switching_to_the_timer_hands_the_configuration_over_before_the_exporters_user_goes(tmp_path, standin):
+    # The exporter's configuration, owned by its user (nobody here): check mode shows it handed to root first.
+    config = standin['vars']['forest_metrics_config_dir']
+    os.makedirs(config, mode=0o700)
+    with open(os.path.join(config, 'inventory.yml'), 'w') as handle:
+        handle.write('{}\n')
+    for path in (config, os.path.join(config, 'inventory.yml')):
+        os.chown(path, 65534, 65534)
+    done = ansible_playbook(tmp_path, PLAY, '-i', standin['inventory'], '--check', forest_metrics_mode='textfile',
+                            **dict(standin['vars'], forest_metrics_collections_path=os.path.join(REPO, 'collections')))
+    assert done.returncode == 0, done.stdout[-3000:]
+    handed = done.stdout.index("TASK [pgforest.cluster.forest_metrics : Hand it to the timer's user")
+    removed = done.stdout.index("TASK [pgforest.cluster.forest_metrics : Remove the exporter's user and group")
+    assert handed < removed
+    for path in (config, os.path.join(config, 'inventory.yml')):
+        assert 'changed: [monitor] => (item=%s)' % path in done.stdout[handed:removed], done.stdout[handed:removed]
+        assert os.stat(path).st_uid == 65534  # check mode
 
 
 # Each mount read-only, a fresh /tmp, no capabilities, no new privileges, an unwritable home: what the unit's

@@ -66,3 +66,49 @@ def test_hostile_values_arrive_as_they_were(tmp_path):
                             '-e', 'ansible_python_interpreter=%s' % os.path.join(REPO, '.venv', 'bin', 'python')],
                            capture_output=True, text=True, env=env, check=False)
     assert 'lookup(\\"env\\", \\"HOME\\")' in shown.stdout, shown.stdout
+
+
+EXPLICIT_LOCALHOST = """
+- hosts: forest
+  gather_facts: false
+  tasks:
+    - ansible.builtin.setup:
+        gather_subset: [min]
+        filter: [ansible_python]
+      delegate_to: localhost
+      run_once: true
+      register: facts
+    - ansible.builtin.copy:
+        content: "{{ facts.ansible_facts.ansible_python.executable }}"
+        dest: "{{ out }}"
+        mode: "0644"
+      delegate_to: localhost
+      run_once: true
+"""
+
+
+def test_the_timers_read_on_localhost_runs_in_forest_metrics_python(tmp_path):
+    """status.yml reads the pairs with delegate_to: localhost: with the monitoring inventory that read runs in
+    forest_metrics_python (the Python the role checked for psycopg), not in ansible-playbook's own."""
+    controller = tmp_path / 'controller.json'
+    controller.write_text(json.dumps(CONTROLLER_INVENTORY))
+    render = tmp_path / 'render.yml'
+    render.write_text(RENDER)
+    out = tmp_path / 'monitoring.yml'
+    env = sandbox.ansible_env()
+    python = os.path.join(REPO, '.venv', 'bin', 'python')
+    done = subprocess.run([os.path.join(REPO, '.venv', 'bin', 'ansible-playbook'), '-i', str(controller), '-i',
+                           'localhost,', str(render), '-e', 'out=%s' % out, '-e', 'forest_metrics_python=/usr/bin/python3',
+                           '-e', 'templates=%s' % os.path.join(REPO, 'roles', 'forest_metrics', 'templates'),
+                           '-e', 'ansible_python_interpreter=%s' % python],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    play = tmp_path / 'read.yml'
+    play.write_text(EXPLICIT_LOCALHOST)
+    seen = tmp_path / 'python.txt'
+    done = subprocess.run([os.path.join(REPO, '.venv', 'bin', 'ansible-playbook'), '-i', str(out), str(play),
+                           '-e', 'out=%s' % seen], capture_output=True, text=True, env=env, cwd=str(tmp_path),
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    # ansible-playbook runs in the venv's Python: an implicit localhost would have answered that one.
+    assert seen.read_text() == '/usr/bin/python3'
