@@ -241,13 +241,14 @@ NETWORK
 }
 
 # What every machine sees of this host: the checkout at the same path (the monitoring host's timer runs
-# its playbooks and collections, as a DBA's management host would have them), the venv it runs them
+# its playbooks and collections, as a DBA's management host would have them) and at LAB_CHECKOUT (where
+# the exporter's service reads the collection: a checkout under /tmp is hidden by its private /tmp), the venv it runs them
 # with (build_venv), and this node's apt cache of the release (debs_dir), which outlives the machine.
 node_binds() {
     local name=$1 suite debs; suite=$(node_suite "$1"); debs=$(debs_dir "$suite" "$name")
     mkdir -p "$debs"
-    printf -- '--bind-ro=%s\n--bind-ro=%s:%s\n--bind=%s:/var/cache/apt/archives\n' \
-        "$repo" "$(venv_dir "$suite")" "$LAB_VENV" "$debs"
+    printf -- '--bind-ro=%s\n--bind-ro=%s:%s\n--bind-ro=%s:%s\n--bind=%s:/var/cache/apt/archives\n' \
+        "$repo" "$repo" "$LAB_CHECKOUT" "$(venv_dir "$suite")" "$LAB_VENV" "$debs"
 }
 
 boot_node() {
@@ -299,8 +300,14 @@ lab_up() {
         die "the lab runs Debian $recorded: make lab-down first, then make lab-up DEBIAN=$DEBIAN"
     fi
     need_tools
-    build_image "$SUITE"
-    build_venv "$SUITE"
+    # Both releases' images and venvs, while this host's network is at hand: a test rebuilds a node on the
+    # other release from inside the lab's namespace (tests/lab/test_upgrade.py), which reaches no package
+    # index, so what it needs must be built already.  Each is cached by its recipe: seconds when it is.
+    local suite
+    for suite in "$SUITE" $(printf '%s\n' "${LAB_SUITES[@]}" | grep -vx "$SUITE"); do
+        build_image "$suite"
+        build_venv "$suite"
+    done
     network_up
     echo "$DEBIAN" >"$LAB_STATE/debian"
     controller_key

@@ -18,3 +18,5 @@ LAB_DEBIAN_DEFAULT=12
 # Where every machine sees the virtualenv of the monitoring host's Ansible (built per distribution
 # from wheels for the machines' own Python, lab/wheels.sh).
 LAB_VENV=/opt/pgforest-lab/venv
+# The checkout again at a fixed path outside /tmp, for what runs with a private /tmp (the exporter's service).
+LAB_CHECKOUT=/opt/pgforest-lab/checkout
