@@ -25,6 +25,7 @@ from pgforest_dev.sandbox import recap  # noqa: F401  pylint: disable=unused-imp
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
 INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
+DRIVER_DIR = os.path.join(REPO, '.cache', 'lab-drivers')  # the drivers' result files (AppDriver)
 LAB = os.path.join(REPO, 'lab', 'lab.sh')
 BIN = os.path.join(REPO, '.venv', 'bin')
 # The Ansible controller the cases run playbooks and modules from: this checkout's venv (ansible-core 2.19 on
@@ -193,7 +194,10 @@ class AppDriver(object):
     def __init__(self, app, read_duration=1.0, listen=True):
         self.app = app
         self.table = 'forest_load_' + app
-        handle, self.out = tempfile.mkstemp(prefix='driver-%s-' % app, suffix='.json')
+        # In the checkout's .cache, not /tmp: the sandbox suites run beside the lab, and their session check
+        # counts a driver file in /tmp as theirs.
+        os.makedirs(DRIVER_DIR, exist_ok=True)
+        handle, self.out = tempfile.mkstemp(prefix='driver-%s-' % app, suffix='.json', dir=DRIVER_DIR)
         os.close(handle)  # the driver replaces it when it stops
         cmd = ['nsenter', '--net=/run/netns/%s-%s' % (NS, app), os.path.join(BIN, 'python'),
                os.path.join(REPO, 'dev', 'pgforest_dev', 'forest_driver.py'), '--userdb', USERDB,
