@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -29,6 +28,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+
+from pgforest_dev.bench_namespace import run_inside_own_namespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -48,23 +49,6 @@ max_replication_slots = 2
 autovacuum = off
 """
 TICKS = os.sysconf('SC_CLK_TCK')
-
-
-def in_namespace(argv):
-    """Create the namespace and run this script again inside it (as bench/status_pairs_bench.py)."""
-    if not os.path.exists('/run/netns/' + NAMESPACE):
-        subprocess.run(['ip', 'netns', 'add', NAMESPACE], check=True)
-    subprocess.run(['ip', '-n', NAMESPACE, 'link', 'set', 'lo', 'up'], check=True)
-    os.makedirs(SANDBOX_DIR, exist_ok=True)
-    os.chmod(TOP, 0o755)
-    os.chmod(SANDBOX_DIR, 0o755)
-    try:
-        return subprocess.run(['nsenter', '--net=/run/netns/' + NAMESPACE, 'env', 'FOREST_SANDBOX_DIR=' + SANDBOX_DIR,
-                               'PGFOREST_EXPORTER_BENCH_INSIDE=1', sys.executable, os.path.abspath(__file__)] + argv,
-                              check=False).returncode
-    finally:
-        subprocess.run(['ip', 'netns', 'delete', NAMESPACE], check=False)
-        shutil.rmtree(SANDBOX_DIR, ignore_errors=True)
 
 
 def make_pairs(pairs, count, inventory):
@@ -304,8 +288,8 @@ def main():
     options = parser.parse_args()
     if not 1 <= options.pairs <= 200 or options.scrapes < 1 or options.rounds < 1 or options.connect_timeout < 1:
         parser.error('--pairs is 1 to 200; --scrapes, --rounds and --connect-timeout at least 1')
-    if not os.environ.get('PGFOREST_EXPORTER_BENCH_INSIDE'):
-        return in_namespace(sys.argv[1:])
+    if not os.environ.get('FOREST_BENCH_INSIDE'):
+        return run_inside_own_namespace(__file__, NAMESPACE, SANDBOX_DIR, sys.argv[1:])
     bench(options.pairs, options.scrapes, options.rounds, options.connect_timeout, not options.no_baseline)
     return 0
 

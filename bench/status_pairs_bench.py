@@ -15,11 +15,11 @@ Each case runs --rounds times; the table prints the median and the ratio to one 
 import argparse
 import hashlib
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
+
+from pgforest_dev.bench_namespace import run_inside_own_namespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -27,23 +27,6 @@ TOP = '/var/lib/pgforest-sandbox'
 TAG = hashlib.sha256(os.path.realpath(REPO).encode()).hexdigest()[:8]
 NAMESPACE = 'pgf-%s-pairs' % TAG
 SANDBOX_DIR = os.path.join(TOP, '%s-pairs-bench' % TAG)
-
-
-def in_namespace(argv):
-    """Create the namespace and run this script again inside it (every loopback address free)."""
-    if not os.path.exists('/run/netns/' + NAMESPACE):
-        subprocess.run(['ip', 'netns', 'add', NAMESPACE], check=True)
-    subprocess.run(['ip', '-n', NAMESPACE, 'link', 'set', 'lo', 'up'], check=True)
-    os.makedirs(SANDBOX_DIR, exist_ok=True)
-    os.chmod(TOP, 0o755)
-    os.chmod(SANDBOX_DIR, 0o755)
-    try:
-        return subprocess.run(['nsenter', '--net=/run/netns/' + NAMESPACE, 'env', 'FOREST_SANDBOX_DIR=' + SANDBOX_DIR,
-                               'PGFOREST_PAIRS_BENCH_INSIDE=1', sys.executable, os.path.abspath(__file__)] + argv,
-                              check=False).returncode
-    finally:
-        subprocess.run(['ip', 'netns', 'delete', NAMESPACE], check=False)
-        shutil.rmtree(SANDBOX_DIR, ignore_errors=True)
 
 
 def timed_status(pairs, inventory, *args):
@@ -90,8 +73,8 @@ def main():
     options = parser.parse_args()
     if options.pairs < 1 or options.pairs > 200 or options.rounds < 1:
         parser.error('--pairs is 1 to 200 and --rounds at least 1')
-    if not os.environ.get('PGFOREST_PAIRS_BENCH_INSIDE'):
-        return in_namespace(sys.argv[1:])
+    if not os.environ.get('FOREST_BENCH_INSIDE'):
+        return run_inside_own_namespace(__file__, NAMESPACE, SANDBOX_DIR, sys.argv[1:])
     bench(options.pairs, options.rounds)
     return 0
 
