@@ -42,6 +42,7 @@ CANNOT_START = 1
 # How long a client may keep a request thread waiting without sending its request.
 REQUEST_TIMEOUT = 60
 
+
 class ConfigError(Exception):
     """A configuration the exporter cannot start with: its message is the one line it prints."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import MngdbError
 from .forest_pg import (
-    APPLICATION_NAME, TOOL_APPLICATION_NAMES, ident, run)
+    TOOL_APPLICATION_NAMES, ident, run)
 
 INT_MAX = 2147483647
 MNGDB_SUFFIX = '_pghainfo'

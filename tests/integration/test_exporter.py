@@ -215,8 +215,8 @@ def refused(*args, code=2, **env):
     done = subprocess.run(command(*args), env=dict(environment(), **env), capture_output=True, text=True, timeout=120,
                           check=False)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == code and len(lines) == 1 and 'Traceback' not in done.stderr, (done.returncode,
-                                                                                          done.stderr)
+    assert done.returncode == code and len(lines) == 1 and 'Traceback' not in done.stderr, \
+        (done.returncode, done.stderr)
     return lines[0]
 
 
@@ -274,4 +274,3 @@ def test_check_says_how_many_pairs_and_serves_nothing(tmp_path):
         assert probe.connect_ex(('127.0.0.1', port)) != 0  # nothing listened
     misspelt = inventory(str(tmp_path / 'misspelt.yml'), forest_pg_prot=5433)
     assert 'does not know' in refused('--inventory', misspelt, '--check')
-

@@ -183,7 +183,7 @@ def test_a_ca_file_missing_where_status_reads_is_one_line_not_every_pair_down(tm
     pair that is down (CRITICAL and PgforestPairDown for a mistake of the controller's)."""
     missing = str(tmp_path / 'nowhere' / 'ca.crt')
     done = sandbox.playbook('status.yml', extra_vars=dict(forest_pg_ssl_mode='verify-full',
-                                                        forest_pg_ssl_rootcert=missing))
+                                                          forest_pg_ssl_rootcert=missing))
     assert done.returncode != 0, done.stdout[-2000:]
     assert 'the CA certificate %s (forest_pg_ssl_rootcert (or forest_tls_ca_file) of forest0) does not exist here' \
         % missing in done.stdout, done.stdout[-3000:]

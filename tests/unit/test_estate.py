@@ -191,7 +191,7 @@ def test_requests_that_come_during_a_read_take_its_outcome_instead_of_queueing_t
     first = threading.Thread(target=lambda: outcomes.append(running.read()))
     first.start()
     assert started.wait(30)
-    joiners = [threading.Thread(target=lambda: outcomes.append(running.read())) for _ in range(2)]
+    joiners = [threading.Thread(target=lambda: outcomes.append(running.read())) for _joiner in range(2)]
     for thread in joiners:
         thread.start()
     deadline = time.monotonic() + 30
@@ -206,7 +206,10 @@ def test_requests_that_come_during_a_read_take_its_outcome_instead_of_queueing_t
 
 def test_a_read_that_raises_reaches_the_requests_that_waited_for_it():
     running = exporter.Exporter([])
-    running.read_now = lambda: (_ for _ in ()).throw(RuntimeError("can't start new thread"))
+
+    def no_thread():
+        raise RuntimeError("can't start new thread")
+    running.read_now = no_thread
     with pytest.raises(RuntimeError):
         running.read()
     assert running.reading is False  # the next request is not left waiting for ever
