@@ -14,6 +14,15 @@ def run(*args, top):
                           env=dict(os.environ, FOREST_SANDBOX_TOP=str(top)))
 
 
+def hold(top):
+    """A process holding the default set's workers, as run_pytest does before it execs pytest (it keeps no
+    reference to the lock); its stdout says "held" once it does."""
+    return subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
+                             'import worker_sandboxes; worker_sandboxes.hold_workers(); '
+                             'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(top)))
+
+
 def test_bad_arguments_get_the_usage_and_change_nothing(tmp_path):
     for args in ([], ['up'], ['up', '0'], ['up', '-1'], ['up', 'x'], ['pytest', '0'], ['down', 'now']):
         done = run(*args, top=tmp_path)
@@ -23,10 +32,7 @@ def test_bad_arguments_get_the_usage_and_change_nothing(tmp_path):
 
 def test_a_second_run_refuses_while_the_first_holds_the_workers(tmp_path):
     """The holder keeps no reference to the lock, as run_pytest does before it execs pytest."""
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'import worker_sandboxes; worker_sandboxes.hold_workers(); '
-                               'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path)))
+    holder = hold(tmp_path)
     try:
         assert holder.stdout.readline().strip() == 'held'
         second = run('up', '1', top=tmp_path)
@@ -48,10 +54,7 @@ def test_a_second_set_of_the_same_checkout_has_keys_of_its_own(tmp_path):
                               env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path), FOREST_WORKER_SET=worker_set))
         seen[worker_set] = done.stdout.split()
     assert all(a != b for a, b in zip(seen[''], seen['timing'])), seen
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'import worker_sandboxes; worker_sandboxes.hold_workers(); '
-                               'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path)))
+    holder = hold(tmp_path)
     try:
         assert holder.stdout.readline().strip() == 'held'
         other = subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, %r); import worker_sandboxes; '
