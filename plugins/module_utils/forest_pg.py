@@ -227,12 +227,17 @@ class Node(object):
             env['PGPASSWORD'] = self.password
         return env
 
-    def connect(self, dbname, autocommit=True, bulk=False):
-        """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node."""
+    def connect(self, dbname, autocommit=True, bulk=False, replication=False):
+        """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node.
+        replication: a logical replication connection (replication=database), for the replication
+        commands (CREATE_REPLICATION_SLOT) that only such a session accepts."""
         _require_psycopg()
         where = '%s (%s:%s/%s)' % (self.label, self.host, self.port, dbname)
+        info = self.conninfo(dbname, bulk)
+        if replication:
+            info['replication'] = 'database'
         try:
-            conn = psycopg.connect(autocommit=autocommit, **self.conninfo(dbname, bulk))
+            conn = psycopg.connect(autocommit=autocommit, **info)
         except psycopg.Error as exc:
             raise error_from(exc, where, 'connect')
         conn.forest_where = where

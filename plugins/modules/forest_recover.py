@@ -57,10 +57,16 @@ options:
     choices: [all, base, cut, cleanup, cancel]
     default: all
   method:
-    description: With O(mode=offline), C(diff) copies only what differs; C(dump) re-copies both databases whole.
+    description:
+      - With O(mode=offline), C(diff) (the default) copies only what differs; C(dump) re-copies both databases whole.
+      - With O(mode=online), C(basebackup) (the default) replaces the target's data directory with a physical copy
+        of the source; C(resync) keeps the target's own data directory and moves only what changed while it was
+        out, by logical replication (docs/recovery.md, "Resync"). C(resync) needs C(wal_level=logical) on both
+        nodes (the forest_node role sets it) and a primary key or replica identity index on every table of the
+        forest user databases; otherwise it is refused, naming the setting or the tables, and nothing changes.
+      - A phase after the first, or C(cancel), needs the O(method) the recovery in progress started with.
     type: str
-    choices: [diff, dump]
-    default: diff
+    choices: [diff, dump, basebackup, resync]
   target:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
@@ -243,9 +249,14 @@ mode:
   returned: success
   type: str
 method:
-  description: With O(mode=offline), the O(method) that ran.
+  description: The O(method) that ran.
   returned: success
   type: str
+resync:
+  description: With O(method=resync), per user database what the compare against the slot's snapshot repaired
+    (the forest_dbsync summary and report).
+  returned: with method=resync
+  type: dict
 phase:
   description: With O(mode=online), the O(phase) that ran.
   returned: success
@@ -272,8 +283,13 @@ from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
 from ..module_utils.online_phases import PHASE_CHOICES
 from ..module_utils.online_recovery import OnlineRecovery
+from ..module_utils.online_resync import ResyncRecovery
 from ..module_utils.pair_choice import NothingToRecover
 from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
+
+
+# Each mode's methods, its default first.
+METHODS = dict(offline=('diff', 'dump'), online=('basebackup', 'resync'))
 
 
 def main():
@@ -281,7 +297,7 @@ def main():
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='online'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
-        method=dict(type='str', choices=['diff', 'dump'], default='diff'),
+        method=dict(type='str', choices=['diff', 'dump', 'basebackup', 'resync']),
         target=dict(type='int', choices=[0, 1]),
         max_rate=dict(type='str'),
         include_valid=dict(type='list', elements='str', default=[]),
@@ -296,6 +312,12 @@ def main():
         reload_fraction=dict(type='float', default=0.5),
     )
     module = forest_module(argument_spec, required_if=[('mode', 'online', ['data_dir'])])
+    methods = METHODS[module.params['mode']]
+    if module.params['method'] is None:
+        module.params['method'] = methods[0]
+    if module.params['method'] not in methods:
+        module.fail_json(msg='method=%s is not a method of mode=%s: use %s. Nothing was changed'
+                         % (module.params['method'], module.params['mode'], ' or '.join(methods)))
     if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
         module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
                          % module.params['phase'])
@@ -313,7 +335,8 @@ def main():
 
 def recover(module, slot):
     options = RecoveryOptions.from_params(module.params)
-    job_class = OnlineRecovery if options.mode == 'online' else OfflineRecovery
+    job_class = OfflineRecovery if options.mode == 'offline' else \
+        ResyncRecovery if options.method == 'resync' else OnlineRecovery
     recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
     try:
         result = recovery.run()

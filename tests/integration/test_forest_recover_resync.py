@@ -1,0 +1,160 @@
+"""forest_recover mode=online method=resync against the sandbox pair: the broken node keeps its data
+directory and gets only what changed while it was out, under the reference driver's load; refusals
+change nothing; no replication machinery is left on either node."""
+import os
+
+import pytest
+
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node
+
+TARGET = 1
+WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
+MARKER = os.path.join(sandbox.data_dir(TARGET), 'own-data-directory.marker')
+DROP = ('DROP TABLE IF EXISTS resync_orders; DROP TABLE IF EXISTS resync_gone; DROP TABLE IF EXISTS resync_new; '
+        'DROP TABLE IF EXISTS resync_nokey; DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load; '
+        'SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424271')
+
+
+def recover(**args):
+    args.update(mode='online', method='resync', data_dir=sandbox.data_dir(TARGET))
+    args.setdefault('notice_wait', 0.3)
+    return sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, **args)
+
+
+def machinery(serverid):
+    """Every piece of logical replication on a node, in every database: none must be left."""
+    found = []
+    for dbname in ('postgres', sandbox.USERDB, sandbox.MNGDB):
+        found += [('slot', row[0]) for row in sandbox.query(serverid, 'SELECT slot_name FROM pg_replication_slots',
+                                                           dbname=dbname)]
+        found += [('publication', dbname, row[0]) for row in sandbox.query(serverid, 'SELECT pubname FROM pg_publication',
+                                                                          dbname=dbname)]
+    found += [('subscription', row[0]) for row in sandbox.query(serverid, 'SELECT subname FROM pg_subscription')]
+    found += [('origin', row[0]) for row in sandbox.query(serverid, 'SELECT roname FROM pg_replication_origin')]
+    return sorted(set(found))
+
+
+def validity_seen_by(serverid):
+    return sandbox.query(serverid, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
+                         dbname=sandbox.MNGDB)
+
+
+@pytest.fixture(autouse=True)
+def broken_target():
+    """Both nodes with the same tables, serverid 1 then stopped (immediate) and marked -1."""
+    sandbox.reset_pair()
+    sandbox.both(DROP + '; CREATE TABLE resync_orders (id serial PRIMARY KEY, item text, n int);'
+                 'INSERT INTO resync_orders (item, n) SELECT $$item$$ || g, g FROM generate_series(1, 5000) g;'
+                 'CREATE TABLE resync_gone (id int PRIMARY KEY, v text);'
+                 'INSERT INTO resync_gone SELECT g, md5(g::text) FROM generate_series(1, 1000) g;'
+                 "SELECT lo_from_bytea(424271, convert_to('before', 'UTF8'))")
+    sandbox.set_views({TARGET: -1}, {TARGET: -1})
+    with open(MARKER, 'w') as handle:
+        handle.write('written by the test: a resync keeps this data directory\n')
+    yield
+    if os.path.exists(WORKSPACE):
+        for phase in ('cancel', 'cleanup'):
+            if os.path.exists(WORKSPACE):
+                recover(phase=phase)
+    sandbox.reset_pair()
+    sandbox.both(DROP)
+
+
+def stop_target():
+    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+
+
+def drift_while_down():
+    """What the source took while the target was out: insert, update, delete, a TRUNCATE, a large object."""
+    sandbox.on(0, "INSERT INTO resync_orders (item, n) SELECT 'new' || g, g FROM generate_series(1, 700) g;"
+                  "UPDATE resync_orders SET item = 'updated' WHERE id % 7 = 0;"
+                  'DELETE FROM resync_orders WHERE id % 11 = 0;'
+                  'TRUNCATE resync_gone;'
+                  "SELECT lo_put(424271, 0, convert_to('changed', 'UTF8'))")
+
+
+def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_machinery():
+    for serverid in (0, 1):
+        sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
+                   dbname=sandbox.MNGDB)
+    sandbox.set_views({TARGET: 1}, {TARGET: 1})
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+    try:
+        driver_writes(driver)
+        stop_target()
+        driver_sees(driver, {TARGET: -1})
+        drift_while_down()
+        acked_while_degraded = len(driver.acked)
+        result = recover(notice_wait=None)  # the drivers' notice: mngdb_read_duration = 1 s
+        if not result.get('failed'):
+            driver_writes_to_every_node(driver)
+    finally:
+        driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    assert (result['method'], result['stage'], result['source'], result['target']) == ('resync', 'done', 0, TARGET)
+    assert os.path.exists(MARKER)  # its own data directory, not a copy
+    assert driver.errors == []
+    assert len(driver.acked) > acked_while_degraded > 0
+    assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
+    assert driver.validity == {0: 1, 1: 1}
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+    compared = sandbox.module('forest_dbsync')  # every table, sequence and the large objects
+    assert compared['equal'] is True, compared['report']
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_gone', dbname=sandbox.USERDB) == [(0,)]
+    cut = result['cut']
+    assert 1.0 <= result['freeze_window'] < 1.0 + 1.0 + 1.0, cut  # notice + 1 s, and a loaded machine's second
+    assert cut['sequences_copied'] >= 1
+    # Only what drifted moved: a small part of the table, not the database.
+    summary = result['resync'][sandbox.USERDB]['summary']
+    assert 0 < summary['rows_copied'] < 5000, summary
+    assert set(result['phases']) == {'base', 'cut', 'cleanup'}
+    assert not os.path.exists(WORKSPACE)
+    assert machinery(0) == [] and machinery(TARGET) == []
+
+
+def test_a_table_without_replica_identity_is_refused_and_nothing_changes():
+    sandbox.both('CREATE TABLE resync_nokey (v text)')
+    stop_target()
+    result = recover()
+    assert result.get('failed'), result
+    assert 'resync_nokey' in result['msg'] and 'Nothing was changed' in result['msg'], result['msg']
+    assert 'Rolled back' not in result['msg']
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # not even started
+    assert not os.path.exists(WORKSPACE)
+    assert machinery(0) == []
+    sandbox.ensure_running(TARGET)
+    assert machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)]
+
+
+def test_a_failed_cut_rolls_back_leaves_nothing_then_the_next_run_succeeds():
+    stop_target()
+    drift_while_down()
+    base = recover(phase='base')
+    assert not base.get('failed'), base.get('msg')
+    assert base['stage'] == 'standby' and os.path.exists(WORKSPACE)
+    slots = sandbox.query(0, 'SELECT slot_name, slot_type FROM pg_replication_slots')
+    assert [kind for _name, kind in slots] == ['logical'], slots
+    assert [row[0] for row in sandbox.query(TARGET, 'SELECT subname FROM pg_subscription')] == [slots[0][0]]
+    # Applied while it follows: a row written now reaches the target before any freeze.
+    sandbox.on(0, "INSERT INTO resync_orders (item) VALUES ('while subscribed')")
+    wrong_method = sandbox.module('forest_recover', host='forest%d' % TARGET, mode='online', phase='cut',
+                                  data_dir=sandbox.data_dir(TARGET))
+    assert 'method=resync' in wrong_method['msg'], wrong_method['msg']
+    sandbox.on(0, 'ALTER TABLE resync_orders ADD COLUMN late text')  # DDL during the resync: the cut refuses
+    cut = recover(phase='cut')
+    assert cut.get('failed') and 'schema changed during the resync' in cut['msg'], cut.get('msg')
+    assert 'Rolled back' in cut['msg']
+    assert not os.path.exists(WORKSPACE)
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # stopped again, as it was before
+    sandbox.ensure_running(TARGET)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+    sandbox.on(TARGET, 'ALTER TABLE resync_orders ADD COLUMN late text')  # the DBA runs the same DDL there
+    done = recover()
+    assert not done.get('failed'), done.get('msg')
+    assert sandbox.module('forest_dbsync')['equal'] is True
+    assert machinery(0) == [] and machinery(TARGET) == []
