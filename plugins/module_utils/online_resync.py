@@ -25,7 +25,8 @@ import os
 
 from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
-from .forest_pg import ForestPgError, close_all, ident, run, sql
+from .child_pipe import Pipe
+from .forest_pg import ForestPgError, close_all, ident, run, shown_name, sql
 from .mngdb import mngdb_name, set_validity
 from .node_identity import accept_node
 from .online_cut import WAL_POSITION_SQL, Cut, copy_sequences
@@ -136,6 +137,7 @@ class ResyncRecovery(OnlineRecovery):
         self.workspace.save(self.state)  # before the slot exists: a rollback drops whatever of it was made
         if logical.drop_subscription(tgt, slot) | logical.drop_slot(src, slot):
             self.say('%s: dropped a subscription or slot %s an earlier run left' % (userdb, slot))
+        self.copy_new_tables(src_node, userdb, src, tgt)
         tables = logical.publishable(src)[0]
         logical.create_publication(src, tables)
         replication = src_node.connect(userdb, replication=True)
@@ -149,6 +151,28 @@ class ResyncRecovery(OnlineRecovery):
         logical.create_subscription(tgt, slot, logical.subscription_conninfo(src_node, userdb, self.workspace.passfile))
         self.say('%s: subscription %s on serverid %d applies what serverid %d commits from %s on'
                  % (userdb, slot, self.target['serverid'], self.source['serverid'], lsn))
+
+    def copy_new_tables(self, src_node, userdb, src, tgt):
+        """Tables created on the source while the target was out: their definitions (indexes, constraints,
+        owned sequences with them) through pg_dump --schema-only | psql, in one transaction; the compare
+        then copies their rows.  A table only on the target is left to the compare, which refuses it."""
+        names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
+                 for conn in (src, tgt)]
+        new = sorted(names[0] - names[1])
+        if not new:
+            return
+        tgt_node = self.node(self.target)
+        reader = [os.path.join(self.server.bindir, 'pg_dump'), '--no-password', '--schema-only',
+                  '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
+        reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
+        writer = [os.path.join(self.server.bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1',
+                  '--single-transaction', '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
+        Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ),
+             sides=('pg_dump on serverid %d' % self.source['serverid'],
+                    'psql on serverid %d' % self.target['serverid'])).run(
+            '%s: the definitions of the tables new on serverid %d' % (userdb, self.source['serverid']))
+        self.say('%s: created %d table(s) new on serverid %d: %s' % (
+            userdb, len(new), self.source['serverid'], ', '.join(shown_name(*name) for name in new)))
 
     def compare_and_repair(self, userdb, snapshot):
         """dbsync's engine, the source read in the slot's exported snapshot."""

@@ -12,7 +12,7 @@ from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every
 TARGET = 1
 WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
 MARKER = os.path.join(sandbox.data_dir(TARGET), 'own-data-directory.marker')
-DROP = ('DROP TABLE IF EXISTS resync_orders; DROP TABLE IF EXISTS resync_gone; DROP TABLE IF EXISTS resync_new; '
+DROP = ('DROP TABLE IF EXISTS resync_new; DROP TABLE IF EXISTS resync_orders; DROP TABLE IF EXISTS resync_gone; '
         'DROP TABLE IF EXISTS resync_nokey; DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load; '
         'SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424271')
 
@@ -72,7 +72,9 @@ def drift_while_down():
                   "UPDATE resync_orders SET item = 'updated' WHERE id % 7 = 0;"
                   'DELETE FROM resync_orders WHERE id % 11 = 0;'
                   'TRUNCATE resync_gone;'
-                  "SELECT lo_put(424271, 0, convert_to('changed', 'UTF8'))")
+                  "SELECT lo_put(424271, 0, convert_to('changed', 'UTF8'));"
+                  'CREATE TABLE resync_new (id bigserial PRIMARY KEY, order_id int REFERENCES resync_orders, v text);'
+                  "INSERT INTO resync_new (order_id, v) SELECT id, 'new' FROM resync_orders WHERE id <= 300")
 
 
 def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_machinery():
@@ -104,6 +106,7 @@ def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_
     compared = sandbox.module('forest_dbsync')  # every table, sequence and the large objects
     assert compared['equal'] is True, compared['report']
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_gone', dbname=sandbox.USERDB) == [(0,)]
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_new', dbname=sandbox.USERDB) == [(300 - 300 // 11,)]
     cut = result['cut']
     assert 1.0 <= result['freeze_window'] < 1.0 + 1.0 + 1.0, cut  # notice + 1 s, and a loaded machine's second
     assert cut['sequences_copied'] >= 1
