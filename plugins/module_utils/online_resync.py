@@ -82,15 +82,28 @@ class ResyncRecovery(OnlineRecovery):
     # --- base: publication, slot, compare and repair, subscription ------------------------------------
     def refusals(self, src_admin):
         """What would make the resync fail or hurt the source, before anything changes."""
-        level = run(src_admin, 'SHOW wal_level')[0]['wal_level']
-        refusal = logical.wal_level_refusal({'serverid %d' % self.source['serverid']: level})
-        if refusal:
-            raise RecoveryError(refusal)
+        self.refuse_wal_level(dict(source=src_admin))
+        try:
+            tgt_admin = self.node(self.target).connect('postgres')
+        except ForestPgError:  # stopped: checked once the resync has started it
+            pass
+        else:
+            with tgt_admin:
+                self.refuse_wal_level(dict(target=tgt_admin))
         missing = {}
         for userdb in self.userdbs:
             _s, conn = self.connect(self.source, userdb)
             missing[userdb] = logical.publishable(conn)[1]
         refusal = logical.identity_refusal(missing)
+        if refusal:
+            raise RecoveryError(refusal)
+
+    def refuse_wal_level(self, admins):
+        """{'source' or 'target': an admin connection}: each node's wal_level must be logical (the target's
+        too: it is a source itself one day)."""
+        refusal = logical.wal_level_refusal(dict(
+            ('serverid %d' % getattr(self, side)['serverid'], run(conn, 'SHOW wal_level')[0]['wal_level'])
+            for side, conn in admins.items()))
         if refusal:
             raise RecoveryError(refusal)
 
@@ -117,11 +130,7 @@ class ResyncRecovery(OnlineRecovery):
         if not self.state['was_running']:
             self.server.start()
             self.say('started the server of %s (it keeps its data directory)' % self.server.data_dir)
-        _t, tgt_admin = self.connect(self.target, 'postgres')
-        refusal = logical.wal_level_refusal({'serverid %d' % self.target['serverid']:
-                                             run(tgt_admin, 'SHOW wal_level')[0]['wal_level']})
-        if refusal:
-            raise RecoveryError(refusal)
+        self.refuse_wal_level(dict(target=self.connect(self.target, 'postgres')[1]))
         self.workspace.write_passfile(src_node)
         for userdb in self.userdbs:
             self.resync_database(src_node, userdb)

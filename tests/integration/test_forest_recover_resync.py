@@ -161,3 +161,25 @@ def test_a_failed_cut_rolls_back_leaves_nothing_then_the_next_run_succeeds():
     assert not done.get('failed'), done.get('msg')
     assert sandbox.module('forest_dbsync')['equal'] is True
     assert machinery(0) == [] and machinery(TARGET) == []
+
+
+def test_a_source_without_wal_level_logical_is_refused_naming_the_setting():
+    """A pair provisioned before the role set wal_level = logical: refused before anything changes."""
+    sandbox.on(0, 'ALTER SYSTEM SET wal_level = replica', dbname='postgres')  # postgresql.auto.conf wins
+    sandbox.pg_ctl(0, 'stop', '-m', 'fast')
+    try:
+        sandbox.ensure_running(0)  # started with its log file: pg_ctl restart would hold the test's pipes
+        assert sandbox.query(0, 'SHOW wal_level') == [('replica',)]
+        stop_target()
+        result = recover()
+        assert result.get('failed'), result
+        assert 'wal_level = logical' in result['msg'] and 'serverid 0 has wal_level = replica' in result['msg']
+        assert result['msg'].endswith('Nothing was changed') and 'Rolled back' not in result['msg']
+        assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # not started
+        assert not os.path.exists(WORKSPACE) and machinery(0) == []
+        assert validity_seen_by(0) == [(-1,)]
+    finally:
+        sandbox.on(0, 'ALTER SYSTEM RESET wal_level', dbname='postgres')
+        sandbox.pg_ctl(0, 'stop', '-m', 'fast')
+        sandbox.ensure_running(0)
+    assert sandbox.query(0, 'SHOW wal_level') == [('logical',)]
