@@ -22,6 +22,7 @@ rollback the source untouched (no slot, publication; the freeze undone), the tar
 from __future__ import annotations
 
 import os
+import time
 
 from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
@@ -247,7 +248,10 @@ class ResyncRecovery(OnlineRecovery):
     def in_freeze(self, frozen, cut, src_admin, src_users, src_mngdbs, slots, unlogged):
         before = frozen.own_xid
         position = run(src_admin, WAL_POSITION_SQL)[0]['lsn']
+        self.cut_report['lag_at_cut'] = max(logical.slot_state(conn, slot)['lag'] or 0 for slot, conn in slots.items())
+        waited = time.monotonic()
         logical.wait_applied(slots, position, self.options.replay_wait_timeout)
+        self.cut_report['apply_wait_seconds'] = round(time.monotonic() - waited, 3)
         tgt_users = dict((userdb, self.connect(self.target, userdb)[1]) for userdb in self.userdbs)
         for userdb, tgt in tgt_users.items():  # from here on the target takes the drivers' writes only
             logical.drop_subscription(tgt, self.state['slots'][userdb])

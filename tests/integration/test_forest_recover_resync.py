@@ -109,7 +109,7 @@ def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_new', dbname=sandbox.USERDB) == [(300 - 300 // 11,)]
     cut = result['cut']
     assert 1.0 <= result['freeze_window'] < 1.0 + 1.0 + 1.0, cut  # notice + 1 s, and a loaded machine's second
-    assert cut['sequences_copied'] >= 1
+    assert cut['sequences_copied'] >= 1 and cut['lag_at_cut'] >= 0 and cut['apply_wait_seconds'] < 1, cut
     # Only what drifted moved: a small part of the table, not the database.
     summary = result['resync'][sandbox.USERDB]['summary']
     assert 0 < summary['rows_copied'] < 5000, summary
@@ -183,3 +183,16 @@ def test_a_source_without_wal_level_logical_is_refused_naming_the_setting():
         sandbox.pg_ctl(0, 'stop', '-m', 'fast')
         sandbox.ensure_running(0)
     assert sandbox.query(0, 'SHOW wal_level') == [('logical',)]
+
+
+def test_recover_playbook_with_method_resync():
+    stop_target()
+    drift_while_down()
+    done = sandbox.playbook('recover.yml', extra_vars=dict(method='resync', notice_wait=0.3))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert 'serverid 1 recovered online (resync) from serverid 0' in done.stdout
+    assert 'cluster healthy: both nodes are valid' in done.stdout
+    assert os.path.exists(MARKER)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    wrong = sandbox.module('forest_recover', mode='offline', method='resync')
+    assert wrong['msg'] == 'method=resync is not a method of mode=offline: use diff or dump. Nothing was changed'
