@@ -58,7 +58,7 @@ def measure(bindir, sock, workdir, load, transactions):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--transactions', type=int, default=20000)
     parser.add_argument('--scale', type=int, default=10)
     parser.add_argument('--pg-bindir', default=sorted(glob.glob('/usr/lib/postgresql/*/bin'))[-1])

@@ -27,10 +27,9 @@ def machinery(serverid):
     """Every piece of logical replication on a node, in every database: none must be left."""
     found = []
     for dbname in ('postgres', sandbox.USERDB, sandbox.MNGDB):
-        found += [('slot', row[0]) for row in sandbox.query(serverid, 'SELECT slot_name FROM pg_replication_slots',
-                                                           dbname=dbname)]
-        found += [('publication', dbname, row[0]) for row in sandbox.query(serverid, 'SELECT pubname FROM pg_publication',
-                                                                          dbname=dbname)]
+        slots = sandbox.query(serverid, 'SELECT slot_name FROM pg_replication_slots', dbname=dbname)
+        publications = sandbox.query(serverid, 'SELECT pubname FROM pg_publication', dbname=dbname)
+        found += [('slot', row[0]) for row in slots] + [('publication', dbname, row[0]) for row in publications]
     found += [('subscription', row[0]) for row in sandbox.query(serverid, 'SELECT subname FROM pg_subscription')]
     found += [('origin', row[0]) for row in sandbox.query(serverid, 'SELECT roname FROM pg_replication_origin')]
     return sorted(set(found))
