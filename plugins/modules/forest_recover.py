@@ -28,6 +28,13 @@ description:
     meanwhile, copies every sequence and sets the node C(1) on both; C(cleanup) drops the slot,
     takes the standby settings out and removes the old data directory. O(phase=all) runs the three.
     O(data_dir) is required with O(mode=online).
+  - O(method=resync) (online) keeps the broken node's own data directory and moves only what changed while it was
+    out, by logical replication. C(base) publishes each forest user database's tables on the source, creates a
+    logical slot, compares and repairs the target against the slot's exported snapshot and subscribes the target
+    to the slot; C(cut) waits, inside the same write freeze, until every subscription has applied the source's
+    position, drops the subscriptions, checks the schemas, copies sequences, large objects, unlogged tables and the
+    management databases and sets the node C(1); C(cleanup) drops the slots and publications. A rollback leaves
+    no slot, publication, subscription or replication origin on either node.
   - Any failure in C(base) or C(cut) rolls back to the state before (the old data directory back,
     the node C(-1), no slot, no standby settings) and says what happened; O(phase=cancel) does the
     same by hand. Passwords go to a 0600 passfile in the recovery's workspace, removed at the end.
