@@ -26,8 +26,7 @@ import time
 
 from .errors import RecoveryError
 from .dbsync_job import Sync, SyncOptions
-from .child_pipe import Pipe
-from .forest_pg import ForestPgError, close_all, ident, run, shown_name, sql
+from .forest_pg import ForestPgError, close_all, run
 from .mngdb import mngdb_name, set_validity
 from .node_identity import accept_node
 from .online_cut import WAL_POSITION_SQL, Cut, copy_sequences
@@ -39,10 +38,7 @@ from .quiesce import OWN_XID_SQL, Quiesce
 from .recovery_workspace import Workspace
 from .local_server import LocalServer
 from . import resync_logical as logical
-from .sync_catalog import USER_TABLES_SQL, read_catalog, schema_difference, table_name
-from .sync_copy import copy_relation
-from .sync_hash import localize
-from .sync_large_objects import copy_large_objects, large_objects, unlink_large_objects
+from .resync_steps import copy_large_objects_now, copy_whole_database, create_new_tables, schema_changes
 from .wait import WaitTimeout, wait_until
 
 
@@ -163,26 +159,12 @@ class ResyncRecovery(OnlineRecovery):
                  % (userdb, slot, self.target['serverid'], self.source['serverid'], lsn))
 
     def copy_new_tables(self, src_node, userdb, src, tgt):
-        """Tables created on the source while the target was out: their definitions (indexes, constraints,
-        owned sequences with them) through pg_dump --schema-only | psql, in one transaction; the compare
-        then copies their rows.  A table only on the target is left to the compare, which refuses it."""
-        names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
-                 for conn in (src, tgt)]
-        new = sorted(names[0] - names[1])
-        if not new:
-            return
-        tgt_node = self.node(self.target)
-        reader = [os.path.join(self.server.bindir, 'pg_dump'), '--no-password', '--schema-only',
-                  '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
-        reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
-        writer = [os.path.join(self.server.bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1',
-                  '--single-transaction', '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
-        Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ),
-             sides=('pg_dump on serverid %d' % self.source['serverid'],
-                    'psql on serverid %d' % self.target['serverid'])).run(
-            '%s: the definitions of the tables new on serverid %d' % (userdb, self.source['serverid']))
-        self.say('%s: created %d table(s) new on serverid %d: %s' % (
-            userdb, len(new), self.source['serverid'], ', '.join(shown_name(*name) for name in new)))
+        """Tables created on the source while the target was out: their definitions first (resync_steps)."""
+        new = create_new_tables(self.server.bindir, (src_node, src, self.source['serverid']),
+                                (self.node(self.target), tgt, self.target['serverid']), userdb)
+        if new:
+            self.say('%s: created %d table(s) new on serverid %d: %s' % (
+                userdb, len(new), self.source['serverid'], ', '.join(new)))
 
     def compare_and_repair(self, userdb, snapshot):
         """dbsync's engine, the source read in the slot's exported snapshot."""
@@ -276,40 +258,19 @@ class ResyncRecovery(OnlineRecovery):
     def check_schemas(self, src_users, tgt_users):
         """DDL on the source during the resync reached no subscription: the cut fails (rolled back)."""
         for userdb, src in src_users.items():
-            source, target = read_catalog(src), read_catalog(tgt_users[userdb])
-            wrong = ['%s only on serverid %d' % (name, self.source['serverid']) for name in sorted(set(source) - set(target))]
-            wrong += ['%s only on serverid %d' % (name, self.target['serverid']) for name in sorted(set(target) - set(source))]
-            wrong += ['%s: %s' % (name, schema_difference(source[name], target[name])) for name in sorted(source)
-                      if name in target and schema_difference(source[name], target[name])]
+            wrong = schema_changes(src, tgt_users[userdb], self.source['serverid'], self.target['serverid'])
             if wrong:
                 raise RecoveryError('%s: the schema changed during the resync (DDL is not replicated): %s. Run the '
                                     'recovery again' % (userdb, '; '.join(wrong)))
 
     def copy_large_objects(self, userdb, src, tgt):
-        """Logical replication does not carry large objects: what differs now, copied (the source is frozen)."""
-        catalog = large_objects(src)
-        missing, extra, changed = localize(catalog, large_objects(tgt))
-        if missing or extra or changed:
-            with tgt.transaction():
-                unlink_large_objects(tgt, extra + changed)
-                copy_large_objects(src, tgt, missing + changed, catalog)
-            self.cut_report['large_objects_copied'] = self.cut_report.get('large_objects_copied', 0) + len(
-                missing + changed + extra)
-            self.say('%s: large objects %d copied, %d removed' % (userdb, len(missing + changed), len(extra)))
+        copied, removed = copy_large_objects_now(src, tgt)
+        if copied or removed:
+            self.cut_report['large_objects_copied'] = self.cut_report.get('large_objects_copied', 0) + copied + removed
+            self.say('%s: large objects %d copied, %d removed' % (userdb, copied, removed))
 
     def copy_mngdb(self, userdb, tgt_mngdb):
-        """The management database as the source has it, as a physical copy would leave it (its tables
-        are small and not all of them have a key: copied whole, not published)."""
-        _s, src_mngdb = self.connect(self.source, mngdb_name(userdb), bulk=True)
-        tables = run(src_mngdb, USER_TABLES_SQL, action='list the management database\'s tables')
-        with tgt_mngdb.transaction():
-            run(tgt_mngdb, 'SET LOCAL session_replication_role = replica', action='disable triggers')
-            for table in tables:
-                table = dict(schema=table['schema'], name=table['relname'])
-                run(tgt_mngdb, sql.SQL('DELETE FROM {}').format(ident(table['schema'], table['name'])),
-                    action='empty %s' % table_name(table))
-                copy_relation(src_mngdb, tgt_mngdb, table)
-        copy_sequences(src_mngdb, tgt_mngdb)
+        copy_whole_database(self.connect(self.source, mngdb_name(userdb), bulk=True)[1], tgt_mngdb)
 
     # --- cleanup and rollback -------------------------------------------------------------------------
     def cleanup_phase(self):
