@@ -162,9 +162,9 @@ class OnlineRecovery(Recovery):
         self.local_server(source)
         state = self.workspace.load()
         if state:
-            raise RecoveryError('an online recovery of serverid %d is in progress here (method=%s, stage %s, last '
+            raise RecoveryError('an online recovery of serverid %d is in progress here (stage %s, method=%s, last '
                                 'step %s): continue with phase=%s or undo it with phase=cancel'
-                                % (state['target']['serverid'], state.get('method', 'basebackup'), state['stage'],
+                                % (state['target']['serverid'], state['stage'], state.get('method', 'basebackup'),
                                    state['updated'], next_phase(state['stage'])))
         self.workspace.refuse_if_left_over()
         self.say('online recovery of serverid %d from serverid %d; data directory %s; user database%s %s'
