@@ -2,12 +2,13 @@
 directory and gets only what changed while it was out, under the reference driver's load; refusals
 change nothing; no replication machinery is left on either node."""
 import os
+import threading
 
 import pytest
 
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
-from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node
+from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
 
 TARGET = 1
 WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
@@ -197,3 +198,55 @@ def test_recover_playbook_with_method_resync():
     assert machinery(0) == [] and machinery(TARGET) == []
     wrong = sandbox.module('forest_recover', mode='offline', method='resync')
     assert wrong['msg'] == 'method=resync is not a method of mode=offline: use diff or dump. Nothing was changed'
+
+
+def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
+    """SIGKILL while the compare runs (the slot made, no subscription yet): the state file says what was
+    made, a new run names it, phase=cancel drops it, and a run after that recovers the node."""
+    sandbox.both('DROP TABLE IF EXISTS resync_bulk; CREATE TABLE resync_bulk (id int PRIMARY KEY, pad text);'
+                 "INSERT INTO resync_bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g")
+    stop_target()
+    sandbox.on(0, "UPDATE resync_bulk SET pad = 'changed' WHERE id % 3 = 0")
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(recover()))
+    worker.start()
+    killed = []
+
+    def kill_with_slot():
+        if sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'") and \
+                sandbox.kill_own('AnsiballZ_forest_recover'):
+            killed.append(True)
+        return killed or not worker.is_alive()
+    try:
+        wait_for('the resync to create its slot', kill_with_slot, interval=0.05)
+    finally:
+        worker.join()
+    try:
+        assert killed, outcome
+        assert outcome.get('failed')
+        assert len([entry for entry in machinery(0) if entry[0] == 'slot']) == 1  # what the killed run left
+        again = recover()
+        assert again.get('failed') and 'in progress here (stage base, method=resync' in again['msg'], again['msg']
+        cancelled = recover(phase='cancel')
+        assert not cancelled.get('failed'), cancelled.get('msg')
+        assert cancelled['stage'] == 'cancelled' and not os.path.exists(WORKSPACE)
+        sandbox.ensure_running(TARGET)
+        assert machinery(0) == [] and machinery(TARGET) == []
+        assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+        done = recover()
+        assert not done.get('failed'), done.get('msg')
+        assert sandbox.module('forest_dbsync')['equal'] is True
+        assert machinery(0) == [] and machinery(TARGET) == []
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS resync_bulk')
+
+
+def test_check_mode_says_what_it_would_do_and_changes_nothing():
+    stop_target()
+    checked = sandbox.module('forest_recover', host='forest%d' % TARGET, check=True, mode='online', method='resync',
+                             data_dir=sandbox.data_dir(TARGET))
+    assert not checked.get('failed'), checked.get('msg')
+    assert checked['changed'] is True and checked['method'] == 'resync'
+    assert any('would resync serverid 1 from serverid 0' in line for line in checked['progress']), checked['progress']
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0
+    assert not os.path.exists(WORKSPACE) and machinery(0) == []
