@@ -250,3 +250,27 @@ def test_check_mode_says_what_it_would_do_and_changes_nothing():
     assert any('would resync serverid 1 from serverid 0' in line for line in checked['progress']), checked['progress']
     assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0
     assert not os.path.exists(WORKSPACE) and machinery(0) == []
+
+
+def test_a_slot_invalidated_by_the_wal_limit_fails_the_run_clearly_and_rolls_back():
+    stop_target()
+    assert not recover(phase='base').get('failed')
+    sandbox.on(TARGET, 'ALTER SUBSCRIPTION %s DISABLE' % sandbox.query(TARGET, 'SELECT subname FROM pg_subscription')[0][0])
+    sandbox.on(0, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'", dbname='postgres')
+    try:
+        sandbox.query(0, 'SELECT pg_reload_conf()')
+        for _segment in range(5):  # WAL past the limit while the subscription stands still
+            sandbox.on(0, "INSERT INTO resync_orders (item) SELECT 'wal' FROM generate_series(1, 100)")
+            sandbox.query(0, 'SELECT pg_switch_wal()')
+        sandbox.query(0, 'CHECKPOINT')  # a checkpoint invalidates the slots past the limit
+        assert sandbox.query(0, "SELECT wal_status FROM pg_replication_slots") == [('lost',)]
+        cut = recover(phase='cut')
+    finally:
+        sandbox.on(0, 'ALTER SYSTEM RESET max_slot_wal_keep_size', dbname='postgres')
+        sandbox.query(0, 'SELECT pg_reload_conf()')
+    assert cut.get('failed') and 'was invalidated' in cut['msg'] and 'max_slot_wal_keep_size' in cut['msg'], cut['msg']
+    assert 'Rolled back' in cut['msg']
+    assert not os.path.exists(WORKSPACE)
+    sandbox.ensure_running(TARGET)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)]
