@@ -138,7 +138,9 @@ class OnlineRecovery(Recovery):
         except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
             if self.check_mode or self.state is None:
                 raise
-            cause = '%s failed: %s' % (name, exc or 'interrupted (SIGINT)')
+            # Ctrl-C's KeyboardInterrupt has no words of its own (SIGTERM's says so: _interrupted).
+            cause = '%s failed: %s' % (name, str(exc) or ('interrupted (SIGINT)' if isinstance(exc, KeyboardInterrupt)
+                                                          else exc.__class__.__name__))
             self.say(cause)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -2,6 +2,7 @@
 directory and gets only what changed while it was out, under the reference driver's load; refusals
 change nothing; no replication machinery is left on either node."""
 import os
+import signal
 import threading
 
 import pytest
@@ -200,29 +201,51 @@ def test_recover_playbook_with_method_resync():
     assert wrong['msg'] == 'method=resync is not a method of mode=offline: use diff or dump. Nothing was changed'
 
 
-def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
-    """SIGKILL while the compare runs (the slot made, no subscription yet): the state file says what was
-    made, a new run names it, phase=cancel drops it, and a run after that recovers the node."""
+def interrupt_when_the_slot_exists(signum, **args):
+    """The recovery's result after signal `signum` reached its module while the compare ran (the slot
+    made, no subscription yet); a bulk table drifted on the source makes the compare last a while."""
     sandbox.both('DROP TABLE IF EXISTS resync_bulk; CREATE TABLE resync_bulk (id int PRIMARY KEY, pad text);'
                  "INSERT INTO resync_bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g")
     stop_target()
     sandbox.on(0, "UPDATE resync_bulk SET pad = 'changed' WHERE id % 3 = 0")
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(recover()))
+    worker = threading.Thread(target=lambda: outcome.update(recover(**args)))
     worker.start()
-    killed = []
+    sent = []
 
-    def kill_with_slot():
+    def signal_with_slot():
         if sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'") and \
-                sandbox.kill_own('AnsiballZ_forest_recover'):
-            killed.append(True)
-        return killed or not worker.is_alive()
+                sandbox.kill_own('AnsiballZ_forest_recover', signum):
+            sent.append(True)
+        return sent or not worker.is_alive()
     try:
-        wait_for('the resync to create its slot', kill_with_slot, interval=0.05)
+        wait_for('the resync to create its slot', signal_with_slot, interval=0.05)
     finally:
         worker.join()
+    assert sent, outcome
+    return outcome
+
+
+def test_ctrl_c_in_base_rolls_back_and_leaves_nothing():
     try:
-        assert killed, outcome
+        outcome = interrupt_when_the_slot_exists(signal.SIGINT)
+        assert outcome.get('failed') and 'base failed: interrupted' in outcome['msg'], outcome.get('msg')
+        assert 'Rolled back' in outcome['msg'] and 'replication origin is left' in outcome['msg']
+        assert not os.path.exists(WORKSPACE)
+        assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # stopped again, as before
+        sandbox.ensure_running(TARGET)
+        assert machinery(0) == [] and machinery(TARGET) == []
+        assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+    finally:
+        sandbox.ensure_running(TARGET)
+        sandbox.both('DROP TABLE IF EXISTS resync_bulk')
+
+
+def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
+    """SIGKILL while the compare runs: the state file says what was made, a new run names it,
+    phase=cancel drops it, and a run after that recovers the node."""
+    try:
+        outcome = interrupt_when_the_slot_exists(signal.SIGKILL)
         assert outcome.get('failed')
         assert len([entry for entry in machinery(0) if entry[0] == 'slot']) == 1  # what the killed run left
         again = recover()
@@ -238,6 +261,7 @@ def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
         assert sandbox.module('forest_dbsync')['equal'] is True
         assert machinery(0) == [] and machinery(TARGET) == []
     finally:
+        sandbox.ensure_running(TARGET)
         sandbox.both('DROP TABLE IF EXISTS resync_bulk')
 
 
