@@ -232,7 +232,7 @@ class ResyncRecovery(OnlineRecovery):
         position = run(src_admin, WAL_POSITION_SQL)[0]['lsn']
         self.cut_report['lag_at_cut'] = max(logical.slot_state(conn, slot)['lag'] or 0 for slot, conn in slots.items())
         waited = time.monotonic()
-        logical.wait_applied(slots, position, self.options.replay_wait_timeout)
+        self.cut_report['apply_wait_by_slot'] = logical.wait_applied(slots, position, self.options.replay_wait_timeout)
         self.cut_report['apply_wait_seconds'] = round(time.monotonic() - waited, 3)
         tgt_users = dict((userdb, self.connect(self.target, userdb)[1]) for userdb in self.userdbs)
         for userdb, tgt in tgt_users.items():  # from here on the target takes the drivers' writes only

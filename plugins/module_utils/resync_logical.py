@@ -10,6 +10,8 @@ be repeated: a rollback, a cleanup or the next run after a killed one)."""
 
 from __future__ import annotations
 
+import time
+
 from .errors import RecoveryError
 from .forest_pg import ident, run, sql
 from .sync_catalog import USER_SCHEMA
@@ -104,8 +106,11 @@ def subscription_conninfo(node, dbname, passfile):
 
 
 def create_subscription(conn, name, conninfo):
+    """synchronous_commit = on: each applied transaction is flushed when it commits, so the apply worker
+    confirms it to the source at once (off, the default, confirms only after the target's WAL writer has
+    flushed it, and the cut's wait for the source's position would take seconds of the freeze)."""
     run(conn, sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, slot_name = {}, "
-                      "copy_data = false, enabled = true)").format(
+                      "copy_data = false, enabled = true, synchronous_commit = 'on')").format(
         ident(name), sql.Literal(conninfo), ident(PUBLICATION), sql.Literal(name)),
         action='create the subscription %s' % name)
 
@@ -160,32 +165,42 @@ def slot_state(conn, slot):
 
 
 def catch_up(conns, timeout):
-    """Before the freeze: every slot ({slot: connection to its database on the source}) confirmed
-    within CLOSE_ENOUGH of the source's position."""
+    """Before the freeze: every slot ({slot: connection to its database on the source}) in use by its
+    subscription's apply worker and confirmed within CLOSE_ENOUGH of the source's position.  In use
+    first: the target's launcher starts one subscription's worker at a time, the next one up to
+    wal_retrieve_retry_interval (5 s) later, and a slot nobody reads from lags by nothing yet."""
     lags = {}
 
     def close():
-        lags.update((slot, slot_state(conn, slot)['lag']) for slot, conn in conns.items())
-        return all(lag is not None and lag <= CLOSE_ENOUGH for lag in lags.values())
+        rows = dict((slot, slot_state(conn, slot)) for slot, conn in conns.items())
+        lags.update((slot, row['lag'] if row['active'] else 'not yet read by its subscription')
+                    for slot, row in rows.items())
+        return all(row['active'] and row['lag'] is not None and row['lag'] <= CLOSE_ENOUGH for row in rows.values())
     try:
         wait_until('the subscriptions to come within 1 MB of the source', close, timeout, 0.2,
-                   state=lambda: 'behind: %s' % ', '.join('%s %s bytes' % item for item in sorted(lags.items())))
+                   state=lambda: 'behind: %s' % ', '.join('%s %s' % item for item in sorted(lags.items())))
     except WaitTimeout as exc:
         raise RecoveryError('%s: the source writes faster than the target applies; retry when the load is lower '
                             'or raise catch_up_timeout' % exc)
-    return max(lags.values() or [0])
+    return max(list(lags.values()) or [0])
 
 
 def wait_applied(conns, lsn, timeout):
-    """Inside the freeze: every slot's subscription has applied (and confirmed) the source up to `lsn`."""
+    """Inside the freeze: every slot's subscription has applied (and confirmed) the source up to `lsn`.
+    {slot: seconds it took}."""
     behind = {}
+    took = {}
+    started = time.monotonic()
 
     def applied():
         for slot, conn in conns.items():
+            if slot in took:
+                continue
             row = slot_state(conn, slot)
             done = run(conn, 'SELECT %s::pg_lsn >= %s::pg_lsn AS done', [row['confirmed'] or '0/0', lsn])[0]['done']
             if done:
                 behind.pop(slot, None)
+                took[slot] = round(time.monotonic() - started, 3)
             else:
                 behind[slot] = row['lag']
         return not behind
@@ -195,3 +210,4 @@ def wait_applied(conns, lsn, timeout):
     except WaitTimeout as exc:
         raise RecoveryError('%s: the target applies too slowly; retry when the load is lower or raise '
                             'replay_wait_timeout' % exc)
+    return took
