@@ -52,10 +52,10 @@ def _interrupted(signum, _frame):
 
 
 class OnlineRecovery(Recovery):
-    """The phases of one online recovery of the broken node, run on its host (by a physical copy; a resync,
-    method=resync, is the subclass online_resync.ResyncRecovery)."""
+    """The phases of one online recovery of the broken node, run on its host (method=resync: online_resync)."""
 
     method = 'basebackup'
+    COPIES_SERVER = True  # the physical copy replaces every database of the target's server
     ROLLED_BACK = ('serverid %d is on its old data directory again and marked broken (-1), serverid %d is untouched '
                    'and valid, the replication slot and the standby settings are gone')
 
@@ -189,7 +189,8 @@ class OnlineRecovery(Recovery):
             with tgt_admin:
                 target_names = database_names(tgt_admin)
         forest_names = set(userdbs) | set(mngdb_name(userdb) for userdb in userdbs)
-        others = sorted((set(source_names) | set(target_names)) - forest_names - set(SYSTEM_DATABASES))
+        others = sorted((set(source_names) | set(target_names)) - forest_names - set(SYSTEM_DATABASES)) \
+            if self.COPIES_SERVER else []  # a resync leaves the target's other databases as they are
         statuses = read_databases(self.p, userdbs)
         scope = online_scope(statuses, self.source['serverid'], self.target['serverid'],
                              self.options.include_valid or (), others, self.options.replace_databases or ())

@@ -46,6 +46,7 @@ class ResyncRecovery(OnlineRecovery):
     """The phases of one resync of the broken node, run on its host."""
 
     method = 'resync'
+    COPIES_SERVER = False  # every forest user database of the source; the target's other databases stay
     ROLLED_BACK = ('serverid %d keeps its own data directory and stays marked broken (-1), serverid %d is untouched '
                    'and valid; no replication slot, publication, subscription or replication origin is left')
 
@@ -69,12 +70,6 @@ class ResyncRecovery(OnlineRecovery):
             raise RecoveryError('%s is the data directory of serverid %d, the valid source: run the recovery on the '
                                 'broken node\'s host with its data_dir. Nothing was changed'
                                 % (self.server.data_dir, source['serverid']))
-
-    def choose_scope(self):
-        """Every forest user database of the source; other databases are the target's own and stay."""
-        scope = super().choose_scope()
-        self.replaced = []
-        return scope
 
     # --- base: publication, slot, compare and repair, subscription ------------------------------------
     def refusals(self, src_admin):

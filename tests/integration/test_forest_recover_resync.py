@@ -298,3 +298,24 @@ def test_a_slot_invalidated_by_the_wal_limit_fails_the_run_clearly_and_rolls_bac
     sandbox.ensure_running(TARGET)
     assert machinery(0) == [] and machinery(TARGET) == []
     assert validity_seen_by(0) == [(-1,)]
+
+
+def test_the_target_s_other_databases_are_kept_without_replace_databases():
+    """A physical copy would replace a database that is not a forest database (and needs replace_databases);
+    a resync moves only the forest databases and leaves the others as they are."""
+    for serverid in (0, 1):
+        sandbox.query(serverid, 'DROP DATABASE IF EXISTS rsy_other')
+        sandbox.query(serverid, 'CREATE DATABASE rsy_other')
+        sandbox.on(serverid, 'CREATE TABLE mine AS SELECT %d AS serverid' % serverid, dbname='rsy_other')
+    try:
+        stop_target()
+        drift_while_down()
+        result = recover()
+        assert not result.get('failed'), result.get('msg')
+        assert result['userdbs'] == [sandbox.USERDB]
+        assert sandbox.query(TARGET, 'SELECT serverid FROM mine', dbname='rsy_other') == [(TARGET,)]
+        assert sandbox.module('forest_dbsync')['equal'] is True
+    finally:
+        sandbox.ensure_running(TARGET)
+        for serverid in (0, 1):
+            sandbox.query(serverid, 'DROP DATABASE IF EXISTS rsy_other')
