@@ -92,6 +92,7 @@ options:
       - With O(mode=online), databases on either server that are not forest databases (no C(<name>_pghainfo)
         beside them; C(postgres) and the templates excepted) which the copy may replace with the source's.
         Any other such database makes the recovery refuse, naming it.
+      - O(method=resync) leaves such databases as they are and ignores this option.
     type: list
     elements: str
     default: []
