@@ -43,6 +43,7 @@ class SyncOptions(NamedTuple):
     freeze_read_duration: int = 1              # mngdb_read_duration meanwhile (poll_interval), without notice_wait
     idle_wait_timeout: float = 20
     jobs: int = 1                    # sessions per node hashing slices of a big table at once
+    source_snapshot: Optional[str] = None  # the source read in this exported snapshot (a resync's slot)
 
     from_params = classmethod(options_from)
 

@@ -235,11 +235,13 @@ class Node(object):
             env['PGPASSWORD'] = self.password
         return env
 
-    def connect(self, dbname, autocommit=True, bulk=False, kept=False):
+    def connect(self, dbname, autocommit=True, bulk=False, kept=False, replication=False):
         """Open a connection to dbname (bulk: see session_options), or raise ForestPgError naming this node.
         kept: the exporter's, kept between scrapes: named as the monitor's, and bounded at the TCP level too,
         since a connection a firewall dropped in silence would otherwise hang a query for the kernel's
-        retransmission time (about 15 minutes), not its connect_timeout."""
+        retransmission time (about 15 minutes), not its connect_timeout.
+        replication: a logical replication connection (replication=database), for the replication
+        commands (CREATE_REPLICATION_SLOT) that only such a session accepts."""
         _require_psycopg()
         where = '%s (%s:%s/%s)' % (self.label, self.host, self.port, dbname)
         info = self.conninfo(dbname, bulk)
@@ -248,6 +250,8 @@ class Node(object):
                         keepalives_idle=self.connect_timeout, keepalives_interval=1,
                         keepalives_count=max(1, self.connect_timeout),
                         tcp_user_timeout=self.connect_timeout * 1000)
+        if replication:
+            info['replication'] = 'database'
         try:
             conn = psycopg.connect(autocommit=autocommit, **info)
         except psycopg.Error as exc:

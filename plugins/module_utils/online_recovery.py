@@ -52,7 +52,12 @@ def _interrupted(signum, _frame):
 
 
 class OnlineRecovery(Recovery):
-    """The phases of one online recovery of the broken node, run on its host."""
+    """The phases of one online recovery of the broken node, run on its host (method=resync: online_resync)."""
+
+    method = 'basebackup'
+    COPIES_SERVER = True  # the physical copy replaces every database of the target's server
+    ROLLED_BACK = ('serverid %d is on its old data directory again and marked broken (-1), serverid %d is untouched '
+                   'and valid, the replication slot and the standby settings are gone')
 
     def __init__(self, params, options, check_mode=False, log=None):
         super().__init__(params, options, check_mode, log)
@@ -133,7 +138,9 @@ class OnlineRecovery(Recovery):
         except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
             if self.check_mode or self.state is None:
                 raise
-            cause = '%s failed: %s' % (name, exc or 'interrupted (SIGINT)')
+            # Ctrl-C's KeyboardInterrupt has no words of its own (SIGTERM's says so: _interrupted).
+            cause = '%s failed: %s' % (name, str(exc) or ('interrupted (SIGINT)' if isinstance(exc, KeyboardInterrupt)
+                                                          else exc.__class__.__name__))
             self.say(cause)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -141,10 +148,9 @@ class OnlineRecovery(Recovery):
                 self.rollback()
             except Exception as undo:  # the cause first, then what is left to undo
                 raise RecoveryError('%s. The rollback did not finish: %s' % (cause, undo))
-            raise RecoveryError('%s. Rolled back: serverid %d is on its old data directory again and marked '
-                                'broken (-1), serverid %d is untouched and valid, the replication slot and the '
-                                'standby settings are gone. Fix the cause and run the recovery again'
-                                % (cause, self.state['target']['serverid'], self.state['source']['serverid']))
+            raise RecoveryError('%s. Rolled back: %s. Fix the cause and run the recovery again'
+                                % (cause, self.ROLLED_BACK % (self.state['target']['serverid'],
+                                                              self.state['source']['serverid'])))
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -158,10 +164,10 @@ class OnlineRecovery(Recovery):
         self.local_server(source)
         state = self.workspace.load()
         if state:
-            raise RecoveryError('an online recovery of serverid %d is in progress here (stage %s, last step %s): '
-                                'continue with phase=%s or undo it with phase=cancel'
-                                % (state['target']['serverid'], state['stage'], state['updated'],
-                                   next_phase(state['stage'])))
+            raise RecoveryError('an online recovery of serverid %d is in progress here (stage %s, method=%s, last '
+                                'step %s): continue with phase=%s or undo it with phase=cancel'
+                                % (state['target']['serverid'], state['stage'], state.get('method', 'basebackup'),
+                                   state['updated'], next_phase(state['stage'])))
         self.workspace.refuse_if_left_over()
         self.say('online recovery of serverid %d from serverid %d; data directory %s; user database%s %s'
                  % (target['serverid'], source['serverid'], self.server.data_dir,
@@ -183,7 +189,8 @@ class OnlineRecovery(Recovery):
             with tgt_admin:
                 target_names = database_names(tgt_admin)
         forest_names = set(userdbs) | set(mngdb_name(userdb) for userdb in userdbs)
-        others = sorted((set(source_names) | set(target_names)) - forest_names - set(SYSTEM_DATABASES))
+        others = sorted((set(source_names) | set(target_names)) - forest_names - set(SYSTEM_DATABASES)) \
+            if self.COPIES_SERVER else []  # a resync leaves the target's other databases as they are
         statuses = read_databases(self.p, userdbs)
         scope = online_scope(statuses, self.source['serverid'], self.target['serverid'],
                              self.options.include_valid or (), others, self.options.replace_databases or ())
@@ -211,6 +218,10 @@ class OnlineRecovery(Recovery):
 
     def adopt(self, state):
         """Go on with the recovery a state file records (a later phase, or a cancel)."""
+        recorded = state.get('method', 'basebackup')  # a state file of an earlier version: a physical copy
+        if recorded != self.method:
+            raise RecoveryError('the online recovery in progress here is method=%s: run this phase with method=%s. '
+                                'Nothing was changed' % (recorded, recorded))
         self.state = state
         self.source, self.target, self.userdbs, self.replaced = recorded_scope(state, self.userdb)
 
@@ -332,7 +343,7 @@ class OnlineRecovery(Recovery):
 
     def result(self, changed=None):
         state = self.state or {}
-        return dict(mode='online', phase=self.options.phase, changed=bool(state) if changed is None else changed,
+        return dict(mode='online', method=self.method, phase=self.options.phase, changed=bool(state) if changed is None else changed,
                     stage=state.get('stage', 'none'),
                     source=self.source and self.source['serverid'], target=self.target and self.target['serverid'],
                     userdbs=state.get('userdbs', self.userdbs),

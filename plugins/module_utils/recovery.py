@@ -39,7 +39,7 @@ class RecoveryOptions(NamedTuple):
     defaults here: each option has one, in the module's argument spec."""
     mode: str                           # offline: applications stopped; online: they keep writing
     phase: str                          # online: all, a phase of online_phases.PHASES, or cancel
-    method: str                         # offline: diff or dump
+    method: str                         # offline: diff or dump; online: basebackup or resync
     target: Optional[int]               # the serverid the DBA expects to recover
     max_rate: Optional[str]             # online: pg_basebackup --max-rate
     include_valid: list                 # online: forest databases still valid on the target, replaced anyway

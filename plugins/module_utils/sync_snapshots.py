@@ -49,7 +49,9 @@ class SnapshotJob(object):
         _node, self.src_peer = self.connect(self.source, self.source['userdb'], bulk=True)  # hashes beside src
         for conn in (self.src, self.tgt, self.src_peer):
             pin_settings(conn)
-        if self.options.online:
+        if self.options.source_snapshot:
+            self.begin_snapshots(self.options.source_snapshot)
+        elif self.options.online:
             self.snapshot_in_freeze()
         else:
             self.refuse_if_applications()
@@ -78,9 +80,13 @@ class SnapshotJob(object):
                                'an offline compare needs the applications of %s stopped' % self.userdb,
                                'Stop them, or compare with online=true (a short write freeze)')
 
-    def begin_snapshots(self):
+    def begin_snapshots(self, source_snapshot=None):
+        """source_snapshot: a snapshot another session exported (a resync's logical slot), which the
+        source's sessions read in instead of one of their own; the target, which nobody writes, takes its own."""
         for conn in (self.src, self.tgt):
             run(conn, 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY')
+            if conn is self.src and source_snapshot:
+                run(conn, sql.SQL('SET TRANSACTION SNAPSHOT {}').format(sql.Literal(source_snapshot)))
             run(conn, 'SELECT 1')  # takes the snapshot now
         # The second source connection shares the first one's snapshot.
         snapshot = self.snapshot = run(self.src, 'SELECT pg_export_snapshot() AS id')[0]['id']

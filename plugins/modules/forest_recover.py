@@ -28,6 +28,13 @@ description:
     meanwhile, copies every sequence and sets the node C(1) on both; C(cleanup) drops the slot,
     takes the standby settings out and removes the old data directory. O(phase=all) runs the three.
     O(data_dir) is required with O(mode=online).
+  - O(method=resync) (online) keeps the broken node's own data directory and moves only what changed while it was
+    out, by logical replication. C(base) publishes each forest user database's tables on the source, creates a
+    logical slot, compares and repairs the target against the slot's exported snapshot and subscribes the target
+    to the slot; C(cut) waits, inside the same write freeze, until every subscription has applied the source's
+    position, drops the subscriptions, checks the schemas, copies sequences, large objects, unlogged tables and the
+    management databases and sets the node C(1); C(cleanup) drops the slots and publications. A rollback leaves
+    no slot, publication, subscription or replication origin on either node.
   - Any failure in C(base) or C(cut) rolls back to the state before (the old data directory back,
     the node C(-1), no slot, no standby settings) and says what happened; O(phase=cancel) does the
     same by hand. Passwords go to a 0600 passfile in the recovery's workspace, removed at the end.
@@ -57,10 +64,16 @@ options:
     choices: [all, base, cut, cleanup, cancel]
     default: all
   method:
-    description: With O(mode=offline), C(diff) copies only what differs; C(dump) re-copies both databases whole.
+    description:
+      - With O(mode=offline), C(diff) (the default) copies only what differs; C(dump) re-copies both databases whole.
+      - With O(mode=online), C(basebackup) (the default) replaces the target's data directory with a physical copy
+        of the source; C(resync) keeps the target's own data directory and moves only what changed while it was
+        out, by logical replication (docs/recovery.md, "Resync"). C(resync) needs C(wal_level=logical) on both
+        nodes (the forest_node role sets it) and a primary key or replica identity index on every table of the
+        forest user databases; otherwise it is refused, naming the setting or the tables, and nothing changes.
+      - A phase after the first, or C(cancel), needs the O(method) the recovery in progress started with.
     type: str
-    choices: [diff, dump]
-    default: diff
+    choices: [diff, dump, basebackup, resync]
   target:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
@@ -79,6 +92,7 @@ options:
       - With O(mode=online), databases on either server that are not forest databases (no C(<name>_pghainfo)
         beside them; C(postgres) and the templates excepted) which the copy may replace with the source's.
         Any other such database makes the recovery refuse, naming it.
+      - O(method=resync) leaves such databases as they are and ignores this option.
     type: list
     elements: str
     default: []
@@ -243,9 +257,14 @@ mode:
   returned: success
   type: str
 method:
-  description: With O(mode=offline), the O(method) that ran.
+  description: The O(method) that ran.
   returned: success
   type: str
+resync:
+  description: With O(method=resync), per user database what the compare against the slot's snapshot repaired
+    (the forest_dbsync summary and report).
+  returned: with method=resync
+  type: dict
 phase:
   description: With O(mode=online), the O(phase) that ran.
   returned: success
@@ -272,8 +291,13 @@ from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
 from ..module_utils.online_phases import PHASE_CHOICES
 from ..module_utils.online_recovery import OnlineRecovery
+from ..module_utils.online_resync import ResyncRecovery
 from ..module_utils.pair_choice import NothingToRecover
 from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
+
+
+# Each mode's methods, its default first.
+METHODS = dict(offline=('diff', 'dump'), online=('basebackup', 'resync'))
 
 
 def main():
@@ -281,7 +305,7 @@ def main():
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='online'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
-        method=dict(type='str', choices=['diff', 'dump'], default='diff'),
+        method=dict(type='str', choices=['diff', 'dump', 'basebackup', 'resync']),
         target=dict(type='int', choices=[0, 1]),
         max_rate=dict(type='str'),
         include_valid=dict(type='list', elements='str', default=[]),
@@ -296,6 +320,12 @@ def main():
         reload_fraction=dict(type='float', default=0.5),
     )
     module = forest_module(argument_spec, required_if=[('mode', 'online', ['data_dir'])])
+    methods = METHODS[module.params['mode']]
+    if module.params['method'] is None:
+        module.params['method'] = methods[0]
+    if module.params['method'] not in methods:
+        module.fail_json(msg='method=%s is not a method of mode=%s: use %s. Nothing was changed'
+                         % (module.params['method'], module.params['mode'], ' or '.join(methods)))
     if module.params['mode'] == 'offline' and module.params['phase'] != 'all':
         module.fail_json(msg='phase=%s is a step of mode=online; offline recovery has one step (phase=all)'
                          % module.params['phase'])
@@ -313,7 +343,8 @@ def main():
 
 def recover(module, slot):
     options = RecoveryOptions.from_params(module.params)
-    job_class = OnlineRecovery if options.mode == 'online' else OfflineRecovery
+    job_class = OfflineRecovery if options.mode == 'offline' else \
+        ResyncRecovery if options.method == 'resync' else OnlineRecovery
     recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
     try:
         result = recovery.run()

@@ -48,8 +48,10 @@ def test_cluster_settings_for_online_recovery(serverid):
     got = settings(serverid, 'wal_level', 'archive_mode', 'archive_command', 'hot_standby',
                    'max_wal_senders', 'data_checksums', 'server_encoding', 'lc_collate',
                    'password_encryption', 'tcp_keepalives_idle', 'tcp_keepalives_interval',
-                   'tcp_keepalives_count')
-    assert got == {'wal_level': 'replica', 'archive_mode': 'on', 'archive_command': 'true',
+                   'tcp_keepalives_count', 'max_replication_slots', 'max_logical_replication_workers',
+                   'max_worker_processes', 'max_slot_wal_keep_size')
+    assert got == {'wal_level': 'logical', 'max_replication_slots': '10', 'max_logical_replication_workers': '10',
+                   'max_worker_processes': '18', 'max_slot_wal_keep_size': '10240', 'archive_mode': 'on', 'archive_command': 'true',
                    'hot_standby': 'on', 'max_wal_senders': '10', 'data_checksums': 'on',
                    'server_encoding': 'UTF8', 'lc_collate': 'C', 'password_encryption': 'scram-sha-256',
                    'tcp_keepalives_idle': '30', 'tcp_keepalives_interval': '10', 'tcp_keepalives_count': '3'}

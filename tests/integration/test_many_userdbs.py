@@ -91,7 +91,8 @@ def test_status_names_each_database_and_the_worst_decides():
         assert refused.get('failed') and message in refused['msg'], (bad, refused['msg'])
 
 
-def test_online_recovery_covers_both_databases_under_two_drivers():
+@pytest.mark.parametrize('method', ['basebackup', 'resync'])
+def test_online_recovery_covers_both_databases_under_two_drivers(method):
     nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
     drivers = [ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start()
                for userdb in ('userdb', SECOND)]
@@ -102,7 +103,8 @@ def test_online_recovery_covers_both_databases_under_two_drivers():
         for driver in drivers:
             driver_sees(driver, {TARGET: -1})  # each driver marked the stopped node broken
         before = [len(driver.acked) for driver in drivers]
-        result = recover(notice_wait=None)
+        sandbox.on(0, 'INSERT INTO invoices (amount) SELECT g FROM generate_series(1, 50) g', dbname=SECOND)
+        result = recover(notice_wait=None, method=method)
         if not result.get('failed'):
             for driver in drivers:
                 driver_writes_to_every_node(driver)
@@ -110,7 +112,8 @@ def test_online_recovery_covers_both_databases_under_two_drivers():
         for driver in drivers:
             driver.stop()
     assert not result.get('failed'), result.get('msg')
-    assert (result['userdbs'], result['stage']) == (['userdb', SECOND], 'done')
+    assert (result['userdbs'], result['stage'], result['method']) == (['userdb', SECOND], 'done', method)
+    assert os.path.exists(MARKER) is (method == 'resync')  # a resync keeps the node's own data directory
     assert result['freeze_window'] < 3.0, result['cut']
     status = sandbox.module('forest_status', userdbs=['userdb', SECOND])
     assert status['healthy'], status['summary']

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgforest.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a resync does besides logical replication, for what it does not carry: the definitions of
+tables new on the source (before the publication), and inside the cut's write freeze whether the
+schemas still match (DDL is not replicated), the large objects that differ, a small database copied
+whole (the management database)."""
+
+from __future__ import annotations
+
+import os
+
+from .child_pipe import Pipe
+from .forest_pg import ident, run, shown_name, sql
+from .online_cut import copy_sequences
+from .sync_catalog import USER_TABLES_SQL, read_catalog, schema_difference, table_name
+from .sync_copy import copy_relation
+from .sync_hash import localize
+from .sync_large_objects import copy_large_objects, large_objects, unlink_large_objects
+
+
+def schema_changes(src, tgt, source, target):
+    """[what differs between the user tables of two connections' databases] (source, target: serverids)."""
+    src_tables, tgt_tables = read_catalog(src), read_catalog(tgt)
+    wrong = ['%s only on serverid %d' % (name, source) for name in sorted(set(src_tables) - set(tgt_tables))]
+    wrong += ['%s only on serverid %d' % (name, target) for name in sorted(set(tgt_tables) - set(src_tables))]
+    wrong += ['%s: %s' % (name, schema_difference(src_tables[name], tgt_tables[name])) for name in sorted(src_tables)
+              if name in tgt_tables and schema_difference(src_tables[name], tgt_tables[name])]
+    return wrong
+
+
+def copy_large_objects_now(src, tgt):
+    """The large objects that differ, made as the source has them (it is frozen), in one transaction:
+    (copied, removed)."""
+    catalog = large_objects(src)
+    missing, extra, changed = localize(catalog, large_objects(tgt))
+    if missing or extra or changed:
+        with tgt.transaction():
+            unlink_large_objects(tgt, extra + changed)
+            copy_large_objects(src, tgt, missing + changed, catalog)
+    return len(missing + changed), len(extra)
+
+
+def copy_whole_database(src, tgt):
+    """Every user table of a small database (the management database) as the source has it, as a
+    physical copy would leave it, in one transaction with triggers off; then its sequences.  Not
+    published: its tables are few and small, and not all of them have a key."""
+    tables = run(src, USER_TABLES_SQL, action='list the tables')
+    with tgt.transaction():
+        run(tgt, 'SET LOCAL session_replication_role = replica', action='disable triggers')
+        for row in tables:
+            table = dict(schema=row['schema'], name=row['relname'])
+            run(tgt, sql.SQL('DELETE FROM {}').format(ident(table['schema'], table['name'])),
+                action='empty %s' % table_name(table))
+            copy_relation(src, tgt, table)
+    copy_sequences(src, tgt)
+
+
+def create_new_tables(bindir, source, target, userdb):
+    """Tables on the source that the target lacks (created while it was out) get their definitions on the
+    target (indexes, constraints, owned sequences with them) through pg_dump --schema-only | psql in one
+    transaction; the compare then copies their rows.  source, target: (Node, connection to userdb,
+    serverid).  [their names]; a table only on the target is left to the compare, which refuses it."""
+    names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
+             for _node, conn, _sid in (source, target)]
+    new = sorted(names[0] - names[1])
+    if not new:
+        return []
+    (src_node, _s, src_sid), (tgt_node, _t, tgt_sid) = source, target
+    reader = [os.path.join(bindir, 'pg_dump'), '--no-password', '--schema-only',
+              '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
+    reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
+    writer = [os.path.join(bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
+              '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
+    Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ),
+         sides=('pg_dump on serverid %d' % src_sid, 'psql on serverid %d' % tgt_sid)).run(
+        '%s: the definitions of the tables new on serverid %d' % (userdb, src_sid))
+    return [shown_name(*name) for name in new]

@@ -1,0 +1,321 @@
+"""forest_recover mode=online method=resync against the sandbox pair: the broken node keeps its data
+directory and gets only what changed while it was out, under the reference driver's load; refusals
+change nothing; no replication machinery is left on either node."""
+import os
+import signal
+import threading
+
+import pytest
+
+from pgforest_dev import sandbox
+from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
+
+TARGET = 1
+WORKSPACE = sandbox.data_dir(TARGET) + '.pgforest-recovery'
+MARKER = os.path.join(sandbox.data_dir(TARGET), 'own-data-directory.marker')
+DROP = ('DROP TABLE IF EXISTS resync_new; DROP TABLE IF EXISTS resync_orders; DROP TABLE IF EXISTS resync_gone; '
+        'DROP TABLE IF EXISTS resync_nokey; DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load; '
+        'SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid::int8 = 424271')
+
+
+def recover(**args):
+    args.update(mode='online', method='resync', data_dir=sandbox.data_dir(TARGET))
+    args.setdefault('notice_wait', 0.3)
+    return sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, **args)
+
+
+def machinery(serverid):
+    """Every piece of logical replication on a node, in every database: none must be left."""
+    found = []
+    for dbname in ('postgres', sandbox.USERDB, sandbox.MNGDB):
+        slots = sandbox.query(serverid, 'SELECT slot_name FROM pg_replication_slots', dbname=dbname)
+        publications = sandbox.query(serverid, 'SELECT pubname FROM pg_publication', dbname=dbname)
+        found += [('slot', row[0]) for row in slots] + [('publication', dbname, row[0]) for row in publications]
+    found += [('subscription', row[0]) for row in sandbox.query(serverid, 'SELECT subname FROM pg_subscription')]
+    found += [('origin', row[0]) for row in sandbox.query(serverid, 'SELECT roname FROM pg_replication_origin')]
+    return sorted(set(found))
+
+
+def validity_seen_by(serverid):
+    return sandbox.query(serverid, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
+                         dbname=sandbox.MNGDB)
+
+
+@pytest.fixture(autouse=True)
+def broken_target():
+    """Both nodes with the same tables, serverid 1 then stopped (immediate) and marked -1."""
+    sandbox.reset_pair()
+    sandbox.both(DROP + '; CREATE TABLE resync_orders (id serial PRIMARY KEY, item text, n int);'
+                 'INSERT INTO resync_orders (item, n) SELECT $$item$$ || g, g FROM generate_series(1, 5000) g;'
+                 'CREATE TABLE resync_gone (id int PRIMARY KEY, v text);'
+                 'INSERT INTO resync_gone SELECT g, md5(g::text) FROM generate_series(1, 1000) g;'
+                 "SELECT lo_from_bytea(424271, convert_to('before', 'UTF8'))")
+    sandbox.set_views({TARGET: -1}, {TARGET: -1})
+    with open(MARKER, 'w') as handle:
+        handle.write('written by the test: a resync keeps this data directory\n')
+    yield
+    if os.path.exists(WORKSPACE):
+        for phase in ('cancel', 'cleanup'):
+            if os.path.exists(WORKSPACE):
+                recover(phase=phase)
+    sandbox.reset_pair()
+    sandbox.both(DROP)
+
+
+def stop_target():
+    sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
+
+
+def drift_while_down():
+    """What the source took while the target was out: insert, update, delete, a TRUNCATE, a large object."""
+    sandbox.on(0, "INSERT INTO resync_orders (item, n) SELECT 'new' || g, g FROM generate_series(1, 700) g;"
+                  "UPDATE resync_orders SET item = 'updated' WHERE id % 7 = 0;"
+                  'DELETE FROM resync_orders WHERE id % 11 = 0;'
+                  'TRUNCATE resync_gone;'
+                  "SELECT lo_put(424271, 0, convert_to('changed', 'UTF8'));"
+                  'CREATE TABLE resync_new (id bigserial PRIMARY KEY, order_id int REFERENCES resync_orders, v text);'
+                  "INSERT INTO resync_new (order_id, v) SELECT id, 'new' FROM resync_orders WHERE id <= 300")
+
+
+def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_machinery():
+    for serverid in (0, 1):
+        sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
+                   dbname=sandbox.MNGDB)
+    sandbox.set_views({TARGET: 1}, {TARGET: 1})
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+    try:
+        driver_writes(driver)
+        stop_target()
+        driver_sees(driver, {TARGET: -1})
+        drift_while_down()
+        acked_while_degraded = len(driver.acked)
+        result = recover(notice_wait=None)  # the drivers' notice: mngdb_read_duration = 1 s
+        if not result.get('failed'):
+            driver_writes_to_every_node(driver)
+    finally:
+        driver.stop()
+    assert not result.get('failed'), result.get('msg')
+    assert (result['method'], result['stage'], result['source'], result['target']) == ('resync', 'done', 0, TARGET)
+    assert os.path.exists(MARKER)  # its own data directory, not a copy
+    assert driver.errors == []
+    assert len(driver.acked) > acked_while_degraded > 0
+    assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
+    assert driver.validity == {0: 1, 1: 1}
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+    compared = sandbox.module('forest_dbsync')  # every table, sequence and the large objects
+    assert compared['equal'] is True, compared['report']
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_gone', dbname=sandbox.USERDB) == [(0,)]
+    assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_new', dbname=sandbox.USERDB) == [(300 - 300 // 11,)]
+    cut = result['cut']
+    assert 1.0 <= result['freeze_window'] < 1.0 + 1.0 + 1.0, cut  # notice + 1 s, and a loaded machine's second
+    assert cut['sequences_copied'] >= 1 and cut['lag_at_cut'] >= 0 and cut['apply_wait_seconds'] < 1, cut
+    # Only what drifted moved: the drifted table repaired row by row (keys), not reloaded whole.
+    lines = result['resync'][sandbox.USERDB]['report']
+    orders = [line for line in lines if line.startswith('public.resync_orders ')]
+    assert len(orders) == 1 and ' repaired ' in orders[0], lines
+    assert '(keys)' in orders[0] and 'reload' not in orders[0], orders
+    assert set(result['phases']) == {'base', 'cut', 'cleanup'}
+    assert not os.path.exists(WORKSPACE)
+    assert machinery(0) == [] and machinery(TARGET) == []
+
+
+def test_a_table_without_replica_identity_is_refused_and_nothing_changes():
+    sandbox.both('CREATE TABLE resync_nokey (v text)')
+    stop_target()
+    result = recover()
+    assert result.get('failed'), result
+    assert 'resync_nokey' in result['msg'] and 'Nothing was changed' in result['msg'], result['msg']
+    assert 'Rolled back' not in result['msg']
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # not even started
+    assert not os.path.exists(WORKSPACE)
+    assert machinery(0) == []
+    sandbox.ensure_running(TARGET)
+    assert machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)]
+
+
+def test_a_failed_cut_rolls_back_leaves_nothing_then_the_next_run_succeeds():
+    stop_target()
+    drift_while_down()
+    base = recover(phase='base')
+    assert not base.get('failed'), base.get('msg')
+    assert base['stage'] == 'standby' and os.path.exists(WORKSPACE)
+    slots = sandbox.query(0, 'SELECT slot_name, slot_type FROM pg_replication_slots')
+    assert [kind for _name, kind in slots] == ['logical'], slots
+    assert [row[0] for row in sandbox.query(TARGET, 'SELECT subname FROM pg_subscription')] == [slots[0][0]]
+    # Applied while it follows: a row written now reaches the target before any freeze.
+    sandbox.on(0, "INSERT INTO resync_orders (item) VALUES ('while subscribed')")
+    wrong_method = sandbox.module('forest_recover', host='forest%d' % TARGET, mode='online', phase='cut',
+                                  data_dir=sandbox.data_dir(TARGET))
+    assert 'method=resync' in wrong_method['msg'], wrong_method['msg']
+    sandbox.on(0, 'ALTER TABLE resync_orders ADD COLUMN late text')  # DDL during the resync: the cut refuses
+    cut = recover(phase='cut')
+    assert cut.get('failed') and 'schema changed during the resync' in cut['msg'], cut.get('msg')
+    assert 'Rolled back' in cut['msg']
+    assert not os.path.exists(WORKSPACE)
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # stopped again, as it was before
+    sandbox.ensure_running(TARGET)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+    sandbox.on(TARGET, 'ALTER TABLE resync_orders ADD COLUMN late text')  # the DBA runs the same DDL there
+    done = recover()
+    assert not done.get('failed'), done.get('msg')
+    assert sandbox.module('forest_dbsync')['equal'] is True
+    assert machinery(0) == [] and machinery(TARGET) == []
+
+
+def test_a_source_without_wal_level_logical_is_refused_naming_the_setting():
+    """A pair provisioned before the role set wal_level = logical: refused before anything changes."""
+    sandbox.on(0, 'ALTER SYSTEM SET wal_level = replica', dbname='postgres')  # postgresql.auto.conf wins
+    sandbox.pg_ctl(0, 'stop', '-m', 'fast')
+    try:
+        sandbox.ensure_running(0)  # started with its log file: pg_ctl restart would hold the test's pipes
+        assert sandbox.query(0, 'SHOW wal_level') == [('replica',)]
+        stop_target()
+        result = recover()
+        assert result.get('failed'), result
+        assert 'wal_level = logical' in result['msg'] and 'serverid 0 has wal_level = replica' in result['msg']
+        assert result['msg'].endswith('Nothing was changed') and 'Rolled back' not in result['msg']
+        assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # not started
+        assert not os.path.exists(WORKSPACE) and machinery(0) == []
+        assert validity_seen_by(0) == [(-1,)]
+    finally:
+        sandbox.on(0, 'ALTER SYSTEM RESET wal_level', dbname='postgres')
+        sandbox.pg_ctl(0, 'stop', '-m', 'fast')
+        sandbox.ensure_running(0)
+    assert sandbox.query(0, 'SHOW wal_level') == [('logical',)]
+
+
+def test_recover_playbook_with_method_resync():
+    stop_target()
+    drift_while_down()
+    done = sandbox.playbook('recover.yml', extra_vars=dict(method='resync', notice_wait=0.3))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert 'serverid 1 recovered online (resync) from serverid 0' in done.stdout
+    assert 'cluster healthy: both nodes are valid' in done.stdout
+    assert os.path.exists(MARKER)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    wrong = sandbox.module('forest_recover', mode='offline', method='resync')
+    assert wrong['msg'] == 'method=resync is not a method of mode=offline: use diff or dump. Nothing was changed'
+
+
+def interrupt_when_the_slot_exists(signum, **args):
+    """The recovery's result after signal `signum` reached its module while the compare ran (the slot
+    made, no subscription yet); a bulk table drifted on the source makes the compare last a while."""
+    sandbox.both('DROP TABLE IF EXISTS resync_bulk; CREATE TABLE resync_bulk (id int PRIMARY KEY, pad text);'
+                 "INSERT INTO resync_bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g")
+    stop_target()
+    sandbox.on(0, "UPDATE resync_bulk SET pad = 'changed' WHERE id % 3 = 0")
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(recover(**args)))
+    worker.start()
+    sent = []
+
+    def signal_with_slot():
+        if sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'") and \
+                sandbox.kill_own('AnsiballZ_forest_recover', signum):
+            sent.append(True)
+        return sent or not worker.is_alive()
+    try:
+        wait_for('the resync to create its slot', signal_with_slot, interval=0.05)
+    finally:
+        worker.join()
+    assert sent, outcome
+    return outcome
+
+
+def test_ctrl_c_in_base_rolls_back_and_leaves_nothing():
+    try:
+        outcome = interrupt_when_the_slot_exists(signal.SIGINT)
+        assert outcome.get('failed') and 'base failed: interrupted' in outcome['msg'], outcome.get('msg')
+        assert 'Rolled back' in outcome['msg'] and 'replication origin is left' in outcome['msg']
+        assert not os.path.exists(WORKSPACE)
+        assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # stopped again, as before
+        sandbox.ensure_running(TARGET)
+        assert machinery(0) == [] and machinery(TARGET) == []
+        assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+    finally:
+        sandbox.ensure_running(TARGET)
+        sandbox.both('DROP TABLE IF EXISTS resync_bulk')
+
+
+def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
+    """SIGKILL while the compare runs: the state file says what was made, a new run names it,
+    phase=cancel drops it, and a run after that recovers the node."""
+    try:
+        outcome = interrupt_when_the_slot_exists(signal.SIGKILL)
+        assert outcome.get('failed')
+        assert len([entry for entry in machinery(0) if entry[0] == 'slot']) == 1  # what the killed run left
+        again = recover()
+        assert again.get('failed') and 'in progress here (stage base, method=resync' in again['msg'], again['msg']
+        cancelled = recover(phase='cancel')
+        assert not cancelled.get('failed'), cancelled.get('msg')
+        assert cancelled['stage'] == 'cancelled' and not os.path.exists(WORKSPACE)
+        sandbox.ensure_running(TARGET)
+        assert machinery(0) == [] and machinery(TARGET) == []
+        assert validity_seen_by(0) == [(-1,)] and os.path.exists(MARKER)
+        done = recover()
+        assert not done.get('failed'), done.get('msg')
+        assert sandbox.module('forest_dbsync')['equal'] is True
+        assert machinery(0) == [] and machinery(TARGET) == []
+    finally:
+        sandbox.ensure_running(TARGET)
+        sandbox.both('DROP TABLE IF EXISTS resync_bulk')
+
+
+def test_check_mode_says_what_it_would_do_and_changes_nothing():
+    stop_target()
+    checked = sandbox.module('forest_recover', host='forest%d' % TARGET, check=True, mode='online', method='resync',
+                             data_dir=sandbox.data_dir(TARGET))
+    assert not checked.get('failed'), checked.get('msg')
+    assert checked['changed'] is True and checked['method'] == 'resync'
+    assert any('would resync serverid 1 from serverid 0' in line for line in checked['progress']), checked['progress']
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0
+    assert not os.path.exists(WORKSPACE) and machinery(0) == []
+
+
+def test_a_slot_invalidated_by_the_wal_limit_fails_the_run_clearly_and_rolls_back():
+    stop_target()
+    assert not recover(phase='base').get('failed')
+    sandbox.on(TARGET, 'ALTER SUBSCRIPTION %s DISABLE' % sandbox.query(TARGET, 'SELECT subname FROM pg_subscription')[0][0])
+    sandbox.on(0, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'", dbname='postgres')
+    try:
+        sandbox.query(0, 'SELECT pg_reload_conf()')
+        for _segment in range(5):  # WAL past the limit while the subscription stands still
+            sandbox.on(0, "INSERT INTO resync_orders (item) SELECT 'wal' FROM generate_series(1, 100)")
+            sandbox.query(0, 'SELECT pg_switch_wal()')
+        sandbox.query(0, 'CHECKPOINT')  # a checkpoint invalidates the slots past the limit
+        assert sandbox.query(0, "SELECT wal_status FROM pg_replication_slots") == [('lost',)]
+        cut = recover(phase='cut')
+    finally:
+        sandbox.on(0, 'ALTER SYSTEM RESET max_slot_wal_keep_size', dbname='postgres')
+        sandbox.query(0, 'SELECT pg_reload_conf()')
+    assert cut.get('failed') and 'was invalidated' in cut['msg'] and 'max_slot_wal_keep_size' in cut['msg'], cut['msg']
+    assert 'Rolled back' in cut['msg']
+    assert not os.path.exists(WORKSPACE)
+    sandbox.ensure_running(TARGET)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    assert validity_seen_by(0) == [(-1,)]
+
+
+def test_the_target_s_other_databases_are_kept_without_replace_databases():
+    """A physical copy would replace a database that is not a forest database (and needs replace_databases);
+    a resync moves only the forest databases and leaves the others as they are."""
+    for serverid in (0, 1):
+        sandbox.query(serverid, 'DROP DATABASE IF EXISTS rsy_other')
+        sandbox.query(serverid, 'CREATE DATABASE rsy_other')
+        sandbox.on(serverid, 'CREATE TABLE mine AS SELECT %d AS serverid' % serverid, dbname='rsy_other')
+    try:
+        stop_target()
+        drift_while_down()
+        result = recover()
+        assert not result.get('failed'), result.get('msg')
+        assert result['userdbs'] == [sandbox.USERDB]
+        assert sandbox.query(TARGET, 'SELECT serverid FROM mine', dbname='rsy_other') == [(TARGET,)]
+        assert sandbox.module('forest_dbsync')['equal'] is True
+    finally:
+        sandbox.ensure_running(TARGET)
+        for serverid in (0, 1):
+            sandbox.query(serverid, 'DROP DATABASE IF EXISTS rsy_other')
