@@ -1,7 +1,7 @@
 # pgforest.cluster — quick start on a fresh Debian machine:
 #   make demo    set everything up and run the main job on the local two-node sandbox
 #   make test    set everything up and run every test (unit, integration, reliability, molecule, the
-#                two-machine lab, sanity, lint), and the timing-dependent cases once more under CPU load
+#                two-machine lab, sanity, lint), the timing-dependent cases under CPU load
 #   make check   the quick loop: unit, sanity, lint and the integration suite
 #   make soak    24 online recoveries in a row under load, and the real-world mess cases with 100 online
 #                compares under three drivers
@@ -44,36 +44,36 @@ sandbox-down:
 demo: sandbox
 	$(BIN)/python scripts/demo.py
 
-# make test runs the sandbox suites once as they are, then only their timing-dependent cases (TIMING_TESTS:
-# the reference driver writing through freezes and recoveries) once more with 2 CPU hogs beside them.
+# make test runs each sandbox case once: the timing-dependent ones (TIMING_TESTS: the reference driver writing
+# through freezes and recoveries) under 2 CPU hogs (timing-loaded), the others in the sandbox suites without
+# hogs, but beside the lab and the timing cases, so never on an idle machine.
 # Measured on this 2-core machine while three other checkouts ran their suites too (load average 13-14):
 # the whole sandbox suites under load on 2 workers took 57 min 33 s (297 cases), against ~13 min unloaded
-# on 3 workers, so a whole loaded run would break make test's ~40 min budget; the 58 slowest cases
+# on 3 workers, so a whole loaded run would break make test's budget; the 58 slowest cases
 # (faults, soak, online recoveries: the timing cases and the fault injection) took 14 min 24 s of it.
 # make timing-loaded alone (its 37 cases, 2 workers, same busy machine): 8 min 20 s, 9 min with provisioning.
 # make test-loaded runs everything under load.
-# Two chains run side by side (make -j2), each one step after another.  The sandbox side: sanity, lint, the
-# sandbox suites, molecule.  The other side: the current ansible-core's sanity, the lab, then the timing cases
-# under their 2 hogs on worker sandboxes of their own (FOREST_WORKER_SET=timing).  The lab and molecule wait on
-# SSH, apt and services far more than they compute, and the sandbox suites pass with CPU hogs beside them
-# anyway.  The two chains are about as long as each other (docs: README, "make test").
+# Three chains run side by side (make -j3), each one step after another.  The sandbox side: sanity, lint, the
+# sandbox suites without the timing cases, molecule.  The lab: the Debian 12 suite, molecule multihost, the
+# Debian 13 smoke.  The third: the current ansible-core's sanity, then the timing cases under their 2 hogs on
+# worker sandboxes of their own (FOREST_WORKER_SET=timing).  The lab and molecule wait on SSH, apt and
+# services far more than they compute (docs: README, "make test").
 test: unit
-	$(MAKE) -j2 --output-sync=target sandbox-side beside-suites
+	$(MAKE) -j3 --output-sync=target sandbox-side lab-test beside-suites
 	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
 	@git status --short
 
 sandbox-side:
 	$(MAKE) sanity
 	$(MAKE) lint
-	$(MAKE) sandbox-suites
+	$(MAKE) sandbox-suites SANDBOX_SKIP="$(TIMING_SKIP)"
 	$(MAKE) molecule
 
 check: unit sanity lint integration
 
-# What make test runs beside the sandbox side, one after another.
+# What make test runs beside the sandbox side and the lab, one after another.
 beside-suites:
 	$(MAKE) sanity-current
-	$(MAKE) lab-test
 	$(MAKE) timing-loaded
 
 unit: venv
@@ -84,8 +84,11 @@ workers: venv
 
 # Integration and reliability in one run, so the workers share out every case of both.
 # The workers' servers are stopped afterwards, passed or failed: a finished run leaves nothing running.
+# SANDBOX_SKIP: pytest options leaving cases out (make test: the timing cases, which timing-loaded runs).
+SANDBOX_SKIP ?=
 sandbox-suites: workers
-	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration tests/reliability; \
+	$(UNDER_LOAD) $(BIN)/python scripts/worker_sandboxes.py pytest $(WORKERS) tests/integration tests/reliability \
+		$(SANDBOX_SKIP); \
 	status=$$?; $(BIN)/python scripts/worker_sandboxes.py down; exit $$status
 
 # The same suites on a busy machine: 2 CPU hogs (stress-ng) beside the workers for the whole run.
@@ -99,6 +102,8 @@ TIMING_TESTS := tests/integration/test_forest_recover_online.py tests/integratio
 	tests/integration/test_forest_dbsync.py::test_online_compare_under_write_load_finds_no_false_difference \
 	tests/integration/test_forest_dbsync.py::test_online_compare_never_reports_a_write_that_straddles_its_snapshots \
 	tests/reliability/test_mess.py
+# The same cases as pytest options that leave them out: --ignore for a file, --deselect for one case.
+TIMING_SKIP := $(foreach case,$(TIMING_TESTS),$(if $(findstring ::,$(case)),--deselect=$(case),--ignore=$(case)))
 # Their own worker sandboxes (the set "timing"), so they may run while the sandbox suites hold the default set.
 timing-loaded: export FOREST_WORKER_SET := timing
 timing-loaded:

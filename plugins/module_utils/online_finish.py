@@ -24,6 +24,10 @@ WHERE applied AND name IN ('lock_timeout', 'listen_addresses', 'primary_conninfo
 """
 
 
+class CutDone(RecoveryError):
+    """A rollback refused: the target is valid already (Finish.refuse_after_the_cut)."""
+
+
 def views_of_target(job):
     """{management database: udb_validity of the target there}, on the source: recorded in the state
     file before anything changes, what a rollback puts back (views_before)."""
@@ -71,28 +75,69 @@ class Finish(object):
 
     # --- instead of the cut ---------------------------------------------------------------------------
     def rollback(self):
-        """Back to the state before the recovery; every step may be repeated."""
+        """Back to the state before the recovery; every step may be repeated.  The source is reset
+        even when the target cannot be put back: it is the node the applications write to, and a
+        freeze, a slot or a short poll interval left there costs them more than a broken target."""
         job = self.job
         state = job.state
         if not state.get('target_restored'):
-            if job.basebackup is not None:
-                job.basebackup.kill()
-            if job.server.stop():
-                job.say('stopped the server of %s' % job.server.data_dir)
-            if job.workspace.put_back_old_data(state):
-                job.say('the old data directory is back in %s' % job.server.data_dir)
-            if state.get('was_running'):
-                job.server.start()
-                job.say('started the server of %s again, as before' % job.server.data_dir)
-            state['target_restored'] = True
-            state['stage'] = CANCEL_PENDING
-            job.workspace.save(state)
+            self.refuse_after_the_cut()
+            target_failure = None
+            try:
+                self.restore_target()
+            except Exception as exc:  # the source first, then this failure
+                target_failure = exc
+            if target_failure is not None:
+                self.reset_source()
+                raise RecoveryError('serverid %d is reset (no slot, no freeze, the poll interval back), but putting '
+                                    'serverid %d back on its old data directory failed: %s. Fix that, then run '
+                                    'phase=cancel again' % (self.source, self.target, target_failure))
         self.reset_source()
         if job.poll is not None:  # the target's own (old) management databases, if it lowered them
             job.poll.put_back(job.answering_mngdb_conns(job.target), strict=False)
         job.workspace.remove()
         state['stage'] = CANCELLED
         job.say('cancelled: serverid %d as before the recovery, no slot on serverid %d' % (self.target, self.source))
+
+    def restore_target(self):
+        """The target stopped, its old data directory back, started again if it ran before."""
+        job = self.job
+        state = job.state
+        if job.basebackup is not None:
+            job.basebackup.kill()
+        if job.server.stop():
+            job.say('stopped the server of %s' % job.server.data_dir)
+        if job.workspace.put_back_old_data(state):
+            job.say('the old data directory is back in %s' % job.server.data_dir)
+        if state.get('was_running'):
+            job.server.start()
+            job.say('started the server of %s again, as before' % job.server.data_dir)
+        state['target_restored'] = True
+        state['stage'] = CANCEL_PENDING
+        job.workspace.save(state)
+
+    def refuse_after_the_cut(self):
+        """No rollback once the freeze has made the target valid on the source, even if the state file
+        does not say so yet (a run interrupted or killed between the two): the applications write to it
+        from then on, and its old data directory would lose their writes.  The stage is recorded, so
+        phase=cleanup finishes the recovery.  A source that does not answer cannot tell: the rollback
+        goes on, and its source reset says what is left."""
+        job = self.job
+        valid = []
+        try:
+            for name, before in self.views_before().items():
+                _s, mngdb = job.connect(job.source, name)
+                rows = run(mngdb, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [self.target])
+                if before != 1 and rows and rows[0]['udb_validity'] == 1:
+                    valid.append(name)
+        except ForestPgError:
+            return
+        if valid:
+            job.state['stage'] = phase_named('cut').leaves
+            job.workspace.save(job.state)
+            raise CutDone('serverid %d is valid (1) in %s on serverid %d: the cut is done and the applications write '
+                          'to it, so it is not rolled back. Finish with phase=cleanup'
+                          % (self.target, ', '.join(valid), self.source))
 
     def views_before(self):
         """{management database: the target's validity there before the recovery} from the state file

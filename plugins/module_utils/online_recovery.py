@@ -37,7 +37,7 @@ from .forest_pg import ForestPgError, run
 from .local_server import LocalServer, ProgramsMissing
 from .mngdb import SYSTEM_DATABASES, database_names, forest_userdbs, mngdb_name
 from .online_cut import Cut
-from .online_finish import Finish, views_of_target
+from .online_finish import CutDone, Finish, views_of_target
 from .online_phases import PHASES, STARTED, next_phase, phase_named
 from .pair_choice import online_scope
 from .pg_platform import data_dir_major, online_copy_refusal
@@ -48,6 +48,10 @@ from .standby import Standby, write_settings
 
 
 def _interrupted(signum, _frame):
+    """The first SIGINT or SIGTERM interrupts; the next ones are ignored from here on, so that none
+    lands in the rollback before it starts (Ctrl-C under load reaches the module more than once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt('interrupted (%s)' % signal.Signals(signum).name)
 
 
@@ -133,19 +137,22 @@ class OnlineRecovery(Recovery):
         ansible-playbook sends the module SIGINT and, a moment later, SIGTERM, which would otherwise
         kill it half-way through putting things back."""
         previous = signal.signal(signal.SIGTERM, _interrupted)
+        signal.signal(signal.SIGINT, _interrupted)
         try:
             self.timed(name, function)
         except (Exception, KeyboardInterrupt) as exc:  # any failure, or Ctrl-C: undo, then report the cause
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if self.check_mode or self.state is None:
                 raise
             # Ctrl-C's KeyboardInterrupt has no words of its own (SIGTERM's says so: _interrupted).
             cause = '%s failed: %s' % (name, str(exc) or ('interrupted (SIGINT)' if isinstance(exc, KeyboardInterrupt)
                                                           else exc.__class__.__name__))
             self.say(cause)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 self.rollback()
+            except CutDone as done:
+                raise RecoveryError('%s. %s' % (cause, done))
             except Exception as undo:  # the cause first, then what is left to undo
                 raise RecoveryError('%s. The rollback did not finish: %s' % (cause, undo))
             raise RecoveryError('%s. Rolled back: %s. Fix the cause and run the recovery again'

@@ -1,5 +1,6 @@
 """forest_recover mode=online against the sandbox pair: under the reference driver's
 load, step by step, and with a failure injected in each phase."""
+import json
 import os
 import shutil
 import threading
@@ -10,6 +11,9 @@ import pytest
 from pgforest_dev import sandbox
 from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
+
+from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import set_validity
+from ansible_collections.pgforest.cluster.plugins.module_utils.node_identity import accept_node
 
 TARGET = 1
 SLOT = 'pgforest_recovery_%d' % TARGET
@@ -160,6 +164,54 @@ def test_step_by_step_and_cancel_refused_after_the_cut():
                          dbname=sandbox.USERDB) == [(1,)]
     assert not on_old_data()
     assert_recovered(recover(phase='cleanup'))
+
+
+def test_a_run_stopped_after_the_freeze_made_the_target_valid_is_finished_not_rolled_back():
+    """A run killed or interrupted between the freeze's end (the target valid on the source, the
+    applications writing to it) and its state file: a cancel must not put the old data directory back."""
+    stop_target()
+    assert not recover(phase='base').get('failed')
+    # What the freeze leaves before the state file says "promoted" (online_cut.promote_in_freeze): the
+    # target promoted, valid in both views, its identity accepted by the pair.
+    assert sandbox.query(TARGET, 'SELECT pg_promote(true, 60)') == [(True,)]
+    with sandbox.connect(0, sandbox.MNGDB) as source, sandbox.connect(TARGET, sandbox.MNGDB) as target:
+        for view in (source, target):
+            set_validity(view, TARGET, 1)
+        accept_node(TARGET, target, [source, target])
+    sandbox.on(TARGET, "INSERT INTO online_orders (item) VALUES ('written after the cut')")
+    refused = recover(phase='cancel')
+    assert refused.get('failed') and 'the cut is done' in refused['msg'] and 'phase=cleanup' in refused['msg']
+    assert not on_old_data()
+    assert sandbox.query(TARGET, "SELECT count(*) FROM online_orders WHERE item = 'written after the cut'",
+                         dbname=sandbox.USERDB) == [(1,)]
+    with open(os.path.join(WORKSPACE, 'state.json')) as handle:  # where the recovery is, for phase=cleanup
+        assert json.load(handle)['stage'] == 'promoted'
+    finished = recover(phase='cleanup')
+    assert not finished.get('failed'), finished.get('msg')
+    assert finished['stage'] == 'done' and slots() == [] and not os.path.exists(WORKSPACE)
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+
+
+def test_a_target_that_cannot_be_put_back_still_leaves_the_source_reset():
+    """The source serves the applications: its slot and its view of the target are reset even when the
+    target's old data directory does not start; the error says what is left, and a second cancel ends it."""
+    assert not recover(phase='base').get('failed')
+    old_conf = os.path.join(WORKSPACE, 'old-data', 'postgresql.auto.conf')
+    with open(old_conf) as handle:
+        kept = handle.read()
+    with open(old_conf, 'a') as handle:
+        handle.write("shared_buffers = 'not a size'\n")
+    failed = recover(phase='cancel')
+    assert failed.get('failed') and 'serverid 0 is reset' in failed['msg'] and 'phase=cancel again' in failed['msg']
+    assert slots() == []
+    assert sandbox.query(0, 'SELECT udb_validity FROM server_info WHERE serverid = %s', [TARGET],
+                         dbname=sandbox.MNGDB) == [(-1,)]
+    assert os.path.exists(WORKSPACE)  # what the next cancel needs
+    with open(os.path.join(sandbox.data_dir(TARGET), 'postgresql.auto.conf'), 'w') as handle:
+        handle.write(kept)
+    cancelled = recover(phase='cancel')
+    assert not cancelled.get('failed'), cancelled.get('msg')
+    assert_rolled_back(running=True)
 
 
 def test_cancel_after_base_restores_the_state_before():

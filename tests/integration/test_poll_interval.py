@@ -39,9 +39,9 @@ def set_interval(value):
                              'COMMENT ON TABLE global_config IS NULL' % repr(value), dbname=sandbox.MNGDB)
 
 
-def assert_dba_value_back(*serverids):
+def assert_dba_value_back(*serverids, result=None):
     for serverid in serverids:
-        assert interval(serverid) == (DBA, None), 'serverid %d' % serverid
+        assert interval(serverid) == (DBA, None), 'serverid %d; %s' % (serverid, result)
 
 
 @pytest.fixture(autouse=True)
@@ -160,7 +160,7 @@ def test_sigint_while_waiting_for_the_drivers_puts_the_value_back():
     # Ctrl-C ends ansible at once ("User interrupted execution"); the module, interrupted too, rolls back.
     assert result.get('failed'), result
     wait_for('the interrupted module to roll back', lambda: not sandbox.own_processes('AnsiballZ_forest_recover'))
-    assert_dba_value_back(0, 1)
+    assert_dba_value_back(0, 1, result=result)
     assert not os.path.exists(WORKSPACE)
     assert sandbox.query(0, 'SELECT count(*) FROM pg_replication_slots') == [(0,)]
 
