@@ -145,7 +145,7 @@ class OnlineRecovery(Recovery):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if self.check_mode or self.state is None:
                 raise
-            # Ctrl-C's KeyboardInterrupt has no words of its own (SIGTERM's says so: _interrupted).
+            # _interrupted names its signal; a KeyboardInterrupt raised elsewhere has no words of its own.
             cause = '%s failed: %s' % (name, str(exc) or ('interrupted (SIGINT)' if isinstance(exc, KeyboardInterrupt)
                                                           else exc.__class__.__name__))
             self.say(cause)

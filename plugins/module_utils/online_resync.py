@@ -303,6 +303,7 @@ class ResyncRecovery(OnlineRecovery):
 
     def rollback(self):
         state = self.state
+        Finish(self).refuse_after_the_cut()  # valid already: cleanup finishes it, nothing is undone
         failed = [None]
 
         def dropped():
