@@ -212,8 +212,13 @@ class ResyncRecovery(OnlineRecovery):
         self.cut_report['notice_seconds'] = notice
         self.say('write freeze: serverid %d to 0 in %s, waiting %.1fs for drivers to notice'
                  % (self.target['serverid'], ', '.join(mngdb_name(userdb) for userdb in self.userdbs), notice))
-        freeze = Quiesce(dict((cut.label(userdb), conn) for userdb, conn in src_mngdbs.items()),
-                         list(src_users.values()), self.target['serverid'], notice, options.idle_wait_timeout,
+        # Drivers read both nodes' views, and a -1 in either outweighs a 0: the target's own management
+        # databases, which still say -1, must say 0 too, or a driver reading them writes to the source
+        # through the freeze.  A basebackup's standby gets the 0 by streaming; the resync's target does not.
+        views = dict((cut.label(userdb), conn) for userdb, conn in src_mngdbs.items())
+        views.update(('serverid %d %s' % (self.target['serverid'], mngdb_name(userdb)),
+                      self.connect(self.target, mngdb_name(userdb))[1]) for userdb in self.userdbs)
+        freeze = Quiesce(views, list(src_users.values()), self.target['serverid'], notice, options.idle_wait_timeout,
                          final_validity=1, watch=src_admin, say=self.say)
         try:
             freeze.run(lambda frozen: self.in_freeze(frozen, cut, src_admin, src_users, src_mngdbs, slots, unlogged))

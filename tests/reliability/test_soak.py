@@ -1,5 +1,6 @@
 """Online recoveries in a row under the reference driver's load, alternating the node
-that breaks and the way it breaks (4 in make test, 24 in make soak)."""
+that breaks, the way it breaks and the method: a full copy (basebackup) or only the drift
+(resync) (4 in make test, 24 in make soak)."""
 import time
 
 import pytest
@@ -10,9 +11,13 @@ from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from recorder import soak_recoveries
 
 
+METHODS = ('basebackup', 'resync')
+
+
 def plan(count):
-    """(target, kind) for each recovery: the target alternates; every (target, kind) pair comes up."""
-    return [(number % 2, KINDS[(number % 4 + number // 4) % 4]) for number in range(count)]
+    """(target, kind, method) for each recovery: the target alternates; every (target, kind) pair comes
+    up; the method changes every second recovery, so both targets are recovered by both methods."""
+    return [(number % 2, KINDS[(number % 4 + number // 4) % 4], METHODS[number // 2 % 2]) for number in range(count)]
 
 
 @pytest.fixture
@@ -21,7 +26,7 @@ def soak_pair():
         yield
 
 
-def one_recovery(target, kind):
+def one_recovery(target, kind, method):
     driver = start_driver()
     started = time.monotonic()
     try:
@@ -29,7 +34,7 @@ def one_recovery(target, kind):
         break_node(kind, target)
         assert wait_marked_broken(driver, target), 'the driver did not stop writing to serverid %d' % target
         acked_before = len(driver.acked)
-        result = recover_online(target, notice_wait=None)
+        result = recover_online(target, notice_wait=None, method=method)
         if not result.get('failed'):
             try:
                 driver_writes_to_every_node(driver)  # the driver writes to both nodes again
@@ -40,12 +45,12 @@ def one_recovery(target, kind):
         driver.stop()
     if result.get('failed'):  # rolled back: the target is as broken as before; its writes are checked on the source
         facts = driver_facts(driver, serverids=[1 - target])
-        facts.update(target=target, kind=kind, ok=False, recovery_msg=result.get('msg'), equal=False,
+        facts.update(target=target, kind=kind, method=method, ok=False, recovery_msg=result.get('msg'), equal=False,
                      sequences_aligned=False, driver_errors=driver.errors[:3], freeze_window=None,
                      seconds=round(time.monotonic() - started, 1))
         return facts
     facts = pair_checks(driver)
-    facts.update(target=target, kind=kind, seconds=round(time.monotonic() - started, 1),
+    facts.update(target=target, kind=kind, method=method, seconds=round(time.monotonic() - started, 1),
                  freeze_window=result.get('freeze_window'), recovery_msg=result.get('msg'),
                  acked_while_degraded_or_after=len(driver.acked) - acked_before, driver_writes_both=both_valid)
     facts['ok'] = bool(not result.get('failed') and healthy_and_equal(facts) and both_valid)
@@ -55,10 +60,10 @@ def one_recovery(target, kind):
 def test_online_recoveries_in_a_row_lose_nothing(soak_pair, record):
     recoveries = []
     try:
-        for target, kind in plan(soak_recoveries()):
-            facts = one_recovery(target, kind)
+        for target, kind, method in plan(soak_recoveries()):
+            facts = one_recovery(target, kind, method)
             recoveries.append(facts)
-            assert facts['ok'], facts
+            assert facts['ok'], repr(facts)  # whole: pytest shortens a dict
     finally:
         record(recoveries=recoveries, recoveries_run=len(recoveries),
                writes_checked=sum(r['acked'] for r in recoveries))

@@ -11,7 +11,12 @@ SCRIPT = os.path.join(REPO, 'scripts', 'worker_sandboxes.py')
 
 def run(*args, top):
     return subprocess.run([sys.executable, SCRIPT] + list(args), capture_output=True, text=True, check=False,
-                          env=dict(os.environ, FOREST_SANDBOX_TOP=str(top)))
+                          env=default_set(top))
+
+
+def default_set(top):
+    """The environment of a run of the default worker set under `top`, whatever set this shell names."""
+    return dict(os.environ, FOREST_SANDBOX_TOP=str(top), FOREST_WORKER_SET='')
 
 
 def hold(top):
@@ -20,7 +25,7 @@ def hold(top):
     return subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
                              'import worker_sandboxes; worker_sandboxes.hold_workers(); '
                              'print("held", flush=True); time.sleep(30)' % os.path.dirname(SCRIPT)],
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, FOREST_SANDBOX_TOP=str(top)))
+                            stdout=subprocess.PIPE, text=True, env=default_set(top))
 
 
 def test_bad_arguments_get_the_usage_and_change_nothing(tmp_path):
