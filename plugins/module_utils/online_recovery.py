@@ -77,6 +77,7 @@ class OnlineRecovery(Recovery):
         self.userdbs = [self.userdb]
         self.replaced = []
         self._poll = None
+        self.method_choice = None  # what method=auto chose and why (online_method), for the result
 
     # --- the drivers' poll interval, shortened for the recovery (poll_interval) ------------------
     @property
@@ -346,7 +347,7 @@ class OnlineRecovery(Recovery):
     # --- result ------------------------------------------------------------------------------
     def failure_result(self):
         """What a failed run reports: its steps, and the cut's figures so far (freezes undone, waits)."""
-        return dict(super().failure_result(), cut=self.cut_report)
+        return dict(super().failure_result(), cut=self.cut_report, method_choice=self.method_choice)
 
     def result(self, changed=None):
         state = self.state or {}
@@ -356,5 +357,5 @@ class OnlineRecovery(Recovery):
                     userdbs=state.get('userdbs', self.userdbs),
                     phases=self.phases, bytes_copied=self.bytes_copied, freeze_window=self.freeze_window,
                     read_duration=self._poll.report if self._poll is not None else None,
-                    cut=self.cut_report, cleanup=self.cleanup_report, progress=self.progress,
+                    cut=self.cut_report, cleanup=self.cleanup_report, method_choice=self.method_choice, progress=self.progress,
                     seconds=round(time.monotonic() - self.started, 3))

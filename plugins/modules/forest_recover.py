@@ -71,9 +71,15 @@ options:
         out, by logical replication (docs/recovery.md, "Resync"). C(resync) needs C(wal_level=logical) on both
         nodes (the forest_node role sets it) and a primary key or replica identity index on every table of the
         forest user databases; otherwise it is refused, naming the setting or the tables, and nothing changes.
-      - A phase after the first, or C(cancel), needs the O(method) the recovery in progress started with.
+      - With O(mode=online), C(auto) chooses C(resync) when it can work (the data directory is initialized and
+        of the source's major, its server starts, its forest databases exist, C(wal_level=logical) on both nodes,
+        a replica identity on every table) and C(basebackup) otherwise; RV(method_choice) says which and why.
+        A stopped target is started to be looked at, and stopped again when the choice is C(basebackup).
+        Two majors are refused, since no physical copy crosses them and a resync across majors is asked for by name.
+      - A phase after the first, or C(cancel), needs the O(method) the recovery in progress started with
+        (C(auto) finds it in the recovery's state file).
     type: str
-    choices: [diff, dump, basebackup, resync]
+    choices: [diff, dump, basebackup, resync, auto]
   target:
     description: Serverid you expect to recover; refused when it is not the broken node.
     type: int
@@ -179,6 +185,19 @@ EXAMPLES = r'''
     data_dir: /var/lib/pgforest/node1/data
   delegate_to: forest1
 
+- name: Online, moving only what changed while the node was out when it can, a full copy otherwise
+  pgforest.cluster.forest_recover:
+    userdb: userdb
+    mode: online
+    method: auto
+    data_dir: /var/lib/pgforest/node1/data
+  delegate_to: forest1
+  register: recovery
+
+- name: Say which method it took and why
+  ansible.builtin.debug:
+    msg: "{{ recovery.method_choice.method }}: {{ recovery.method_choice.reason }}"
+
 - name: Undo a recovery that failed or was stopped before its cut
   pgforest.cluster.forest_recover:
     mode: online
@@ -257,9 +276,21 @@ mode:
   returned: success
   type: str
 method:
-  description: The O(method) that ran.
+  description: The O(method) that ran (with O(method=auto), the one it chose).
   returned: success
   type: str
+method_choice:
+  description: With O(method=auto), the method chosen and why; null otherwise.
+  returned: with mode=online
+  type: dict
+  contains:
+    method:
+      description: C(resync) or C(basebackup).
+      type: str
+    reason:
+      description: Why, in words (the first condition of a resync that was not met, or all of them met).
+      type: str
+  sample: {"method": "basebackup", "reason": "the node lacks the forest database userdb: a physical copy brings it"}
 resync:
   description: With O(method=resync), per user database what the compare against the slot's snapshot repaired
     (the forest_dbsync summary and report).
@@ -291,13 +322,14 @@ from ..module_utils.forest_pg import out_of_range
 from ..module_utils.module_runner import forest_module, run_job
 from ..module_utils.online_phases import PHASE_CHOICES
 from ..module_utils.online_recovery import OnlineRecovery
+from ..module_utils.online_method import AUTO, choose_online_method
 from ..module_utils.online_resync import ResyncRecovery
 from ..module_utils.pair_choice import NothingToRecover
 from ..module_utils.recovery import OfflineRecovery, RecoveryOptions
 
 
 # Each mode's methods, its default first.
-METHODS = dict(offline=('diff', 'dump'), online=('basebackup', 'resync'))
+METHODS = dict(offline=('diff', 'dump'), online=('basebackup', 'resync', AUTO))
 
 
 def main():
@@ -305,7 +337,7 @@ def main():
     argument_spec.update(
         mode=dict(type='str', choices=['offline', 'online'], default='online'),
         phase=dict(type='str', choices=list(PHASE_CHOICES), default='all'),
-        method=dict(type='str', choices=['diff', 'dump', 'basebackup', 'resync']),
+        method=dict(type='str', choices=['diff', 'dump', 'basebackup', 'resync', AUTO]),
         target=dict(type='int', choices=[0, 1]),
         max_rate=dict(type='str'),
         include_valid=dict(type='list', elements='str', default=[]),
@@ -343,12 +375,24 @@ def main():
 
 def recover(module, slot):
     options = RecoveryOptions.from_params(module.params)
-    job_class = OfflineRecovery if options.mode == 'offline' else \
-        ResyncRecovery if options.method == 'resync' else OnlineRecovery
-    recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
+    choice = None
+    recovery = None
     try:
+        if options.method == AUTO:
+            choice, choosing = choose_online_method(module.params, options, module.check_mode, module.log)
+            options = options._replace(method=choice.method)
+        job_class = OfflineRecovery if options.mode == 'offline' else \
+            ResyncRecovery if options.method == 'resync' else OnlineRecovery
+        recovery = slot.job = job_class(module.params, options, module.check_mode, module.log)
+        if choice is not None:
+            recovery.method_choice = choice._asdict()
+            recovery.progress.extend(choosing)
+            recovery.say('method=auto chose %s: %s' % choice)
         result = recovery.run()
     except NothingToRecover as exc:
+        if recovery is None:  # found while choosing the method
+            recovery = slot.job = OnlineRecovery(module.params, options._replace(method='basebackup'),
+                                                 module.check_mode, module.log)
         recovery.say(str(exc))
         return dict(recovery.result(), changed=False, msg=str(exc))
     result.setdefault('changed', True)

@@ -20,7 +20,8 @@ DROP = ('DROP TABLE IF EXISTS resync_new; DROP TABLE IF EXISTS resync_orders; DR
 
 
 def recover(**args):
-    args.update(mode='online', method='resync', data_dir=sandbox.data_dir(TARGET))
+    args.update(mode='online', data_dir=sandbox.data_dir(TARGET))
+    args.setdefault('method', 'resync')
     args.setdefault('notice_wait', 0.3)
     return sandbox.module('forest_recover', host='forest%d' % TARGET, timeout=300, **args)
 
@@ -188,17 +189,20 @@ def test_a_source_without_wal_level_logical_is_refused_naming_the_setting():
     assert sandbox.query(0, 'SHOW wal_level') == [('logical',)]
 
 
-def test_recover_playbook_with_method_resync():
+def test_recover_playbook_with_method_auto_takes_resync():
     stop_target()
     drift_while_down()
-    done = sandbox.playbook('recover.yml', extra_vars=dict(method='resync', notice_wait=0.3))
+    done = sandbox.playbook('recover.yml', extra_vars=dict(method='auto', notice_wait=0.3))
     assert done.returncode == 0, done.stdout[-3000:]
     assert 'serverid 1 recovered online (resync) from serverid 0' in done.stdout
+    assert 'method=auto chose resync: the data directory is there' in done.stdout
     assert 'cluster healthy: both nodes are valid' in done.stdout
     assert os.path.exists(MARKER)
     assert machinery(0) == [] and machinery(TARGET) == []
     wrong = sandbox.module('forest_recover', mode='offline', method='resync')
     assert wrong['msg'] == 'method=resync is not a method of mode=offline: use diff or dump. Nothing was changed'
+    wrong = sandbox.module('forest_recover', mode='offline', method='auto')
+    assert wrong['msg'] == 'method=auto is not a method of mode=offline: use diff or dump. Nothing was changed'
 
 
 def interrupt_when_the_slot_exists(signum, **args):
@@ -239,6 +243,65 @@ def test_ctrl_c_in_base_rolls_back_and_leaves_nothing():
     finally:
         sandbox.ensure_running(TARGET)
         sandbox.both('DROP TABLE IF EXISTS resync_bulk')
+
+
+def test_ctrl_c_in_the_cut_undoes_the_freeze_and_leaves_nothing_then_the_next_run_succeeds():
+    """SIGINT inside the freeze (the target 0 on the source, its notice of 5 s running, the subscription
+    still there): the 0 is undone, the target stays -1 on its own data directory, no machinery is left."""
+    stop_target()
+    drift_while_down()
+    base = recover(phase='base')
+    assert not base.get('failed') and base['stage'] == 'standby', base.get('msg')
+    outcome, sent = {}, []
+    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', notice_wait=5)))
+    worker.start()
+
+    def signal_in_the_freeze():
+        if validity_seen_by(0) == [(0,)] and sandbox.kill_own('AnsiballZ_forest_recover', signal.SIGINT):
+            sent.append(True)
+        return sent or not worker.is_alive()
+    try:
+        wait_for('the freeze to begin', signal_in_the_freeze, interval=0.05)
+    finally:
+        worker.join()
+    assert sent, outcome
+    assert outcome.get('failed') and 'cut failed: interrupted (SIGINT)' in outcome['msg'], outcome.get('msg')
+    assert 'Rolled back' in outcome['msg']
+    assert validity_seen_by(0) == [(-1,)] and not os.path.exists(WORKSPACE) and os.path.exists(MARKER)
+    assert sandbox.pg_ctl(TARGET, 'status', check=False).returncode != 0  # stopped again, as before
+    sandbox.ensure_running(TARGET)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    again = recover()
+    assert not again.get('failed'), again.get('msg')
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+
+
+def test_ctrl_c_in_the_cleanup_leaves_what_the_next_cleanup_finishes():
+    """The cleanup is never rolled back (the node serves already): interrupted anywhere, it is run again."""
+    stop_target()
+    for phase in ('base', 'cut'):
+        done = recover(phase=phase)
+        assert not done.get('failed'), done.get('msg')
+    outcome, sent = {}, []
+    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cleanup')))
+    worker.start()
+
+    def signal_in_the_cleanup():  # once the module holds the pair's lock: it runs the cleanup's steps
+        if sandbox.query(0, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'", dbname=sandbox.MNGDB) and \
+                sandbox.kill_own('python.*AnsiballZ_forest_recover', signal.SIGINT):
+            sent.append(True)
+        return sent or not worker.is_alive()
+    try:
+        wait_for('the cleanup to run', signal_in_the_cleanup, interval=0.02)
+    finally:
+        worker.join()
+    if outcome.get('failed'):  # interrupted: the node serves all the same, and a cleanup run again finishes
+        assert validity_seen_by(0) == [(1,)], outcome.get('msg')
+        finished = recover(phase='cleanup')
+        assert not finished.get('failed'), finished.get('msg')
+    assert not os.path.exists(WORKSPACE)
+    assert machinery(0) == [] and machinery(TARGET) == []
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
 
 
 def test_a_run_killed_in_base_is_undone_by_cancel_then_the_next_run_succeeds():
@@ -319,3 +382,47 @@ def test_the_target_s_other_databases_are_kept_without_replace_databases():
         sandbox.ensure_running(TARGET)
         for serverid in (0, 1):
             sandbox.query(serverid, 'DROP DATABASE IF EXISTS rsy_other')
+
+
+def test_method_auto_takes_resync_when_it_can_and_says_why():
+    stop_target()
+    drift_while_down()
+    result = recover(method='auto')
+    assert not result.get('failed'), result.get('msg')
+    assert result['method'] == 'resync' and result['method_choice']['method'] == 'resync'
+    assert 'with every forest database' in result['method_choice']['reason']
+    assert any('method=auto chose resync' in line for line in result['progress'])
+    assert os.path.exists(MARKER)  # kept: no physical copy
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+    assert machinery(0) == machinery(TARGET) == []
+
+
+def test_method_auto_takes_basebackup_naming_what_a_resync_lacks_and_puts_a_started_target_back():
+    sandbox.both('CREATE TABLE resync_nokey (v text)')
+    stop_target()
+    result = recover(method='auto')
+    assert not result.get('failed'), result.get('msg')
+    choice = result['method_choice']
+    assert (result['method'], choice['method']) == ('basebackup', 'basebackup')
+    assert choice['reason'].startswith('resync would be refused') and 'resync_nokey' in choice['reason'], choice
+    progress = '\n'.join(result['progress'])
+    assert 'started the server' in progress and 'stopped the server' in progress  # looked at, then put back
+    assert not os.path.exists(MARKER)  # a physical copy of the source replaced the data directory
+    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
+
+
+def test_method_auto_refuses_two_majors_and_a_later_phase_follows_the_recovery_in_progress(tmp_path):
+    other = tmp_path / 'data'
+    other.mkdir()
+    (other / 'PG_VERSION').write_text('99\n')
+    refused = sandbox.module('forest_recover', host='forest%d' % TARGET, mode='online', method='auto',
+                             data_dir=str(other))
+    assert refused.get('failed') and 'does not choose across majors' in refused['msg'], refused
+    assert 'Nothing was changed' in refused['msg'] and validity_seen_by(0) == [(-1,)]
+    stop_target()
+    base = recover(phase='base')  # a resync at stage standby
+    assert not base.get('failed'), base.get('msg')
+    cut = recover(phase='cut', method='auto')
+    assert not cut.get('failed'), cut.get('msg')
+    assert cut['method'] == 'resync' and 'in progress here is method=resync' in cut['method_choice']['reason']
+    assert not recover(phase='cleanup', method='auto').get('failed')

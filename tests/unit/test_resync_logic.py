@@ -2,6 +2,7 @@
 and forest_recover's methods per mode."""
 from ansible_collections.pgforest.cluster.plugins.module_utils import resync_logical as logical
 from ansible_collections.pgforest.cluster.plugins.module_utils.forest_pg import Node
+from ansible_collections.pgforest.cluster.plugins.module_utils.online_method import resync_needs
 from ansible_collections.pgforest.cluster.plugins.modules import forest_recover
 
 
@@ -37,4 +38,13 @@ def test_subscription_conninfo_has_the_passfile_and_no_password():
 
 
 def test_each_mode_has_its_methods_default_first():
-    assert forest_recover.METHODS == dict(offline=('diff', 'dump'), online=('basebackup', 'resync'))
+    assert forest_recover.METHODS == dict(offline=('diff', 'dump'), online=('basebackup', 'resync', 'auto'))
+
+
+def test_method_auto_names_the_first_condition_of_a_resync_not_met():
+    assert resync_needs(True, None, [], None) is None
+    assert 'not initialized' in resync_needs(False, 'ignored', ['x'], 'ignored')
+    assert resync_needs(True, 'exit 1', ['x'], None).startswith("the node's server does not start (exit 1)")
+    assert resync_needs(True, None, ['a'], 'r') == 'the node lacks the forest database a: a physical copy brings it'
+    assert resync_needs(True, None, [], 'needs wal_level. Nothing was changed') == \
+        'resync would be refused: needs wal_level'
