@@ -118,7 +118,7 @@ def one_size(counter, scale, fraction):
         raise SystemExit('the resynced node differs: %s' % compared.get('report', compared.get('msg')))
     repaired = resync['resync'][sandbox.USERDB]['summary']
     return dict(scale=scale, gb=size / 2 ** 30, size=size, full=full, resync=resync, rate=rate, acked=len(driver.acked),
-                problems=problems, rows=repaired['rows_copied'], repaired_bytes=repaired['bytes_copied'])
+                problems=problems, rows=repaired['rows_copied'], summary=repaired)
 
 
 def report(rows, fraction):
@@ -142,6 +142,11 @@ def report(rows, fraction):
         link = 125e6  # 1 Gbit/s in bytes per second
         print('  on a 1 Gbit/s link the bytes alone take: basebackup %.1f s, resync %.2f s'
               % (full['sent'] / link, resync['sent'] / link))
+        compared = dict((key, value) for key, value in row['summary'].items() if not isinstance(value, (list, dict)))
+        cut = dict((key, value) for key, value in resync['cut'].items()
+                   if not isinstance(value, (list, dict)) or key == 'apply_wait_by_slot')
+        print('  resync compare and repair: %s' % compared)
+        print('  resync cut: %s' % cut)
 
 
 def main():

@@ -20,9 +20,17 @@ if ! command -v stress-ng >/dev/null; then
     exit 2
 fi
 
+# LOAD_NICE=N runs the hogs at that niceness (make test: 19, beside the other chains).  Niced hogs still
+# take every cycle the rest leaves, so the CPU stays saturated all along; they only stop taking cycles
+# from work that runs beside them (the lab, the sandbox suites), which would otherwise just run longer.
+nice_level=${LOAD_NICE:-0}
+if [[ ! $nice_level =~ ^[0-9]+$ || $nice_level -gt 19 ]]; then
+    echo "under_load: LOAD_NICE must be a niceness from 0 to 19 (got '$nice_level')" >&2
+    exit 2
+fi
 # A session of its own, so the hogs are stopped as one group (the parent and its workers).  A watchdog
 # stops them too should this script be killed outright (SIGKILL runs no trap); --timeout is the last net.
-setsid stress-ng --cpu "$workers" --timeout 4h --quiet 2>/dev/null &
+setsid nice -n "$nice_level" stress-ng --cpu "$workers" --timeout 4h --quiet 2>/dev/null &
 hog=$!
 started=$(date +%s)
 script=$$
@@ -47,9 +55,9 @@ if ! kill -0 "$hog" 2>/dev/null; then
     echo "under_load: stress-ng --cpu $workers did not start" >&2
     exit 2
 fi
-echo "under_load: running under CPU load: stress-ng --cpu $workers (pid $hog) beside: $*"
-# The suites' recorder notes it in the report (tests/recorder.py).
-FOREST_CPU_LOAD="stress-ng --cpu $workers" "$@"
+echo "under_load: running under CPU load: stress-ng --cpu $workers at niceness $nice_level (pid $hog) beside: $*"
+# The suites' recorder notes it in the report (tests/recorder.py); the hogs' session id is given too.
+FOREST_CPU_LOAD="stress-ng --cpu $workers (niceness $nice_level)" FOREST_CPU_HOGS_SESSION=$hog "$@"
 status=$?
 echo "under_load: the command exited $status after $(( $(date +%s) - started )) s, under stress-ng --cpu $workers"
 exit $status

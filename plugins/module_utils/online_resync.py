@@ -38,7 +38,8 @@ from .quiesce import OWN_XID_SQL, Quiesce
 from .recovery_workspace import Workspace
 from .local_server import LocalServer
 from . import resync_logical as logical
-from .resync_steps import copy_large_objects_now, copy_whole_database, create_new_tables, schema_changes
+from .resync_steps import (copy_large_objects_now, copy_whole_database, create_new_tables, drop_tables_gone,
+                           schema_changes)
 from .wait import WaitTimeout, wait_until
 
 
@@ -154,7 +155,12 @@ class ResyncRecovery(OnlineRecovery):
                  % (userdb, slot, self.target['serverid'], self.source['serverid'], lsn))
 
     def copy_new_tables(self, src_node, userdb, src, tgt):
-        """Tables created on the source while the target was out: their definitions first (resync_steps)."""
+        """Tables dropped on the source while the target was out go, tables created there get their
+        definitions (resync_steps), before the publication and the compare."""
+        gone = drop_tables_gone(src, tgt)
+        if gone:
+            self.say('%s: dropped %d table(s) serverid %d no longer has: %s' % (
+                userdb, len(gone), self.source['serverid'], ', '.join(gone)))
         new = create_new_tables(self.server.bindir, (src_node, src, self.source['serverid']),
                                 (self.node(self.target), tgt, self.target['serverid']), userdb)
         if new:

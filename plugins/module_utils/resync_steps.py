@@ -2,7 +2,7 @@
 # Copyright: pgforest.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a resync does besides logical replication, for what it does not carry: the definitions of
-tables new on the source (before the publication), and inside the cut's write freeze whether the
+tables new on the source and the tables dropped there (before the publication), and inside the cut's write freeze whether the
 schemas still match (DDL is not replicated), the large objects that differ, a small database copied
 whole (the management database)."""
 
@@ -56,11 +56,25 @@ def copy_whole_database(src, tgt):
     copy_sequences(src, tgt)
 
 
+def drop_tables_gone(src, tgt):
+    """Tables the target has and the source no longer has (dropped while the target was out) dropped on the
+    target, in one transaction: the resync makes it what the source is, as a physical copy would.  No CASCADE:
+    another object that still depends on one is the DBA's to look at, and the error names it.  [their names]"""
+    names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
+             for conn in (src, tgt)]
+    gone = sorted(names[1] - names[0])
+    if gone:
+        with tgt.transaction():
+            run(tgt, sql.SQL('DROP TABLE IF EXISTS {}').format(sql.SQL(', ').join(
+                ident(schema, name) for schema, name in gone)), action='drop the tables the source no longer has')
+    return [shown_name(*name) for name in gone]
+
+
 def create_new_tables(bindir, source, target, userdb):
     """Tables on the source that the target lacks (created while it was out) get their definitions on the
     target (indexes, constraints, owned sequences with them) through pg_dump --schema-only | psql in one
     transaction; the compare then copies their rows.  source, target: (Node, connection to userdb,
-    serverid).  [their names]; a table only on the target is left to the compare, which refuses it."""
+    serverid).  [their names]; a table only on the target is dropped first (drop_tables_gone)."""
     names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
              for _node, conn, _sid in (source, target)]
     new = sorted(names[0] - names[1])

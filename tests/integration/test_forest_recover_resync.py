@@ -3,6 +3,7 @@ directory and gets only what changed while it was out, under the reference drive
 change nothing; no replication machinery is left on either node."""
 import os
 import signal
+import subprocess
 import threading
 
 import pytest
@@ -426,3 +427,68 @@ def test_method_auto_refuses_two_majors_and_a_later_phase_follows_the_recovery_i
     assert not cut.get('failed'), cut.get('msg')
     assert cut['method'] == 'resync' and 'in progress here is method=resync' in cut['method_choice']['reason']
     assert not recover(phase='cleanup', method='auto').get('failed')
+
+
+def test_tables_dropped_on_the_source_while_the_target_was_out_are_dropped_on_it_too():
+    sandbox.both('DROP TABLE IF EXISTS "Gone Ö.x"; CREATE TABLE "Gone Ö.x" (id int PRIMARY KEY, v text);'
+                 'INSERT INTO "Gone Ö.x" SELECT g, md5(g::text) FROM generate_series(1, 100) g')
+    stop_target()
+    sandbox.on(0, 'DROP TABLE "Gone Ö.x"')
+    result = recover()
+    assert not result.get('failed'), result.get('msg')
+    assert any('dropped 1 table(s) serverid 0 no longer has: public."Gone Ö.x"' in line for line in result['progress'])
+    assert sandbox.query(TARGET, "SELECT to_regclass('public.\"Gone Ö.x\"') IS NULL", dbname=sandbox.USERDB) == [(True,)]
+    assert sandbox.module('forest_dbsync')['equal'] is True
+
+
+WRITES_SCRIPT = r'''\set r random(1, 3)
+\set id random(1, 100000)
+\if :r = 1
+UPDATE resync_w SET v = v + 1 WHERE id = :id;
+\elif :r = 2
+DELETE FROM resync_w WHERE id = :id;
+\else
+INSERT INTO resync_w (v) VALUES (:id);
+\endif
+'''
+
+
+def test_fifty_thousand_writes_while_out_then_resync_under_the_driver_is_equal_and_loses_nothing(tmp_path):
+    """The issue's scale: the target down while its peer took 50,000 write transactions (updates, deletes
+    and inserts by key through pgbench, a new table, a TRUNCATE), the reference driver writing all along."""
+    sandbox.both('DROP TABLE IF EXISTS resync_w; CREATE TABLE resync_w (id bigserial PRIMARY KEY, v int);'
+                 'INSERT INTO resync_w SELECT g, g FROM generate_series(1, 100000) g;'
+                 "SELECT setval('resync_w_id_seq', 100000)")
+    script = tmp_path / 'writes.sql'
+    script.write_text(WRITES_SCRIPT)
+    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
+    try:
+        sandbox.set_views({TARGET: 1}, {TARGET: 1})
+        driver_writes(driver)
+        stop_target()
+        driver_sees(driver, {TARGET: -1})
+        drift_while_down()
+        source = sandbox.NODES[0]
+        done = subprocess.run([os.path.join(sandbox.PG_BIN, 'pgbench'), '-n', '-c', '2', '-t', '25000', '-f',
+                               str(script), '-h', source['host'], '-p', str(source['port']), '-U', 'postgres',
+                               sandbox.USERDB], env=dict(os.environ, PGPASSWORD=sandbox.password()),
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and 'number of transactions actually processed: 50000/50000' in done.stdout, \
+            done.stdout + done.stderr
+        result = recover(notice_wait=None)
+        if not result.get('failed'):
+            driver_writes_to_every_node(driver)
+    finally:
+        driver.stop()
+        sandbox.ensure_running(TARGET)
+    try:
+        assert not result.get('failed'), result.get('msg')
+        assert result['resync'][sandbox.USERDB]['summary']['rows_copied'] > 10000
+        assert driver.errors == []
+        assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
+        compared = sandbox.module('forest_dbsync')
+        assert compared['equal'] is True, compared['report']
+        assert machinery(0) == machinery(TARGET) == []
+    finally:
+        sandbox.both('DROP TABLE IF EXISTS resync_w')

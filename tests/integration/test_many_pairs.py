@@ -83,7 +83,7 @@ def test_three_pairs_provision_status_break_one_recover(inventory):
         refused.stdout[-3000:]
     recovered = pairs.playbook('recover.yml', inventory, extra_vars=dict(notice_wait=0.2, include_valid=['userdb']))
     assert recovered.returncode == 0, recovered.stdout[-4000:]
-    assert 'recovered online from serverid 0 (ledger, userdb)' in recovered.stdout
+    assert 'recovered online (basebackup) from serverid 0 (ledger, userdb)' in recovered.stdout
     assert 'Nothing to recover: the pair is healthy (pair0: ' in recovered.stdout
     assert 'Nothing to recover: the pair is healthy (pair2: ' in recovered.stdout
     after = pairs.playbook('status.yml', inventory, extra_vars=dict(fail_unless_healthy=True))
