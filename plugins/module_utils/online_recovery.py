@@ -101,6 +101,16 @@ class OnlineRecovery(Recovery):
                      % (node['serverid'], exc.detail.strip()))
             return {}
 
+    def checked_poll_conns(self):
+        """{label: connection} to the management databases whose interval the run lowers (the source's, the
+        target's that answer), refused before anything changes where drivers cannot be told; {} with notice_wait."""
+        if self.poll is None:
+            return {}
+        polled = self.mngdb_conns(self.source)
+        polled.update(self.answering_mngdb_conns(self.target))
+        self.poll.check(polled)
+        return polled
+
     def put_back_poll_interval(self, strict):
         """The DBA's mngdb_read_duration back on both nodes (those answering, unless strict)."""
         if self.poll is None:
@@ -263,11 +273,7 @@ class OnlineRecovery(Recovery):
                      'start it as a standby' % (self.server.data_dir, self.source['serverid'], needed >> 20,
                                                 ', '.join(self.userdbs)))
             return
-        polled = {}
-        if self.poll is not None:  # refuse before anything changes where drivers cannot be told
-            polled = self.mngdb_conns(self.source)
-            polled.update(self.answering_mngdb_conns(self.target))
-            self.poll.check(polled)
+        polled = self.checked_poll_conns()
         standby = Standby(self.source['serverid'], self.target['serverid'], admin)
         standby.drop_slot(slot, self.say, leftover=True)
         state = dict(stage=STARTED, source=self.source, target=self.target, slot=slot, userdbs=self.userdbs,
@@ -302,7 +308,7 @@ class OnlineRecovery(Recovery):
     def cut(self):
         cut = Cut(self, self.cut_report)
         try:
-            cut.run()
+            self.run_cut(cut)
         finally:
             self.freeze_window = cut.window
         self.state['stage'] = phase_named('cut').leaves
@@ -312,6 +318,10 @@ class OnlineRecovery(Recovery):
         failures = self.put_back_poll_interval(strict=False)  # the cleanup tries again
         if failures:
             self.cut_report['read_duration_not_put_back'] = failures
+
+    def run_cut(self, cut):
+        """The freeze and what happens inside it (a physical copy's: online_cut.Cut.run)."""
+        cut.run()
 
     def cleanup_phase(self):
         try:

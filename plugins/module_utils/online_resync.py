@@ -29,7 +29,7 @@ from .dbsync_job import Sync, SyncOptions
 from .forest_pg import ForestPgError, close_all, run
 from .mngdb import mngdb_name, set_validity
 from .node_identity import accept_node
-from .online_cut import WAL_POSITION_SQL, Cut, copy_sequences
+from .online_cut import WAL_POSITION_SQL, copy_sequences
 from .online_finish import ROLLBACK_RETRY_SECONDS, Finish, views_of_target
 from .online_phases import CANCELLED, STARTED, phase_named
 from .online_recovery import OnlineRecovery
@@ -107,11 +107,7 @@ class ResyncRecovery(OnlineRecovery):
             self.say('would resync serverid %d from serverid %d (user databases %s): publication, slot, compare and '
                      'repair, subscription' % (self.target['serverid'], self.source['serverid'], ', '.join(self.userdbs)))
             return
-        polled = {}
-        if self.poll is not None:  # refuse before anything changes where drivers cannot be told
-            polled = self.mngdb_conns(self.source)
-            polled.update(self.answering_mngdb_conns(self.target))
-            self.poll.check(polled)
+        polled = self.checked_poll_conns()
         self.state = dict(stage=STARTED, method=self.method, source=self.source, target=self.target, slots={},
                           slot='pgforest_recovery_%d' % self.target['serverid'], userdbs=self.userdbs,
                           replaced_databases=[], data_dir=self.server.data_dir, was_running=self.server.running(),
@@ -186,21 +182,8 @@ class ResyncRecovery(OnlineRecovery):
                  % (userdb, result['summary']['rows_copied'], result['summary']['bytes_copied']))
 
     # --- cut: the write freeze ------------------------------------------------------------------------
-    def cut(self):
-        cut = Cut(self, self.cut_report)
-        try:
-            self.resync_cut(cut)
-        finally:
-            self.freeze_window = cut.window
-        self.state['stage'] = phase_named('cut').leaves
-        self.workspace.save(self.state)
-        self.say('write freeze released after %ss: serverid %d is valid (1) on both nodes'
-                 % (self.freeze_window, self.target['serverid']))
-        failures = self.put_back_poll_interval(strict=False)  # the cleanup tries again
-        if failures:
-            self.cut_report['read_duration_not_put_back'] = failures
-
-    def resync_cut(self, cut):
+    def run_cut(self, cut):
+        """The resync's freeze (OnlineRecovery.cut does what comes before and after it)."""
         options = self.options
         _s, src_admin = self.connect(self.source, 'postgres')
         src_users = dict((userdb, self.connect(self.source, userdb)[1]) for userdb in self.userdbs)

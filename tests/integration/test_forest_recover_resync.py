@@ -213,22 +213,29 @@ def interrupt_when_the_slot_exists(signum, **args):
                  "INSERT INTO resync_bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g")
     stop_target()
     sandbox.on(0, "UPDATE resync_bulk SET pad = 'changed' WHERE id % 3 = 0")
-    outcome = {}
+    outcome, sent = recover_and_signal(
+        args, lambda: sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'"),
+        signum, 'the resync to create its slot')
+    assert sent, outcome
+    return outcome
+
+
+def recover_and_signal(args, ready, signum, what):
+    """(the result of recover(**args), whether `signum` reached its module): the signal is sent once
+    ready() says so, while the module runs."""
+    outcome, sent = {}, []
     worker = threading.Thread(target=lambda: outcome.update(recover(**args)))
     worker.start()
-    sent = []
 
-    def signal_with_slot():
-        if sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'") and \
-                sandbox.kill_own('AnsiballZ_forest_recover', signum):
+    def signal_when_ready():
+        if ready() and sandbox.kill_own('python.*AnsiballZ_forest_recover', signum):
             sent.append(True)
         return sent or not worker.is_alive()
     try:
-        wait_for('the resync to create its slot', signal_with_slot, interval=0.05)
+        wait_for(what, signal_when_ready, interval=0.02)
     finally:
         worker.join()
-    assert sent, outcome
-    return outcome
+    return outcome, bool(sent)
 
 
 def test_ctrl_c_in_base_rolls_back_and_leaves_nothing():
@@ -253,18 +260,8 @@ def test_ctrl_c_in_the_cut_undoes_the_freeze_and_leaves_nothing_then_the_next_ru
     drift_while_down()
     base = recover(phase='base')
     assert not base.get('failed') and base['stage'] == 'standby', base.get('msg')
-    outcome, sent = {}, []
-    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cut', notice_wait=5)))
-    worker.start()
-
-    def signal_in_the_freeze():
-        if validity_seen_by(0) == [(0,)] and sandbox.kill_own('AnsiballZ_forest_recover', signal.SIGINT):
-            sent.append(True)
-        return sent or not worker.is_alive()
-    try:
-        wait_for('the freeze to begin', signal_in_the_freeze, interval=0.05)
-    finally:
-        worker.join()
+    outcome, sent = recover_and_signal(dict(phase='cut', notice_wait=5), lambda: validity_seen_by(0) == [(0,)],
+                                       signal.SIGINT, 'the freeze to begin')
     assert sent, outcome
     assert outcome.get('failed') and 'cut failed: interrupted (SIGINT)' in outcome['msg'], outcome.get('msg')
     assert 'Rolled back' in outcome['msg']
@@ -283,19 +280,10 @@ def test_ctrl_c_in_the_cleanup_leaves_what_the_next_cleanup_finishes():
     for phase in ('base', 'cut'):
         done = recover(phase=phase)
         assert not done.get('failed'), done.get('msg')
-    outcome, sent = {}, []
-    worker = threading.Thread(target=lambda: outcome.update(recover(phase='cleanup')))
-    worker.start()
-
-    def signal_in_the_cleanup():  # once the module holds the pair's lock: it runs the cleanup's steps
-        if sandbox.query(0, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'", dbname=sandbox.MNGDB) and \
-                sandbox.kill_own('python.*AnsiballZ_forest_recover', signal.SIGINT):
-            sent.append(True)
-        return sent or not worker.is_alive()
-    try:
-        wait_for('the cleanup to run', signal_in_the_cleanup, interval=0.02)
-    finally:
-        worker.join()
+    # Once the module holds the pair's lock, it runs the cleanup's steps.
+    outcome, _sent = recover_and_signal(
+        dict(phase='cleanup'), lambda: sandbox.query(0, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'",
+                                                     dbname=sandbox.MNGDB), signal.SIGINT, 'the cleanup to run')
     if outcome.get('failed'):  # interrupted: the node serves all the same, and a cleanup run again finishes
         assert validity_seen_by(0) == [(1,)], outcome.get('msg')
         finished = recover(phase='cleanup')
@@ -461,11 +449,11 @@ def test_fifty_thousand_writes_while_out_then_resync_under_the_driver_is_equal_a
                  "SELECT setval('resync_w_id_seq', 100000)")
     script = tmp_path / 'writes.sql'
     script.write_text(WRITES_SCRIPT)
+    sandbox.set_views({TARGET: 1}, {TARGET: 1})
     nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
-        sandbox.set_views({TARGET: 1}, {TARGET: 1})
-        driver_writes(driver)
+        driver_writes_to_every_node(driver)  # it sees both nodes valid: the target's failure is its to mark
         stop_target()
         driver_sees(driver, {TARGET: -1})
         drift_while_down()
