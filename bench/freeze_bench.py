@@ -40,7 +40,7 @@ def one_recovery(workload):
     for serverid in (0, 1):  # the drivers' interval 1 s: the cut waits no old interval of 30 s first
         sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
                    dbname=sandbox.MNGDB)
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
         driver_writes(driver, 20)

@@ -66,7 +66,7 @@ def recover(**args):
 def online_round(scale):
     size = fill(scale)
     set_target(-1)
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=NOTICE).start()
     try:
         time.sleep(1)

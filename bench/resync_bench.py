@@ -97,7 +97,7 @@ def one_size(counter, scale, fraction):
     # DELETEs once published); it is empty after pgbench -i anyway.
     sandbox.on(0, 'DROP TABLE pgbench_history', dbname=sandbox.USERDB)
     sandbox.set_views({TARGET: -1}, {TARGET: -1})
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), listen=False).start()
     try:
         print('  scale %d: basebackup online recovery ...' % scale, flush=True)

@@ -42,9 +42,7 @@ def module(name, **args):
 
 
 def set_read_duration(seconds):
-    for serverid in (0, 1):
-        sandbox.on(serverid, "UPDATE global_config SET value = '%d' WHERE key = 'mngdb_read_duration'" % seconds,
-                   dbname=sandbox.MNGDB)
+    sandbox.set_read_duration(seconds)
 
 
 def dump_psql():
@@ -70,7 +68,7 @@ def one_size(scale, read_duration, fraction):
     set_read_duration(read_duration)
     size = fill(scale)
     set_target(-1)
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), listen=False).start()
     try:
         time.sleep(1)

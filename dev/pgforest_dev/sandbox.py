@@ -216,6 +216,16 @@ def record_identities(mngdb_name=MNGDB):
             conn.close()
 
 
+def driver_nodes():
+    """{serverid: (host, port)}: the sandbox pair as the reference driver (forest_driver.ForestDriver) takes it."""
+    return dict((sid, (node['host'], node['port'])) for sid, node in NODES.items())
+
+
+def set_read_duration(seconds):
+    """The drivers' poll interval (mngdb_read_duration, whole seconds) in both nodes' management databases."""
+    both("UPDATE global_config SET value = '%d' WHERE key = 'mngdb_read_duration'" % int(seconds), dbname=MNGDB)
+
+
 def set_views(view0, view1):
     """Put validity values into each node's server_info: view = {serverid: validity}."""
     for owner, view in ((0, view0), (1, view1)):

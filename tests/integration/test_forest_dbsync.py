@@ -362,7 +362,7 @@ def test_bad_input_is_refused(args, message):
 @pytest.fixture
 def driver():
     both('DROP TABLE IF EXISTS public.forest_load, public.forest_load_items')
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     with sandbox.connect(0, sandbox.MNGDB) as conn:
         conn.execute("UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'")
     load = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()

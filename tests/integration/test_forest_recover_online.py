@@ -110,11 +110,9 @@ def assert_recovered(result):
 
 
 def test_online_recovery_under_load_loses_and_duplicates_nothing():
-    for serverid in (0, 1):
-        sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
-                   dbname=sandbox.MNGDB)
+    sandbox.set_read_duration(1)
     sandbox.set_views({TARGET: 1}, {TARGET: 1})
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
         driver_writes(driver)

@@ -81,11 +81,9 @@ def drift_while_down():
 
 
 def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_machinery():
-    for serverid in (0, 1):
-        sandbox.on(serverid, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
-                   dbname=sandbox.MNGDB)
+    sandbox.set_read_duration(1)
     sandbox.set_views({TARGET: 1}, {TARGET: 1})
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
         driver_writes(driver)
@@ -213,8 +211,11 @@ def interrupt_when_the_slot_exists(signum, **args):
                  "INSERT INTO resync_bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g")
     stop_target()
     sandbox.on(0, "UPDATE resync_bulk SET pad = 'changed' WHERE id % 3 = 0")
+    # A logical slot is listed while it is being created, and dropped if its creator dies then: wait until
+    # it has its consistent point (confirmed_flush_lsn), which comes with the slot made permanent.
     outcome, sent = recover_and_signal(
-        args, lambda: sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%'"),
+        args, lambda: sandbox.query(0, "SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'pgforest_resync_%%' "
+                                       'AND confirmed_flush_lsn IS NOT NULL'),
         signum, 'the resync to create its slot')
     assert sent, outcome
     return outcome
@@ -450,7 +451,7 @@ def test_fifty_thousand_writes_while_out_then_resync_under_the_driver_is_equal_a
     script = tmp_path / 'writes.sql'
     script.write_text(WRITES_SCRIPT)
     sandbox.set_views({TARGET: 1}, {TARGET: 1})
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), read_duration=1.0).start()
     try:
         driver_writes_to_every_node(driver)  # it sees both nodes valid: the target's failure is its to mark

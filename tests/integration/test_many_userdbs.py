@@ -93,7 +93,7 @@ def test_status_names_each_database_and_the_worst_decides():
 
 @pytest.mark.parametrize('method', ['basebackup', 'resync'])
 def test_online_recovery_covers_both_databases_under_two_drivers(method):
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     drivers = [ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start()
                for userdb in ('userdb', SECOND)]
     try:
@@ -313,7 +313,7 @@ def test_node_1_broken_for_one_database_only_both_drivers_lose_nothing():
     """userdb's drivers gave up on serverid 1 while billing's still write to both nodes: the DBA
     includes billing (include_valid); its driver loses serverid 1 when the copy stops it, and both
     come back valid at the one cut."""
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     drivers = dict((userdb, ForestDriver(nodes, userdb, sandbox.password(), read_duration=1.0).start())
                    for userdb in ('userdb', SECOND))
     try:

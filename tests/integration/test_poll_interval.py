@@ -98,7 +98,7 @@ def test_a_polling_driver_is_frozen_with_a_one_second_notice_and_the_dba_value_c
     """The JDBC driver only polls: at 6 s, a freeze with 1 s of notice would let it write into the freeze
     (the cut would fail).  Lowered during the copy, it polls every second by the freeze."""
     sandbox.set_views({TARGET: 1}, {TARGET: 1})
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, sandbox.USERDB, sandbox.password(), listen=False).start()
     try:
         assert driver.read_duration == 6.0  # taken from global_config

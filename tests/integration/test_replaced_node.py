@@ -147,7 +147,7 @@ def two_databases():
 
 
 def test_a_lost_data_directory_comes_back_broken_in_both_views_until_recovered():
-    nodes = dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, 'userdb', sandbox.password(), read_duration=1.0).start()
     try:
         wait_for('a write acknowledged on both nodes', lambda: len(driver.acked) > 20)

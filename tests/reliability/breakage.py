@@ -64,7 +64,7 @@ def break_node(kind, serverid):
 
 
 def driver_nodes():
-    return dict((sid, (node['host'], node['port'])) for sid, node in sandbox.NODES.items())
+    return sandbox.driver_nodes()
 
 
 def start_driver():
@@ -117,9 +117,7 @@ def load_tables_clean():
 
 
 def set_read_duration(seconds):
-    for serverid in sandbox.NODES:
-        sandbox.on(serverid, "UPDATE global_config SET value = %s WHERE key = 'mngdb_read_duration'"
-                   % int(seconds), dbname=sandbox.MNGDB)
+    sandbox.set_read_duration(seconds)
 
 
 @contextlib.contextmanager
