@@ -103,7 +103,8 @@ TIMING_TESTS := tests/integration/test_forest_recover_online.py tests/integratio
 	tests/integration/test_many_userdbs.py tests/reliability/test_soak.py tests/reliability/test_split_brain.py \
 	tests/integration/test_forest_dbsync.py::test_online_compare_under_write_load_finds_no_false_difference \
 	tests/integration/test_forest_dbsync.py::test_online_compare_never_reports_a_write_that_straddles_its_snapshots \
-	tests/reliability/test_mess.py tests/integration/test_forest_recover_resync.py
+	tests/reliability/test_mess.py tests/integration/test_forest_recover_resync.py \
+	tests/integration/test_replaced_node.py::test_a_rebuilt_host_moves_back_online_with_upgrade_yml_under_the_driver
 # The same cases as pytest options that leave them out: --ignore for a file, --deselect for one case.
 TIMING_SKIP := $(foreach case,$(TIMING_TESTS),$(if $(findstring ::,$(case)),--deselect=$(case),--ignore=$(case)))
 # Their own worker sandboxes (the set "timing"), so they may run while the sandbox suites hold the default set.

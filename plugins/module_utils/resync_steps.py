@@ -73,17 +73,22 @@ def drop_tables_gone(src, tgt):
 def create_new_tables(bindir, source, target, userdb):
     """Tables on the source that the target lacks (created while it was out) get their definitions on the
     target (indexes, constraints, owned sequences with them) through pg_dump --schema-only | psql in one
-    transaction; the compare then copies their rows.  source, target: (Node, connection to userdb,
-    serverid).  [their names]; a table only on the target is dropped first (drop_tables_gone)."""
+    transaction; the compare then copies their rows.  A target database with no table at all (a new
+    cluster: a rebuilt host, a new major) gets the source's whole schema instead, so that the schemas,
+    types, functions and views the tables use come too (pg_dump of the target's major reads the source's
+    server across majors; never the source's publications or subscriptions).  source, target: (Node,
+    connection to userdb, serverid).  [the tables' names];
+    a table only on the target is dropped first (drop_tables_gone)."""
     names = [set((row['schema'], row['relname']) for row in run(conn, USER_TABLES_SQL, action='list tables'))
              for _node, conn, _sid in (source, target)]
     new = sorted(names[0] - names[1])
     if not new:
         return []
     (src_node, _s, src_sid), (tgt_node, _t, tgt_sid) = source, target
-    reader = [os.path.join(bindir, 'pg_dump'), '--no-password', '--schema-only',
-              '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
-    reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
+    reader = [os.path.join(bindir, 'pg_dump'), '--no-password', '--schema-only', '--no-publications',
+              '--no-subscriptions', '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
+    if names[1]:
+        reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
     writer = [os.path.join(bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
               '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
     Pipe(reader, src_node.child_env(os.environ), writer, tgt_node.child_env(os.environ),

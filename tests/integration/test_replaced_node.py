@@ -6,6 +6,7 @@ rebuilds it. The new node must be broken (-1) for both databases in both views, 
 `replaced` and never call the pair healthy, and a recovery brings it back with the same data.
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -212,3 +213,71 @@ def test_a_restored_physical_copy_is_not_the_node_the_pair_recorded(copy_of):
     recovered = sandbox.playbook('recover.yml', extra_vars=PAIR_VARS)
     assert recovered.returncode == 0, recovered.stdout[-4000:]
     assert_healthy_and_equal()
+
+
+def moved(*args, **extra_vars):
+    """playbooks/upgrade.yml on the pair with both databases."""
+    return sandbox.playbook('upgrade.yml', *args, extra_vars=dict(PAIR_VARS, **extra_vars))
+
+
+def test_a_rebuilt_host_moves_back_online_with_upgrade_yml_under_the_driver(odd_schema_dropped):
+    """The online move of a node to its host's major (docs/forest_node.md), on one major here: step=out takes
+    node 1 out under the driver, its host is rebuilt from scratch, step=in provisions it alone and resyncs it
+    from node 0 while the driver writes there: the schema (a schema, names with quotes, dots and non-ASCII, a
+    view and a function) from node 0, the rows by content, then a freeze of about a second."""
+    odd = '"sch.é"."it""s"'
+    sandbox.on(0, 'CREATE SCHEMA "sch.é"; CREATE FUNCTION "sch.é".twice(int) RETURNS int LANGUAGE sql IMMUTABLE '
+                  'AS $$ SELECT $1 * 2 $$; CREATE TABLE %s (id int PRIMARY KEY, v text DEFAULT \'ö\', '
+                  'w int GENERATED ALWAYS AS ("sch.é".twice(id)) STORED); INSERT INTO %s (id) '
+                  'SELECT generate_series(1, 500); CREATE VIEW "sch.é".v AS SELECT count(*) FROM %s' % (odd, odd, odd))
+    nodes = sandbox.driver_nodes()
+    driver = ForestDriver(nodes, 'userdb', sandbox.password(), read_duration=1.0).start()
+    try:
+        wait_for('a write acknowledged on both nodes', lambda: len(driver.acked) > 20)
+        out = moved(node='forest1', step='out')
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+        assert 'forest1 (serverid 1) is marked -1' in out.stdout, out.stdout[-3000:]
+        wait_for('the driver leaving serverid 1', lambda: driver.validity.get(TARGET) == -1)
+        assert all(view[TARGET] == -1 for view in validities().values())
+        stop_target()
+        shutil.rmtree(NODE_DIR)  # the host rebuilt: nothing of the node is left
+        before = len(driver.acked)
+        wait_for('writes to serverid 0 alone', lambda: len(driver.acked) > before + 20)
+        back = moved('-v', node='forest1')
+        assert back.returncode == 0, back.stdout[-4000:] + back.stderr[-2000:]
+        wait_for('the driver writing to both nodes again', lambda: driver.validity == {0: 1, 1: 1})
+        acked = len(driver.acked)
+        wait_for('a write acknowledged after the move', lambda: len(driver.acked) > acked)
+    finally:
+        driver.stop()
+    text = ' '.join(back.stdout.split())
+    assert 'serverid 1 recovered online (resync) from serverid 0' in text, back.stdout[-4000:]
+    freeze = float(re.search(r'write freeze ([0-9.]+) s', text).group(1))
+    notice = float(re.search(r'"notice_seconds": ([0-9.]+)', text).group(1))
+    assert freeze <= notice + 1, (freeze, notice)
+    assert 'serverid 1 (127.0.0.12): PostgreSQL 15, valid' in text, back.stdout[-3000:]
+    assert driver.errors == []
+    assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, 'userdb')) == []
+    assert_healthy_and_equal()
+    assert sandbox.query(1, 'SELECT (SELECT count FROM "sch.é".v), sum(w), min(v) FROM %s' % odd,
+                         dbname='userdb') == [(500, 250500, 'ö')]
+    again = moved(node='forest1')
+    assert again.returncode == 0 and 'Nothing to recover: the pair is healthy' in again.stdout, again.stdout[-3000:]
+
+
+@pytest.fixture
+def odd_schema_dropped():
+    yield
+    sandbox.both('DROP SCHEMA IF EXISTS "sch.é" CASCADE')
+
+
+def test_upgrade_yml_refuses_a_missing_node_and_a_node_whose_peer_is_broken():
+    missing = moved()
+    assert missing.returncode != 0 and 'upgrade.yml needs -e node=HOST' in missing.stdout, missing.stdout[-2000:]
+    for userdb in USERDBS:
+        sandbox.on(0, 'UPDATE server_info SET udb_validity = -1 WHERE serverid = 1', dbname=userdb + '_pghainfo')
+    refused = moved(node='forest0', step='out')
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert 'forest0 cannot leave the pair: its peer forest1 is not valid' in ' '.join(refused.stdout.split()), \
+        refused.stdout[-3000:]
+    assert validities()[('userdb', 0)] == {0: 1, 1: -1}  # nothing changed
