@@ -179,7 +179,7 @@ lab-down:
 # from the cached images).
 lab-test: venv
 	bash lab/lab.sh down
-	bash lab/lab.sh up 12 && lab/exec $(BIN)/pytest tests/lab && lab/exec $(BIN)/molecule test -s multihost; \
+	bash lab/lab.sh up 12 && lab/exec $(BIN)/pytest --durations=25 tests/lab && lab/exec $(BIN)/molecule test -s multihost; \
 	status=$$?; bash lab/lab.sh down; exit $$status
-	bash lab/lab.sh up 13 && FOREST_LAB_CONTROLLER=current lab/exec $(BIN)/pytest tests/lab -m smoke; \
+	bash lab/lab.sh up 13 && FOREST_LAB_CONTROLLER=current lab/exec $(BIN)/pytest --durations=10 tests/lab -m smoke; \
 	status=$$?; bash lab/lab.sh down; exit $$status

@@ -7,7 +7,8 @@ For each pgbench scale (70 ~ 1 GB, 700 ~ 10 GB) on the sandbox pair, the referen
   1. serverid 0 filled, serverid 1 broken; basebackup online recovery of serverid 1 (the whole server);
   2. serverid 1 stopped (immediate) and marked broken by the driver; on serverid 0, --drift of the accounts
      changed: half updated, a quarter deleted, a quarter inserted anew (the applications' writes while it
-     was out); the driver's own writes go on;
+     was out), every n-th account (--pattern spread) or the newest ones (clustered); the driver's own
+     writes go on;
   3. resync online recovery of serverid 1 (method=resync): compare against the slot's snapshot, repair of
      what differs, the subscription's catch-up, the usual freeze;
   4. dbsync compare: both nodes equal; the driver's writes: none lost or doubled.
@@ -16,7 +17,7 @@ Bytes: what serverid 0's server sent over TCP during each recovery (an nftables 
 and port: pg_basebackup's stream, the compare's hashes and the repaired rows, the logical replication
 stream, and the replies to the driver, whose rate alone is measured first and reported beside).
 
-    .venv/bin/python bench/resync_bench.py [--scales 70,700] [--drift 0.01]
+    .venv/bin/python bench/resync_bench.py [--scales 70,700] [--drift 0.01] [--pattern spread|clustered]
 
 Needs the sandbox (make sandbox) and root (nft).
 """
@@ -69,13 +70,21 @@ def recover(counter, **args):
     return result
 
 
-def drift(fraction):
-    """fraction of the accounts changed on serverid 0: half updated, a quarter deleted, a quarter new."""
+def drift(fraction, pattern):
+    """fraction of the accounts changed on serverid 0: half updated, a quarter deleted, a quarter new.
+    spread: every n-th account (the worst case for a compare by buckets: most buckets hold a change);
+    clustered: the newest accounts (an application that works on recent rows, as most do)."""
     accounts = sandbox.query(0, 'SELECT count(*) FROM pgbench_accounts', dbname=sandbox.USERDB)[0][0]
     every = max(int(round(1 / fraction)), 1)
-    sandbox.on(0, 'UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid %% %d = 0' % (every * 2),
-               dbname=sandbox.USERDB)
-    sandbox.on(0, 'DELETE FROM pgbench_accounts WHERE aid %% %d = 1' % (every * 4), dbname=sandbox.USERDB)
+    if pattern == 'spread':
+        updated = 'aid %% %d = 0' % (every * 2)
+        deleted = 'aid %% %d = 1' % (every * 4)
+    else:
+        changed = accounts // every
+        updated = 'aid > %d' % (accounts - changed // 2)
+        deleted = 'aid > %d AND aid <= %d' % (accounts - changed // 2 - changed // 4, accounts - changed // 2)
+    sandbox.on(0, 'UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE ' + updated, dbname=sandbox.USERDB)
+    sandbox.on(0, 'DELETE FROM pgbench_accounts WHERE ' + deleted, dbname=sandbox.USERDB)
     sandbox.on(0, 'INSERT INTO pgbench_accounts (aid, bid, abalance, filler) SELECT %d + g, 1, g, md5(g::text) '
                   'FROM generate_series(1, %d) g' % (accounts, accounts // (every * 4)), dbname=sandbox.USERDB)
     return accounts
@@ -89,7 +98,7 @@ def driver_rate(counter, driver, seconds=5.0):
     return (counter.now() - before) / (time.monotonic() - started)
 
 
-def one_size(counter, scale, fraction):
+def one_size(counter, scale, fraction, pattern):
     sandbox.reset_pair()
     sandbox.both('DROP TABLE IF EXISTS %s, forest_load_items, forest_load' % PGBENCH_TABLES)
     size = fill(scale)
@@ -105,7 +114,7 @@ def one_size(counter, scale, fraction):
         rate = driver_rate(counter, driver)
         sandbox.pg_ctl(TARGET, 'stop', '-m', 'immediate')
         driver_sees(driver, {TARGET: -1})
-        accounts = drift(fraction)
+        accounts = drift(fraction, pattern)
         print('  scale %d: basebackup %.1fs; %.1f %% of %d accounts drifted; resync ...'
               % (scale, full['wall'], fraction * 100, accounts), flush=True)
         resync = recover(counter, method='resync')
@@ -121,7 +130,7 @@ def one_size(counter, scale, fraction):
                 problems=problems, rows=repaired['rows_copied'], summary=repaired)
 
 
-def report(rows, fraction):
+def report(rows, fraction, pattern):
     print('\nper size (the driver writing all along; bytes = sent by serverid 0\'s server during the recovery):')
     print('%-6s %7s | %8s %7s %10s | %8s %7s %10s %9s | %6s %7s | %s' % (
         'scale', 'GB', 'basebkp', 'freeze', 'MB sent', 'resync', 'freeze', 'MB sent', 'rows', 'time', 'bytes',
@@ -134,7 +143,8 @@ def report(rows, fraction):
             100.0 * resync['sent'] / row['size'],
             '%d writes, %s' % (row['acked'], '; '.join(row['problems']) or 'none lost or doubled')))
     print('\ntime = resync / basebackup; bytes = resync\'s bytes sent / the user database\'s size.')
-    print('drift: %.1f %% of the accounts (half updated, a quarter deleted, a quarter inserted).' % (fraction * 100))
+    print('drift: %.1f %% of the accounts (half updated, a quarter deleted, a quarter inserted), %s.'
+          % (fraction * 100, pattern))
     for row in rows:
         full, resync = row['full'], row['resync']
         print('scale %d: the driver alone makes serverid 0 send %.0f kB/s; resync phases %s; basebackup phases %s'
@@ -153,6 +163,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scales', default='70,700', help='pgbench scales, comma separated (70 ~ 1 GB)')
     parser.add_argument('--drift', type=float, default=0.01, help='fraction of the accounts changed while out')
+    parser.add_argument('--pattern', choices=['spread', 'clustered'], default='spread',
+                        help='where the drift falls: every n-th account, or the newest ones')
     args = parser.parse_args()
     scales = [int(value) for value in args.scales.split(',')]
     if not 0 < args.drift <= 0.5 or any(scale < 1 for scale in scales):
@@ -161,11 +173,11 @@ def main():
     with SourceBytes() as counter:
         try:
             for scale in scales:
-                rows.append(one_size(counter, scale, args.drift))
+                rows.append(one_size(counter, scale, args.drift, args.pattern))
         finally:
             sandbox.reset_pair()
             sandbox.both('DROP TABLE IF EXISTS %s, forest_load_items, forest_load' % PGBENCH_TABLES)
-    report(rows, args.drift)
+    report(rows, args.drift, args.pattern)
 
 
 if __name__ == '__main__':

@@ -116,7 +116,8 @@ def run_pytest(count, args):
     """pytest with one xdist worker per sandbox; worksteal because cases last from 0.1 s to a minute."""
     hold_workers()
     python = os.path.join(BIN, 'python')
-    options = ['--dist', 'worksteal']
+    # --durations: the 25 slowest steps in every run's output, where make test's time goes.
+    options = ['--dist', 'worksteal', '--durations=25']
     for worker in range(count):
         options += ['--tx', 'popen//python=' + ' '.join(shlex.quote(arg) for arg in in_namespace(worker, [python]))]
     os.execv(os.path.join(BIN, 'pytest'), ['pytest'] + options + args)

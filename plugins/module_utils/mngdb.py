@@ -218,6 +218,14 @@ def read_config(conn, table, configid=DEFAULT_CONFIGID):
     return dict((row['key'], row['value']) for row in rows)
 
 
+def read_all_config(conn):
+    """{global_config: {key: value}, local_config: {configid: {key: value}}}: every setting of the pair."""
+    local = {}
+    for row in run(conn, 'SELECT configid, key, value FROM local_config', action='read local_config'):
+        local.setdefault(row['configid'], {})[row['key']] = row['value']
+    return dict(global_config=read_config(conn, 'global_config'), local_config=local)
+
+
 def write_config(conn, table, settings, configid=DEFAULT_CONFIGID):
     for key, value in sorted(settings.items()):
         if table == 'global_config':

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .forest_pg import ForestPgError
 from . import mngdb
 from . import node_identity
+from . import poll_interval
 from .mngdb_plan import MngdbPlan, urls_text
 
 
@@ -77,9 +78,12 @@ class Keeper(MngdbPlan):
                       lambda conn: mngdb.create_database(conn, self.userdb), 'postgres')
         if self.mngdb in missing:
             identities = (peer_state or {}).get('identities') or [] if reason else []
-            self.plan(self.this, 'create database %s with its tables, defaults and server_info' % self.mngdb,
-                      lambda conn: self.create_mngdb(conn, desired, identities), 'postgres')
-            self.show(label, '', describe(desired, mngdb.GLOBAL_CONFIG, mngdb.LOCAL_CONFIG))
+            settings = pair_settings((peer_state or {}).get('settings') if reason else None)
+            self.plan(self.this, 'create database %s with its tables, %s and server_info' % (
+                self.mngdb, "the pair's settings as serverid %d has them" % peer_sid
+                if (peer_state or {}).get('settings') and reason else 'defaults'),
+                lambda conn: self.create_mngdb(conn, desired, identities, settings), 'postgres')
+            self.show(label, '', describe(desired, settings['global_config'], settings["local_config"][mngdb.DEFAULT_CONFIGID]))
             return
         conn = self.conn(self.this, self.mngdb)
         missing = mngdb.missing_tables(conn)
@@ -127,9 +131,17 @@ class Keeper(MngdbPlan):
             if mngdb.missing_tables(conn):  # being created by this same run on the peer (one transaction)
                 return dict(mngdb=False, identities=None, origin=None, server_info=[])
             return dict(mngdb=True, identities=node_identity.read_identities(conn), origin=node_identity.read_origin(conn),
-                        server_info=mngdb.read_server_info(conn))
+                        server_info=mngdb.read_server_info(conn), settings=self.peer_settings(conn))
         except ForestPgError:
             return None
+
+    @staticmethod
+    def peer_settings(conn):
+        """The pair's settings as the peer holds them, its DBA's poll interval rather than one an online
+        recovery or compare lowered for its length."""
+        settings = mngdb.read_all_config(conn)
+        settings['global_config'] = poll_interval.dba_settings(conn, settings['global_config'])
+        return settings
 
     def mark_new(self, me, peer_sid, peer, peer_state, desired, reason):
         """This node is new to the pair: broken (-1) in the peer's view at once (before its databases
@@ -157,15 +169,17 @@ class Keeper(MngdbPlan):
                 self.plan(self.this, '%s: add default rows %s' % (table, ', '.join(sorted(absent))),
                           lambda c, t=table, a=absent: mngdb.write_config(c, t, a))
 
-    def create_mngdb(self, admin, desired, identities=()):
+    def create_mngdb(self, admin, desired, identities=(), settings=None):
+        settings = settings or pair_settings(None)
         mngdb.create_database(admin, self.mngdb)
         with self.this.connect(self.mngdb) as conn:
             # One transaction: a peer provisioned at the same moment sees no tables or all of them, never
             # the guide's tables without the identity ones (which would read as a pair from before them).
             with conn.transaction():
                 mngdb.create_schema(conn)
-                mngdb.write_config(conn, 'global_config', dict((k, v[0]) for k, v in mngdb.GLOBAL_CONFIG.items()))
-                mngdb.write_config(conn, 'local_config', dict((k, v[0]) for k, v in mngdb.LOCAL_CONFIG.items()))
+                mngdb.write_config(conn, 'global_config', settings['global_config'])
+                for configid, values in sorted(settings['local_config'].items()):
+                    mngdb.write_config(conn, 'local_config', values, configid)
                 mngdb.write_server_info(conn, desired)
                 node_identity.create_identity_tables(conn, node_identity.ORIGIN_CREATED)
                 for row in identities:  # the pair's record, the same in both views
@@ -251,6 +265,21 @@ class Keeper(MngdbPlan):
                 for view_node, _vc, _vr in views:
                     self.plan(view_node, 'record the identity of serverid %d (%s)' % (sid, node_identity.identity_text(actual)),
                               lambda c, s=sid, a=actual: node_identity.write_identity(c, s, a))
+
+
+def pair_settings(peer_settings):
+    """The settings a new management database starts with (pure): the guide's defaults, overlaid by the
+    peer's rows when this node is new to a pair whose other node holds them (a rebuilt host must not come
+    back with, say, the default 30 s poll interval where the pair runs 1 s: drivers reading its view
+    would poll the slower one, and a recovery waits for them).  {global_config: {key: value},
+    local_config: {configid: {key: value}}}."""
+    peer_settings = peer_settings or {}
+    global_config = dict((key, spec[0]) for key, spec in mngdb.GLOBAL_CONFIG.items())
+    global_config.update(peer_settings.get('global_config') or {})
+    local_config = dict((configid, dict(values)) for configid, values in (peer_settings.get('local_config') or {}).items())
+    defaults = dict((key, spec[0]) for key, spec in mngdb.LOCAL_CONFIG.items())
+    local_config[mngdb.DEFAULT_CONFIGID] = dict(defaults, **local_config.get(mngdb.DEFAULT_CONFIGID, {}))
+    return dict(global_config=global_config, local_config=local_config)
 
 
 def describe(rows, global_config, local_config):

@@ -72,6 +72,18 @@ def parse_record(comment):
     return record
 
 
+def dba_settings(conn, global_config):
+    """global_config ({key: value} as read from conn) with the DBA's mngdb_read_duration in place of a value an
+    operation lowered for its length (its record on the table), for a copy that must outlive the operation."""
+    record = parse_record(run(conn, READ_SQL, action='read mngdb_read_duration')[0]['comment'])
+    if record is None or interval(global_config.get(KEY)) != interval(record['short']):
+        return global_config
+    kept = dict((key, value) for key, value in global_config.items() if key != KEY)
+    if record['dba'] is not None:
+        kept[KEY] = str(record['dba'])
+    return kept
+
+
 def interval(value):
     """global_config's text value as seconds (absent: the guide's default; unreadable: None)."""
     if value is None:

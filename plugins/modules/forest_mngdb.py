@@ -41,6 +41,9 @@ options:
         to the pair (a rebuilt host, a lost data directory), so it is first set to C(-1) in the other node's
         management database, then its databases are created with itself C(-1), and a warning says that
         C(playbooks/recover.yml) brings it back. If the other node does not answer, nothing is created.
+      - A node new to the pair gets the other node's C(global_config) and C(local_config) (every configid), the
+        DBA's C(mngdb_read_duration) where an operation has lowered it for its length; a new pair gets the
+        guide's defaults.
       - Adds the identity tables to a management database from before them.
     type: list
     elements: str

@@ -281,3 +281,28 @@ def test_upgrade_yml_refuses_a_missing_node_and_a_node_whose_peer_is_broken():
     assert 'forest0 cannot leave the pair: its peer forest1 is not valid' in ' '.join(refused.stdout.split()), \
         refused.stdout[-3000:]
     assert validities()[('userdb', 0)] == {0: 1, 1: -1}  # nothing changed
+
+
+def test_a_rebuilt_node_takes_the_pairs_settings_not_the_defaults_nor_a_lowered_poll_interval():
+    """The new management databases start with what the pair runs (the fixture's 1 s poll interval, a configid of
+    the DBA's), not the guide's 30 s, which drivers reading the new node's view would follow and a recovery
+    would wait for; and with the DBA's value where a running operation has lowered it (its record on node 0)."""
+    lowered = '{"at": 0, "by": "a test", "dba": "7", "short": 2}'
+    sandbox.on(0, "UPDATE global_config SET value = '2' WHERE key = 'mngdb_read_duration'; "
+                  "COMMENT ON TABLE global_config IS 'pgforest.cluster lowered mngdb_read_duration: %s'; "
+                  "INSERT INTO local_config VALUES ('batch é', 'max_retries', '9')" % lowered, dbname='userdb_pghainfo')
+    try:
+        stop_target()
+        shutil.rmtree(NODE_DIR)
+        rebuilt = provision()
+        assert_new_node_is_broken_everywhere(rebuilt.stdout + rebuilt.stderr)
+        for userdb, expected in (('userdb', '7'), (APPDB, '1')):
+            assert sandbox.query(1, "SELECT value, obj_description('global_config'::regclass, 'pg_class') FROM "
+                                    "global_config WHERE key = 'mngdb_read_duration'",
+                                 dbname=userdb + '_pghainfo') == [(expected, None)], userdb
+        assert sandbox.query(1, "SELECT value FROM local_config WHERE configid = 'batch é'",
+                             dbname='userdb_pghainfo') == [('9',)]
+    finally:
+        sandbox.on(0, "UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'; "
+                      "COMMENT ON TABLE global_config IS NULL; DELETE FROM local_config WHERE configid = 'batch é'",
+                   dbname='userdb_pghainfo')

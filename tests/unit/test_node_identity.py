@@ -140,3 +140,20 @@ def test_status_line_and_metrics_name_the_replaced_node():
     text = prometheus_metrics([dict(pair='p', status=dict(status, userdb='appdb'))], now=0)
     assert 'pgforest_node_replaced{pair="p",serverid="1",userdb="appdb"} 1' in text
     assert 'pgforest_node_replaced{pair="p",serverid="0",userdb="appdb"} 0' in text
+
+
+def test_a_new_node_starts_with_the_pairs_settings_over_the_guides_defaults():
+    from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb import GLOBAL_CONFIG, LOCAL_CONFIG
+    from ansible_collections.pgforest.cluster.plugins.module_utils.mngdb_job import pair_settings
+    alone = pair_settings(None)
+    assert alone['global_config'] == dict((key, spec[0]) for key, spec in GLOBAL_CONFIG.items())
+    assert alone['local_config'] == {'DEFAULT': dict((key, spec[0]) for key, spec in LOCAL_CONFIG.items())}
+    peer = dict(global_config={'mngdb_read_duration': '1', 'extra': 'x'},
+                local_config={'batch': {'k': 'v'}, 'DEFAULT': {sorted(LOCAL_CONFIG)[0]: 'peer'}})
+    joined = pair_settings(peer)
+    assert joined['global_config']['mngdb_read_duration'] == '1' and joined['global_config']['extra'] == 'x'
+    assert set(GLOBAL_CONFIG) <= set(joined['global_config'])
+    assert joined['local_config']['batch'] == {'k': 'v'}
+    assert joined['local_config']['DEFAULT'][sorted(LOCAL_CONFIG)[0]] == 'peer'
+    assert set(LOCAL_CONFIG) == set(joined['local_config']['DEFAULT'])
+    assert peer['local_config']['DEFAULT'] == {sorted(LOCAL_CONFIG)[0]: 'peer'}  # the peer's rows untouched
