@@ -17,7 +17,7 @@ Bytes: what serverid 0's server sent over TCP during each recovery (an nftables 
 and port: pg_basebackup's stream, the compare's hashes and the repaired rows, the logical replication
 stream, and the replies to the driver, whose rate alone is measured first and reported beside).
 
-    .venv/bin/python bench/resync_bench.py [--scales 70,700] [--drift 0.01] [--pattern spread|clustered]
+    .venv/bin/python bench/resync_bench.py [--scales 70,700] [--drift 0.01] [--pattern spread|clustered] [--link-mbit 1000]
 
 Needs the sandbox (make sandbox) and root (nft).
 """
@@ -36,14 +36,24 @@ TABLE = 'inet pgforest_resync_bench'
 
 
 class SourceBytes(object):
-    """Bytes serverid 0's server sends over TCP, from an nftables counter in the output hook."""
+    """Bytes serverid 0's server sends over TCP, from an nftables counter in the output hook; with
+    link_mbit, what exceeds that rate is dropped first (a policer: TCP backs off as over a slower link;
+    there is no tc netem here), so that the counter sees what got through."""
+
+    def __init__(self, link_mbit=None):
+        self.link_mbit = link_mbit
 
     def __enter__(self):
         node = sandbox.NODES[0]
+        source = ['ip', 'saddr', node['host'], 'tcp', 'sport', str(node['port'])]
         subprocess.run(['nft', 'add', 'table', TABLE], check=True)
         subprocess.run(['nft', 'add', 'chain', TABLE, 'out', '{ type filter hook output priority 0; }'], check=True)
-        subprocess.run(['nft', 'add', 'rule', TABLE, 'out', 'ip', 'saddr', node['host'], 'tcp', 'sport',
-                        str(node['port']), 'counter'], check=True)
+        if self.link_mbit:
+            kbytes = int(self.link_mbit * 1e6 / 8 / 1024)
+            subprocess.run(['nft', 'add', 'rule', TABLE, 'out'] + source + [
+                'limit', 'rate', 'over', '%d' % kbytes, 'kbytes/second', 'burst', '%d' % max(kbytes // 50, 64),
+                'kbytes', 'drop'], check=True)
+        subprocess.run(['nft', 'add', 'rule', TABLE, 'out'] + source + ['counter'], check=True)
         return self
 
     def __exit__(self, *exc):
@@ -163,14 +173,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scales', default='70,700', help='pgbench scales, comma separated (70 ~ 1 GB)')
     parser.add_argument('--drift', type=float, default=0.01, help='fraction of the accounts changed while out')
+    parser.add_argument('--link-mbit', type=float, default=None,
+                        help='limit what serverid 0 sends to this many Mbit/s (e.g. 1000 for a 1 Gbit/s link)')
     parser.add_argument('--pattern', choices=['spread', 'clustered'], default='spread',
                         help='where the drift falls: every n-th account, or the newest ones')
     args = parser.parse_args()
     scales = [int(value) for value in args.scales.split(',')]
-    if not 0 < args.drift <= 0.5 or any(scale < 1 for scale in scales):
-        raise SystemExit('--drift must be in (0, 0.5] and every scale at least 1')
+    if not 0 < args.drift <= 0.5 or any(scale < 1 for scale in scales) or (args.link_mbit is not None
+                                                                           and not 1 <= args.link_mbit <= 100000):
+        raise SystemExit('--drift must be in (0, 0.5], every scale at least 1, --link-mbit in [1, 100000]')
     rows = []
-    with SourceBytes() as counter:
+    with SourceBytes(args.link_mbit) as counter:
         try:
             for scale in scales:
                 rows.append(one_size(counter, scale, args.drift, args.pattern))
@@ -178,6 +191,8 @@ def main():
             sandbox.reset_pair()
             sandbox.both('DROP TABLE IF EXISTS %s, forest_load_items, forest_load' % PGBENCH_TABLES)
     report(rows, args.drift, args.pattern)
+    if args.link_mbit:
+        print('serverid 0 limited to %g Mbit/s (an nftables policer on its address and port).' % args.link_mbit)
 
 
 if __name__ == '__main__':
