@@ -20,13 +20,9 @@ from .forest_pg import ident, run, run_without_monitors, shown_name, sql
 from .mngdb import database_exists, refuse_if_applications, parse_udb_url, set_validity
 from .node_identity import accept_node
 from .pair_choice import backup_source
+from .sync_catalog import roles_needed
 from .wording import listed
 
-# Roles that own or were granted something in the current database (a restore needs them).
-ROLES_SQL = """SELECT DISTINCT pg_get_userbyid(refobjid) AS name FROM pg_shdepend
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND refclassid = 'pg_authid'::regclass
-UNION SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database() ORDER BY 1"""
 DATABASE_SQL = ('SELECT to_jsonb(d) AS row, pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) '
                 'AS encoding, pg_database_size(d.oid) AS size FROM pg_database d WHERE datname = %s')
 # Databases a restore loads into first, and the old ones between swap and drop (per key).
@@ -43,7 +39,7 @@ def database_facts(conn, dbname):
     return dict(name=dbname, owner=found['owner'], encoding=found['encoding'], collate=row['datcollate'],
                 ctype=row['datctype'], locale_provider='icu' if provider == 'i' else 'libc',
                 icu_locale=row.get('daticulocale') or row.get('datlocale'), size_bytes=found['size'],
-                roles=[r['name'] for r in run(conn, ROLES_SQL, action='list roles')])
+                roles=roles_needed(conn))
 
 
 class LogicalBackup(BackupJob):

@@ -83,7 +83,9 @@ class Keeper(MngdbPlan):
                 self.mngdb, "the pair's settings as serverid %d has them" % peer_sid
                 if (peer_state or {}).get('settings') and reason else 'defaults'),
                 lambda conn: self.create_mngdb(conn, desired, identities, settings), 'postgres')
-            self.show(label, '', describe(desired, settings['global_config'], settings["local_config"][mngdb.DEFAULT_CONFIGID]))
+            self.show(label, '', describe(desired, settings['global_config'], dict(
+                (key if configid == mngdb.DEFAULT_CONFIGID else '%s %s' % (configid, key), value)
+                for configid, values in settings['local_config'].items() for key, value in values.items())))
             return
         conn = self.conn(self.this, self.mngdb)
         missing = mngdb.missing_tables(conn)

@@ -39,7 +39,7 @@ from .recovery_workspace import Workspace
 from .local_server import LocalServer
 from . import resync_logical as logical
 from .resync_steps import (copy_large_objects_now, copy_whole_database, create_new_tables, drop_tables_gone,
-                           schema_changes)
+                           refresh_matviews, schema_changes)
 from .wait import WaitTimeout, wait_until
 
 
@@ -146,6 +146,10 @@ class ResyncRecovery(OnlineRecovery):
             self.compare_and_repair(userdb, snapshot)
         finally:
             replication.close()  # the snapshot is needed no more; the slot stays
+        refreshed = refresh_matviews(src, tgt)
+        if refreshed:
+            self.say('%s: refreshed %d materialized view(s) populated on serverid %d: %s'
+                     % (userdb, len(refreshed), self.source['serverid'], ', '.join(refreshed)))
         logical.create_subscription(tgt, slot, logical.subscription_conninfo(src_node, userdb, self.workspace.passfile))
         self.say('%s: subscription %s on serverid %d applies what serverid %d commits from %s on'
                  % (userdb, slot, self.target['serverid'], self.source['serverid'], lsn))

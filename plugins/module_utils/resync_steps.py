@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 
 from .child_pipe import Pipe
+from .errors import RecoveryError
 from .forest_pg import ident, run, shown_name, sql
 from .online_cut import copy_sequences
-from .sync_catalog import USER_TABLES_SQL, read_catalog, schema_difference, table_name
+from .sync_catalog import USER_TABLES_SQL, has_user_objects, roles_needed, read_catalog, schema_difference, table_name
 from .sync_copy import copy_relation
 from .sync_hash import localize
 from .sync_large_objects import copy_large_objects, large_objects, unlink_large_objects
+from .wording import listed
 
 
 def schema_changes(src, tgt, source, target):
@@ -73,8 +75,9 @@ def drop_tables_gone(src, tgt):
 def create_new_tables(bindir, source, target, userdb):
     """Tables on the source that the target lacks (created while it was out) get their definitions on the
     target (indexes, constraints, owned sequences with them) through pg_dump --schema-only | psql in one
-    transaction; the compare then copies their rows.  A target database with no table at all (a new
-    cluster: a rebuilt host, a new major) gets the source's whole schema instead, so that the schemas,
+    transaction; the compare then copies their rows.  A target database with nothing of its own (no
+    relation, function, type or schema but public: a new cluster, a rebuilt host, a new major) gets the
+    source's whole schema instead, so that the schemas,
     types, functions and views the tables use come too (pg_dump of the target's major reads the source's
     server across majors; never the source's publications or subscriptions).  source, target: (Node,
     connection to userdb, serverid).  [the tables' names];
@@ -84,10 +87,19 @@ def create_new_tables(bindir, source, target, userdb):
     new = sorted(names[0] - names[1])
     if not new:
         return []
-    (src_node, _s, src_sid), (tgt_node, _t, tgt_sid) = source, target
+    (src_node, src, src_sid), (tgt_node, tgt, tgt_sid) = source, target
+    lacking = sorted(set(roles_needed(src)) - set(row['rolname'] for row in run(tgt, 'SELECT rolname FROM pg_roles')))
+    if lacking:  # psql would stop on the first ALTER ... OWNER TO or GRANT naming one, with less to go on
+        one = len(lacking) == 1
+        raise RecoveryError('%s: serverid %d lacks the role%s %s that %s objects of %s on serverid %d, whose '
+                            'definitions the resync copies: create %s on serverid %d first (CREATE ROLE; roles belong '
+                            'to the server, not to the database)' % (
+                                userdb, tgt_sid, '' if one else 's', listed([shown_name(role) for role in lacking]),
+                                'owns or was granted' if one else 'own or were granted', userdb, src_sid,
+                                'it' if one else 'them', tgt_sid))
     reader = [os.path.join(bindir, 'pg_dump'), '--no-password', '--schema-only', '--no-publications',
               '--no-subscriptions', '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
-    if names[1]:
+    if has_user_objects(target[1]):
         reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
     writer = [os.path.join(bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
               '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
@@ -95,3 +107,29 @@ def create_new_tables(bindir, source, target, userdb):
          sides=('pg_dump on serverid %d' % src_sid, 'psql on serverid %d' % tgt_sid)).run(
         '%s: the definitions of the tables new on serverid %d' % (userdb, src_sid))
     return [shown_name(*name) for name in new]
+
+
+POPULATED_MATVIEWS_SQL = r"""
+SELECT n.nspname AS schema, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2"""
+
+
+def refresh_matviews(src, tgt):
+    """Materialized views populated on the source but not on the target (a schema-only dump creates them
+    WITH NO DATA, and the compare covers tables) are refreshed on the target from its repaired tables;
+    [their names].  Logical replication does not maintain them either: the applications refresh them on
+    both nodes, as before."""
+    populated = [(row['schema'], row['relname']) for row in run(src, POPULATED_MATVIEWS_SQL, action='list matviews')]
+    mine = set((row['schema'], row['relname']) for row in run(tgt, POPULATED_MATVIEWS_SQL, action='list matviews'))
+    refreshed = []
+    for name in populated:
+        if name in mine:
+            continue
+        exists = run(tgt, "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                          "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm') AS found", list(name),
+                     action='look for a matview')[0]['found']
+        if exists:
+            run(tgt, sql.SQL('REFRESH MATERIALIZED VIEW {}').format(ident(*name)), action='refresh a matview')
+            refreshed.append(shown_name(*name))
+    return refreshed

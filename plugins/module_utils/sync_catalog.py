@@ -29,6 +29,31 @@ ORDER BY n.nspname, c.relname
 # The row key: the primary key; else the replica identity index; else the first
 # (by name) unique index on plain NOT NULL columns (no expression, no predicate).
 # Key columns only (not an index's INCLUDE columns); columns in table order.
+# Roles that own or were granted something in the current database, its owner among them: what a copy of
+# its definitions needs on the receiving server (a logical restore, a resync into a new cluster).
+ROLES_SQL = """SELECT DISTINCT pg_get_userbyid(refobjid) AS name FROM pg_shdepend
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND refclassid = 'pg_authid'::regclass
+UNION SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database() ORDER BY 1"""
+# Whether the current database holds anything of its own beyond what a new database has (the schema public):
+# a relation, function, type or schema in a user schema.
+USER_OBJECTS_SQL = r"""
+SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE """ + USER_SCHEMA + r""")
+    OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE """ + USER_SCHEMA + r""")
+    OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typrelid = 0
+               AND t.typelem = 0 AND """ + USER_SCHEMA + r""")
+    OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname <> 'public' AND """ + USER_SCHEMA + r""") AS found"""
+
+
+def roles_needed(conn):
+    """[role names] the current database's objects need (ROLES_SQL)."""
+    return [row['name'] for row in run(conn, ROLES_SQL, action='list the roles the database needs')]
+
+
+def has_user_objects(conn):
+    return run(conn, USER_OBJECTS_SQL, action='look for objects of the database')[0]['found']
+
+
 CATALOG_SQL = r"""
 SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
        coalesce((SELECT json_agg(json_build_object('name', a.attname,

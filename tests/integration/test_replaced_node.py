@@ -224,12 +224,14 @@ def test_a_rebuilt_host_moves_back_online_with_upgrade_yml_under_the_driver(odd_
     """The online move of a node to its host's major (docs/forest_node.md), on one major here: step=out takes
     node 1 out under the driver, its host is rebuilt from scratch, step=in provisions it alone and resyncs it
     from node 0 while the driver writes there: the schema (a schema, names with quotes, dots and non-ASCII, a
-    view and a function) from node 0, the rows by content, then a freeze of about a second."""
+    view, a function and a materialized view) from node 0, the rows by content, then a freeze of about a second.
+    A second step=in on the healthy pair is the refusal test's (Nothing to move)."""
     odd = '"sch.é"."it""s"'
     sandbox.on(0, 'CREATE SCHEMA "sch.é"; CREATE FUNCTION "sch.é".twice(int) RETURNS int LANGUAGE sql IMMUTABLE '
                   'AS $$ SELECT $1 * 2 $$; CREATE TABLE %s (id int PRIMARY KEY, v text DEFAULT \'ö\', '
                   'w int GENERATED ALWAYS AS ("sch.é".twice(id)) STORED); INSERT INTO %s (id) '
-                  'SELECT generate_series(1, 500); CREATE VIEW "sch.é".v AS SELECT count(*) FROM %s' % (odd, odd, odd))
+                  'SELECT generate_series(1, 500); CREATE VIEW "sch.é".v AS SELECT count(*) FROM %s; '
+                  'CREATE MATERIALIZED VIEW "sch.é"."m.v" AS SELECT max(w) AS top FROM %s' % (odd, odd, odd, odd))
     nodes = sandbox.driver_nodes()
     driver = ForestDriver(nodes, 'userdb', sandbox.password(), read_duration=1.0).start()
     try:
@@ -259,10 +261,8 @@ def test_a_rebuilt_host_moves_back_online_with_upgrade_yml_under_the_driver(odd_
     assert driver.errors == []
     assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, 'userdb')) == []
     assert_healthy_and_equal()
-    assert sandbox.query(1, 'SELECT (SELECT count FROM "sch.é".v), sum(w), min(v) FROM %s' % odd,
-                         dbname='userdb') == [(500, 250500, 'ö')]
-    again = moved(node='forest1')
-    assert again.returncode == 0 and 'Nothing to recover: the pair is healthy' in again.stdout, again.stdout[-3000:]
+    assert sandbox.query(1, 'SELECT (SELECT count FROM "sch.é".v), sum(w), min(v), (SELECT top FROM "sch.é"."m.v") '
+                            'FROM %s' % odd, dbname='userdb') == [(500, 250500, 'ö', 1000)]
 
 
 @pytest.fixture
@@ -271,16 +271,52 @@ def odd_schema_dropped():
     sandbox.both('DROP SCHEMA IF EXISTS "sch.é" CASCADE')
 
 
-def test_upgrade_yml_refuses_a_missing_node_and_a_node_whose_peer_is_broken():
+def test_upgrade_yml_refuses_a_missing_node_a_limit_and_a_node_whose_peer_is_broken():
+    serving = moved(node='forest1')  # a healthy pair: nothing to move, nothing provisioned (a second run after a move)
+    assert serving.returncode == 0, serving.stdout[-3000:]
+    assert 'Nothing to move: forest1 is valid and serves' in ' '.join(serving.stdout.split()), serving.stdout[-3000:]
+    assert 'Choose the PostgreSQL major version' not in serving.stdout, serving.stdout[-3000:]
+    assert all(counts['changed'] == 0 for counts in sandbox.recap(serving.stdout).values()), serving.stdout[-3000:]
     missing = moved()
     assert missing.returncode != 0 and 'upgrade.yml needs -e node=HOST' in missing.stdout, missing.stdout[-2000:]
+    limited = moved('--limit', 'forest1', node='forest1', step='out')
+    assert limited.returncode != 0, limited.stdout[-3000:]
+    assert 'forest0 is not in this play: leave out --limit' in ' '.join(limited.stdout.split()), limited.stdout[-3000:]
+    assert all(view == {0: 1, 1: 1} for view in validities().values())  # nothing changed
     for userdb in USERDBS:
         sandbox.on(0, 'UPDATE server_info SET udb_validity = -1 WHERE serverid = 1', dbname=userdb + '_pghainfo')
+    before = validities()
     refused = moved(node='forest0', step='out')
     assert refused.returncode != 0, refused.stdout[-3000:]
     assert 'forest0 cannot leave the pair: its peer forest1 is not valid' in ' '.join(refused.stdout.split()), \
         refused.stdout[-3000:]
-    assert validities()[('userdb', 0)] == {0: 1, 1: -1}  # nothing changed
+    assert validities() == before  # nothing changed
+
+
+def test_upgrade_yml_names_the_roles_a_new_cluster_lacks_and_leaves_the_node_out():
+    """A table of node 0's owned by a role that only node 0's server has: the rebuilt node 1 cannot take its
+    definition, so the resync stops before any definition is loaded, names the role, and node 1 stays -1
+    while node 0 serves."""
+    role = 'rôle "x"'
+    sandbox.query(0, 'CREATE ROLE "rôle ""x"""')
+    try:
+        sandbox.on(0, 'CREATE TABLE owned_by_x (id int PRIMARY KEY); ALTER TABLE owned_by_x OWNER TO "rôle ""x"""')
+        out = moved(node='forest1', step='out')
+        assert out.returncode == 0, out.stdout[-3000:]
+        stop_target()
+        shutil.rmtree(NODE_DIR)
+        refused = moved(node='forest1')
+        assert refused.returncode != 0, refused.stdout[-3000:]
+        text = ' '.join((refused.stdout + refused.stderr).split())
+        assert 'serverid 1 lacks the role "%s"' % role.replace('"', '""') in text, text[-3000:]
+        assert 'create it on serverid 1 first' in text, text[-3000:]
+        seen = validities()
+        assert all(view[TARGET] == -1 and view[0] == 1 for view in seen.values()), seen
+        assert sandbox.query(1, 'SELECT count(*) FROM pg_class WHERE relname = %s', ['owned_by_x'],
+                             dbname='userdb') == [(0,)]
+    finally:
+        sandbox.on(0, 'DROP TABLE IF EXISTS owned_by_x')
+        sandbox.query(0, 'DROP ROLE IF EXISTS "rôle ""x"""')
 
 
 def test_a_rebuilt_node_takes_the_pairs_settings_not_the_defaults_nor_a_lowered_poll_interval():
