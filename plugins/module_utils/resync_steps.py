@@ -99,7 +99,7 @@ def create_new_tables(bindir, source, target, userdb):
                                 'it' if one else 'them', tgt_sid))
     reader = [os.path.join(bindir, 'pg_dump'), '--no-password', '--schema-only', '--no-publications',
               '--no-subscriptions', '--dbname=' + src_node.conninfo_string(userdb, bulk=True)]
-    if has_user_objects(target[1]):
+    if has_user_objects(tgt):
         reader += ['--table=%s' % '.'.join('"%s"' % part.replace('"', '""') for part in name) for name in new]
     writer = [os.path.join(bindir, 'psql'), '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction',
               '--dbname=' + tgt_node.conninfo_string(userdb, bulk=True)]
@@ -109,10 +109,10 @@ def create_new_tables(bindir, source, target, userdb):
     return [shown_name(*name) for name in new]
 
 
-POPULATED_MATVIEWS_SQL = r"""
-SELECT n.nspname AS schema, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-ORDER BY 1, 2"""
+MATVIEWS_SQL = r"""
+SELECT n.nspname AS schema, c.relname, c.relispopulated AS populated FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"""
 
 
 def refresh_matviews(src, tgt):
@@ -120,16 +120,12 @@ def refresh_matviews(src, tgt):
     WITH NO DATA, and the compare covers tables) are refreshed on the target from its repaired tables;
     [their names].  Logical replication does not maintain them either: the applications refresh them on
     both nodes, as before."""
-    populated = [(row['schema'], row['relname']) for row in run(src, POPULATED_MATVIEWS_SQL, action='list matviews')]
-    mine = set((row['schema'], row['relname']) for row in run(tgt, POPULATED_MATVIEWS_SQL, action='list matviews'))
+    def matviews(conn):
+        return dict(((row['schema'], row['relname']), row['populated'])
+                    for row in run(conn, MATVIEWS_SQL, action='list materialized views'))
+    theirs, mine = matviews(src), matviews(tgt)
     refreshed = []
-    for name in populated:
-        if name in mine:
-            continue
-        exists = run(tgt, "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                          "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm') AS found", list(name),
-                     action='look for a matview')[0]['found']
-        if exists:
-            run(tgt, sql.SQL('REFRESH MATERIALIZED VIEW {}').format(ident(*name)), action='refresh a matview')
-            refreshed.append(shown_name(*name))
+    for name in sorted(name for name, populated in theirs.items() if populated and mine.get(name) is False):
+        run(tgt, sql.SQL('REFRESH MATERIALIZED VIEW {}').format(ident(*name)), action='refresh a matview')
+        refreshed.append(shown_name(*name))
     return refreshed
