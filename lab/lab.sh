@@ -69,9 +69,9 @@ need_tools() {
     done
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing the lab's tools (missing: ${missing[*]})"
-        apt-get update -qq
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
         # libnss-mymachines is kept out: it would edit this machine's nsswitch.conf.
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
             mmdebstrap systemd-container socat nftables openssh-client >/dev/null
     fi
 }

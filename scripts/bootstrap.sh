@@ -5,27 +5,33 @@ set -euo pipefail
 python=${1:-python3}
 venv=${2:-.venv}
 
-if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
-    echo "bootstrap: $python cannot create virtualenvs; installing python3-venv" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-fi
+# The Debian packages the project's own tools need, installed in one apt run before anything else starts:
+# make test runs three chains side by side, and one of them finding a tool missing (or apt's lock held by
+# another) would fail it on a fresh machine.
+packages=()
+"$python" -m venv --help >/dev/null 2>&1 && "$python" -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 # forest_tls's private CA (the forest_node role) and the TLS tests issue certificates with openssl.
-if ! command -v openssl >/dev/null; then
-    echo "bootstrap: installing openssl" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
-fi
+command -v openssl >/dev/null || packages+=(openssl)
 # make test-loaded (LOAD=N) runs the sandbox suites with CPU hogs beside them (scripts/under_load.sh).
-if ! command -v stress-ng >/dev/null; then
-    echo "bootstrap: installing stress-ng" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng
-fi
+command -v stress-ng >/dev/null || packages+=(stress-ng)
 # The alert rules' tests (tests/unit/test_monitoring_rules.py) run promtool, which Debian ships in prometheus
-# (without its recommends: the server is not wanted, only the tool).
-if ! command -v promtool >/dev/null; then
-    echo "bootstrap: installing promtool (Debian package prometheus)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
-    # The package starts its server (port 9090) where systemd runs: it was not here before, stop it again.
-    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
+# (installed without its recommends: the server is not wanted, only the tool).
+promtool=no
+command -v promtool >/dev/null || { packages+=(prometheus); promtool=yes; }
+# The lab (lab/lab.sh) and the Debian 13 controller (scripts/py313_controller.sh): root filesystems, machines,
+# their network.  libnss-mymachines is kept out: it would edit this machine's nsswitch.conf.
+for tool in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container socat:socat nft:nftables ssh-keygen:openssh-client; do
+    command -v "${tool%%:*}" >/dev/null || packages+=("${tool#*:}")
+done
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${packages[*]}" >&2
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+        "${packages[@]}" >/dev/null
+    # prometheus starts its server (port 9090) where systemd runs: it was not here before, stop it again.
+    if [ "$promtool" = yes ] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
 fi
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from pgforest_dev import sandbox
-from profiler import pytest_runtest_protocol  # noqa: F401  pylint: disable=unused-import  (tests/output/profile)
+# Every case's time and CPU, in tests/output/profile (tests/profiler.py).
+from profiler import pytest_runtest_protocol  # noqa: F401  pylint: disable=unused-import
 
 # What a test run writes stays in the checkout's ignored paths (and the sandbox and lab directories):
 # pytest's tmp_path under .cache/ (PYTEST_DEBUG_TEMPROOT, read when the first tmp_path is made), and
