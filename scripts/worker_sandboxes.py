@@ -2,7 +2,7 @@
 network namespace of its own, so every worker's nodes are 127.0.0.11 and 127.0.0.12 and
 nothing collides.
 
-    worker_sandboxes.py up N      create N namespaces and provision a sandbox in each (in parallel)
+    worker_sandboxes.py up N      create N namespaces, provision a sandbox in the first and copy it to the others
     worker_sandboxes.py pytest N ARGS...   run pytest ARGS with one worker in each (pytest-xdist)
     worker_sandboxes.py down      stop every worker sandbox of this checkout's set, remove the namespaces
 
@@ -15,7 +15,6 @@ FOREST_WORKER_SET (empty by default): make test runs the timing cases under load
 `nsenter --net`, not `ip netns exec`: the latter
 remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
 """
-import concurrent.futures
 import fcntl
 import glob
 import hashlib
@@ -97,18 +96,112 @@ def provision(worker):
         return worker, seconds, handle.read()[-3000:]
 
 
+# What a copy leaves out of the provisioned sandbox: the worker's own record and provision log, the servers'
+# runtime files and logs (the copy is made with them stopped; a socket, pid file or the first's log would
+# only mislead).
+NOT_COPIED = ('checkout', 'provision.log')
+RUNTIME_FILES = ('postmaster.pid', '.s.PGSQL.5432', '.s.PGSQL.5432.lock', 'postgresql.log')
+
+
+def node_dirs(directory):
+    """The sandbox's node directories (node0, node1): those with a data directory."""
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                  if os.path.isfile(os.path.join(directory, name, 'data', 'PG_VERSION')))
+
+
+def pg_bindir(node):
+    with open(os.path.join(node, 'data', 'PG_VERSION')) as handle:
+        return '/usr/lib/postgresql/%s/bin' % handle.read().strip()
+
+
+def pg_ctl(worker, node, *args):
+    """pg_ctl on a node of the worker's sandbox, in its namespace (a started server binds there)."""
+    argv = ['runuser', '-u', 'postgres', '--', os.path.join(pg_bindir(node), 'pg_ctl'),
+            '--pgdata=' + os.path.join(node, 'data')] + list(args)
+    return subprocess.run(in_namespace(worker, argv), capture_output=True, text=True, check=False)
+
+
+def copy_sandbox(source, target):
+    """Copy a provisioned sandbox whose servers are stopped, rewriting its directory's name in every text
+    file that holds it (configuration, postmaster.opts, pgforest-psql); returns the text files rewritten.
+    A file with NUL bytes is data, never rewritten: the sandbox's path is in no table at provision time."""
+    old, new = source.encode(), target.encode()
+    rewritten = []
+    for name in os.listdir(target):
+        if name not in NOT_COPIED:
+            path = os.path.join(target, name)
+            subprocess.run(['rm', '-rf', path], check=True)
+    for name in sorted(os.listdir(source)):
+        if name not in NOT_COPIED:
+            subprocess.run(['cp', '-a', os.path.join(source, name), target], check=True)
+    for path, _dirs, files in os.walk(target):
+        for name in files:
+            full = os.path.join(path, name)
+            if name in RUNTIME_FILES:
+                os.unlink(full)
+                continue
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            with open(full, 'rb') as handle:
+                content = handle.read()
+            if old in content and b'\0' not in content:
+                stat = os.stat(full)
+                with open(full, 'wb') as handle:
+                    handle.write(content.replace(old, new))
+                os.chown(full, stat.st_uid, stat.st_gid)
+                os.chmod(full, stat.st_mode)
+                rewritten.append(os.path.relpath(full, target))
+    return rewritten
+
+
+def clone(count):
+    """Workers 1..count-1 as copies of worker 0's provisioned sandbox: one provision.yml instead of count (each
+    takes one to two minutes of CPU on a busy machine).  Worker 0's servers stop for the copy and start again;
+    every copy's servers start in their own namespace.  Returns the workers that failed, with why."""
+    failed = []
+    source = sandbox_dir(0)
+    nodes = node_dirs(source)
+    for node in nodes:
+        stopped = pg_ctl(0, node, 'stop', '--mode=fast', '--wait')
+        if stopped.returncode != 0:
+            return [(worker, 'stopping %s for the copy: %s' % (node, stopped.stderr.strip()))
+                    for worker in range(1, count)]
+    try:
+        for worker in range(1, count):
+            target = sandbox_dir(worker)
+            for node in node_dirs(target):  # a run that did not end with `down` left them running
+                pg_ctl(worker, node, 'stop', '--mode=fast', '--wait')
+            copy_sandbox(source, target)
+            for node in node_dirs(target):
+                started = pg_ctl(worker, node, 'start', '--wait', '--log=' + os.path.join(node, 'postgresql.log'))
+                if started.returncode != 0:
+                    failed.append((worker, 'starting %s: %s' % (node, started.stderr.strip())))
+    finally:
+        for node in nodes:
+            started = pg_ctl(0, node, 'start', '--wait', '--log=' + os.path.join(node, 'postgresql.log'))
+            if started.returncode != 0:
+                failed.append((0, 'starting %s again after the copy: %s' % (node, started.stderr.strip())))
+    return failed
+
+
 def up(count):
     hold_workers()
     for worker in range(count):
         make_namespace(worker)
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        outcomes = list(pool.map(provision, range(count)))
-    failed = [(worker, tail) for worker, _seconds, tail in outcomes if tail is not None]
-    for worker, seconds, tail in outcomes:
-        print('worker sandbox %d (%s, %s): %s in %.0f s' % (
-            worker, namespace(worker), sandbox_dir(worker), 'failed' if tail else 'provisioned', seconds))
-    for worker, tail in failed:
-        print('--- provision of worker sandbox %d, last lines:\n%s' % (worker, tail), file=sys.stderr)
+    worker, seconds, tail = provision(0)
+    print('worker sandbox 0 (%s, %s): %s in %.0f s' % (
+        namespace(0), sandbox_dir(0), 'failed' if tail else 'provisioned', seconds))
+    if tail is not None:
+        print('--- provision of worker sandbox 0, last lines:\n%s' % tail, file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    failed = clone(count)
+    for worker in range(1, count):
+        print('worker sandbox %d (%s, %s): %s' % (worker, namespace(worker), sandbox_dir(worker),
+                                                  'failed' if worker in dict(failed) else 'copied from worker 0'))
+    print('worker sandboxes: %d copied in %.0f s' % (count - 1, time.monotonic() - started))
+    for worker, why in failed:
+        print('--- worker sandbox %d: %s' % (worker, why), file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -78,3 +78,40 @@ def test_a_bad_set_name_is_refused_before_anything_changes(tmp_path):
                               env=dict(os.environ, FOREST_SANDBOX_TOP=str(tmp_path), FOREST_WORKER_SET=worker_set))
         assert done.returncode == 2 and 'FOREST_WORKER_SET' in done.stderr, (worker_set, done.stderr)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_copied_sandbox_names_its_own_directory_and_keeps_data_and_modes(tmp_path):
+    """worker_sandboxes.copy_sandbox: the first worker's path becomes the copy's in every text file (settings,
+    postmaster.opts, pgforest-psql), a data file (with NUL bytes) is copied as it is, the servers' runtime
+    files and logs and the first worker's own record are left out, and what the copy held before is gone."""
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import worker_sandboxes  # pylint: disable=import-outside-toplevel
+    source, target = tmp_path / 'key-w0', tmp_path / 'key-w1'
+    data = source / 'forest0' / 'data'
+    data.mkdir(parents=True)
+    (source / 'checkout').write_text('/the/checkout\n')
+    (source / 'provision.log').write_text('PLAY RECAP\n')
+    (data / 'forest.conf').write_text("unix_socket_directories = '%s/forest0/run'\n" % source)
+    (data / 'postmaster.opts').write_text('/usr/lib/postgresql/15/bin/postgres "-D" "%s/forest0/data"\n' % source)
+    (data / 'postmaster.pid').write_text('123\n%s/forest0/data\n' % source)
+    (source / 'forest0' / 'postgresql.log').write_text('LOG:  database system is ready\n')
+    helper = source / 'forest0' / 'pgforest-psql'
+    helper.write_text('#!/bin/sh\nexec psql -h %s/forest0/run "$@"\n' % source)
+    helper.chmod(0o750)
+    heap = b'row\0%s\0' % str(source).encode()
+    (data / '16384').write_bytes(heap)
+    target.mkdir()
+    (target / 'checkout').write_text('/the/checkout\n')
+    (target / 'forest9').mkdir()
+
+    rewritten = worker_sandboxes.copy_sandbox(str(source), str(target))
+
+    assert sorted(rewritten) == ['forest0/data/forest.conf', 'forest0/data/postmaster.opts', 'forest0/pgforest-psql']
+    assert (target / 'forest0' / 'data' / 'forest.conf').read_text() == \
+        "unix_socket_directories = '%s/forest0/run'\n" % target
+    assert str(target) + '/forest0/data' in (target / 'forest0' / 'data' / 'postmaster.opts').read_text()
+    assert (target / 'forest0' / 'pgforest-psql').stat().st_mode & 0o777 == 0o750
+    assert (target / 'forest0' / 'data' / '16384').read_bytes() == heap
+    assert sorted(os.listdir(target)) == ['checkout', 'forest0']
+    assert sorted(os.listdir(target / 'forest0')) == ['data', 'pgforest-psql']
+    assert not (target / 'forest0' / 'data' / 'postmaster.pid').exists()
