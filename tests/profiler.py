@@ -21,7 +21,7 @@ def postgres_cpu():
     """CPU seconds of the sandbox's postmasters, their own and their ended children's; 0 where none runs."""
     sandbox = os.environ.get('FOREST_SANDBOX_DIR') or os.path.join(REPO, '.sandbox')
     total = 0.0
-    for node in ('node0', 'node1'):
+    for node in ('forest0', 'forest1'):  # sandbox/inventory.yml's hosts
         try:
             with open(os.path.join(sandbox, node, 'data', 'postmaster.pid')) as handle:
                 pid = int(handle.readline())

@@ -13,6 +13,7 @@ from .forest_pg import ForestPgError, close_all, run
 from .mngdb import mngdb_name, set_validity
 from .online_phases import CANCEL_PENDING, CANCELLED, phase_named
 from .poll_interval import PollIntervalError
+from .recovery_workspace import ignore_interrupts
 from .standby import Standby, remove_signal_files
 from .wait import WaitTimeout, wait_until
 
@@ -66,6 +67,7 @@ class Finish(object):
         _t, tgt_admin = job.connect(job.target, 'postgres')
         run(tgt_admin, 'SELECT pg_reload_conf()')
         self.standby(src_admin, tgt_admin).wait_settings_gone()
+        ignore_interrupts()
         job.workspace.remove()  # the old data directory with it
         job.state['stage'] = phase_named('cleanup').leaves
         settings = dict((row['name'], row['setting']) for row in run(tgt_admin, OWN_SETTINGS_SQL))

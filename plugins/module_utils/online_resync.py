@@ -35,7 +35,7 @@ from .online_phases import CANCELLED, STARTED, phase_named
 from .online_recovery import OnlineRecovery
 from .poll_interval import freeze_notice
 from .quiesce import OWN_XID_SQL, Quiesce
-from .recovery_workspace import Workspace
+from .recovery_workspace import Workspace, ignore_interrupts
 from .local_server import LocalServer
 from . import resync_logical as logical
 from .resync_steps import (copy_large_objects_now, copy_whole_database, create_new_tables, drop_tables_gone,
@@ -270,6 +270,7 @@ class ResyncRecovery(OnlineRecovery):
         try:
             self.drop_machinery(strict=True)
             self.put_back_poll_interval(strict=True)
+            ignore_interrupts()
             self.workspace.remove()
             self.state['stage'] = phase_named('cleanup').leaves
             self.say('cleanup done: slots and publications dropped on serverid %d' % self.source['serverid'])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 
 from .errors import RecoveryError
@@ -26,12 +27,24 @@ def recorded_scope(state, userdb):
             state.get('replaced_databases') or [])
 
 
+def ignore_interrupts():
+    """Called before a cleanup removes the workspace, its last step: from there on SIGINT and SIGTERM are
+    ignored.  The recovery is finished once the workspace is gone; an interruption after that would report a
+    finished cleanup as failed, and the phase=cleanup the error asks for would find nothing in progress."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class Workspace(object):
     """<data_dir>.pgforest-recovery: the state file, saved config files, the old data directory, the passfile."""
 
     def __init__(self, server):
         self.server = server
         self.path = server.data_dir.rstrip('/') + '.pgforest-recovery'
+        # Where remove() renames the workspace before deleting it: a removal stopped midway (Ctrl-C in a
+        # cleanup, a kill) leaves this name, which the next recovery deletes, never a workspace without its
+        # state file, which would stop every recovery after it.
+        self.trash = self.path + '.removing'
         self.state_file = os.path.join(self.path, 'state.json')
         self.conf_dir = os.path.join(self.path, 'conf')
         self.old_data = os.path.join(self.path, 'old-data')
@@ -67,6 +80,7 @@ class Workspace(object):
                                 % (self.path, 'contents: ' + ', '.join(found) if found else 'empty'))
 
     def create(self):
+        self.clear_trash()
         os.mkdir(self.path, 0o700)
         self.server.own(self.path, 0o700)  # the server's user reads the passfile in it
         os.mkdir(self.conf_dir, 0o700)
@@ -107,4 +121,12 @@ class Workspace(object):
     def remove(self):
         if os.path.exists(self.passfile):
             os.remove(self.passfile)  # first: the only file with a secret
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.clear_trash()
+        if os.path.lexists(self.path):
+            os.rename(self.path, self.trash)  # the state file goes with the rest, at once
+        self.clear_trash()
+
+    def clear_trash(self):
+        """What an earlier remove() renamed but did not finish deleting (the old data directory, maybe)."""
+        if os.path.lexists(self.trash):
+            shutil.rmtree(self.trash, ignore_errors=True)

@@ -52,6 +52,20 @@ def test_unreadable_state_is_a_clear_error(workspace):
         workspace.load()
 
 
+def test_an_interrupted_removal_leaves_no_workspace_without_state_and_the_next_recovery_clears_it(workspace):
+    """remove() renames the workspace before deleting it: a removal stopped after the rename (Ctrl-C, a kill)
+    leaves only the renamed directory, which neither stops a new recovery nor outlives its start."""
+    workspace.save(dict(stage='promoted'))
+    os.mkdir(workspace.old_data)
+    os.rename(workspace.path, workspace.trash)  # what remove() does first, then stopped there
+    workspace.refuse_if_left_over()  # no leftover: a new recovery may start
+    workspace.create()
+    assert not os.path.exists(workspace.trash) and os.listdir(workspace.path) == ['conf']
+    workspace.save(dict(stage='promoted'))
+    workspace.remove()
+    assert not os.path.exists(workspace.path) and not os.path.exists(workspace.trash)
+
+
 def test_missing_state_means_no_recovery_in_progress(tmp_path):
     assert Workspace(LocalServer(str(tmp_path / 'data'), bindir=str(tmp_path), os_user='root')).load() is None
 
