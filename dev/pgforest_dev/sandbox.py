@@ -182,17 +182,18 @@ def ensure_running(serverid):
     wait_for('serverid %d to come back' % serverid, answers, interval=0.2)
 
 
-def reset_pair():
-    """Both management databases as provisioned: same server_info, validity 1, default config."""
+def reset_pair(userdb=USERDB):
+    """Both management databases of userdb as provisioned: same server_info, validity 1, default config."""
     from ansible_collections.pgforest.cluster.plugins.module_utils import mngdb
+    mngdb_name = mngdb.mngdb_name(userdb)
     for serverid in NODES:
         ensure_running(serverid)
-        with connect(serverid, MNGDB) as conn:
+        with connect(serverid, mngdb_name) as conn:
             with conn.transaction():
                 conn.execute('DELETE FROM server_info')
                 for sid, node in sorted(NODES.items()):
                     conn.execute('INSERT INTO server_info VALUES (%s, %s, 1)',
-                                 [sid, '%s:%s/%s' % (node['host'], node['port'], USERDB)])
+                                 [sid, '%s:%s/%s' % (node['host'], node['port'], userdb)])
                 conn.execute('DELETE FROM global_config')
                 conn.execute('DELETE FROM local_config')
                 for key, (value, _range) in mngdb.GLOBAL_CONFIG.items():
@@ -200,7 +201,7 @@ def reset_pair():
                 for key, (value, _range) in mngdb.LOCAL_CONFIG.items():
                     conn.execute("INSERT INTO local_config VALUES ('DEFAULT', %s, %s)", [key, value])
                 conn.execute('DELETE FROM broken_log_detail')
-    record_identities()
+    record_identities(mngdb_name)
 
 
 def record_identities(mngdb_name=MNGDB):

@@ -110,9 +110,17 @@ def assert_healthy_and_equal():
 
 
 @pytest.fixture(scope='module', autouse=True)
-def provisioned_as_the_inventory_says():
-    """The tests provision the pair with appdb too (its pg_hba entries): afterwards, as the inventory says."""
+def provisioned_with_appdb():
+    """The pair provisioned with appdb too (its pg_hba entries, its management databases), once for the
+    module's cases (a provision costs half a minute of CPU); afterwards appdb is gone and the pair is
+    provisioned as the inventory says."""
+    provision()
     yield
+    for serverid in (0, 1):
+        for name in (APPDB, APPDB + '_pghainfo'):
+            sandbox.query(serverid, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s',
+                          [name])
+            sandbox.query(serverid, 'DROP DATABASE IF EXISTS %s' % name)
     back = sandbox.playbook('provision.yml')
     assert back.returncode == 0, back.stdout[-3000:]
 
@@ -120,10 +128,10 @@ def provisioned_as_the_inventory_says():
 @pytest.fixture(autouse=True)
 def two_databases():
     """userdb and appdb on both nodes as provision makes them (the pair's identities recorded), each
-    with data, the drivers' poll interval 1 s; afterwards node 1 runs, is valid, appdb is gone."""
-    sandbox.reset_pair()
-    provision()
-    sandbox.both('CREATE TABLE IF NOT EXISTS accounts (id int PRIMARY KEY, balance int);'
+    with data, the drivers' poll interval 1 s; afterwards node 1 runs and is valid in both."""
+    for userdb in USERDBS:
+        sandbox.reset_pair(userdb)
+    sandbox.both('DROP TABLE IF EXISTS accounts; CREATE TABLE accounts (id int PRIMARY KEY, balance int);'
                  'INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 300) g', dbname=APPDB)
     for userdb in USERDBS:
         sandbox.both("UPDATE global_config SET value = '1' WHERE key = 'mngdb_read_duration'",
@@ -137,13 +145,9 @@ def two_databases():
         for userdb in USERDBS:
             sandbox.on(0, 'UPDATE server_info SET udb_validity = -1 WHERE serverid = 1', dbname=userdb + '_pghainfo')
         recover_online()
-    for serverid in (0, 1):
-        for name in (APPDB, APPDB + '_pghainfo'):
-            sandbox.query(serverid, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s',
-                          [name])
-            sandbox.query(serverid, 'DROP DATABASE IF EXISTS %s' % name)
     sandbox.both('DROP TABLE IF EXISTS forest_load_items; DROP TABLE IF EXISTS forest_load')
-    sandbox.reset_pair()
+    for userdb in USERDBS:
+        sandbox.reset_pair(userdb)
     shutil.rmtree(os.path.join(sandbox.SANDBOX, 'identity-copies'), ignore_errors=True)
 
 

@@ -23,11 +23,25 @@ def tls_dir(serverid):
     return os.path.join(os.path.dirname(sandbox.data_dir(serverid)), 'tls')
 
 
-@pytest.fixture
-def tls_on():
-    provision(True)
+# Whether this worker's pair runs with TLS now: the cases share one provision with TLS on (each provision
+# costs half a minute of CPU), and the module turns it off at its end, where a case has not already.
+_tls = dict(on=False)
+
+
+@pytest.fixture(scope='module')
+def tls_off_afterwards():
     yield
-    provision(False)
+    if _tls['on']:
+        provision(False)
+        _tls['on'] = False
+
+
+@pytest.fixture
+def tls_on(tls_off_afterwards):  # pylint: disable=redefined-outer-name,unused-argument
+    """TLS on, with the pair's certificates from the private CA; provisioned once for the cases that need it."""
+    if not _tls['on']:
+        provision(True)
+        _tls['on'] = True
 
 
 def test_tls_on_refuses_plain_tcp_and_the_modules_verify_the_nodes(tls_on):
@@ -112,6 +126,7 @@ def test_a_certificate_near_its_end_is_renewed(tls_on):
 
 def test_tls_off_again_admits_plain_tcp(tls_on):
     provision(False)
+    _tls['on'] = False
     for serverid in sandbox.NODES:
         with sandbox.connect(serverid, sslmode='disable') as conn:
             assert conn.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').fetchone() == (False,)
