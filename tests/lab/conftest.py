@@ -23,6 +23,13 @@ def pytest_configure(config):
 _provisioned = []
 
 
+def pytest_collection_modifyitems(items):
+    """The first contact first: it resets both nodes to bare hosts and provisions them (PostgreSQL installed by
+    apt in each machine), and the cases after it reuse that pair; run later, it would throw away a pair the
+    fixture below had already provisioned from bare hosts, and the suite would install PostgreSQL twice more."""
+    items.sort(key=lambda item: item.path.name != 'test_first_contact.py')
+
+
 @pytest.fixture
 def pair():
     """Both nodes provisioned (once per run), up, valid, without the drivers' tables; nftables healed."""
