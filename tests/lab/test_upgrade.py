@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from pgforest_dev.forest_driver import RESYNC_FREEZE_BEYOND_NOTICE
 
 import lab
 
@@ -56,8 +57,7 @@ def upgrade(serverid, driver, items_update):
         in ' '.join(output.split()), output[-4000:]
     assert 'recovered online (resync) from serverid %d' % other in ' '.join(moved.stdout.split()), moved.stdout[-4000:]
     facts['freeze'], facts['notice'] = freeze_and_notice(moved.stdout)
-    # docs/recovery.md: no freeze lasts longer than the notice plus about 1 s.
-    assert facts['freeze'] <= facts['notice'] + 1, facts
+    assert facts['freeze'] <= facts['notice'] + RESYNC_FREEZE_BEYOND_NOTICE, facts
     facts['recovery_output'] = [line.strip(' ",') for line in moved.stdout.splitlines()
                                 if 'recovered online' in line][:1]
     driver.wait_sees(serverid, 1)
