@@ -25,6 +25,10 @@ import subprocess
 import sys
 import time
 
+# pgforest_dev makes the collection importable.
+import pgforest_dev  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.pgforest.cluster.plugins.module_utils import pg_platform
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP = os.environ.get('FOREST_SANDBOX_TOP') or '/var/lib/pgforest-sandbox'  # another top: the unit test
 WORKER_SET = os.environ.get('FOREST_WORKER_SET', '')
@@ -111,7 +115,7 @@ def node_dirs(directory):
 
 def pg_bindir(node):
     with open(os.path.join(node, 'data', 'PG_VERSION')) as handle:
-        return '/usr/lib/postgresql/%s/bin' % handle.read().strip()
+        return pg_platform.bindir(handle.read().strip())
 
 
 def pg_ctl(worker, node, *args):
@@ -156,8 +160,8 @@ def copy_sandbox(source, target):
 
 def clone(count):
     """Workers 1..count-1 as copies of worker 0's provisioned sandbox: one provision.yml instead of count (each
-    takes one to two minutes of CPU on a busy machine).  Worker 0's servers stop for the copy and start again;
-    every copy's servers start in their own namespace.  Returns the workers that failed, with why."""
+    costs about 30 CPU-s when it changes nothing, more on a first run).  Worker 0's servers stop for the copy
+    and start again; every copy's servers start in their own namespace.  Returns the workers that failed, with why."""
     failed = []
     source = sandbox_dir(0)
     nodes = node_dirs(source)
