@@ -33,7 +33,8 @@ if [ ${#packages[@]} -gt 0 ]; then
         systemctl disable --now prometheus.service >/dev/null 2>&1 || true
     fi
 fi
-"$python" -m venv "$venv"
+# --clear: a venv left from another Python (an older default of PYTHON) is made again from this one.
+"$python" -m venv --clear "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
 # The helpers the tests, benchmarks and demo share (dev/pgforest_dev) are importable from the
 # venv's Python, wherever the script that imports them lives.
