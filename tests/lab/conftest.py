@@ -20,9 +20,6 @@ def pytest_configure(config):
                                 'tests/lab after make lab-up)')
 
 
-_provisioned = []
-
-
 def pytest_collection_modifyitems(items):
     """The first contact first: it resets both nodes to bare hosts and provisions them (PostgreSQL installed by
     apt in each machine), and the cases after it reuse that pair; run later, it would throw away a pair the
@@ -36,10 +33,10 @@ def pair():
     lab.heal()
     for serverid in lab.NODES:
         lab.link('up', serverid)
-    if not _provisioned:
+    if not lab.PAIR_PROVISIONED:
         proc = lab.playbook('provision.yml')
         assert proc.returncode == 0, proc.stdout[-3000:]
-        _provisioned.append(True)
+        lab.PAIR_PROVISIONED.append(True)
     for serverid in lab.NODES:
         lab.ssh(serverid, 'systemctl start pgforest-node%d' % serverid)
     for view in lab.NODES:
@@ -63,4 +60,4 @@ def restore_lab():
     yield
     for serverid in lab.NODES:
         lab.lab('rebuild', lab.NODES[serverid]['name'], lab.DEBIAN, timeout=600)
-    del _provisioned[:]
+    del lab.PAIR_PROVISIONED[:]

@@ -45,6 +45,10 @@ CONTROLLER = '10.77.0.1'
 USERDB = 'userdb'
 MNGDB = USERDB + '_pghainfo'
 PASSWORD_FILE = os.path.join(STATE, 'secrets', 'postgres.password')
+# Whether this run provisioned the pair as the inventory says (by the `pair` fixture of conftest.py or a case
+# that provisions it itself, test_first_contact.py), so the next case need not; a case that rebuilds the nodes
+# empties it.
+PAIR_PROVISIONED = []
 
 
 def in_lab():
