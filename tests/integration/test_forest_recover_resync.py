@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import RESYNC_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
+from pgforest_dev.forest_driver import LOADED_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
 
 TARGET = 1
@@ -109,7 +109,7 @@ def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_gone', dbname=sandbox.USERDB) == [(0,)]
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_new', dbname=sandbox.USERDB) == [(300 - 300 // 11,)]
     cut = result['cut']
-    assert 1.0 <= result['freeze_window'] <= 1.0 + RESYNC_FREEZE_BEYOND_NOTICE, cut  # the notice is 1 s
+    assert 1.0 <= result['freeze_window'] <= 1.0 + LOADED_FREEZE_BEYOND_NOTICE, cut  # the notice is 1 s
     assert cut['sequences_copied'] >= 1 and cut['lag_at_cut'] >= 0 and cut['apply_wait_seconds'] < 1, cut
     # Only what drifted moved: the drifted table repaired row by row (keys), not reloaded whole.
     lines = result['resync'][sandbox.USERDB]['report']

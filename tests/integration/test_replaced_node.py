@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import RESYNC_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
+from pgforest_dev.forest_driver import LOADED_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import wait_for
 
 TARGET = 1
@@ -260,7 +260,7 @@ def test_a_rebuilt_host_moves_back_online_with_upgrade_yml_under_the_driver(odd_
     assert 'serverid 1 recovered online (resync) from serverid 0' in text, back.stdout[-4000:]
     freeze = float(re.search(r'write freeze ([0-9.]+) s', text).group(1))
     notice = float(re.search(r'"notice_seconds": ([0-9.]+)', text).group(1))
-    assert freeze <= notice + RESYNC_FREEZE_BEYOND_NOTICE, (freeze, notice)
+    assert freeze <= notice + LOADED_FREEZE_BEYOND_NOTICE, (freeze, notice)
     assert 'serverid 1 (127.0.0.12): PostgreSQL 15, valid' in text, back.stdout[-3000:]
     assert driver.errors == []
     assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, 'userdb')) == []

@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from pgforest_dev.forest_driver import RESYNC_FREEZE_BEYOND_NOTICE
+from pgforest_dev.forest_driver import LOADED_FREEZE_BEYOND_NOTICE
 
 import lab
 
@@ -57,7 +57,7 @@ def upgrade(serverid, driver, items_update):
         in ' '.join(output.split()), output[-4000:]
     assert 'recovered online (resync) from serverid %d' % other in ' '.join(moved.stdout.split()), moved.stdout[-4000:]
     facts['freeze'], facts['notice'] = freeze_and_notice(moved.stdout)
-    assert facts['freeze'] <= facts['notice'] + RESYNC_FREEZE_BEYOND_NOTICE, facts
+    assert facts['freeze'] <= facts['notice'] + LOADED_FREEZE_BEYOND_NOTICE, facts
     facts['recovery_output'] = [line.strip(' ",') for line in moved.stdout.splitlines()
                                 if 'recovered online' in line][:1]
     driver.wait_sees(serverid, 1)

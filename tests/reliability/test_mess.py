@@ -1,13 +1,14 @@
 """Online recovery and online compare under real-world mess, with the reference driver writing all
 along: a batch job's long transaction, a stream of long transactions, VACUUM and ANALYZE in a loop,
-and drivers that write the nodes in either order. Every freeze begun stays within notice + 1 s, the
-application's longest gap between acknowledged writes within notice + 1.5 s, nothing is lost."""
+and drivers that write the nodes in either order. Every freeze begun stays within its notice plus
+forest_driver.LOADED_FREEZE_BEYOND_NOTICE (these cases run beside CPU hogs), the application's longest gap
+between acknowledged writes within half a second more, nothing is lost."""
 import os
 
 import pytest
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.forest_driver import LOADED_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import driver_writes, driver_writes_to_every_node
 from pgforest_dev.workloads import Batch, Maintenance
 from breakage import (break_node, clean_loaded_pair, driver_nodes, healthy_and_equal, pair_checks, recover_online,
@@ -56,13 +57,13 @@ def measured(result, driver, record, **figures):
 
 
 def freezes(result, driver):
-    """The figures of every freeze begun, asserted: each within notice + 1 s, the application's
-    longest gap within notice + 1.5 s."""
+    """The figures of every freeze begun, asserted: each within its notice plus LOADED_FREEZE_BEYOND_NOTICE, the
+    application's longest gap within half a second more."""
     cut = result['cut']
     notice = cut['notice_seconds']
     windows = [w for w in cut.get('freezes_undone', []) + [cut.get('freeze_window')] if w is not None]
-    assert windows and max(windows) <= notice + 1.0, cut
-    assert driver.longest_gap() <= notice + 1.5, (driver.longest_gap(), cut)
+    assert windows and max(windows) <= notice + LOADED_FREEZE_BEYOND_NOTICE, cut
+    assert driver.longest_gap() <= notice + LOADED_FREEZE_BEYOND_NOTICE + 0.5, (driver.longest_gap(), cut)
     return dict(notice=notice, freeze_windows=windows, longest_gap=round(driver.longest_gap(), 3))
 
 

@@ -31,6 +31,23 @@ def test_the_hogs_run_at_the_niceness_asked_and_are_stopped_afterwards():
     assert default.returncode == 0 and niceness_seen(default) == ['0'], default.stdout + default.stderr
 
 
+def test_the_hogs_scheduling_group_gets_their_niceness_and_the_commands_does_not():
+    """Where the kernel groups tasks by session (autogroup), a niceness counts only inside a group: the hogs'
+    session is niced as a whole, the command's group is left as it was."""
+    if not os.path.exists('/proc/self/autogroup'):  # a kernel without autogroup: nothing to nice
+        return
+    with open('/proc/self/autogroup') as handle:
+        own_group = handle.read().split()
+    show = 'cat /proc/"$FOREST_CPU_HOGS_SESSION"/autogroup /proc/self/autogroup'
+    for nice in ('19', '0'):
+        done = under_load('bash', '-c', show, nice=nice)
+        lines = [line.split() for line in done.stdout.splitlines() if line.startswith('/autogroup-')]
+        assert done.returncode == 0 and len(lines) == 2, done.stdout + done.stderr
+        hogs, command = lines
+        assert hogs[0] != command[0] and hogs[-1] == nice, (nice, lines)
+        assert command == own_group, (nice, lines)
+
+
 def test_a_bad_niceness_is_refused_before_any_hog_starts():
     for bad in ('x', '-1', '20', ''):
         done = under_load('true', nice=bad)
