@@ -13,6 +13,9 @@ rm -f .sandbox
 # --sandbox-only: the workers may be running the sandbox suites beside it (make test runs molecule, whose
 # sandbox this is, beside them).
 [ "${1:-}" = --sandbox-only ] && exit 0
-python3 scripts/worker_sandboxes.py down
+# The venv's Python: worker_sandboxes.py imports the collection's module_utils and dev/ (scripts/bootstrap.sh).
+python=.venv/bin/python
+[ -x "$python" ] || python=python3
+"$python" scripts/worker_sandboxes.py down
 # make timing-loaded's own set (make test runs it beside the sandbox suites).
-FOREST_WORKER_SET=timing python3 scripts/worker_sandboxes.py down
+FOREST_WORKER_SET=timing "$python" scripts/worker_sandboxes.py down

@@ -2,7 +2,6 @@
 at -vvv; pg_hba of the provisioned nodes; identifiers that try to inject SQL."""
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -11,7 +10,6 @@ import time
 import pytest
 
 from pgforest_dev import sandbox
-from pgforest_dev.wait import wait_for
 
 SECRET_FILE = os.path.join(sandbox.SANDBOX, 'secrets', 'postgres.password')
 BACKUPS = os.path.join(sandbox.SANDBOX, 'backups')
@@ -137,32 +135,6 @@ def test_password_appears_nowhere(secret, provisioned_pair, record):
     assert all(done.returncode == 0 for name, done in runs if name.startswith('playbook'))
     assert leaked_output == [] and leaked_logs == [] and watch.leaks == [] and leftovers == []
     assert watch.samples > 100 and any(b'pg_basebackup' in program for program in watch.seen)
-
-
-def test_a_module_run_killed_mid_task_leaves_no_file_holding_the_password(secret, provisioned_pair, record):
-    """A run killed while its module works (SIGKILL: no cleanup runs) leaves nothing on disk that holds the
-    password: the module and its arguments reach the host's Python through its standard input (ansible.cfg,
-    pipelining), never through a file under remote_tmp.  Found when such files, left by the fault cases'
-    interrupted runs, turned up in test_password_appears_nowhere's scan."""
-    started = time.time()
-    cmd, env = sandbox.module_command('forest_status', connect_timeout=60, fail_unless_healthy=True)
-    hung = sandbox.postmaster_pid(1)
-    os.kill(hung, signal.SIGSTOP)  # the module waits on node 1 until it is killed
-    try:
-        run = subprocess.Popen(cmd, env=env, cwd=sandbox.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-        try:
-            # The module runs: the shell Ansible runs it with (its Python reading the module from stdin) is there.
-            wait_for('the module running', lambda: sandbox.own_processes(r"^/bin/sh -c .*bin/python.* && sleep 0"))
-        finally:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-    finally:
-        os.kill(hung, signal.SIGCONT)
-    roots = ['/tmp', os.path.join(sandbox.ANSIBLE_HOME, 'tmp'), os.path.expanduser('~/.ansible/tmp')]
-    leftovers, scanned = files_holding(secret, roots, started)
-    record(files_scanned=scanned, leftover_files=leftovers)
-    assert leftovers == [], leftovers
 
 
 def test_pg_hba_has_no_trust_over_tcp_and_only_single_host_entries(record):
