@@ -13,7 +13,7 @@
 # (scripts/under_load.sh, which says so in the output).
 SHELL := /bin/bash
 # The distribution's Python when there is one: Debian builds it with profile-guided optimization, and it runs
-# Ansible, the modules and the tests with about a fifth less CPU than a Python compiled without it (pyenv's
+# Ansible, the modules and the tests with about 15 % less CPU than a Python compiled without it (pyenv's
 # default, first on PATH on some machines): bench/controller_python_bench.py measures it.
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV := .venv
