@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pgforest_dev import sandbox
-from pgforest_dev.forest_driver import ForestDriver, lost_or_duplicated
+from pgforest_dev.forest_driver import LOADED_FREEZE_BEYOND_NOTICE, ForestDriver, lost_or_duplicated
 from pgforest_dev.wait import driver_sees, driver_writes, driver_writes_to_every_node, wait_for
 
 TARGET = 1
@@ -114,7 +114,8 @@ def test_online_recovery_covers_both_databases_under_two_drivers(method):
     assert not result.get('failed'), result.get('msg')
     assert (result['userdbs'], result['stage'], result['method']) == (['userdb', SECOND], 'done', method)
     assert os.path.exists(MARKER) is (method == 'resync')  # a resync keeps the node's own data directory
-    assert result['freeze_window'] < 3.0, result['cut']
+    # One freeze covers both databases: within the drivers' notice plus what a saturated machine adds.
+    assert result['freeze_window'] <= result['cut']['notice_seconds'] + LOADED_FREEZE_BEYOND_NOTICE, result['cut']
     status = sandbox.module('forest_status', userdbs=['userdb', SECOND])
     assert status['healthy'], status['summary']
     for driver, acked_before, userdb in zip(drivers, before, ('userdb', SECOND)):
