@@ -34,6 +34,7 @@ class PlatformError(ForestError):
 MIN_MAJOR = 15
 # Where each major's programs live on Debian.
 DEBIAN_LIB = '/usr/lib/postgresql'
+APT_LISTS = '/var/lib/apt/lists'
 
 
 def bindir(major):
@@ -305,9 +306,9 @@ def strays(clusters, data_dir):
 
 
 # --- gathering, on the host ----------------------------------------------------------------------------
-def _run(argv, env=None):
+def _run(argv, env=None, timeout=60):
     try:
-        done = children.run(argv, env=env, timeout=60)
+        done = children.run(argv, env=env, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, '', str(exc)
     return done.returncode, done.stdout, done.stderr
@@ -326,6 +327,32 @@ def installed_majors():
         return []
     return sorted(int(name) for name in os.listdir(DEBIAN_LIB)
                   if name.isdigit() and os.access(os.path.join(bindir(name), 'pg_ctl'), os.X_OK))
+
+
+def apt_list_count():
+    """How many of apt's package lists the host has (None without apt's lists directory)."""
+    if not os.path.isdir(APT_LISTS):
+        return None
+    return sum(1 for name in os.listdir(APT_LISTS)
+               if '_Packages' in name and os.path.isfile(os.path.join(APT_LISTS, name)))
+
+
+def read_apt_lists():
+    """apt-get update, for a host whose image came without its package lists."""
+    code, out, err = _run(['apt-get', 'update', '-qq'], dict(os.environ, DEBIAN_FRONTEND='noninteractive'),
+                          timeout=600)
+    if code != 0:
+        raise PlatformError('apt-get update failed (the OS default PostgreSQL is read from its lists): %s'
+                            % (err.strip() or out.strip() or 'exit status %d' % code))
+
+
+def imports_psycopg():
+    """Whether this Python imports psycopg 3: the collection's other modules run with it."""
+    try:
+        import psycopg  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    except Exception:  # pylint: disable=broad-except  # a broken install as well as a missing one
+        return False
+    return True
 
 
 def probe_os_default():

@@ -26,6 +26,11 @@ description:
     C(template0) and C(template1), no role, no relation, schema, function, type, extension or large object
     in C(postgres) or C(template1)). Any other one (another name, stopped, unreadable, with data) is left
     as it is and named in a warning.
+  - Says what the role needs to know before it installs anything (RV(pg_ctl), RV(psycopg), RV(apt_lists),
+    RV(data_dir_version)), so that one call answers what would otherwise be a task each.
+  - With O(read_apt_lists) on a host that has apt but none of its package lists (a fresh image), reads them
+    (C(apt-get update)) before it asks apt for the OS's default; in check mode too, as choosing the version
+    needs them and reading them changes nothing the node runs.
   - The role M(pgforest.cluster.forest_node) runs it; it needs no psycopg (it runs before the packages are
     installed).
 version_added: 0.1.0
@@ -49,6 +54,15 @@ options:
     description: OS user that reads the other clusters' catalogs (through their sockets, peer authentication).
     type: str
     default: postgres
+  bindir:
+    description:
+      - Directory of the server's programs, where RV(pg_ctl) is looked for (the role's C(forest_node_pg_bindir)
+        when set); left out, the chosen major's C(/usr/lib/postgresql/N/bin).
+    type: path
+  read_apt_lists:
+    description: Read apt's package lists (C(apt-get update)) on a host that has none, before asking apt.
+    type: bool
+    default: false
   absent_peers:
     description:
       - The pair's other hosts that are not in the play (C(--limit)), whose major the role's pair check cannot
@@ -60,7 +74,7 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Chooses the version and classifies the clusters; removes none.
+    description: Chooses the version and classifies the clusters; removes none. Reads apt's package lists when asked.
 notes:
   - Debian family (C(/usr/lib/postgresql/N), C(apt-cache), C(pg_lsclusters)); elsewhere only O(pg_version)
     or the data directory can tell the version.
@@ -70,7 +84,13 @@ EXAMPLES = r'''
 - name: Which PostgreSQL major the node runs
   pgforest.cluster.forest_node_pg:
     data_dir: /var/lib/pgforest/node0/data
+    read_apt_lists: true
   register: node_pg
+
+- name: Install PostgreSQL where its pg_ctl is missing
+  ansible.builtin.apt:
+    name: "{{ node_pg.packages }}"
+  when: not node_pg.pg_ctl
 
 - name: Remove the empty default cluster the packages made
   pgforest.cluster.forest_node_pg:
@@ -117,6 +137,26 @@ packages:
   type: list
   elements: str
   sample: [postgresql-17, postgresql-client-17]
+pg_ctl:
+  description: Whether C(pg_ctl) is in O(bindir) (default the chosen major's directory).
+  returned: success
+  type: bool
+  sample: true
+psycopg:
+  description: Whether the Python running the module (the one the collection's other modules run with) imports psycopg 3.
+  returned: success
+  type: bool
+  sample: true
+apt_lists:
+  description: How many of apt's package lists (C(/var/lib/apt/lists/*_Packages*)) the host has; null without apt.
+  returned: success
+  type: int
+  sample: 4
+apt_lists_read:
+  description: Whether the module read apt's package lists (O(read_apt_lists) on a host that had none).
+  returned: success
+  type: bool
+  sample: false
 clusters:
   description: The clusters beside the node (not with O(strays=ignore)), each with what was decided.
   returned: success
@@ -138,6 +178,8 @@ kept:
   sample: [15/main]
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgforest.cluster.plugins.module_utils.errors import ForestError
 from ansible_collections.pgforest.cluster.plugins.module_utils import pg_platform
@@ -147,7 +189,16 @@ def version_facts(params):
     running = pg_platform.data_dir_major(params['data_dir'])
     installed = pg_platform.installed_majors()
     os_default = None
-    if params['pg_version'] is None and running is None and not installed:
+    lists = pg_platform.apt_list_count()
+    lists_read = False
+    asked = params['pg_version']
+    needs_os_default = asked is None and running is None and not installed
+    # A fresh image has apt but not its lists, and only they name the OS default or tell whether apt offers
+    # a major asked for.
+    if params['read_apt_lists'] and lists == 0 and (needs_os_default or (asked is not None and asked not in installed)):
+        pg_platform.read_apt_lists()
+        lists, lists_read = pg_platform.apt_list_count(), True
+    if needs_os_default:
         os_default = pg_platform.probe_os_default()
     major, reason = pg_platform.choose_major(params['pg_version'], running, installed, os_default)
     if reason == 'set' and major not in installed:
@@ -155,8 +206,11 @@ def version_facts(params):
         refusal = pg_platform.availability_refusal(major, installed, pg_platform.apt_candidate(major))
         if refusal:
             raise pg_platform.PlatformError(refusal)
+    programs = params['bindir'] or pg_platform.bindir(major)
     return dict(pg_version=major, reason=reason, data_dir_version=running, installed=installed,
-                os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major))
+                os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major),
+                pg_ctl=os.path.exists(os.path.join(programs, 'pg_ctl')), psycopg=pg_platform.imports_psycopg(),
+                apt_lists=lists, apt_lists_read=lists_read)
 
 
 def handle_strays(module, mode):
@@ -192,6 +246,8 @@ def main():
             pg_version=dict(type='int'),
             strays=dict(type='str', choices=['ignore', 'keep', 'remove'], default='ignore'),
             os_user=dict(type='str', default='postgres'),
+            bindir=dict(type='path'),
+            read_apt_lists=dict(type='bool', default=False),
             absent_peers=dict(type='list', elements='str', default=[]),
         ),
         supports_check_mode=True,
@@ -206,7 +262,7 @@ def main():
             result.update(handle_strays(module, module.params['strays']))
     except ForestError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=bool(result['removed']), **result)
+    module.exit_json(changed=bool(result['removed']) or result['apt_lists_read'], **result)
 
 
 if __name__ == '__main__':

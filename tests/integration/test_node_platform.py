@@ -43,6 +43,36 @@ def test_a_version_other_than_the_data_directorys_is_refused_and_nothing_changes
     assert sandbox.query(0, "SELECT pg_postmaster_start_time()") == before  # not restarted
 
 
+def node_pg(python, **args):
+    """forest_node_pg ad hoc on this machine with the given Python for the module; its result."""
+    args.setdefault('data_dir', sandbox.data_dir(0))
+    done = subprocess.run([os.path.join(sandbox.BIN, 'ansible'), 'localhost', '-m', 'pgforest.cluster.forest_node_pg',
+                           '-a', json.dumps(args), '-e', 'ansible_python_interpreter=' + python],
+                          capture_output=True, text=True, env=sandbox.ansible_env(), check=False)
+    assert ' => ' in done.stdout, done.stdout + done.stderr
+    return json.loads(done.stdout.split(' => ', 1)[1])
+
+
+def test_one_module_run_says_what_the_role_would_install():
+    """What the role asked with a task each (pg_ctl, psycopg for the modules' Python, apt's lists, an initialized
+    data directory) comes from the module that chooses the major, for the Python the modules run with."""
+    major = data_dir_major(0)
+    lists = sum(1 for name in os.listdir('/var/lib/apt/lists') if '_Packages' in name)
+    with_psycopg = node_pg(os.path.join(sandbox.BIN, 'python'))
+    assert (with_psycopg['pg_version'], with_psycopg['data_dir_version'], with_psycopg['pg_ctl'],
+            with_psycopg['psycopg'], with_psycopg['apt_lists'], with_psycopg['apt_lists_read'],
+            with_psycopg['changed']) == (major, major, True, True, lists, False, False), with_psycopg
+    # Debian's own Python (which has psycopg only if python3-psycopg is installed), a bindir without pg_ctl, a
+    # new node: the newest server installed here, nothing read or changed.
+    system_has_psycopg = subprocess.run(['/usr/bin/python3', '-c', 'import psycopg'], capture_output=True,
+                                        check=False).returncode == 0
+    bare = node_pg('/usr/bin/python3', bindir='/nonexistent/bin', data_dir='/nonexistent/data',
+                   read_apt_lists=True)
+    assert (bare['pg_version'], bare['reason'], bare['data_dir_version'], bare['pg_ctl'], bare['psycopg'],
+            bare['apt_lists_read'], bare['changed']) == \
+        (max(pg_platform.installed_majors()), 'installed', None, False, system_has_psycopg, False, False), bare
+
+
 @pytest.fixture
 def spare_pair(tmp_path):
     """An inventory of a new pair on 127.0.0.13/14 (no data directories yet), under the sandbox."""

@@ -211,3 +211,18 @@ def test_odd_pg_lsclusters_entries_are_kept_and_named_never_a_traceback():
     for bad in ('not json', '{"a": 1}'):
         with pytest.raises(pg_platform.PlatformError):
             pg_platform.parse_clusters(bad)
+
+
+def test_apt_lists_are_counted_by_their_packages_files_and_none_without_apt(tmp_path, monkeypatch):
+    lists = tmp_path / 'lists'
+    monkeypatch.setattr(pg_platform, 'APT_LISTS', str(lists))
+    assert pg_platform.apt_list_count() is None  # no apt here
+    lists.mkdir()
+    (lists / 'partial').mkdir()
+    (lists / 'lock').write_text('')
+    assert pg_platform.apt_list_count() == 0  # a fresh image: apt without its lists
+    for name in ('deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages',
+                 'deb.debian.org_debian_dists_trixie-updates_main_binary-amd64_Packages.lz4',
+                 'deb.debian.org_debian_dists_trixie_InRelease'):
+        (lists / name).write_text('')
+    assert pg_platform.apt_list_count() == 2
