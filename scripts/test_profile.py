@@ -24,6 +24,9 @@ def cpu(entry):
 
 
 def main(argv):
+    if len(argv) > 1 or (argv and not argv[0].isdigit()):
+        print(__doc__.strip())
+        return 0 if argv and argv[0] in ('-h', '--help') else 2
     count = int(argv[0]) if argv else 25
     entries = load()
     if not entries:

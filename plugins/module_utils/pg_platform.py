@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 from . import children
 from .errors import ForestError
@@ -337,13 +338,28 @@ def apt_list_count():
                if '_Packages' in name and os.path.isfile(os.path.join(APT_LISTS, name)))
 
 
-def read_apt_lists():
+# A freshly booted host often refreshes its lists itself (apt-daily, unattended-upgrades, cloud-init): wait for it.
+APT_LOCK_WAIT = 60
+
+
+def apt_lock_busy(output):
+    """Whether apt-get failed only because another apt holds its lock."""
+    return 'Could not get lock' in output or 'Unable to lock directory' in output
+
+
+def read_apt_lists(lock_wait=APT_LOCK_WAIT, pause=2.0):
     """apt-get update, for a host whose image came without its package lists."""
-    code, out, err = _run(['apt-get', 'update', '-qq'], dict(os.environ, DEBIAN_FRONTEND='noninteractive'),
-                          timeout=600)
-    if code != 0:
-        raise PlatformError('apt-get update failed (the OS default PostgreSQL is read from its lists): %s'
-                            % (err.strip() or out.strip() or 'exit status %d' % code))
+    deadline = time.monotonic() + lock_wait
+    while True:
+        code, out, err = _run(['apt-get', 'update', '-qq'], dict(os.environ, DEBIAN_FRONTEND='noninteractive'),
+                              timeout=600)
+        if code == 0:
+            return
+        if not apt_lock_busy(out + err) or time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
+    raise PlatformError('apt-get update failed (the PostgreSQL versions apt offers, and the packages the role '
+                        'installs, come from its lists): %s' % (err.strip() or out.strip() or 'exit status %d' % code))
 
 
 def imports_psycopg():

@@ -29,8 +29,10 @@ description:
   - Says what the role needs to know before it installs anything (RV(pg_ctl), RV(psycopg), RV(apt_lists),
     RV(data_dir_version)), so that one call answers what would otherwise be a task each.
   - With O(read_apt_lists) on a host that has apt but none of its package lists (a fresh image), reads them
-    (C(apt-get update)) before it asks apt for the OS's default; in check mode too, as choosing the version
-    needs them and reading them changes nothing the node runs.
+    (C(apt-get update), waiting up to a minute for another apt holding their lock) where they are needed - to
+    ask apt for the OS's default or for a major asked for, or because the server or psycopg is to be
+    installed; in check mode too, as choosing the version needs them, the role's check run can then say what
+    it would install, and reading them changes nothing the node runs.
   - The role M(pgforest.cluster.forest_node) runs it; it needs no psycopg (it runs before the packages are
     installed).
 version_added: 0.1.0
@@ -60,7 +62,7 @@ options:
         when set); left out, the chosen major's C(/usr/lib/postgresql/N/bin).
     type: path
   read_apt_lists:
-    description: Read apt's package lists (C(apt-get update)) on a host that has none, before asking apt.
+    description: Read apt's package lists (C(apt-get update)) on a host that has none, where they are needed (above).
     type: bool
     default: false
   absent_peers:
@@ -73,8 +75,9 @@ options:
     default: []
 attributes:
   check_mode:
-    support: full
-    description: Chooses the version and classifies the clusters; removes none. Reads apt's package lists when asked.
+    support: partial
+    description: Chooses the version and classifies the clusters; removes none.
+    details: With O(read_apt_lists), apt's package lists are read in check mode too (the one change it makes there).
 notes:
   - Debian family (C(/usr/lib/postgresql/N), C(apt-cache), C(pg_lsclusters)); elsewhere only O(pg_version)
     or the data directory can tell the version.
@@ -152,6 +155,11 @@ apt_lists:
   returned: success
   type: int
   sample: 4
+data_dir_initialized:
+  description: Whether O(data_dir) holds C(PG_VERSION) (initdb ran there), whatever it says.
+  returned: success
+  type: bool
+  sample: true
 apt_lists_read:
   description: Whether the module read apt's package lists (O(read_apt_lists) on a host that had none).
   returned: success
@@ -193,9 +201,12 @@ def version_facts(params):
     lists_read = False
     asked = params['pg_version']
     needs_os_default = asked is None and running is None and not installed
-    # A fresh image has apt but not its lists, and only they name the OS default or tell whether apt offers
-    # a major asked for.
-    if params['read_apt_lists'] and lists == 0 and (needs_os_default or (asked is not None and asked not in installed)):
+    psycopg = pg_platform.imports_psycopg()
+    # A fresh image (or one built with its lists removed) has apt but not its lists, and only they name the OS
+    # default, tell whether apt offers a major asked for, or let the role's apt task say in check mode what it
+    # would install (it refreshes them only in a real run).
+    wanted = needs_os_default or not psycopg or (asked is not None and asked not in installed)
+    if params['read_apt_lists'] and not lists and wanted:
         pg_platform.read_apt_lists()
         lists, lists_read = pg_platform.apt_list_count(), True
     if needs_os_default:
@@ -207,10 +218,14 @@ def version_facts(params):
         if refusal:
             raise pg_platform.PlatformError(refusal)
     programs = params['bindir'] or pg_platform.bindir(major)
+    pg_ctl = os.path.exists(os.path.join(programs, 'pg_ctl'))
+    if params['read_apt_lists'] and not lists and not pg_ctl:  # the chosen major's server is to be installed
+        pg_platform.read_apt_lists()
+        lists, lists_read = pg_platform.apt_list_count(), True
     return dict(pg_version=major, reason=reason, data_dir_version=running, installed=installed,
                 os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major),
-                pg_ctl=os.path.exists(os.path.join(programs, 'pg_ctl')), psycopg=pg_platform.imports_psycopg(),
-                apt_lists=lists, apt_lists_read=lists_read)
+                pg_ctl=pg_ctl, psycopg=psycopg, apt_lists=lists, apt_lists_read=lists_read,
+                data_dir_initialized=os.path.exists(os.path.join(params['data_dir'], 'PG_VERSION')))
 
 
 def handle_strays(module, mode):

@@ -61,16 +61,17 @@ def test_one_module_run_says_what_the_role_would_install():
     with_psycopg = node_pg(os.path.join(sandbox.BIN, 'python'))
     assert (with_psycopg['pg_version'], with_psycopg['data_dir_version'], with_psycopg['pg_ctl'],
             with_psycopg['psycopg'], with_psycopg['apt_lists'], with_psycopg['apt_lists_read'],
-            with_psycopg['changed']) == (major, major, True, True, lists, False, False), with_psycopg
+            with_psycopg['data_dir_initialized'], with_psycopg['changed']) == \
+        (major, major, True, True, lists, False, True, False), with_psycopg
     # Debian's own Python (which has psycopg only if python3-psycopg is installed), a bindir without pg_ctl, a
     # new node: the newest server installed here, nothing read or changed.
     system_has_psycopg = subprocess.run(['/usr/bin/python3', '-c', 'import psycopg'], capture_output=True,
                                         check=False).returncode == 0
     bare = node_pg('/usr/bin/python3', bindir='/nonexistent/bin', data_dir='/nonexistent/data',
                    read_apt_lists=True)
-    assert (bare['pg_version'], bare['reason'], bare['data_dir_version'], bare['pg_ctl'], bare['psycopg'],
-            bare['apt_lists_read'], bare['changed']) == \
-        (max(pg_platform.installed_majors()), 'installed', None, False, system_has_psycopg, False, False), bare
+    assert (bare['pg_version'], bare['reason'], bare['data_dir_version'], bare['data_dir_initialized'], bare['pg_ctl'],
+            bare['psycopg'], bare['apt_lists_read'], bare['changed']) == \
+        (max(pg_platform.installed_majors()), 'installed', None, False, False, system_has_psycopg, False, False), bare
 
 
 @pytest.fixture

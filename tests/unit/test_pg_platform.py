@@ -226,3 +226,24 @@ def test_apt_lists_are_counted_by_their_packages_files_and_none_without_apt(tmp_
                  'deb.debian.org_debian_dists_trixie_InRelease'):
         (lists / name).write_text('')
     assert pg_platform.apt_list_count() == 2
+
+
+def test_apt_lists_are_read_after_another_apt_lets_go_of_their_lock_and_other_failures_are_named(monkeypatch):
+    busy = (100, '', 'E: Could not get lock /var/lib/apt/lists/lock. It is held by process 812 (apt-get)\n')
+    answers = [busy, busy, (0, '', '')]
+    calls = []
+
+    def run(argv, env=None, timeout=60):  # pylint: disable=unused-argument
+        calls.append(argv)
+        return answers.pop(0)
+    monkeypatch.setattr(pg_platform, '_run', run)
+    pg_platform.read_apt_lists(lock_wait=60, pause=0)
+    assert calls == [['apt-get', 'update', '-qq']] * 3
+    answers[:] = [busy] * 3
+    with pytest.raises(PlatformError, match='apt-get update failed .*Could not get lock'):
+        pg_platform.read_apt_lists(lock_wait=0, pause=0)
+    answers[:] = [(100, '', 'E: Failed to fetch http://deb.debian.org/debian/dists/trixie/InRelease\n')]
+    del calls[:]
+    with pytest.raises(PlatformError, match='Failed to fetch'):
+        pg_platform.read_apt_lists(lock_wait=60, pause=0)
+    assert len(calls) == 1  # not a lock: no second try
