@@ -27,7 +27,7 @@ description:
     in C(postgres) or C(template1)). Any other one (another name, stopped, unreadable, with data) is left
     as it is and named in a warning.
   - Says what the role needs to know before it installs anything (RV(pg_ctl), RV(psycopg), RV(apt_lists),
-    RV(data_dir_version)), so that one call answers what would otherwise be a task each.
+    RV(data_dir_initialized)), so that one call answers what would otherwise be a task each.
   - With O(read_apt_lists) on a host that has apt but none of its package lists (a fresh image), reads them
     (C(apt-get update), waiting up to a minute for another apt holding their lock) where they are needed - to
     ask apt for the OS's default or for a major asked for, or because the server or psycopg is to be
@@ -197,18 +197,20 @@ def version_facts(params):
     running = pg_platform.data_dir_major(params['data_dir'])
     installed = pg_platform.installed_majors()
     os_default = None
-    lists = pg_platform.apt_list_count()
-    lists_read = False
+    found = dict(apt_lists=pg_platform.apt_list_count(), apt_lists_read=False)
+
+    def read_lists_if(needed):
+        if params['read_apt_lists'] and not found['apt_lists'] and needed:
+            pg_platform.read_apt_lists()
+            found.update(apt_lists=pg_platform.apt_list_count(), apt_lists_read=True)
+
     asked = params['pg_version']
     needs_os_default = asked is None and running is None and not installed
     psycopg = pg_platform.imports_psycopg()
     # A fresh image (or one built with its lists removed) has apt but not its lists, and only they name the OS
     # default, tell whether apt offers a major asked for, or let the role's apt task say in check mode what it
     # would install (it refreshes them only in a real run).
-    wanted = needs_os_default or not psycopg or (asked is not None and asked not in installed)
-    if params['read_apt_lists'] and not lists and wanted:
-        pg_platform.read_apt_lists()
-        lists, lists_read = pg_platform.apt_list_count(), True
+    read_lists_if(needs_os_default or not psycopg or (asked is not None and asked not in installed))
     if needs_os_default:
         os_default = pg_platform.probe_os_default()
     major, reason = pg_platform.choose_major(params['pg_version'], running, installed, os_default)
@@ -219,13 +221,11 @@ def version_facts(params):
             raise pg_platform.PlatformError(refusal)
     programs = params['bindir'] or pg_platform.bindir(major)
     pg_ctl = os.path.exists(os.path.join(programs, 'pg_ctl'))
-    if params['read_apt_lists'] and not lists and not pg_ctl:  # the chosen major's server is to be installed
-        pg_platform.read_apt_lists()
-        lists, lists_read = pg_platform.apt_list_count(), True
+    read_lists_if(not pg_ctl)  # the chosen major's server is to be installed
     return dict(pg_version=major, reason=reason, data_dir_version=running, installed=installed,
                 os_default=os_default, bindir=pg_platform.bindir(major), packages=pg_platform.packages(major),
-                pg_ctl=pg_ctl, psycopg=psycopg, apt_lists=lists, apt_lists_read=lists_read,
-                data_dir_initialized=os.path.exists(os.path.join(params['data_dir'], 'PG_VERSION')))
+                pg_ctl=pg_ctl, psycopg=psycopg,
+                data_dir_initialized=os.path.exists(os.path.join(params['data_dir'], 'PG_VERSION')), **found)
 
 
 def handle_strays(module, mode):
