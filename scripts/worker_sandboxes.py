@@ -15,12 +15,16 @@ FOREST_WORKER_SET (empty by default): make test runs the timing cases under load
 `nsenter --net`, not `ip netns exec`: the latter
 remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
 """
+import base64
 import fcntl
 import glob
 import hashlib
+import hmac
 import os
 import re
+import secrets
 import shlex
+import string
 import subprocess
 import sys
 import time
@@ -158,10 +162,50 @@ def copy_sandbox(source, target):
     return rewritten
 
 
+PASSWORD_FILE = os.path.join('secrets', 'postgres.password')  # the inventory's forest_pg_password lookup
+
+
+def scram_verifier(password, salt=None, iterations=4096):
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, RFC 7677): ALTER ROLE given this
+    never carries the password itself into a statement, a server log or a process list."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac('sha256', password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b'Client Key', hashlib.sha256).digest()
+    server_key = hmac.new(salted, b'Server Key', hashlib.sha256).digest()
+    salt_b64, stored_b64, server_b64 = (base64.b64encode(raw).decode()
+                                        for raw in (salt, hashlib.sha256(client_key).digest(), server_key))
+    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (iterations, salt_b64, stored_b64, server_b64)
+
+
+def own_password(worker):
+    """Give a copied sandbox a password of its own, on both servers (running) and in its password file.
+    Copies would otherwise share worker 0's, and /tmp and the process list are the machine's: the security
+    case, which looks for its sandbox's password in both, would find another worker's module file or
+    command line holding it.  Returns None, or why it failed."""
+    target = sandbox_dir(worker)
+    password = ''.join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+    statement = "ALTER ROLE postgres PASSWORD '%s'" % scram_verifier(password)
+    for node in node_dirs(target):
+        # The node's own psql helper: its socket directory, its binaries, peer authentication.
+        argv = [os.path.join(node, 'pgforest-psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres']
+        done = subprocess.run(in_namespace(worker, argv), input=statement, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            return 'setting its own password on %s: %s' % (node, done.stderr.strip())
+    path = os.path.join(target, PASSWORD_FILE)
+    written = path + '.new'
+    fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as handle:
+        handle.write(password + '\n')
+    os.replace(written, path)
+    return None
+
+
 def clone(count):
     """Workers 1..count-1 as copies of worker 0's provisioned sandbox: one provision.yml instead of count (each
     costs about 30 CPU-s when it changes nothing, more on a first run).  Worker 0's servers stop for the copy
-    and start again; every copy's servers start in their own namespace.  Returns the workers that failed, with why."""
+    and start again; every copy's servers start in their own namespace and get a password of their own.  Returns the
+    workers that failed, with why."""
     failed = []
     source = sandbox_dir(0)
     nodes = node_dirs(source)
@@ -176,10 +220,12 @@ def clone(count):
             for node in node_dirs(target):  # a run that did not end with `down` left them running
                 pg_ctl(worker, node, 'stop', '--mode=fast', '--wait')
             copy_sandbox(source, target)
-            for node in node_dirs(target):
-                started = pg_ctl(worker, node, 'start', '--wait', '--log=' + os.path.join(node, 'postgresql.log'))
-                if started.returncode != 0:
-                    failed.append((worker, 'starting %s: %s' % (node, started.stderr.strip())))
+            starts = [pg_ctl(worker, node, 'start', '--wait', '--log=' + os.path.join(node, 'postgresql.log'))
+                      for node in node_dirs(target)]
+            problems = ['starting %s: %s' % (node, started.stderr.strip())
+                        for node, started in zip(node_dirs(target), starts) if started.returncode != 0]
+            problems = problems or [why for why in [own_password(worker)] if why]
+            failed += [(worker, why) for why in problems]
     finally:
         for node in nodes:
             started = pg_ctl(0, node, 'start', '--wait', '--log=' + os.path.join(node, 'postgresql.log'))

@@ -1,5 +1,6 @@
 """Secrets and injection: the sandbox's (known) password through every module and playbook
 at -vvv; pg_hba of the provisioned nodes; identifiers that try to inject SQL."""
+import glob
 import json
 import os
 import subprocess
@@ -135,6 +136,21 @@ def test_password_appears_nowhere(secret, provisioned_pair, record):
     assert all(done.returncode == 0 for name, done in runs if name.startswith('playbook'))
     assert leaked_output == [] and leaked_logs == [] and watch.leaks == [] and leftovers == []
     assert watch.samples > 100 and any(b'pg_basebackup' in program for program in watch.seen)
+
+
+def test_no_other_sandbox_of_this_machine_shares_this_password(secret, record):
+    """Worker sandboxes are copies of the first (scripts/worker_sandboxes.py): each gets a password of its
+    own, or the case above would find another worker's module file in /tmp holding this one."""
+    others = [path for path in glob.glob(os.path.join(os.path.dirname(sandbox.SANDBOX), '*', 'secrets',
+                                                      'postgres.password'))
+              if os.path.dirname(os.path.dirname(path)) != sandbox.SANDBOX]
+    sharing = []
+    for path in others:
+        with open(path) as handle:
+            if handle.read().strip() == secret:
+                sharing.append(path)
+    record(other_sandboxes=len(others), sharing=sharing)
+    assert sharing == []
 
 
 def test_pg_hba_has_no_trust_over_tcp_and_only_single_host_entries(record):
