@@ -43,9 +43,9 @@ image_key() { { cat "$here/image.sh"; echo "$1"; } | sha256sum | cut -c1-16; }
 image_dir() { echo "$LAB_CACHE/base-$1-$(image_key "$1")"; }
 
 # Downloaded .debs are kept per suite: the image builds' (lab/image.sh copies them in and out) and each
-# node's own apt cache, bound into the machine (one per node: apt locks its cache directory for the whole
-# install, and both nodes install at once).
-debs_dir() { echo "$LAB_CACHE/debs-$1${2:+-$2}"; }
+# node's own apt cache, bound into the machine (one per node and lab: apt locks its cache directory for the
+# whole install, and both nodes install at once, maybe beside a second lab's).
+debs_dir() { echo "$LAB_CACHE/debs-$1${2:+-$2${LAB_INSTANCE:+-$LAB_INSTANCE}}"; }
 
 # The monitoring host's Ansible: requirements.txt's runtime section, for the image's own Python.
 runtime_requirements() {  # the requirement lines after "# Runtime", up to the next comment
@@ -357,12 +357,13 @@ esac
 check_debian "$DEBIAN"
 SUITE=${LAB_SUITES[$DEBIAN]}
 
-# One change to the lab at a time (two `make lab-up` at once would race on the namespace); status only looks.
+# One change to a lab at a time (two `make lab-up` at once would race on the namespace); status only looks.
+# A second lab (FOREST_LAB_NS) has a lock of its own; both build images under build_lock.
 case "${1:-}" in
     status|"") ;;
     *)
         [ "$(id -u)" = 0 ] || die "run the lab as root (it creates namespaces, mounts and machines)"
-        exec 8>"/run/pgforest-lab.lock"; flock 8
+        exec 8>"/run/$LAB_NS.lock"; flock 8
         ;;
 esac
 
