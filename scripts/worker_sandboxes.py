@@ -15,11 +15,9 @@ FOREST_WORKER_SET (empty by default): make test runs the timing cases under load
 `nsenter --net`, not `ip netns exec`: the latter
 remounts /sys in a mount namespace of its own, which the servers do not need and systemd tools mind.
 """
-import base64
 import fcntl
 import glob
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -31,6 +29,7 @@ import time
 
 # pgforest_dev makes the collection importable.
 import pgforest_dev  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.pgforest.cluster.plugins.filter.scram import scram_sha256_verifier
 from ansible_collections.pgforest.cluster.plugins.module_utils import pg_platform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,26 +164,15 @@ def copy_sandbox(source, target):
 PASSWORD_FILE = os.path.join('secrets', 'postgres.password')  # the inventory's forest_pg_password lookup
 
 
-def scram_verifier(password, salt=None, iterations=4096):
-    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, RFC 7677): ALTER ROLE given this
-    never carries the password itself into a statement, a server log or a process list."""
-    salt = os.urandom(16) if salt is None else salt
-    salted = hashlib.pbkdf2_hmac('sha256', password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b'Client Key', hashlib.sha256).digest()
-    server_key = hmac.new(salted, b'Server Key', hashlib.sha256).digest()
-    salt_b64, stored_b64, server_b64 = (base64.b64encode(raw).decode()
-                                        for raw in (salt, hashlib.sha256(client_key).digest(), server_key))
-    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (iterations, salt_b64, stored_b64, server_b64)
-
-
 def own_password(worker):
     """Give a copied sandbox a password of its own, on both servers (running) and in its password file.
     Copies would otherwise share worker 0's, and /tmp and the process list are the machine's: the security
     case, which looks for its sandbox's password in both, would find another worker's module file or
     command line holding it.  Returns None, or why it failed."""
     target = sandbox_dir(worker)
-    password = ''.join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
-    statement = "ALTER ROLE postgres PASSWORD '%s'" % scram_verifier(password)
+    password = ''.join(secrets.choice(string.ascii_letters + string.digits) for _position in range(24))
+    # The verifier, not the password: ALTER ROLE never carries it into a statement, a log or a process list.
+    statement = "ALTER ROLE postgres PASSWORD '%s'" % scram_sha256_verifier(password)
     for node in node_dirs(target):
         # The node's own psql helper: its socket directory, its binaries, peer authentication.
         argv = [os.path.join(node, 'pgforest-psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres']

@@ -7,6 +7,7 @@ sections into docs/.  A suite's conftest imports the fixture and the two hooks f
 With parallel workers (pytest-xdist) each worker runs cases and the controller writes the
 results: the figures a case records travel in its report's user_properties."""
 import datetime
+import fcntl
 import json
 import os
 import subprocess
@@ -75,6 +76,14 @@ def pytest_sessionfinish(session):
     if not _sections or hasattr(session.config, 'workerinput'):  # a worker: the controller writes
         return
     results_file = os.path.join(RESULTS_DIR, 'results.json')
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    # make test's chains end their runs at any time: one read-update-write at a time, or one loses another's.
+    with open(results_file + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_results(results_file)
+
+
+def write_results(results_file):
     try:
         with open(results_file) as handle:
             results = json.load(handle)
@@ -94,7 +103,6 @@ def pytest_sessionfinish(session):
         results[section] = dict(run_at=when, commit=commit, cases=[kept[name] for name in sorted(kept)])
         if os.environ.get('FOREST_CPU_LOAD'):  # scripts/under_load.sh: CPU hogs ran beside the suite
             results[section]['cpu_load'] = os.environ['FOREST_CPU_LOAD']
-    os.makedirs(RESULTS_DIR, exist_ok=True)
     with open(results_file, 'w') as handle:
         json.dump(results, handle, indent=1, sort_keys=True)
     subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'reliability_report.py'), results_file,

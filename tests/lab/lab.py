@@ -23,7 +23,6 @@ from pgforest_dev.wait import wait_for as wait_for_event
 from pgforest_dev.sandbox import recap  # noqa: F401  pylint: disable=unused-import
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/pgforest-lab')
 INVENTORY = os.path.join(REPO, 'lab', 'inventory.yml')
 DRIVER_DIR = os.path.join(REPO, '.cache', 'lab-drivers')  # the drivers' result files (AppDriver)
 LAB = os.path.join(REPO, 'lab', 'lab.sh')
@@ -36,6 +35,7 @@ CURRENT_CONTROLLER = os.environ.get('FOREST_LAB_CONTROLLER') == 'current'
 # Files a command on the controller reads (extra vars): inside the checkout, which that machine sees too.
 SCRATCH = os.path.join(REPO, '.cache', 'lab')
 NS = os.environ.get('FOREST_LAB_NS', 'pgforest-lab')
+STATE = os.environ.get('FOREST_LAB_STATE', '/var/lib/' + NS)  # lab/settings.sh's rule
 # The Debian release that is up, and the lab's default (lab/exec exports both from lab/settings.sh and the state).
 DEBIAN = os.environ.get('FOREST_LAB_DEBIAN', '12')
 DEFAULT_DEBIAN = os.environ.get('FOREST_LAB_DEBIAN_DEFAULT', '12')
