@@ -268,11 +268,16 @@ lab_ssh() {  # address command...
         -o BatchMode=yes -o ConnectTimeout=2 "deploy@$addr" "$@"
 }
 
+console_tail() {  # the machine's last console lines, on stderr: a `make lab-down` after the failure removes the file
+    log "last lines of $1's console:"
+    tail -n 25 "$LAB_STATE/$1/console.log" >&2 2>/dev/null || true
+}
+
 wait_ssh() {
     local name=$1 deadline=$((SECONDS + 120))
     until lab_ssh "${LAB_NODES[$name]}" true 2>/dev/null; do
-        alive "$LAB_STATE/$name/nspawn.pid" || die "$name did not boot: see $LAB_STATE/$name/console.log"
-        [ $SECONDS -lt $deadline ] || die "$name does not answer SSH after 120 s: see $LAB_STATE/$name/console.log"
+        alive "$LAB_STATE/$name/nspawn.pid" || { console_tail "$name"; die "$name did not boot: see $LAB_STATE/$name/console.log"; }
+        [ $SECONDS -lt $deadline ] || { console_tail "$name"; die "$name does not answer SSH after 120 s: see $LAB_STATE/$name/console.log"; }
         sleep 0.5
     done
 }
@@ -313,7 +318,15 @@ lab_up() {
     controller_key
     local name
     for name in "${!LAB_NODES[@]}"; do boot_node "$name"; done
-    for name in "${!LAB_NODES[@]}"; do wait_ssh "$name"; done
+    for name in "${!LAB_NODES[@]}"; do
+        # Once in make test (2026-12-07, the second lab booting beside the first's suite on a loaded machine) a
+        # node ran but did not answer SSH for 120 s; it did not recur in 31 boots beside that suite and under CPU
+        # hogs. Its console is printed, and it is booted once more before the lab is given up.
+        if ! (wait_ssh "$name"); then
+            log "$name: powering it off and booting it once more"
+            poweroff_node "$name"; boot_node "$name"; wait_ssh "$name"
+        fi
+    done
     log "Debian $DEBIAN ($SUITE) up in $((SECONDS - start)) s: node0 ${LAB_NODES[node0]}, node1 ${LAB_NODES[node1]}, app hosts ${LAB_APPS[*]}"
 }
 
