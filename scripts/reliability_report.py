@@ -51,11 +51,11 @@ SECTIONS = [
     ('lab_network_faults', 'Real hosts: network faults (`make lab-test`)',
      'nftables drops in the lab bridge and a pulled cable, with the reference driver writing from application '
      'hosts; every acknowledged write checked afterwards.'),
-    ('lab_production', 'TLS and the metrics timer (`make lab-test`, and the sandbox\'s TLS cases in `make test`)',
-     'tests/lab/test_tls.py and test_metrics_timer.py on the two machines (the lab runs with forest_tls, every other '
-     'lab case too): plain TCP refused, sessions checked in pg_stat_ssl, the metrics timer on the monitoring host '
-     '(node0); tests/integration/test_tls.py on the loopback sandbox: TLS on and off, renewal, a client '
-     'certificate.'),
+    ('lab_production', 'TLS and the metrics (`make lab-test`, and the sandbox\'s TLS cases in `make test`)',
+     'tests/lab/test_tls.py and test_exporter.py on the two machines (the lab runs with forest_tls, every other '
+     'lab case too): plain TCP refused, sessions checked in pg_stat_ssl, the exporter and the metrics timer on the '
+     'monitoring host (node0); tests/integration/test_tls.py on the loopback sandbox: TLS on and off, renewal, a '
+     'client certificate.'),
 ]
 
 

@@ -22,7 +22,7 @@ SECTION_OF_FILE = {
     'test_split_brain.py': 'split_brain', 'test_mess.py': 'mess', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
     'test_first_contact.py': 'lab_first_contact', 'test_playbooks.py': 'lab_playbooks',
     'test_network_faults.py': 'lab_network_faults', 'test_tls.py': 'lab_production',
-    'test_metrics_timer.py': 'lab_production', 'test_upgrade.py': 'lab_playbooks',
+    'test_exporter.py': 'lab_production', 'test_upgrade.py': 'lab_playbooks',
 }
 _cases = {}      # nodeid -> record
 _sections = set()
@@ -83,6 +83,19 @@ def pytest_sessionfinish(session):
         write_results(results_file)
 
 
+def expanded(entry):
+    """A case that checks many inputs in one run (record(subcases=[dict(case=..., outcome=..., facts=...)])) is a
+    row per input in the report, as if each had been a case of its own; the others are one row."""
+    subcases = entry['facts'].get('subcases')
+    if not subcases:
+        return [entry]
+    # A case that failed where no input did (its set-up, a check of them all) gives its outcome to every row.
+    unexplained = entry['outcome'] != 'passed' and all(sub['outcome'] == 'passed' for sub in subcases)
+    why = {'failure': entry['facts'].get('failure')} if unexplained else {}
+    return [dict(case=sub['case'], facts=dict(sub.get('facts', {}), **why),
+                 outcome=entry['outcome'] if unexplained else sub['outcome']) for sub in subcases]
+
+
 def write_results(results_file):
     try:
         with open(results_file) as handle:
@@ -99,7 +112,8 @@ def write_results(results_file):
         kept = dict((case['case'], case) for case in results.get(section, {}).get('cases', []))
         for nodeid, entry in _cases.items():
             if section_of(nodeid) == section and entry['outcome'] != 'not run':
-                kept[entry['case']] = dict(entry, run_at=when, commit=commit)
+                for case in expanded(entry):
+                    kept[case['case']] = dict(case, run_at=when, commit=commit)
         results[section] = dict(run_at=when, commit=commit, cases=[kept[name] for name in sorted(kept)])
         if os.environ.get('FOREST_CPU_LOAD'):  # scripts/under_load.sh: CPU hogs ran beside the suite
             results[section]['cpu_load'] = os.environ['FOREST_CPU_LOAD']

@@ -1,6 +1,8 @@
-"""An inventory of three pairs (docs/inventory.md: a child group per pair with forest_pair),
+"""An inventory of two pairs (docs/inventory.md: a child group per pair with forest_pair),
 each pair with two user databases: provision, status of every pair and database at once, one node
-of one pair broken, recover.yml -> every pair healthy and the others untouched."""
+of one pair broken, recover.yml -> every pair healthy and the other untouched.  Two pairs, not more:
+each pair provisioned from scratch costs about 35 CPU-s of a saturated make test, and a third adds no
+path the second does not take (the broken pair is the last one, the untouched one comes before it)."""
 import os
 import re
 
@@ -8,7 +10,7 @@ import pytest
 
 from pgforest_dev import pairs, sandbox
 
-COUNT = 3
+COUNT = 2
 USERDBS = ('userdb', 'ledger')
 BROKEN_PAIR = 1
 
@@ -44,7 +46,7 @@ def status_lines(output):
     return sorted(set(' '.join(line.split()) for line in found))
 
 
-def test_three_pairs_provision_status_break_one_recover(inventory):
+def test_two_pairs_provision_status_break_one_recover(inventory):
     for pair in range(COUNT):
         for serverid in (0, 1):
             for userdb in USERDBS:
@@ -85,7 +87,6 @@ def test_three_pairs_provision_status_break_one_recover(inventory):
     assert recovered.returncode == 0, recovered.stdout[-4000:]
     assert 'recovered online (basebackup) from serverid 0 (ledger, userdb)' in recovered.stdout
     assert 'Nothing to recover: the pair is healthy (pair0: ' in recovered.stdout
-    assert 'Nothing to recover: the pair is healthy (pair2: ' in recovered.stdout
     after = pairs.playbook('status.yml', inventory, extra_vars=dict(fail_unless_healthy=True))
     assert after.returncode == 0, after.stdout[-3000:]
     assert pairs.query(BROKEN_PAIR, 1, 'SELECT db FROM things WHERE id = 101', dbname='ledger') == [

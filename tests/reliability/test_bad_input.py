@@ -1,7 +1,9 @@
 """A catalogue of bad input across the modules and playbooks: each case must fail with a
 message that says what to do, and change nothing on either node."""
+import json
 import os
 import re
+import tempfile
 import threading
 
 import pytest
@@ -39,7 +41,8 @@ def mngdb_table(sid, table):
 # fail_json too, with the exception being handled if any). What sets an unhandled exception apart
 # is the task's result: its msg is ansible-core's "Task failed: Module failed: <the exception>",
 # where a fail_json's msg is the module's own message.
-UNHANDLED = re.compile(r'"msg": "Task failed: Module failed: ')
+UNHANDLED_MSG = 'Task failed: Module failed: '
+UNHANDLED = re.compile(r'"msg": "%s' % UNHANDLED_MSG)
 
 
 def unhandled(output):
@@ -54,12 +57,28 @@ def tracebacks_shown():
     del os.environ['ANSIBLE_DISPLAY_TRACEBACK']
 
 
-def module(name, host='forest0', **args):
-    def call():
-        result = sandbox.module(name, host=host, **args)
-        assert not result.get('msg', '').startswith('Task failed: Module failed: '), result['_stdout'][-3000:]
+# Lower case: in CASES it reads as the calls beside it, playbook() and metrics_playbook().
+class module(object):  # pylint: disable=invalid-name
+    """A module run with bad input.  The cases that share a set-up run as the tasks of one playbook
+    (test_bad_module_input_is_refused_clearly_and_changes_nothing): an ad hoc run costs about a CPU-second
+    of Ansible's start before the module runs, a task of a playbook a fraction of it."""
+
+    def __init__(self, name, host='forest0', **args):
+        self.name, self.host, self.args = name, host, args
+
+    def task(self, register):
+        return {'name': register, 'pgforest.cluster.' + self.name: self.args, 'register': register,
+                'ignore_errors': True, 'when': "inventory_hostname == '%s'" % self.host}
+
+    @staticmethod
+    def outcome(result):
+        """(failed, message, changed) of the module's result; AssertionError on an unhandled exception."""
+        assert not result.get('msg', '').startswith(UNHANDLED_MSG), result.get('exception', result)
         return bool(result.get('failed')), result.get('msg', ''), bool(result.get('changed'))
-    return call
+
+    def __call__(self):
+        """The module alone, ad hoc (naming the case that changed something in a batch that did)."""
+        return self.outcome(sandbox.module(self.name, host=self.host, **self.args))
 
 
 def playbook(name, **extra_vars):
@@ -243,25 +262,112 @@ def catalogue_data():
     sandbox.both('DROP TABLE IF EXISTS catalogue_orders')
 
 
-@pytest.mark.parametrize('name, call, words, setup_undo', CASES, ids=[case[0] for case in CASES])
+def shown(message, words):
+    return (message if len(message) < 400 else '...' + message[message.find(words[0]) - 150:][:400]).strip()
+
+
+def problems(outcome, words):
+    """What is wrong with a case's (failed, message, changed): [] when it was refused clearly, changing nothing."""
+    failed, message, changed = outcome
+    found = [] if failed else ['accepted: %s' % message[-2000:]]
+    found += ['message lacks %r: %s' % (word, message[-3000:]) for word in words if word not in message]
+    return found + (['changed=true'] if changed else [])
+
+
+def differences(before, after):
+    return [key for key in before if before[key] != after.get(key)]
+
+
+OTHER_CASES = [case for case in CASES if not isinstance(case[1], module)]
+
+
+@pytest.mark.parametrize('name, call, words, setup_undo', OTHER_CASES, ids=[case[0] for case in OTHER_CASES])
 def test_bad_input_is_refused_clearly_and_changes_nothing(name, call, words, setup_undo, record):
     setup, undo = setup_undo
     if setup:
         setup()
     try:
         before = fingerprint()
-        failed, message, changed = call()
+        outcome = call()
         after = fingerprint()
     finally:
         if undo:
             undo()
-    shown = message if len(message) < 400 else '...' + message[message.find(words[0]) - 150:][:400]
-    record(message=shown.strip())
-    assert failed, 'accepted: %s' % message[-2000:]
-    for word in words:
-        assert word in message, 'message lacks %r: %s' % (word, message[-3000:])
-    assert not changed
-    assert after == before, [key for key in before if before[key] != after.get(key)]
+    record(message=shown(outcome[1], words))
+    assert problems(outcome, words) == []
+    assert after == before, differences(before, after)
+
+
+# The module cases, one playbook per set-up they share: named by the set-up (a set-up of one case by the case).
+SET_UPS = {id(NONE): 'nothing set up', id(BROKEN_1): 'serverid 1 broken in both views',
+           id(BOTH_BROKEN): 'both nodes broken'}
+MODULE_GROUPS = {}
+for _case in CASES:
+    if isinstance(_case[1], module):
+        MODULE_GROUPS.setdefault(SET_UPS.get(id(_case[3]), _case[0]), []).append(_case)
+
+
+def run_as_one_playbook(cases):
+    """Each case a task of one playbook on the pair; {case name: its module's result}."""
+    registers = ['case_%d' % number for number in range(len(cases))]
+    results = os.path.join(sandbox.SANDBOX, 'bad-input-results.json')
+    gathered = '{{ {%s} | to_json }}' % ', '.join("'%s': hostvars['%s']['%s']" % (register, case[1].host, register)
+                                                  for register, case in zip(registers, cases))
+    tasks = [case[1].task(register) for register, case in zip(registers, cases)]
+    tasks.append({'name': 'the results', 'ansible.builtin.copy': {'content': gathered, 'dest': results, 'mode': '0600'},
+                  'when': "inventory_hostname == 'forest0'"})
+    with tempfile.NamedTemporaryFile('w', suffix='.json', dir=sandbox.SANDBOX) as play:
+        json.dump([{'name': 'bad input', 'hosts': 'forest', 'gather_facts': False, 'tasks': tasks}], play)
+        play.flush()
+        done = sandbox.playbook(play.name)
+    assert done.returncode == 0 and os.path.exists(results), (done.stdout + done.stderr)[-3000:]
+    with open(results) as handle:
+        found = json.load(handle)
+    os.remove(results)
+    return dict((case[0], found[register]) for register, case in zip(registers, cases))
+
+
+@pytest.mark.parametrize('set_up', sorted(MODULE_GROUPS))
+def test_bad_module_input_is_refused_clearly_and_changes_nothing(set_up, record):
+    """As the case above, for every module case of one set-up at once; a row per case in the report."""
+    cases = MODULE_GROUPS[set_up]
+    setup, undo = cases[0][3]
+    if setup:
+        setup()
+    try:
+        before = fingerprint()
+        results = run_as_one_playbook(cases)
+        after = fingerprint()
+    finally:
+        if undo:
+            undo()
+    wrong, subcases = {}, []
+    for name, _call, words, _setup_undo in cases:
+        try:
+            outcome = module.outcome(results[name])
+            wrong[name] = problems(outcome, words)
+            message = shown(outcome[1], words)
+        except AssertionError as unhandled_error:
+            wrong[name], message = ['unhandled: %s' % unhandled_error], ''
+        subcases.append(dict(case='test_bad_input_is_refused_clearly_and_changes_nothing[%s]' % name,
+                             outcome='failed' if wrong[name] else 'passed', facts=dict(message=message)))
+    record(subcases=subcases)
+    assert dict((name, found) for name, found in wrong.items() if found) == {}
+    if after != before:
+        # Which case changed it: each again on its own, with the state as it is now.
+        changed_by = []
+        for name, call, _words, (setup, undo) in cases:
+            if setup:
+                setup()
+            try:
+                alone = fingerprint()
+                call()
+                if fingerprint() != alone:
+                    changed_by.append(name)
+            finally:
+                if undo:
+                    undo()
+        assert after == before, dict(changed=differences(before, after), by=changed_by)
 
 
 BAD_ROLE_VARIABLES = [('recover.yml', dict(mode='sideways')), ('provision.yml', dict(forest_node_port='abc'))]
@@ -323,7 +429,6 @@ FATAL = re.compile(r'^fatal: \[(forest\d)\]: FAILED! => (\{.*\})$', re.M)
 
 def refusals(output):
     """{host: msg} of the play's failures, one per host (ansible's `fatal: [host]: FAILED! => {...}` lines)."""
-    import json
     found = {}
     for host, result in FATAL.findall(output):
         assert host not in found, 'two failures on %s: %s' % (host, output[-3000:])
