@@ -78,7 +78,7 @@ test: unit
 # a provision of the lab's pair that changed nothing took 113 s there, and 20 s at the end of the run, on Debian 13
 # with the machine nearly idle).  Every pytest, Ansible and psql process is in make's scheduling group, where
 # niceness counts (scripts/under_load.sh says why the hogs' group is apart).
-SANDBOX_SIDE_NICE ?= 5
+SANDBOX_SIDE_NICE ?= 10
 sandbox-side:
 	$(MAKE) sanity
 	$(MAKE) lint

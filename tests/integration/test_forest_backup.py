@@ -98,8 +98,9 @@ def test_backup_damage_both_nodes_restore_with_the_playbooks():
     done = sandbox.playbook('restore.yml', extra_vars=dict(forest_backup_dir=BACKUPS, confirm_restore=True))
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'restored: the pair is healthy, the user databases are equal' in done.stdout
-    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
-    assert sandbox.module('forest_dbsync', include=[SCHEMA + '.*'])['equal'] is True
+    status, compared = sandbox.modules([('forest_status', 'forest0', {}),
+                                        ('forest_dbsync', 'forest0', dict(include=[SCHEMA + '.*']))])
+    assert status['cluster_state'] == 'healthy' and compared['equal'] is True
     for serverid in sandbox.NODES:
         assert orders(serverid) == (3000, 4501500)
         assert large_object(serverid) == [(b'backed up',)]

@@ -92,9 +92,9 @@ def assert_recovered(result):
     assert not result.get('failed'), result.get('msg')
     assert (result['source'], result['target'], result['stage']) == (0, TARGET, 'done')
     assert not on_old_data()
-    status = sandbox.module('forest_status')
+    # every table and the large objects compared
+    status, compared = sandbox.modules([('forest_status', 'forest0', {}), ('forest_dbsync', 'forest0', {})])
     assert status['cluster_state'] == 'healthy', status['recommended_action']
-    compared = sandbox.module('forest_dbsync')  # every table and the large objects
     assert compared['equal'] is True, compared['report']
     # (equal above includes the unlogged table: 3000 rows, or none if a test crashed the source, which empties it)
     assert 'pg_catalog.pg_largeobject                equal           rows 1/1' in compared['report']

@@ -103,8 +103,9 @@ def test_resync_under_load_loses_nothing_keeps_the_data_directory_and_leaves_no_
     assert len(driver.acked) > acked_while_degraded > 0
     assert lost_or_duplicated(driver, lambda sid: sandbox.connect(sid, sandbox.USERDB)) == []
     assert driver.validity == {0: 1, 1: 1}
-    assert sandbox.module('forest_status')['cluster_state'] == 'healthy'
-    compared = sandbox.module('forest_dbsync')  # every table, sequence and the large objects
+    # every table, sequence and the large objects compared
+    status, compared = sandbox.modules([('forest_status', 'forest0', {}), ('forest_dbsync', 'forest0', {})])
+    assert status['cluster_state'] == 'healthy'
     assert compared['equal'] is True, compared['report']
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_gone', dbname=sandbox.USERDB) == [(0,)]
     assert sandbox.query(TARGET, 'SELECT count(*) FROM resync_new', dbname=sandbox.USERDB) == [(300 - 300 // 11,)]

@@ -101,12 +101,12 @@ def assert_new_node_is_broken_everywhere(output=None):
 
 
 def assert_healthy_and_equal():
-    found = status()
+    found, *compared = sandbox.modules([('forest_status', 'forest0', dict(userdbs=USERDBS))]
+                                       + [('forest_dbsync', 'forest0', dict(userdb=userdb)) for userdb in USERDBS])
     assert found['healthy'], found['summary']
     assert not any(node['replaced'] for database in found['databases'] for node in database['nodes'])
-    for userdb in USERDBS:
-        compared = sandbox.module('forest_dbsync', userdb=userdb)
-        assert compared['equal'] is True, (userdb, compared['report'])
+    for userdb, result in zip(USERDBS, compared):
+        assert result['equal'] is True, (userdb, result.get('report'), result.get('msg'))
 
 
 def hba_path(serverid):

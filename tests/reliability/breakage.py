@@ -92,8 +92,7 @@ def sequences(serverid):
 
 def pair_checks(driver=None):
     """What must hold after any recovery or repair, as facts; the caller asserts them."""
-    status = sandbox.module('forest_status')
-    compared = sandbox.module('forest_dbsync')
+    status, compared = sandbox.modules([('forest_status', 'forest0', {}), ('forest_dbsync', 'forest0', {})])
     facts = dict(cluster_state=status.get('cluster_state'), equal=compared.get('equal'),
                  sequences_aligned=sequences(0) == sequences(1))
     if driver is not None:

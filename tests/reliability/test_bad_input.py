@@ -3,7 +3,6 @@ message that says what to do, and change nothing on either node."""
 import json
 import os
 import re
-import tempfile
 import threading
 
 import pytest
@@ -65,10 +64,6 @@ class module(object):  # pylint: disable=invalid-name
 
     def __init__(self, name, host='forest0', **args):
         self.name, self.host, self.args = name, host, args
-
-    def task(self, register):
-        return {'name': register, 'pgforest.cluster.' + self.name: self.args, 'register': register,
-                'ignore_errors': True, 'when': "inventory_hostname == '%s'" % self.host}
 
     @staticmethod
     def outcome(result):
@@ -309,22 +304,8 @@ for _case in CASES:
 
 def run_as_one_playbook(cases):
     """Each case a task of one playbook on the pair; {case name: its module's result}."""
-    registers = ['case_%d' % number for number in range(len(cases))]
-    results = os.path.join(sandbox.SANDBOX, 'bad-input-results.json')
-    gathered = '{{ {%s} | to_json }}' % ', '.join("'%s': hostvars['%s']['%s']" % (register, case[1].host, register)
-                                                  for register, case in zip(registers, cases))
-    tasks = [case[1].task(register) for register, case in zip(registers, cases)]
-    tasks.append({'name': 'the results', 'ansible.builtin.copy': {'content': gathered, 'dest': results, 'mode': '0600'},
-                  'when': "inventory_hostname == 'forest0'"})
-    with tempfile.NamedTemporaryFile('w', suffix='.json', dir=sandbox.SANDBOX) as play:
-        json.dump([{'name': 'bad input', 'hosts': 'forest', 'gather_facts': False, 'tasks': tasks}], play)
-        play.flush()
-        done = sandbox.playbook(play.name)
-    assert done.returncode == 0 and os.path.exists(results), (done.stdout + done.stderr)[-3000:]
-    with open(results) as handle:
-        found = json.load(handle)
-    os.remove(results)
-    return dict((case[0], found[register]) for register, case in zip(registers, cases))
+    results = sandbox.modules([(case[1].name, case[1].host, case[1].args) for case in cases])
+    return dict((case[0], result) for case, result in zip(cases, results))
 
 
 @pytest.mark.parametrize('set_up', sorted(MODULE_GROUPS))

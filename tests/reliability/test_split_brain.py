@@ -28,11 +28,12 @@ def node_rows():
 def test_each_node_marking_the_other_broken_is_named_and_no_source_is_picked(split_pair, record):
     sandbox.set_views({1: -1}, {0: -1})
     before = node_rows(), [sandbox.mngdb_rows(sid, 'server_info') for sid in sandbox.NODES]
-    status = sandbox.module('forest_status')
-    refused = [sandbox.module('forest_recover', mode='offline', **args) for args in ({}, dict(target=1), dict(method='dump'))]
-    online = sandbox.module('forest_recover', host='forest1', mode='online', data_dir=sandbox.data_dir(1))
-    sync = sandbox.module('forest_dbsync', mode='sync')
-    compared = sandbox.module('forest_dbsync')
+    # Each call whatever the one before did, as a DBA trying one way out after another.
+    status, *refused, online, sync, compared = sandbox.modules(
+        [('forest_status', 'forest0', {})]
+        + [('forest_recover', 'forest0', dict(mode='offline', **args)) for args in ({}, dict(target=1), dict(method='dump'))]
+        + [('forest_recover', 'forest1', dict(mode='online', data_dir=sandbox.data_dir(1))),
+           ('forest_dbsync', 'forest0', dict(mode='sync')), ('forest_dbsync', 'forest0', {})])
     after = node_rows(), [sandbox.mngdb_rows(sid, 'server_info') for sid in sandbox.NODES]
     record(cluster_state=status['cluster_state'], action=status['recommended_action']['action'],
            recover=refused[0]['msg'][:200], dbsync_compare='equal=%s' % compared.get('equal'))
