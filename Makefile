@@ -74,12 +74,10 @@ test: unit
 	@echo "make test: every suite passed; the work tree is as it was (git status --short prints nothing):"
 	@git status --short
 
-# The sandbox suites run at niceness SANDBOX_SIDE_NICE beside the two other chains: the lab's steps and the timing
-# cases come one after another, where the suites' workers have parallel work to spare, so a cycle the lab waits
-# for costs make test more than one a worker waits for (the lab suite took 36 min 41 s under the machine's load;
-# a provision of the lab's pair that changed nothing took 113 s there, and 20 s at the end of the run, on Debian 13
-# with the machine nearly idle).  Every pytest, Ansible and psql process is in make's scheduling group, where
-# niceness counts (scripts/under_load.sh says why the hogs' group is apart).
+# The sandbox suites run at niceness SANDBOX_SIDE_NICE beside the timing cases, whose steps come one after another
+# where the suites' workers have parallel work to spare.  A niceness counts only inside a scheduling group (a
+# session): the sandbox suites and the timing cases share make's; the lab's steps have one of their own
+# (scripts/own_session.py), as have the hogs (scripts/under_load.sh) and every sandbox server.
 SANDBOX_SIDE_NICE ?= 5
 sandbox-side:
 	$(MAKE) sanity

@@ -22,7 +22,9 @@ SECTION_OF_FILE = {
     'test_split_brain.py': 'split_brain', 'test_mess.py': 'mess', 'test_security.py': 'security', 'test_fuzz.py': 'fuzz',
     'test_first_contact.py': 'lab_first_contact', 'test_playbooks.py': 'lab_playbooks',
     'test_network_faults.py': 'lab_network_faults', 'test_tls.py': 'lab_production',
-    'test_exporter.py': 'lab_production', 'test_upgrade.py': 'lab_playbooks',
+    'test_upgrade.py': 'lab_playbooks',
+    # A name two suites share: the lab's file only (tests/integration/test_exporter.py is no reliability case).
+    'lab/test_exporter.py': 'lab_production',
 }
 _cases = {}      # nodeid -> record
 _sections = set()
@@ -36,7 +38,8 @@ def soak_recoveries():
 def section_of(nodeid):
     """The report section of a case; None for a case of another suite (with parallel workers the
     controller calls this hook for every case, the suite's conftest notwithstanding)."""
-    section = SECTION_OF_FILE.get(os.path.basename(nodeid.split('::')[0]))
+    path = nodeid.split('::')[0]
+    section = SECTION_OF_FILE.get('/'.join(path.split('/')[-2:]), SECTION_OF_FILE.get(os.path.basename(path)))
     if section == 'soak' and soak_recoveries() < 20:
         return 'soak_short'
     return section

@@ -59,3 +59,29 @@ def test_no_command_or_a_missing_one_is_one_line():
     missing = wrapped('/nonexistent/command')
     _out, err = missing.communicate(timeout=30)
     assert missing.returncode == 127 and err.count('\n') == 1 and '/nonexistent/command' in err
+
+
+def test_a_signal_while_the_command_starts_reaches_it_once_it_runs(monkeypatch):
+    """The window between the fork and the command's process being known: the signal waits, then goes on (before,
+    it ended the wrapper there and left the command running in its own session)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('own_session', SCRIPT)
+    own_session = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(own_session)
+    real_popen = subprocess.Popen
+    started = []
+
+    def popen_then_signal(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        os.kill(os.getpid(), signal.SIGTERM)  # lands before main() has the command's process
+        return started[0]
+    monkeypatch.setattr(own_session.subprocess, 'Popen', popen_then_signal)
+    kept = dict((signum, signal.getsignal(signum)) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    try:
+        status = own_session.main([sys.executable, '-c', 'import time; time.sleep(60)'])
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+        if started and started[0].poll() is None:
+            started[0].kill()
+    assert status == 128 + signal.SIGTERM

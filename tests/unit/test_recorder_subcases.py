@@ -1,5 +1,6 @@
 """tests/recorder.py: a case that checks many inputs in one run (the bad-input module cases, one playbook per
-set-up) is a row per input in the report, each with its own outcome."""
+set-up) is a row per input in the report, each with its own outcome; a file name two suites share is filed by
+its folder."""
 from recorder import expanded
 
 
@@ -31,3 +32,10 @@ def test_a_failure_no_input_explains_fails_every_row_and_says_why():
                           failure="AssertionError: {'changed': [(1, 'mngdb')]}"))
     assert [row['outcome'] for row in rows] == ['failed', 'failed']
     assert rows[0]['facts'] == dict(message='one', failure="AssertionError: {'changed': [(1, 'mngdb')]}")
+
+
+def test_a_file_name_two_suites_share_goes_to_the_lab_s_section_only():
+    from recorder import section_of
+    assert section_of('tests/lab/test_exporter.py::test_the_exporter_and_the_timer') == 'lab_production'
+    assert section_of('tests/integration/test_exporter.py::test_a_stopped_node_shows_at_the_next_scrape') is None
+    assert section_of('tests/reliability/test_bad_input.py::test_x[a]') == 'bad_input'
