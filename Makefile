@@ -64,7 +64,8 @@ demo: sandbox
 # run (fresh clones, 2026-12-07): 2198 s this way; 2171 s with the Debian 13 lab beside the first (make
 # lab-smoke-13 in the third chain), where once its node did not answer SSH at boot; 2312 s with molecule moved
 # into the third chain (the lab chain then ended last).  The lab's steps in a session of their own
-# (scripts/own_session.py): 2064 s (ec483eb), against 2224 s the commit before, in make's session.
+# (scripts/own_session.py): 2064 s (ec483eb) and 2044 s (82675f1), against 2224 s the commit before, in make's
+# session.
 # The timing cases' hogs are at niceness 19: beside two
 # other chains the machine is saturated anyway, and full-priority hogs only stretched the lab (with other work
 # beside it too, a lab suite of 23 min took 36).  make timing-loaded alone keeps full-priority hogs.  The lab
