@@ -1,5 +1,6 @@
 """A catalogue of bad input across the modules and playbooks: each case must fail with a
 message that says what to do, and change nothing on either node."""
+import contextlib
 import json
 import os
 import re
@@ -257,6 +258,19 @@ def catalogue_data():
     sandbox.both('DROP TABLE IF EXISTS catalogue_orders')
 
 
+@contextlib.contextmanager
+def prepared(setup_undo):
+    """A case's set-up for what runs inside, undone afterwards whatever happened."""
+    setup, undo = setup_undo
+    if setup:
+        setup()
+    try:
+        yield
+    finally:
+        if undo:
+            undo()
+
+
 def shown(message, words):
     return (message if len(message) < 400 else '...' + message[message.find(words[0]) - 150:][:400]).strip()
 
@@ -278,16 +292,10 @@ OTHER_CASES = [case for case in CASES if not isinstance(case[1], module)]
 
 @pytest.mark.parametrize('name, call, words, setup_undo', OTHER_CASES, ids=[case[0] for case in OTHER_CASES])
 def test_bad_input_is_refused_clearly_and_changes_nothing(name, call, words, setup_undo, record):
-    setup, undo = setup_undo
-    if setup:
-        setup()
-    try:
+    with prepared(setup_undo):
         before = fingerprint()
         outcome = call()
         after = fingerprint()
-    finally:
-        if undo:
-            undo()
     record(message=shown(outcome[1], words))
     assert problems(outcome, words) == []
     assert after == before, differences(before, after)
@@ -321,16 +329,10 @@ def test_bad_module_input_is_refused_clearly_and_changes_nothing(set_up, record)
     # (its set-up, the playbook) leaves no row of an earlier run passed.
     record(subcases=[dict(case=row_name(name), outcome='failed', facts=dict(failure='no result: the batch failed'))
                      for name, _call, _words, _setup_undo in cases])
-    setup, undo = cases[0][3]
-    if setup:
-        setup()
-    try:
+    with prepared(cases[0][3]):
         before = fingerprint()
         results = run_as_one_playbook(cases)
         after = fingerprint()
-    finally:
-        if undo:
-            undo()
     wrong, subcases = {}, []
     for name, _call, words, _setup_undo in cases:
         try:
@@ -346,17 +348,12 @@ def test_bad_module_input_is_refused_clearly_and_changes_nothing(set_up, record)
     if after != before:
         # Which case changed it: each again on its own, with the state as it is now.
         changed_by = []
-        for name, call, _words, (setup, undo) in cases:
-            if setup:
-                setup()
-            try:
+        for name, call, _words, setup_undo in cases:
+            with prepared(setup_undo):
                 alone = fingerprint()
                 call()
                 if fingerprint() != alone:
                     changed_by.append(name)
-            finally:
-                if undo:
-                    undo()
         assert after == before, dict(changed=differences(before, after), by=changed_by)
 
 
@@ -478,17 +475,11 @@ USERDB_REFUSED = ['is not a user database of pair forest; its user databases are
     ('recover.yml', {}),
 ], ids=['dbsync', 'dbsync sync', 'backup', 'config', 'restore', 'recover offline', 'recover online'])
 def test_a_userdb_that_is_not_the_pairs_is_one_line_on_every_host(name, extra_vars, record):
-    setup, undo = BROKEN_1 if name == 'recover.yml' else NONE
-    if setup:
-        setup()
-    try:
+    with prepared(BROKEN_1 if name == 'recover.yml' else NONE):
         before = fingerprint()
         done = sandbox.playbook(name, extra_vars=dict(extra_vars, userdb='userdb; drop table catalogue_orders'))
         message = assert_refused_on_every_host(done, ['userdb "userdb; drop table catalogue_orders"'] + USERDB_REFUSED)
         assert fingerprint() == before
-    finally:
-        if undo:
-            undo()
     record(message=message)
 
 
